@@ -1,0 +1,244 @@
+// Distributed data loader over llm.c token shards (docs/formats.md).
+// Each micro-batch is B*T+1 consecutive tokens: inputs are the first B*T, targets the same shifted
+// by one. With P processes, process r reads window sample*P*B*T + r*B*T, so ranks never overlap.
+// Order is deterministic; optional shuffling permutes shards and the samples inside each shard
+// with a seeded Mersenne Twister whose state is saved in checkpoints for exact resume.
+#ifndef LLMC_DATALOADER_H
+#define LLMC_DATALOADER_H
+
+#include <glob.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "formats.h"
+#include "rand.h"
+#include "utils.h"
+
+typedef struct {
+    int process_rank;
+    int num_processes;
+    int B, T;
+    int vocab_size; // token ids must be below this
+    glob_t glob_result;
+    size_t num_shards;
+    // shuffling
+    int should_shuffle;
+    mt19937_state shuffle_rng;
+    int *shard_indices;       // (num_shards) visiting order of the shards
+    int *intra_shard_indices; // (max samples per shard) visiting order inside the current shard
+    size_t intra_capacity;
+    // position
+    size_t current_shard_idx;  // index into shard_indices
+    size_t current_sample_idx; // index into the current shard's samples
+    // the open shard
+    FILE *file;
+    const char *shard_path;
+    int token_bytes; // 2 or 4
+    size_t shard_num_tokens;
+    size_t shard_num_samples;
+    // output buffers
+    unsigned char *read_buffer; // B*T+1 raw tokens
+    int *inputs;                // (B, T)
+    int *targets;               // (B, T)
+} DataLoader;
+
+// Reads and checks a shard header; returns the token count and sets *token_bytes.
+static inline size_t dataloader_check_shard(FILE *file, const char *path, int *token_bytes) {
+    size_t file_size = file_size_check(file, path);
+    if (file_size < HEADER_BYTES) {
+        fatal("%s: not a token shard: %zu bytes, shorter than the 1024-byte header", path,
+              file_size);
+    }
+    int32_t header[HEADER_INTS];
+    fseek_check(file, 0, SEEK_SET, path);
+    read_header(file, path, header);
+    if (header[0] == DATA_MAGIC_U16) {
+        if (header[1] != DATA_VERSION_U16) {
+            fatal("%s: unsupported shard version %d in header[1], expected %d for uint16 tokens",
+                  path, header[1], DATA_VERSION_U16);
+        }
+        *token_bytes = 2;
+    } else if (header[0] == DATA_MAGIC_U32) {
+        if (header[1] != DATA_VERSION_U32) {
+            fatal("%s: unsupported shard version %d in header[1], expected %d for uint32 tokens",
+                  path, header[1], DATA_VERSION_U32);
+        }
+        *token_bytes = 4;
+    } else {
+        fatal("%s: bad magic %d in header[0], expected %d or %d (token shard)", path, header[0],
+              DATA_MAGIC_U16, DATA_MAGIC_U32);
+    }
+    if (header[2] <= 0) {
+        fatal("%s: bad token count %d in header[2]", path, header[2]);
+    }
+    size_t num_tokens = (size_t)header[2];
+    size_t expected = HEADER_BYTES + num_tokens * (size_t)*token_bytes;
+    if (file_size != expected) {
+        fatal("%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
+              path, file_size, expected, num_tokens);
+    }
+    return num_tokens;
+}
+
+static inline void dataloader_load_shard(DataLoader *loader, size_t shard_position) {
+    if (loader->file != NULL) {
+        fclose(loader->file);
+    }
+    int shard = loader->should_shuffle ? loader->shard_indices[shard_position] : (int)shard_position;
+    loader->shard_path = loader->glob_result.gl_pathv[shard];
+    loader->file = fopen_check(loader->shard_path, "rb");
+    loader->shard_num_tokens =
+        dataloader_check_shard(loader->file, loader->shard_path, &loader->token_bytes);
+    size_t window = (size_t)loader->num_processes * loader->B * loader->T;
+    loader->shard_num_samples = (loader->shard_num_tokens - 1) / window;
+}
+
+static inline void dataloader_shuffle_current_shard(DataLoader *loader) {
+    if (loader->shard_num_samples > loader->intra_capacity) {
+        free(loader->intra_shard_indices);
+        loader->intra_capacity = loader->shard_num_samples;
+        loader->intra_shard_indices =
+            (int *)malloc_check(loader->intra_capacity * sizeof(int), "shuffle indices");
+    }
+    mt19937_permutation(&loader->shuffle_rng, loader->intra_shard_indices,
+                        (int)loader->shard_num_samples);
+}
+
+// Back to the first sample of the first shard (a new epoch: reshuffled when shuffling).
+static inline void dataloader_reset(DataLoader *loader) {
+    loader->current_shard_idx = 0;
+    loader->current_sample_idx = 0;
+    if (loader->should_shuffle) {
+        mt19937_permutation(&loader->shuffle_rng, loader->shard_indices, (int)loader->num_shards);
+    }
+    dataloader_load_shard(loader, 0);
+    if (loader->should_shuffle) {
+        dataloader_shuffle_current_shard(loader);
+    }
+}
+
+// pattern: a glob of shard files. Every shard is checked up front so a bad one fails at start.
+static inline void dataloader_init(DataLoader *loader, const char *pattern, int B, int T,
+                                   int vocab_size, int process_rank, int num_processes,
+                                   int should_shuffle, uint32_t shuffle_seed) {
+    memset(loader, 0, sizeof(*loader));
+    if (B <= 0 || T <= 0 || num_processes <= 0 || process_rank < 0 ||
+        process_rank >= num_processes) {
+        fatal("data loader: bad B=%d T=%d rank=%d processes=%d", B, T, process_rank,
+              num_processes);
+    }
+    loader->process_rank = process_rank;
+    loader->num_processes = num_processes;
+    loader->B = B;
+    loader->T = T;
+    loader->vocab_size = vocab_size;
+    loader->should_shuffle = should_shuffle;
+    int status = glob(pattern, 0, NULL, &loader->glob_result);
+    if (status == GLOB_NOMATCH) {
+        fatal("no data files match %s", pattern);
+    }
+    if (status != 0) {
+        fatal("glob failed for %s (status %d)", pattern, status);
+    }
+    loader->num_shards = loader->glob_result.gl_pathc;
+    size_t needed = (size_t)num_processes * B * T + 1;
+    for (size_t i = 0; i < loader->num_shards; i++) {
+        const char *path = loader->glob_result.gl_pathv[i];
+        FILE *file = fopen_check(path, "rb");
+        int token_bytes;
+        size_t num_tokens = dataloader_check_shard(file, path, &token_bytes);
+        fclose(file);
+        if (num_tokens < needed) {
+            fatal("%s: %zu tokens, too few for one batch of %d processes x B=%d x T=%d (+1) = %zu",
+                  path, num_tokens, num_processes, B, T, needed);
+        }
+    }
+    loader->read_buffer = (unsigned char *)malloc_check(needed * 4, "loader buffer");
+    loader->inputs = (int *)malloc_check((size_t)B * T * sizeof(int), "loader inputs");
+    loader->targets = (int *)malloc_check((size_t)B * T * sizeof(int), "loader targets");
+    loader->shard_indices = (int *)malloc_check(loader->num_shards * sizeof(int), "shard order");
+    for (size_t i = 0; i < loader->num_shards; i++) {
+        loader->shard_indices[i] = (int)i;
+    }
+    if (should_shuffle) {
+        TorchGenerator gen;
+        torch_manual_seed(&gen, shuffle_seed);
+        loader->shuffle_rng = gen.mt;
+    }
+    dataloader_reset(loader);
+}
+
+// Loads the next micro-batch into loader->inputs / loader->targets.
+static inline void dataloader_next_batch(DataLoader *loader) {
+    if (loader->current_sample_idx >= loader->shard_num_samples) {
+        loader->current_shard_idx++;
+        if (loader->current_shard_idx >= loader->num_shards) {
+            dataloader_reset(loader);
+        } else {
+            dataloader_load_shard(loader, loader->current_shard_idx);
+            loader->current_sample_idx = 0;
+            if (loader->should_shuffle) {
+                dataloader_shuffle_current_shard(loader);
+            }
+        }
+    }
+    size_t sample = loader->should_shuffle
+                        ? (size_t)loader->intra_shard_indices[loader->current_sample_idx]
+                        : loader->current_sample_idx;
+    size_t BT = (size_t)loader->B * loader->T;
+    size_t token_offset = sample * loader->num_processes * BT + (size_t)loader->process_rank * BT;
+    size_t byte_offset = HEADER_BYTES + token_offset * (size_t)loader->token_bytes;
+    fseek_check(loader->file, (long)byte_offset, SEEK_SET, loader->shard_path);
+    fread_check(loader->read_buffer, (size_t)loader->token_bytes, BT + 1, loader->file,
+                loader->shard_path, "tokens");
+    for (size_t i = 0; i <= BT; i++) {
+        unsigned int token;
+        if (loader->token_bytes == 2) {
+            uint16_t value;
+            memcpy(&value, loader->read_buffer + 2 * i, 2);
+            token = value;
+        } else {
+            uint32_t value;
+            memcpy(&value, loader->read_buffer + 4 * i, 4);
+            token = value;
+        }
+        if (token >= (unsigned int)loader->vocab_size) {
+            fatal("%s: token id %u at position %zu is >= the model's vocabulary size V=%d",
+                  loader->shard_path, token, token_offset + i, loader->vocab_size);
+        }
+        if (i < BT) loader->inputs[i] = (int)token;
+        if (i > 0) loader->targets[i - 1] = (int)token;
+    }
+    loader->current_sample_idx++;
+}
+
+// Positions the loader as a saved state says (after dataloader_init). With shuffling, the
+// permutations and generator are restored by the caller before this (see the state file).
+static inline void dataloader_resume(DataLoader *loader, size_t shard_idx, size_t sample_idx) {
+    if (shard_idx >= loader->num_shards) {
+        fatal("resume: loader shard index %zu out of range (%zu shards match the -i pattern)",
+              shard_idx, loader->num_shards);
+    }
+    loader->current_shard_idx = shard_idx;
+    dataloader_load_shard(loader, shard_idx);
+    if (sample_idx > loader->shard_num_samples) {
+        fatal("resume: loader sample index %zu beyond the %zu samples of %s", sample_idx,
+              loader->shard_num_samples, loader->shard_path);
+    }
+    loader->current_sample_idx = sample_idx;
+}
+
+static inline void dataloader_free(DataLoader *loader) {
+    if (loader->file != NULL) {
+        fclose(loader->file);
+    }
+    globfree(&loader->glob_result);
+    free(loader->read_buffer);
+    free(loader->inputs);
+    free(loader->targets);
+    free(loader->shard_indices);
+    free(loader->intra_shard_indices);
+}
+
+#endif // LLMC_DATALOADER_H

@@ -1,0 +1,215 @@
+// llm.c-compatible binary files: model checkpoints (v3 fp32, v5 bf16) and debug states.
+// Each reader validates magic, version and sizes against the file length and names the file and
+// field in its error. docs/formats.md describes every layout.
+#ifndef LLMC_FORMATS_H
+#define LLMC_FORMATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model_config.h"
+#include "utils.h"
+
+#define HEADER_INTS 256
+#define HEADER_BYTES (HEADER_INTS * sizeof(int32_t))
+
+#define MODEL_MAGIC 20240326
+#define MODEL_VERSION_FP32 3
+#define MODEL_VERSION_BF16 5
+#define DEBUG_STATE_MAGIC 20240327
+#define DEBUG_STATE_VERSION 2
+#define TOKENIZER_MAGIC 20240328
+#define DATA_MAGIC_U16 20240520
+#define DATA_VERSION_U16 1
+#define DATA_MAGIC_U32 20240801
+#define DATA_VERSION_U32 7
+#define EVAL_MAGIC 20240522
+#define STATE_MAGIC 20240527
+#define STATE_VERSION 1
+
+static inline void read_header(FILE *file, const char *path, int32_t header[HEADER_INTS]) {
+    fread_check(header, sizeof(int32_t), HEADER_INTS, file, path, "header (256 int32)");
+}
+
+// Reads a model header and checks it; fills config and returns the version (3 or 5).
+static inline int model_read_header(FILE *file, const char *path, GPT2Config *config) {
+    size_t file_size = file_size_check(file, path);
+    if (file_size < HEADER_BYTES) {
+        fatal("%s: not a model file: %zu bytes, shorter than the 1024-byte header", path, file_size);
+    }
+    int32_t header[HEADER_INTS];
+    read_header(file, path, header);
+    if (header[0] != MODEL_MAGIC) {
+        fatal("%s: bad magic %d in header[0], expected %d (model file)", path, header[0],
+              MODEL_MAGIC);
+    }
+    int version = header[1];
+    if (version != MODEL_VERSION_FP32 && version != MODEL_VERSION_BF16) {
+        fatal("%s: unsupported model version %d in header[1], expected 3 (fp32) or 5 (bf16)", path,
+              version);
+    }
+    config->max_seq_len = header[2];
+    config->vocab_size = header[3];
+    config->num_layers = header[4];
+    config->num_heads = header[5];
+    config->channels = header[6];
+    config->padded_vocab_size = header[7];
+    const char *problem = gpt2_config_problem(config);
+    if (problem != NULL) {
+        fatal("%s: bad model header (maxT=%d V=%d L=%d NH=%d C=%d Vp=%d): %s", path,
+              config->max_seq_len, config->vocab_size, config->num_layers, config->num_heads,
+              config->channels, config->padded_vocab_size, problem);
+    }
+    size_t bytes_per_param = version == MODEL_VERSION_FP32 ? 4 : 2;
+    size_t expected = HEADER_BYTES + gpt2_num_parameters(config) * bytes_per_param;
+    if (file_size != expected) {
+        fatal("%s: file is %zu bytes, expected %zu for a version-%d model with this header "
+              "(truncated or corrupt)",
+              path, file_size, expected, version);
+    }
+    return version;
+}
+
+// Loads parameters into params (fp32, num_parameters long), converting bf16 if needed.
+static inline void model_read_params(FILE *file, const char *path, int version, float *params,
+                                     size_t num_parameters) {
+    if (version == MODEL_VERSION_FP32) {
+        fread_check(params, sizeof(float), num_parameters, file, path, "parameters");
+        return;
+    }
+    const size_t chunk = 1 << 20;
+    uint16_t *buffer = (uint16_t *)malloc_check(chunk * sizeof(uint16_t), "bf16 read buffer");
+    for (size_t done = 0; done < num_parameters; done += chunk) {
+        size_t count = num_parameters - done < chunk ? num_parameters - done : chunk;
+        fread_check(buffer, sizeof(uint16_t), count, file, path, "bf16 parameters");
+        for (size_t i = 0; i < count; i++) {
+            params[done + i] = bf16_to_float(buffer[i]);
+        }
+    }
+    free(buffer);
+}
+
+// Writes a model checkpoint atomically; version 3 (fp32) or 5 (bf16).
+static inline void model_write(const char *path, const GPT2Config *config, const float *params,
+                               int version) {
+    int32_t header[HEADER_INTS];
+    memset(header, 0, sizeof(header));
+    header[0] = MODEL_MAGIC;
+    header[1] = version;
+    header[2] = config->max_seq_len;
+    header[3] = config->vocab_size;
+    header[4] = config->num_layers;
+    header[5] = config->num_heads;
+    header[6] = config->channels;
+    header[7] = config->padded_vocab_size;
+    size_t num_parameters = gpt2_num_parameters(config);
+    AtomicFile out;
+    atomic_open(&out, path);
+    fwrite_check(header, sizeof(int32_t), HEADER_INTS, out.file, path);
+    if (version == MODEL_VERSION_FP32) {
+        fwrite_check(params, sizeof(float), num_parameters, out.file, path);
+    } else {
+        const size_t chunk = 1 << 20;
+        uint16_t *buffer = (uint16_t *)malloc_check(chunk * sizeof(uint16_t), "bf16 write buffer");
+        for (size_t done = 0; done < num_parameters; done += chunk) {
+            size_t count = num_parameters - done < chunk ? num_parameters - done : chunk;
+            for (size_t i = 0; i < count; i++) {
+                buffer[i] = float_to_bf16(params[done + i]);
+            }
+            fwrite_check(buffer, sizeof(uint16_t), count, out.file, path);
+        }
+        free(buffer);
+    }
+    atomic_commit(&out);
+}
+
+// A reference dump written by scripts/train_gpt2.py (or llm.c's), for test_gpt2.
+typedef struct {
+    int B, T, V;
+    int *inputs;        // (B, T)
+    int *targets;       // (B, T)
+    float *logits;      // (B, T, V)
+    float loss;
+    float *grads;       // num_parameters, checkpoint layout
+    int n_steps;        // reference AdamW step losses (0 in llm.c's files)
+    float *step_losses; // (n_steps)
+    float lr, beta1, beta2, eps, weight_decay, grad_clip;
+} DebugState;
+
+static inline void debug_state_read(const char *path, const GPT2Config *config, DebugState *state) {
+    FILE *file = fopen_check(path, "rb");
+    size_t file_size = file_size_check(file, path);
+    if (file_size < HEADER_BYTES) {
+        fatal("%s: not a debug state: %zu bytes, shorter than the 1024-byte header", path,
+              file_size);
+    }
+    int32_t header[HEADER_INTS];
+    read_header(file, path, header);
+    if (header[0] != DEBUG_STATE_MAGIC) {
+        fatal("%s: bad magic %d in header[0], expected %d (debug state)", path, header[0],
+              DEBUG_STATE_MAGIC);
+    }
+    if (header[1] != DEBUG_STATE_VERSION) {
+        fatal("%s: unsupported debug state version %d in header[1], expected %d", path, header[1],
+              DEBUG_STATE_VERSION);
+    }
+    state->B = header[2];
+    state->T = header[3];
+    state->V = config->vocab_size;
+    state->n_steps = header[4];
+    if (state->B <= 0 || state->T <= 0 || state->T > config->max_seq_len) {
+        fatal("%s: bad B=%d or T=%d in header[2..3] (need B >= 1, 1 <= T <= maxT=%d)", path,
+              state->B, state->T, config->max_seq_len);
+    }
+    if (state->n_steps < 0 || state->n_steps > 100000) {
+        fatal("%s: bad n_steps %d in header[4]", path, state->n_steps);
+    }
+    state->lr = int_bits_to_float(header[5]);
+    state->beta1 = int_bits_to_float(header[6]);
+    state->beta2 = int_bits_to_float(header[7]);
+    state->eps = int_bits_to_float(header[8]);
+    state->weight_decay = int_bits_to_float(header[9]);
+    state->grad_clip = int_bits_to_float(header[10]);
+    size_t BT = (size_t)state->B * state->T;
+    size_t num_parameters = gpt2_num_parameters(config);
+    size_t expected = HEADER_BYTES + BT * 2 * sizeof(int32_t) + BT * state->V * sizeof(float) +
+                      sizeof(float) + num_parameters * sizeof(float) +
+                      (size_t)state->n_steps * sizeof(float);
+    if (file_size != expected) {
+        fatal("%s: file is %zu bytes, expected %zu for B=%d T=%d V=%d, %zu parameters and %d step "
+              "losses (truncated, or made for another model)",
+              path, file_size, expected, state->B, state->T, state->V, num_parameters,
+              state->n_steps);
+    }
+    state->inputs = (int *)malloc_check(BT * sizeof(int), "debug inputs");
+    state->targets = (int *)malloc_check(BT * sizeof(int), "debug targets");
+    state->logits = (float *)malloc_check(BT * state->V * sizeof(float), "debug logits");
+    state->grads = (float *)malloc_check(num_parameters * sizeof(float), "debug grads");
+    state->step_losses = (float *)malloc_check((size_t)state->n_steps * sizeof(float), "losses");
+    fread_check(state->inputs, sizeof(int), BT, file, path, "inputs");
+    fread_check(state->targets, sizeof(int), BT, file, path, "targets");
+    for (size_t i = 0; i < BT; i++) {
+        if (state->inputs[i] < 0 || state->inputs[i] >= state->V || state->targets[i] < 0 ||
+            state->targets[i] >= state->V) {
+            fatal("%s: token id out of range at position %zu (input %d, target %d, V=%d)", path, i,
+                  state->inputs[i], state->targets[i], state->V);
+        }
+    }
+    fread_check(state->logits, sizeof(float), BT * state->V, file, path, "logits");
+    fread_check(&state->loss, sizeof(float), 1, file, path, "loss");
+    fread_check(state->grads, sizeof(float), num_parameters, file, path, "gradients");
+    fread_check(state->step_losses, sizeof(float), (size_t)state->n_steps, file, path,
+                "step losses");
+    fclose(file);
+}
+
+static inline void debug_state_free(DebugState *state) {
+    free(state->inputs);
+    free(state->targets);
+    free(state->logits);
+    free(state->grads);
+    free(state->step_losses);
+}
+
+#endif // LLMC_FORMATS_H

@@ -1,0 +1,195 @@
+// GPT-2 shape, the table of its 16 parameter tensors, model descriptors (d12, L=..,C=..) and the
+// random initialisation that equals our PyTorch reference's for the same seed.
+// Shared by the CPU and CUDA trainers: the parameter layout is the checkpoint layout.
+#ifndef LLMC_MODEL_CONFIG_H
+#define LLMC_MODEL_CONFIG_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rand.h"
+#include "utils.h"
+
+typedef struct {
+    int max_seq_len;       // maxT: rows of wpe
+    int vocab_size;        // V: real tokens
+    int padded_vocab_size; // Vp: rows of wte, V rounded up (to 128) so matmuls see aligned shapes
+    int num_layers;        // L
+    int num_heads;         // NH
+    int channels;          // C
+} GPT2Config;
+
+#define NUM_PARAMETER_TENSORS 16
+
+static const char *const parameter_tensor_names[NUM_PARAMETER_TENSORS] = {
+    "wte",  "wpe",  "ln1w", "ln1b", "qkvw", "qkvb",    "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw",     "lnfb"};
+
+// Element counts of the 16 tensors, in checkpoint order.
+static inline void gpt2_parameter_sizes(const GPT2Config *config,
+                                        size_t sizes[NUM_PARAMETER_TENSORS]) {
+    size_t Vp = (size_t)config->padded_vocab_size;
+    size_t C = (size_t)config->channels;
+    size_t maxT = (size_t)config->max_seq_len;
+    size_t L = (size_t)config->num_layers;
+    sizes[0] = Vp * C;          // wte
+    sizes[1] = maxT * C;        // wpe
+    sizes[2] = L * C;           // ln1w
+    sizes[3] = L * C;           // ln1b
+    sizes[4] = L * 3 * C * C;   // qkvw
+    sizes[5] = L * 3 * C;       // qkvb
+    sizes[6] = L * C * C;       // attprojw
+    sizes[7] = L * C;           // attprojb
+    sizes[8] = L * C;           // ln2w
+    sizes[9] = L * C;           // ln2b
+    sizes[10] = L * 4 * C * C;  // fcw
+    sizes[11] = L * 4 * C;      // fcb
+    sizes[12] = L * C * 4 * C;  // fcprojw
+    sizes[13] = L * C;          // fcprojb
+    sizes[14] = C;              // lnfw
+    sizes[15] = C;              // lnfb
+}
+
+static inline size_t gpt2_num_parameters(const GPT2Config *config) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    size_t total = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        total += sizes[i];
+    }
+    return total;
+}
+
+// Weight decay applies to the matrices only (wte, wpe, qkvw, attprojw, fcw, fcprojw).
+static inline int gpt2_tensor_is_decayed(int tensor_index) {
+    return tensor_index == 0 || tensor_index == 1 || tensor_index == 4 || tensor_index == 6 ||
+           tensor_index == 10 || tensor_index == 12;
+}
+
+static inline int round_up_int(int value, int multiple) {
+    return ((value + multiple - 1) / multiple) * multiple;
+}
+
+// Checks a shape for consistency; returns NULL if fine, else a description of the bad field.
+static inline const char *gpt2_config_problem(const GPT2Config *c) {
+    if (c->max_seq_len <= 0) return "maxT must be > 0";
+    if (c->vocab_size <= 0) return "V must be > 0";
+    if (c->padded_vocab_size < c->vocab_size) return "Vp must be >= V";
+    if (c->num_layers <= 0) return "L must be > 0";
+    if (c->num_heads <= 0) return "NH must be > 0";
+    if (c->channels <= 0) return "C must be > 0";
+    if (c->channels % c->num_heads != 0) return "C must be divisible by NH";
+    return NULL;
+}
+
+// Parses a descriptor: "dN" / "gpt2:dN" (N in 2,4,6,12,24,36,48) or
+// "L=2,C=64,NH=4,V=1000,maxT=128" (V defaults to 50257, maxT to 1024).
+// Returns 1 on success, 0 if the string is not a descriptor (then it is a file path).
+static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config *config) {
+    const char *d = descriptor;
+    if (strncmp(d, "gpt2:", 5) == 0) {
+        d += 5;
+    }
+    memset(config, 0, sizeof(*config));
+    config->vocab_size = 50257;
+    config->max_seq_len = 1024;
+    if (d[0] == 'd' && d[1] >= '0' && d[1] <= '9') {
+        char *end = NULL;
+        long depth = strtol(d + 1, &end, 10);
+        if (*end != '\0') {
+            return 0;
+        }
+        int channels = 0, heads = 0;
+        switch (depth) {
+        case 2: channels = 128; heads = 2; break;
+        case 4: channels = 256; heads = 4; break;
+        case 6: channels = 384; heads = 6; break;
+        case 12: channels = 768; heads = 12; break;
+        case 24: channels = 1024; heads = 16; break;
+        case 36: channels = 1280; heads = 20; break;
+        case 48: channels = 1600; heads = 25; break;
+        default:
+            fatal("model descriptor %s: unsupported depth %ld (use d2, d4, d6, d12, d24, d36, d48 "
+                  "or L=..,C=..,NH=..,V=..,maxT=..)",
+                  descriptor, depth);
+        }
+        config->num_layers = (int)depth;
+        config->channels = channels;
+        config->num_heads = heads;
+    } else if (strchr(d, '=') != NULL) {
+        char buffer[256];
+        if (strlen(d) >= sizeof(buffer)) {
+            fatal("model descriptor too long: %s", descriptor);
+        }
+        strcpy(buffer, d);
+        for (char *item = strtok(buffer, ","); item != NULL; item = strtok(NULL, ",")) {
+            char *eq = strchr(item, '=');
+            char *end = NULL;
+            long value = eq ? strtol(eq + 1, &end, 10) : 0;
+            if (eq == NULL || end == eq + 1 || *end != '\0' || value <= 0 || value > (1L << 30)) {
+                fatal("model descriptor %s: bad item '%s' (expected KEY=positive integer)",
+                      descriptor, item);
+            }
+            *eq = '\0';
+            if (strcmp(item, "L") == 0) config->num_layers = (int)value;
+            else if (strcmp(item, "C") == 0) config->channels = (int)value;
+            else if (strcmp(item, "NH") == 0) config->num_heads = (int)value;
+            else if (strcmp(item, "V") == 0) config->vocab_size = (int)value;
+            else if (strcmp(item, "maxT") == 0) config->max_seq_len = (int)value;
+            else fatal("model descriptor %s: unknown key '%s' (keys: L, C, NH, V, maxT)", descriptor, item);
+        }
+    } else {
+        return 0;
+    }
+    config->padded_vocab_size = round_up_int(config->vocab_size, 128);
+    const char *problem = gpt2_config_problem(config);
+    if (problem != NULL) {
+        fatal("model descriptor %s: %s", descriptor, problem);
+    }
+    return 1;
+}
+
+// Fills params (laid out as in the checkpoint) with the initialisation our PyTorch reference uses:
+// torch.manual_seed(seed), then normal_ on wte[:V], wpe, and per layer qkvw, attprojw, fcw,
+// fcprojw (the two residual projections scaled by 1/sqrt(2L)); ones and zeros elsewhere.
+static inline void gpt2_init_params(const GPT2Config *config, float *params, uint32_t seed) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    float *tensors[NUM_PARAMETER_TENSORS];
+    float *ptr = params;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        tensors[i] = ptr;
+        ptr += sizes[i];
+    }
+    size_t C = (size_t)config->channels;
+    size_t L = (size_t)config->num_layers;
+    memset(params, 0, gpt2_num_parameters(config) * sizeof(float));
+    const int ones[] = {2, 8, 14}; // ln1w, ln2w, lnfw
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < sizes[ones[k]]; i++) {
+            tensors[ones[k]][i] = 1.0f;
+        }
+    }
+    TorchGenerator gen;
+    torch_manual_seed(&gen, seed);
+    const double std = 0.02;
+    const double residual_std = 0.02 / sqrt(2.0 * (double)L);
+    torch_normal_(&gen, tensors[0], (size_t)config->vocab_size * C, 0.0, std);
+    torch_normal_(&gen, tensors[1], sizes[1], 0.0, std);
+    for (size_t l = 0; l < L; l++) {
+        torch_normal_(&gen, tensors[4] + l * 3 * C * C, 3 * C * C, 0.0, std);
+        torch_normal_(&gen, tensors[6] + l * C * C, C * C, 0.0, residual_std);
+        torch_normal_(&gen, tensors[10] + l * 4 * C * C, 4 * C * C, 0.0, std);
+        torch_normal_(&gen, tensors[12] + l * 4 * C * C, 4 * C * C, 0.0, residual_std);
+    }
+}
+
+static inline void gpt2_config_print(const GPT2Config *config, size_t num_parameters) {
+    printf("model: L=%d C=%d NH=%d V=%d Vp=%d maxT=%d, %.2fM parameters\n", config->num_layers,
+           config->channels, config->num_heads, config->vocab_size, config->padded_vocab_size,
+           config->max_seq_len, (double)num_parameters / 1e6);
+}
+
+#endif // LLMC_MODEL_CONFIG_H

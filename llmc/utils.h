@@ -1,0 +1,164 @@
+// Small helpers shared by every binary: fatal errors, checked allocation and file I/O,
+// atomic file writes. Errors are one line: what failed, where (file, field), expected vs found.
+#ifndef LLMC_UTILS_H
+#define LLMC_UTILS_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// Prints "error: <message>" on one line and exits with status 1.
+static inline void fatal(const char *format, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static inline void fatal(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    fflush(stdout);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, format, args);
+    fprintf(stderr, "\n");
+    va_end(args);
+    exit(1);
+}
+
+static inline void *malloc_check(size_t size, const char *what) {
+    void *ptr = malloc(size > 0 ? size : 1);
+    if (ptr == NULL) {
+        fatal("out of memory allocating %zu bytes for %s", size, what);
+    }
+    return ptr;
+}
+
+static inline void *calloc_check(size_t count, size_t size, const char *what) {
+    void *ptr = calloc(count > 0 ? count : 1, size > 0 ? size : 1);
+    if (ptr == NULL) {
+        fatal("out of memory allocating %zu x %zu bytes for %s", count, size, what);
+    }
+    return ptr;
+}
+
+static inline FILE *fopen_check(const char *path, const char *mode) {
+    FILE *file = fopen(path, mode);
+    if (file == NULL) {
+        fatal("cannot open %s (mode %s): %s", path, mode, strerror(errno));
+    }
+    return file;
+}
+
+// Reads exactly count items or exits naming the file and what was being read.
+static inline void fread_check(void *dst, size_t size, size_t count, FILE *file, const char *path,
+                               const char *what) {
+    size_t got = fread(dst, size, count, file);
+    if (got != count) {
+        fatal("%s: truncated while reading %s: expected %zu items of %zu bytes, got %zu", path, what,
+              count, size, got);
+    }
+}
+
+static inline void fwrite_check(const void *src, size_t size, size_t count, FILE *file,
+                                const char *path) {
+    if (fwrite(src, size, count, file) != count) {
+        fatal("%s: write failed: %s", path, strerror(errno));
+    }
+}
+
+static inline void fseek_check(FILE *file, long offset, int whence, const char *path) {
+    if (fseek(file, offset, whence) != 0) {
+        fatal("%s: seek to %ld failed: %s", path, offset, strerror(errno));
+    }
+}
+
+// Size in bytes of an open file (via fstat, so it works for large files).
+static inline size_t file_size_check(FILE *file, const char *path) {
+    struct stat st;
+    if (fstat(fileno(file), &st) != 0) {
+        fatal("%s: cannot stat: %s", path, strerror(errno));
+    }
+    return (size_t)st.st_size;
+}
+
+static inline int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static inline void make_dir_check(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            fatal("%s exists and is not a directory", path);
+        }
+        return;
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        fatal("cannot create directory %s: %s", path, strerror(errno));
+    }
+}
+
+// Atomic writes: callers write into the FILE returned by atomic_open, then atomic_commit flushes,
+// fsyncs and renames over the final path, so a crash never leaves a half-written file under the
+// final name and an existing file is replaced only by a complete one.
+typedef struct {
+    FILE *file;
+    char final_path[4096];
+    char temp_path[4096 + 16];
+} AtomicFile;
+
+static inline void atomic_open(AtomicFile *af, const char *path) {
+    if (strlen(path) >= sizeof(af->final_path)) {
+        fatal("path too long: %s", path);
+    }
+    snprintf(af->final_path, sizeof(af->final_path), "%s", path);
+    snprintf(af->temp_path, sizeof(af->temp_path), "%s.tmp%d", path, (int)getpid());
+    af->file = fopen_check(af->temp_path, "wb");
+}
+
+static inline void atomic_commit(AtomicFile *af) {
+    if (fflush(af->file) != 0 || fsync(fileno(af->file)) != 0) {
+        fatal("%s: flush/fsync failed: %s", af->temp_path, strerror(errno));
+    }
+    if (fclose(af->file) != 0) {
+        fatal("%s: close failed: %s", af->temp_path, strerror(errno));
+    }
+    if (rename(af->temp_path, af->final_path) != 0) {
+        fatal("cannot rename %s to %s: %s", af->temp_path, af->final_path, strerror(errno));
+    }
+    af->file = NULL;
+}
+
+// Header slots store floats as their bit patterns (as the debug state does).
+static inline float int_bits_to_float(int32_t bits) {
+    float value;
+    memcpy(&value, &bits, sizeof(value));
+    return value;
+}
+
+static inline int32_t float_to_int_bits(float value) {
+    int32_t bits;
+    memcpy(&bits, &value, sizeof(bits));
+    return bits;
+}
+
+// bf16 <-> fp32: bf16 is the upper half of the fp32 pattern; rounding is to nearest even.
+static inline float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float value;
+    memcpy(&value, &bits, sizeof(value));
+    return value;
+}
+
+static inline uint16_t float_to_bf16(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof(bits));
+    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0) {
+        return (uint16_t)((bits >> 16) | 0x40); // keep NaN a (quiet) NaN
+    }
+    uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)((bits + rounding) >> 16);
+}
+
+#endif // LLMC_UTILS_H

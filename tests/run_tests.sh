@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The test suite behind `make test`: regenerates the PyTorch reference dumps (so they can never go
+# stale) and checks the CPU trainer against them, plus file-format, resume and bad-input checks.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=${LLMC_TEST_DIR:-$ROOT/build/test}
+rm -rf "$WORK"
+mkdir -p "$WORK"
+passed=0
+failed=0
+failed_names=()
+
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
+
+# A Python with torch: $PYTHON, else Debian's system python3 (python3-torch), else python3.
+find_python() {
+    for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
+        if [ -n "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+PY=$(find_python) || { echo "error: no python with torch found (apt-get install python3-torch)"; exit 1; }
+REF="$PY $ROOT/scripts/train_gpt2.py"
+echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
+
+# run NAME CMD...: runs CMD, logs its output to $WORK/NAME.log, returns its status.
+run() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.log" 2>&1
+}
+
+# expect_error NAME PATTERN CMD...: CMD must exit 1 with exactly one stderr line, "error: ...",
+# matching PATTERN (the file or field it names).
+expect_error() {
+    local name=$1 pattern=$2
+    shift 2
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    local status=$?
+    local lines
+    lines=$(wc -l <"$WORK/$name.err")
+    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$WORK/$name.err"; then
+        ok "$name: $(cat "$WORK/$name.err")"
+    else
+        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$WORK/$name.err")"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. Reference dumps: several shapes and seeds, B=1, T not a multiple of 8, a small vocabulary.
+#    name | descriptor | seed | B | T | extra reference flags
+CONFIGS=(
+    "d2_b4_t64|d2|1|4|64|"
+    "l3c96_b1_t37|L=3,C=96,NH=3,V=50257,maxT=128|2|1|37|"
+    "v1000_b3_t24_wd|L=2,C=64,NH=4,V=1000,maxT=64|3|3|24|-c 0.1 -l 1e-3"
+    "d4_b2_t19|d4|4|2|19|--grad-clip 0.5"
+)
+for config in "${CONFIGS[@]}"; do
+    IFS='|' read -r name descriptor seed B T extra <<<"$config"
+    # shellcheck disable=SC2086
+    if run "ref_$name" $REF --model "$descriptor" --seed "$seed" -b "$B" -t "$T" --steps 10 $extra \
+        --write-model "$WORK/$name.bin" --write-model-bf16 "$WORK/${name}_bf16.bin" \
+        --write-state "$WORK/${name}_state.bin"; then
+        ok "reference dump $name"
+    else
+        not_ok "reference dump $name (see $WORK/ref_$name.log)"
+        continue
+    fi
+    if run "test_$name" ./test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin"; then
+        ok "test_gpt2 $name: logits, loss, 16 gradients, 10 AdamW steps match PyTorch"
+    else
+        not_ok "test_gpt2 $name (see $WORK/test_$name.log)"
+    fi
+    if run "init_$name" ./test_gpt2 -e "$WORK/$name.bin" --init "$descriptor" --seed "$seed"; then
+        ok "random init $descriptor seed $seed is bit-identical to PyTorch's"
+    else
+        not_ok "random init $descriptor seed $seed (see $WORK/init_$name.log)"
+    fi
+done
+cat "$WORK/test_d2_b4_t64.log" 2>/dev/null
+
+# The bf16 checkpoint (v5) loads and gives a loss close to fp32's (bf16 rounding of weights).
+if run bf16_load ./test_gpt2 -e "$WORK/d2_b4_t64_bf16.bin" -s "$WORK/d2_b4_t64_state.bin" \
+    --logits-tol 1e-1 --loss-tol 1e-3 --grad-tol 1e9 --step-tol 1e-2; then
+    ok "bf16 model file (version 5) loads; loss within 1e-3 of fp32"
+else
+    not_ok "bf16 model file (see $WORK/bf16_load.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. A corrupted reference must fail, naming what is wrong.
+corrupt() { # corrupt SRC DST OFFSET [COUNT]: multiplies one float by 1.01; with COUNT, the float of
+    # median magnitude among COUNT floats from OFFSET (a typical element, not an outlier)
+    $PY - "$@" <<'EOF'
+import struct, sys
+src, dst, offset = sys.argv[1], sys.argv[2], int(sys.argv[3])
+count = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+data = bytearray(open(src, "rb").read())
+values = struct.unpack_from("<%df" % count, data, offset)
+order = sorted(range(count), key=lambda i: abs(values[i]))
+pick = order[count // 2]
+struct.pack_into("<f", data, offset + 4 * pick, values[pick] * 1.01)
+open(dst, "wb").write(data)
+EOF
+}
+S=$WORK/d2_b4_t64_state.bin
+BT=256
+V=50257
+LOGITS=$((1024 + 2 * 4 * BT))
+LOSS=$((LOGITS + 4 * BT * V))
+GRADS=$((LOSS + 4))
+# d2: wte (50304x128), wpe (1024x128), ln1w, ln1b (2x128 each), then qkvw (2x384x128)
+QKVW=$((GRADS + 4 * (50304 * 128 + 1024 * 128 + 4 * 128)))
+NPARAMS=$(( (50304 + 1024) * 128 + 2 * (12 * 128 * 128 + 13 * 128) + 256 ))
+STEP3=$((GRADS + 4 * NPARAMS + 4 * 3))
+for spec in "logits|$LOGITS|$V|logits" "loss|$LOSS|1|loss" \
+    "wte_grad|$GRADS|$((50257 * 128))|wte" "qkvw_grad|$QKVW|$((2 * 384 * 128))|qkvw" \
+    "step_loss|$STEP3|1|step  3"; do
+    IFS='|' read -r what offset count expect <<<"$spec"
+    corrupt "$S" "$WORK/corrupt_$what.bin" "$offset" "$count"
+    if ./test_gpt2 -e "$WORK/d2_b4_t64.bin" -s "$WORK/corrupt_$what.bin" >"$WORK/corrupt_$what.log" 2>&1; then
+        not_ok "corrupted reference ($what: a median element x1.01) passed: the test cannot fail"
+    elif grep -q "$expect.*FAIL" "$WORK/corrupt_$what.log"; then
+        ok "corrupted reference ($what: a median element x1.01) fails and names $expect"
+    else
+        not_ok "corrupted reference ($what) failed without naming $expect (see $WORK/corrupt_$what.log)"
+    fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# 3. train_gpt2 on a model file and unshuffled shards reproduces PyTorch's losses.
+$PY - "$WORK" <<'EOF'
+import random, struct, sys
+work = sys.argv[1]
+def shard(path, tokens, magic=20240520, version=1, fmt="H"):
+    header = [0] * 256
+    header[0:3] = [magic, version, len(tokens)]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<256i", *header))
+        f.write(struct.pack("<%d%s" % (len(tokens), fmt), *tokens))
+rng = random.Random(1234)
+# text-like: a skewed unigram distribution so the model has something to learn
+ids = [rng.randrange(50257) for _ in range(500)]
+def draw(n):
+    return [ids[min(int(rng.expovariate(0.05)), 499)] for _ in range(n)]
+shard(work + "/train_000.bin", draw(6000))
+shard(work + "/train_001.bin", draw(3000))
+shard(work + "/val_000.bin", draw(2000))
+shard(work + "/train_u32.bin", draw(3000), 20240801, 7, "I")
+shard(work + "/bad_token.bin", draw(1000) + [60000] + draw(1000))
+EOF
+MODEL=$WORK/d2_b4_t64.bin
+# compare_losses NAME C_LOG(main.log) PY_LOSSES TOLERANCE
+compare_losses() {
+    $PY - "$2" "$3" "$4" <<'EOF'
+import sys
+c = {}
+for line in open(sys.argv[1]):
+    if " trl:" in line:
+        step = int(line.split()[0][2:]); c[step] = float(line.split()[1][4:])
+ref = [tuple(l.split()) for l in open(sys.argv[2]) if l.strip()]
+ref = {int(s): float(v) for s, v in ref}
+tol = float(sys.argv[3])
+worst = max(abs(c[s] - ref[s]) for s in ref)
+print("steps %d, max |diff| %.2e (tolerance %g)" % (len(ref), worst, tol))
+sys.exit(0 if len(c) == len(ref) and worst <= tol else 1)
+EOF
+}
+parity() { # parity NAME "C flags" "reference flags"
+    local name=$1 cflags=$2 pyflags=$3
+    rm -rf "$WORK/$name"
+    # shellcheck disable=SC2086
+    if ! run "train_$name" ./train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" \
+        -v 0 -s 0 -o "$WORK/$name" $cflags; then
+        not_ok "train $name (see $WORK/train_$name.log)"
+        return
+    fi
+    # shellcheck disable=SC2086
+    if ! run "ref_train_$name" $REF --mode train --model "$MODEL" --input "$WORK/train_00*.bin" \
+        --losses "$WORK/$name.ref" $pyflags; then
+        not_ok "reference train $name (see $WORK/ref_train_$name.log)"
+        return
+    fi
+    local summary
+    if summary=$(compare_losses "$name" "$WORK/$name/main.log" "$WORK/$name.ref" 1e-3); then
+        ok "train_gpt2 $name matches PyTorch: $summary"
+    else
+        not_ok "train_gpt2 $name vs PyTorch: $summary"
+    fi
+}
+parity "plain" "-b 4 -t 64 -l 1e-4 -c 0 -x 10 -u 0 -q 1.0" \
+    "-b 4 -t 64 -l 1e-4 -c 0 --steps 10 -u 0 -q 1.0"
+parity "accum_cosine_wd" "-b 2 -t 32 -d 256 -l 1e-3 -c 0.1 -x 12 -u 3 -q 0.1 -k cosine" \
+    "-b 2 -t 32 -d 256 -l 1e-3 -c 0.1 --steps 12 -u 3 -q 0.1 -k cosine"
+parity "wsd_noclip" "-b 3 -t 40 -l 2e-3 -x 10 -u 2 -q 0.0 -k wsd --grad-clip 0" \
+    "-b 3 -t 40 -l 2e-3 --steps 10 -u 2 -q 0.0 -k wsd --grad-clip 0"
+parity "linear" "-b 4 -t 16 -l 1e-3 -x 8 -u 0 -q 0.2 -k linear" \
+    "-b 4 -t 16 -l 1e-3 --steps 8 -u 0 -q 0.2 -k linear"
+
+# ---------------------------------------------------------------------------------------------
+# 4. Checkpoints: resume continues bit for bit; the thread count does not change results.
+resume_test() { # resume_test NAME EXTRA_FLAGS
+    local name=$1 extra=$2
+    local A=$WORK/${name}_a B=$WORK/${name}_b
+    rm -rf "$A" "$B"
+    local common="-e d2 --seed 7 -j $WORK/val_000.bin -b 2 -t 32 -x 6 -n 3 -l 1e-3 -u 2 -v 3 -m 2 -s 3 -g 4 $extra"
+    # shellcheck disable=SC2086
+    run "${name}_a" ./train_gpt2 $common -i "$WORK/train_00*.bin" -o "$A" || { not_ok "$name: straight run"; return; }
+    mkdir -p "$B"
+    cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/"
+    # shellcheck disable=SC2086
+    run "${name}_b" ./train_gpt2 $common -i "$WORK/train_00*.bin" -o "$B" -y 1 || { not_ok "$name: resumed run"; return; }
+    if cmp -s "$A/model_00000006.bin" "$B/model_00000006.bin" &&
+        cmp -s "$A/state_00000006_00000.bin" "$B/state_00000006_00000.bin" &&
+        grep -q "resume: from step 3" "$WORK/${name}_b.log"; then
+        ok "$name: 6 straight steps == 3 steps + resume + 3 steps (model and state bit-identical)"
+    else
+        not_ok "$name: resumed run differs (see $WORK/${name}_a.log, ${name}_b.log)"
+    fi
+}
+resume_test "resume" ""
+resume_test "resume_shuffled" "--shuffle 1 -d 128"
+
+rm -rf "$WORK/threads1" "$WORK/threads2"
+OMP_NUM_THREADS=1 run threads1 ./train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads1"
+OMP_NUM_THREADS=2 run threads2 ./train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads2"
+if cmp -s "$WORK/threads1/model_00000002.bin" "$WORK/threads2/model_00000002.bin"; then
+    ok "1 and 2 threads give bit-identical weights after 2 steps"
+else
+    not_ok "thread count changes results"
+fi
+
+# uint32 shards (llm.c's version-7 format) train too
+if run u32 ./train_gpt2 -e d2 -i "$WORK/train_u32.bin" -b 2 -t 32 -x 2 -v 0 -s 0; then
+    ok "uint32 token shards (magic 20240801) load"
+else
+    not_ok "uint32 token shards (see $WORK/u32.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. Bad input: one clear line naming the file or field, exit 1, nothing overwritten.
+head -c 5000 "$MODEL" >"$WORK/truncated_model.bin"
+$PY -c "
+import sys; d = bytearray(open('$MODEL','rb').read()); d[0] ^= 0xff; open('$WORK/bad_magic.bin','wb').write(d)
+d = bytearray(open('$MODEL','rb').read()); d[4] = 4; open('$WORK/bad_version.bin','wb').write(d)
+d = bytearray(open('$MODEL','rb').read()); d[20] = 7; open('$WORK/bad_heads.bin','wb').write(d)
+d = bytearray(open('$WORK/train_000.bin','rb').read()); open('$WORK/truncated_shard.bin','wb').write(d[:-7])
+"
+T_FLAGS="-i $WORK/train_000.bin -v 0 -s 0 -x 1"
+expect_error "truncated model" "truncated_model.bin.*expected" ./train_gpt2 -e "$WORK/truncated_model.bin" $T_FLAGS
+expect_error "wrong magic" "bad_magic.bin.*magic" ./train_gpt2 -e "$WORK/bad_magic.bin" $T_FLAGS
+expect_error "wrong version" "bad_version.bin.*version" ./train_gpt2 -e "$WORK/bad_version.bin" $T_FLAGS
+expect_error "C not divisible by NH" "bad_heads.bin.*NH" ./train_gpt2 -e "$WORK/bad_heads.bin" $T_FLAGS
+expect_error "token id >= V" "bad_token.bin.*60000.*V=50257" ./train_gpt2 -e d2 -i "$WORK/bad_token.bin" -b 4 -t 64 -v 0 -s 0 -x 20
+expect_error "missing shard" "no data files match .*nonexistent" ./train_gpt2 -e d2 -i "$WORK/nonexistent_*.bin" -v 0 -s 0
+expect_error "truncated shard" "truncated_shard.bin.*bytes" ./train_gpt2 -e d2 -i "$WORK/truncated_shard.bin" -v 0 -s 0
+expect_error "T > maxT" "-t.*maxT=64" ./train_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -i "$WORK/train_000.bin" -t 128 -v 0 -s 0
+expect_error "unknown flag" "unknown flag '-Z'" ./train_gpt2 -Z 1
+expect_error "bad flag value" "bad value 'abc' for -b" ./train_gpt2 -b abc
+expect_error "flag without value" "needs a value" ./train_gpt2 -x
+expect_error "bad schedule" "-k" ./train_gpt2 -k cosinus
+expect_error "bad total batch" "-d" ./train_gpt2 -b 4 -t 64 -d 1000
+expect_error "bad descriptor" "descriptor" ./train_gpt2 -e d7
+expect_error "missing model file" "nothing.bin" ./train_gpt2 -e "$WORK/nothing.bin"
+head -c 100000 "$S" >"$WORK/truncated_state.bin"
+expect_error "truncated debug state" "truncated_state.bin.*expected" ./test_gpt2 -e "$MODEL" -s "$WORK/truncated_state.bin"
+expect_error "debug state for another model" "d2_b4_t64_state.bin.*expected" \
+    ./test_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -s "$S"
+before=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
+expect_error "existing checkpoints are not overwritten" "already holds checkpoints" \
+    ./train_gpt2 -e d2 -i "$WORK/train_000.bin" -v 0 -s 0 -x 1 -o "$WORK/resume_a"
+after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
+[ "$before" = "$after" ] && ok "checkpoint left untouched" || not_ok "checkpoint was modified"
+
+# ---------------------------------------------------------------------------------------------
+if [ "$failed" -gt 0 ]; then
+    echo "failed:"
+    printf '  %s\n' "${failed_names[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,1029 @@
+/*
+GPT-2 training on the CPU: the fp32 reference of this project.
+
+Readable first: one forward/backward pair of plain functions per layer, all parameters in one
+allocation viewed through named pointers, and a main loop that reads as config -> load -> train ->
+save. scripts/train_gpt2.py is the PyTorch twin that test_gpt2.c checks this file against.
+OpenMP parallelises every loop whose cost matters; no reduction depends on the thread count, so a
+run gives the same bits with any number of threads.
+*/
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "llmc/checkpoint.h"
+#include "llmc/cli.h"
+#include "llmc/dataloader.h"
+#include "llmc/formats.h"
+#include "llmc/logger.h"
+#include "llmc/model_config.h"
+#include "llmc/sampler.h"
+#include "llmc/schedulers.h"
+#include "llmc/tokenizer.h"
+#include "llmc/utils.h"
+
+// ----------------------------------------------------------------------------
+// Layers. N = B*T rows; backward functions accumulate (+=) into their gradients.
+
+// out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) token ids
+void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T,
+                     int C) {
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *out_bt = out + ((size_t)b * T + t) * C;
+            const float *wte_ix = wte + (size_t)inp[b * T + t] * C;
+            const float *wpe_t = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                out_bt[i] = wte_ix[i] + wpe_t[i];
+            }
+        }
+    }
+}
+
+// Parallel over channels so each gradient element is summed by one thread in a fixed order.
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T,
+                      int C) {
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T; t++) {
+                float d = dout[((size_t)b * T + t) * C + i];
+                dwte[(size_t)inp[b * T + t] * C + i] += d;
+                dwpe[(size_t)t * C + i] += d;
+            }
+        }
+    }
+}
+
+// out (N,C) = (inp - mean) * rstd * weight + bias, per row; mean, rstd (N) kept for backward.
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+    const float eps = 1e-5f;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double sum = 0.0; // double sums keep us well inside the 1e-5 parity budget
+        for (int i = 0; i < C; i++) sum += x[i];
+        float m = (float)(sum / C);
+        double var = 0.0;
+        for (int i = 0; i < C; i++) {
+            float diff = x[i] - m;
+            var += (double)diff * diff;
+        }
+        float s = 1.0f / sqrtf((float)(var / C) + eps);
+        float *y = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) {
+            y[i] = (x[i] - m) * s * weight[i] + bias[i];
+        }
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *dy = dout + (size_t)n * C;
+        const float *x = inp + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        double dnorm_mean = 0.0, dnorm_norm_mean = 0.0;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s;
+            float dnorm = weight[i] * dy[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += (double)dnorm * norm;
+        }
+        float a = (float)(dnorm_mean / C), b = (float)(dnorm_norm_mean / C);
+        float *dx = dinp + (size_t)n * C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s;
+            float dnorm = weight[i] * dy[i];
+            dx[i] += (dnorm - a - norm * b) * s;
+        }
+    }
+    // weight and bias gradients: a reduction over rows, parallel over channels
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        float dw = 0.0f, db = 0.0f;
+        for (int n = 0; n < N; n++) {
+            float dy = dout[(size_t)n * C + i];
+            dw += (inp[(size_t)n * C + i] - mean[n]) * rstd[n] * dy;
+            db += dy;
+        }
+        dweight[i] += dw;
+        dbias[i] += db;
+    }
+}
+
+// Dot product with 8 independent partial sums, so the compiler vectorises it without being
+// allowed to reorder a single sum (we compile without -ffast-math).
+static inline float dot_product(const float *a, const float *b, int n) {
+    float partial[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) partial[k] += a[i + k] * b[i + k];
+    }
+    float sum = 0.0f;
+    for (int k = 0; k < 8; k++) sum += partial[k];
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+#define MATMUL_ROW_TILE 16
+#define MATMUL_COL_TILE 64
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be NULL.
+// Tiles of rows x output columns keep a weight tile hot in cache across rows.
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int C, int OC) {
+    int row_tiles = (N + MATMUL_ROW_TILE - 1) / MATMUL_ROW_TILE;
+    int col_tiles = (OC + MATMUL_COL_TILE - 1) / MATMUL_COL_TILE;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int rt = 0; rt < row_tiles; rt++) {
+        for (int ct = 0; ct < col_tiles; ct++) {
+            int n_end = (rt + 1) * MATMUL_ROW_TILE < N ? (rt + 1) * MATMUL_ROW_TILE : N;
+            int o_end = (ct + 1) * MATMUL_COL_TILE < OC ? (ct + 1) * MATMUL_COL_TILE : OC;
+            for (int o = ct * MATMUL_COL_TILE; o < o_end; o++) {
+                const float *w = weight + (size_t)o * C;
+                float b = bias != NULL ? bias[o] : 0.0f;
+                for (int n = rt * MATMUL_ROW_TILE; n < n_end; n++) {
+                    out[(size_t)n * OC + o] = dot_product(inp + (size_t)n * C, w, C) + b;
+                }
+            }
+        }
+    }
+}
+
+// dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout.
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *dout_n = dout + (size_t)n * OC;
+        float *dinp_n = dinp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const float *w = weight + (size_t)o * C;
+            float d = dout_n[o];
+            for (int i = 0; i < C; i++) dinp_n[i] += w[i] * d;
+        }
+    }
+#pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float *dw = dweight + (size_t)o * C;
+        float db = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C;
+            float d = dout[(size_t)n * OC + o];
+            db += d;
+            for (int i = 0; i < C; i++) dw[i] += x[i] * d;
+        }
+        if (dbias != NULL) dbias[o] += db;
+    }
+}
+
+// Causal self-attention. qkv (B,T,3C) holds q, k, v each split into NH heads of size C/NH;
+// att (B,NH,T,T) keeps the softmax probabilities for backward; out (B,T,C).
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t C3 = (size_t)C * 3;
+#pragma omp parallel for collapse(3)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                float maxval = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                    float score = dot_product(q, k, hs) * scale;
+                    att_row[t2] = score;
+                    if (score > maxval) maxval = score;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float e = expf(att_row[t2] - maxval);
+                    att_row[t2] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int t2 = 0; t2 < T; t2++) {
+                    att_row[t2] = t2 <= t ? att_row[t2] * inv : 0.0f;
+                }
+                float *y = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) y[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                    float a = att_row[t2];
+                    for (int i = 0; i < hs; i++) y[i] += a * v[i];
+                }
+            }
+        }
+    }
+}
+
+// Each (b, h) pair owns its slices of dqkv, so the parallel loop needs no atomics.
+// scratch: T floats per thread for the gradient of one attention row.
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    size_t C3 = (size_t)C * 3;
+#pragma omp parallel
+    {
+        float *datt = (float *)malloc_check((size_t)T * sizeof(float), "attention scratch");
+#pragma omp for collapse(2)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                for (int t = 0; t < T; t++) {
+                    const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                    const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
+                    // through out = att @ v
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                        float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
+                        datt[t2] = dot_product(v, dy, hs);
+                        float a = att_row[t2];
+                        for (int i = 0; i < hs; i++) dv[i] += a * dy[i];
+                    }
+                    // through the softmax: dscore = att * (datt - sum(att * datt))
+                    float weighted = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) weighted += att_row[t2] * datt[t2];
+                    const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                    float *dq = dqkv + ((size_t)b * T + t) * C3 + h * hs;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        float dscore = att_row[t2] * (datt[t2] - weighted) * scale;
+                        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                        float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                        for (int i = 0; i < hs; i++) {
+                            dq[i] += k[i] * dscore;
+                            dk[i] += q[i] * dscore;
+                        }
+                    }
+                }
+            }
+        }
+        free(datt);
+    }
+}
+
+#define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
+
+// GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void gelu_forward(float *out, const float *inp, size_t N) {
+#pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+#pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float tanh_out = tanhf(GELU_SCALE * (x + cube));
+        float sech2 = 1.0f - tanh_out * tanh_out;
+        float local_grad = 0.5f * (1.0f + tanh_out) +
+                           x * 0.5f * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += local_grad * dout[i];
+    }
+}
+
+void residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
+#pragma omp parallel for
+    for (size_t i = 0; i < N; i++) out[i] = inp1[i] + inp2[i];
+}
+
+void residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
+#pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        dinp1[i] += dout[i];
+        dinp2[i] += dout[i];
+    }
+}
+
+// Softmax over the first V of Vp logits, then cross-entropy against targets.
+// probs (N,Vp) are kept for backward (padding columns 0); losses (N).
+void crossentropy_softmax_forward(float *probs, float *losses, const float *logits,
+                                  const int *targets, int N, int V, int Vp) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *logit = logits + (size_t)n * Vp;
+        float *prob = probs + (size_t)n * Vp;
+        float maxval = -INFINITY;
+        for (int i = 0; i < V; i++) {
+            if (logit[i] > maxval) maxval = logit[i];
+        }
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) {
+            float e = expf(logit[i] - maxval);
+            prob[i] = e;
+            sum += e;
+        }
+        float inv = (float)(1.0 / sum);
+        for (int i = 0; i < V; i++) prob[i] *= inv;
+        for (int i = V; i < Vp; i++) prob[i] = 0.0f;
+        if (losses != NULL) {
+            // log-sum-exp form: exact even when the target's probability underflows
+            losses[n] = (float)(log(sum) + (double)maxval - (double)logit[targets[n]]);
+        }
+    }
+}
+
+// dlogits (N,Vp) += (probs - onehot(target)) * dloss; padding columns get no gradient.
+void crossentropy_softmax_backward(float *dlogits, const float *probs, const int *targets,
+                                   float dloss, int N, int V, int Vp) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        float *dlogit = dlogits + (size_t)n * Vp;
+        const float *prob = probs + (size_t)n * Vp;
+        int target = targets[n];
+        for (int i = 0; i < V; i++) {
+            float indicator = i == target ? 1.0f : 0.0f;
+            dlogit[i] += (prob[i] - indicator) * dloss;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// The model
+
+typedef struct {
+    float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *lnfw, *lnfb;
+} ParameterTensors;
+
+// Points the 16 named tensors into one block laid out as in the checkpoint.
+static void point_parameters(ParameterTensors *p, float *memory, const GPT2Config *config) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    float **fields[NUM_PARAMETER_TENSORS] = {
+        &p->wte,  &p->wpe,  &p->ln1w, &p->ln1b, &p->qkvw,    &p->qkvb,    &p->attprojw, &p->attprojb,
+        &p->ln2w, &p->ln2b, &p->fcw,  &p->fcb,  &p->fcprojw, &p->fcprojb, &p->lnfw,     &p->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *fields[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+#define NUM_ACTIVATION_TENSORS 23
+
+typedef struct {
+    float *encoded;   // (B,T,C)
+    float *ln1;       // (L,B,T,C)
+    float *ln1_mean;  // (L,B,T)
+    float *ln1_rstd;  // (L,B,T)
+    float *qkv;       // (L,B,T,3C)
+    float *atty;      // (L,B,T,C)
+    float *att;       // (L,B,NH,T,T)
+    float *attproj;   // (L,B,T,C)
+    float *residual2; // (L,B,T,C)
+    float *ln2;       // (L,B,T,C)
+    float *ln2_mean;  // (L,B,T)
+    float *ln2_rstd;  // (L,B,T)
+    float *fch;       // (L,B,T,4C)
+    float *fch_gelu;  // (L,B,T,4C)
+    float *fcproj;    // (L,B,T,C)
+    float *residual3; // (L,B,T,C)
+    float *lnf;       // (B,T,C)
+    float *lnf_mean;  // (B,T)
+    float *lnf_rstd;  // (B,T)
+    float *logits;    // (B,T,Vp)
+    float *probs;     // (B,T,Vp)
+    float *losses;    // (B,T)
+    float *scratch;   // unused slot so both structs share one layout function
+} ActivationTensors;
+
+static size_t point_activations(ActivationTensors *a, float *memory, const GPT2Config *config,
+                                int B, int T) {
+    size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
+    size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
+    size_t BT = (size_t)B * T;
+    size_t sizes[NUM_ACTIVATION_TENSORS] = {
+        BT * C,     L * BT * C,     L * BT, L * BT, L * BT * 3 * C, L * BT * C,
+        L * B * NH * (size_t)T * T, L * BT * C, L * BT * C, L * BT * C, L * BT, L * BT,
+        L * BT * 4 * C, L * BT * 4 * C, L * BT * C, L * BT * C, BT * C, BT, BT,
+        BT * Vp,    BT * Vp,        BT,     0};
+    float **fields[NUM_ACTIVATION_TENSORS] = {
+        &a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd, &a->qkv,       &a->atty,
+        &a->att,      &a->attproj,  &a->residual2, &a->ln2,      &a->ln2_mean,  &a->ln2_rstd,
+        &a->fch,      &a->fch_gelu, &a->fcproj,    &a->residual3, &a->lnf,      &a->lnf_mean,
+        &a->lnf_rstd, &a->logits,   &a->probs,     &a->losses,   &a->scratch};
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
+        if (memory != NULL) *fields[i] = memory + total;
+        total += sizes[i];
+    }
+    return total;
+}
+
+typedef struct {
+    GPT2Config config;
+    size_t num_parameters;
+    float *params_memory;
+    ParameterTensors params;
+    float *grads_memory;
+    ParameterTensors grads;
+    float *m_memory; // AdamW first moment
+    float *v_memory; // AdamW second moment
+    // activations, allocated on first forward for at most max_B x max_T
+    int max_B, max_T;
+    float *acts_memory;
+    ActivationTensors acts;
+    float *grads_acts_memory;
+    ActivationTensors grads_acts;
+    size_t num_activations;
+    int B, T;            // shape of the last forward
+    const int *inputs;   // of the last forward (B,T)
+    const int *targets;  // of the last forward, or NULL
+    float mean_loss;     // of the last forward, -1 without targets
+} GPT2;
+
+static void gpt2_allocate_params(GPT2 *model) {
+    model->num_parameters = gpt2_num_parameters(&model->config);
+    model->params_memory =
+        (float *)malloc_check(model->num_parameters * sizeof(float), "parameters");
+    point_parameters(&model->params, model->params_memory, &model->config);
+}
+
+// path is a checkpoint file or a descriptor such as d12 (random init from seed).
+void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed) {
+    memset(model, 0, sizeof(*model));
+    if (gpt2_config_from_descriptor(path_or_descriptor, &model->config)) {
+        gpt2_allocate_params(model);
+        gpt2_init_params(&model->config, model->params_memory, seed);
+    } else {
+        FILE *file = fopen_check(path_or_descriptor, "rb");
+        int version = model_read_header(file, path_or_descriptor, &model->config);
+        gpt2_allocate_params(model);
+        model_read_params(file, path_or_descriptor, version, model->params_memory,
+                          model->num_parameters);
+        fclose(file);
+    }
+    model->mean_loss = -1.0f;
+}
+
+void gpt2_free(GPT2 *model) {
+    free(model->params_memory);
+    free(model->grads_memory);
+    free(model->m_memory);
+    free(model->v_memory);
+    free(model->acts_memory);
+    free(model->grads_acts_memory);
+}
+
+// Activations for batches of up to B x T; gpt2_forward allocates on first use otherwise.
+void gpt2_allocate_activations(GPT2 *model, int B, int T) {
+    if (model->acts_memory != NULL) {
+        fatal("internal: activations allocated twice");
+    }
+    model->max_B = B;
+    model->max_T = T;
+    model->num_activations = point_activations(&model->acts, NULL, &model->config, B, T);
+    model->acts_memory =
+        (float *)malloc_check(model->num_activations * sizeof(float), "activations");
+}
+
+// Runs the model on inputs (B,T); with targets also computes the mean loss.
+void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    if (T > cfg->max_seq_len) {
+        fatal("sequence length T=%d exceeds the model's maxT=%d", T, cfg->max_seq_len);
+    }
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V || (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
+                  inputs[i], targets != NULL ? targets[i] : 0, V);
+        }
+    }
+    if (model->acts_memory == NULL) {
+        gpt2_allocate_activations(model, B, T);
+    } else if (B > model->max_B || T > model->max_T) {
+        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T,
+              model->max_B, model->max_T);
+    }
+    point_activations(&model->acts, model->acts_memory, cfg, B, T);
+    model->B = B;
+    model->T = T;
+    model->inputs = inputs;
+    model->targets = targets;
+
+    ParameterTensors p = model->params;
+    ActivationTensors a = model->acts;
+    size_t BT = (size_t)B * T;
+    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
+    for (int l = 0; l < L; l++) {
+        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * C;
+        size_t c = (size_t)C;
+        float *ln1 = a.ln1 + l * BT * c;
+        float *qkv = a.qkv + l * BT * 3 * c;
+        float *atty = a.atty + l * BT * c;
+        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *attproj = a.attproj + l * BT * c;
+        float *residual2 = a.residual2 + l * BT * c;
+        float *ln2 = a.ln2 + l * BT * c;
+        float *fch = a.fch + l * BT * 4 * c;
+        float *fch_gelu = a.fch_gelu + l * BT * 4 * c;
+        float *fcproj = a.fcproj + l * BT * c;
+        float *residual3 = a.residual3 + l * BT * c;
+        layernorm_forward(ln1, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, residual, p.ln1w + l * c,
+                          p.ln1b + l * c, (int)BT, C);
+        matmul_forward(qkv, ln1, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, (int)BT, C, 3 * C);
+        attention_forward(atty, att, qkv, B, T, C, NH);
+        matmul_forward(attproj, atty, p.attprojw + l * c * c, p.attprojb + l * c, (int)BT, C, C);
+        residual_forward(residual2, residual, attproj, BT * c);
+        layernorm_forward(ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, residual2,
+                          p.ln2w + l * c, p.ln2b + l * c, (int)BT, C);
+        matmul_forward(fch, ln2, p.fcw + l * 4 * c * c, p.fcb + l * 4 * c, (int)BT, C, 4 * C);
+        gelu_forward(fch_gelu, fch, BT * 4 * c);
+        matmul_forward(fcproj, fch_gelu, p.fcprojw + l * 4 * c * c, p.fcprojb + l * c, (int)BT,
+                       4 * C, C);
+        residual_forward(residual3, residual2, fcproj, BT * c);
+    }
+    const float *final_residual = a.residual3 + (size_t)(L - 1) * BT * C;
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, final_residual, p.lnfw, p.lnfb, (int)BT, C);
+    matmul_forward(a.logits, a.lnf, p.wte, NULL, (int)BT, C, Vp);
+    if (targets != NULL) {
+        crossentropy_softmax_forward(a.probs, a.losses, a.logits, targets, (int)BT, V, Vp);
+        double sum = 0.0;
+        for (size_t i = 0; i < BT; i++) sum += a.losses[i];
+        model->mean_loss = (float)(sum / BT);
+    } else {
+        model->mean_loss = -1.0f;
+    }
+}
+
+void gpt2_zero_grad(GPT2 *model) {
+    if (model->grads_memory != NULL) {
+        memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    }
+}
+
+// Backward of the last forward. loss_scale multiplies the mean loss (1/grad_accum_steps when
+// accumulating), so parameter gradients sum correctly over micro-batches.
+void gpt2_backward(GPT2 *model, float loss_scale) {
+    if (model->targets == NULL) {
+        fatal("internal: backward without a forward with targets");
+    }
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T;
+    if (model->grads_memory == NULL) {
+        model->grads_memory =
+            (float *)calloc_check(model->num_parameters, sizeof(float), "gradients");
+        point_parameters(&model->grads, model->grads_memory, cfg);
+    }
+    if (model->grads_acts_memory == NULL) {
+        model->grads_acts_memory =
+            (float *)malloc_check(model->num_activations * sizeof(float), "activation gradients");
+    }
+    point_activations(&model->grads_acts, model->grads_acts_memory, cfg, B, T);
+    size_t used = point_activations(&model->grads_acts, NULL, cfg, B, T);
+    memset(model->grads_acts_memory, 0, used * sizeof(float));
+
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts, ga = model->grads_acts;
+    size_t BT = (size_t)B * T, c = (size_t)C;
+    float dloss = loss_scale / (float)BT;
+    crossentropy_softmax_backward(ga.logits, a.probs, model->targets, dloss, (int)BT, V, Vp);
+    matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, (int)BT, C, Vp);
+    float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
+    float *dfinal_residual = ga.residual3 + (size_t)(L - 1) * BT * c;
+    layernorm_backward(dfinal_residual, g.lnfw, g.lnfb, ga.lnf, final_residual, p.lnfw, a.lnf_mean,
+                       a.lnf_rstd, (int)BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        float *dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BT * c;
+        size_t att_offset = (size_t)l * B * NH * T * T;
+        // MLP block
+        residual_backward(ga.residual2 + l * BT * c, ga.fcproj + l * BT * c,
+                          ga.residual3 + l * BT * c, BT * c);
+        matmul_backward(ga.fch_gelu + l * BT * 4 * c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c,
+                        ga.fcproj + l * BT * c, a.fch_gelu + l * BT * 4 * c,
+                        p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C);
+        gelu_backward(ga.fch + l * BT * 4 * c, a.fch + l * BT * 4 * c, ga.fch_gelu + l * BT * 4 * c,
+                      BT * 4 * c);
+        matmul_backward(ga.ln2 + l * BT * c, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c,
+                        ga.fch + l * BT * 4 * c, a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT,
+                        C, 4 * C);
+        layernorm_backward(ga.residual2 + l * BT * c, g.ln2w + l * c, g.ln2b + l * c,
+                           ga.ln2 + l * BT * c, a.residual2 + l * BT * c, p.ln2w + l * c,
+                           a.ln2_mean + l * BT, a.ln2_rstd + l * BT, (int)BT, C);
+        // attention block
+        residual_backward(dresidual, ga.attproj + l * BT * c, ga.residual2 + l * BT * c, BT * c);
+        matmul_backward(ga.atty + l * BT * c, g.attprojw + l * c * c, g.attprojb + l * c,
+                        ga.attproj + l * BT * c, a.atty + l * BT * c, p.attprojw + l * c * c,
+                        (int)BT, C, C);
+        attention_backward(ga.qkv + l * BT * 3 * c, ga.atty + l * BT * c, a.qkv + l * BT * 3 * c,
+                           a.att + att_offset, B, T, C, NH);
+        matmul_backward(ga.ln1 + l * BT * c, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c,
+                        ga.qkv + l * BT * 3 * c, a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c,
+                        (int)BT, C, 3 * C);
+        layernorm_backward(dresidual, g.ln1w + l * c, g.ln1b + l * c, ga.ln1 + l * BT * c, residual,
+                           p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C);
+    }
+    encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
+}
+
+// Global L2 norm of all gradients (double accumulation in fixed chunks: thread-count independent).
+float gpt2_grad_norm(const GPT2 *model) {
+    const size_t chunk = 1 << 16;
+    size_t n = model->num_parameters;
+    size_t num_chunks = (n + chunk - 1) / chunk;
+    double *partial = (double *)malloc_check(num_chunks * sizeof(double), "norm partials");
+#pragma omp parallel for
+    for (size_t k = 0; k < num_chunks; k++) {
+        size_t end = (k + 1) * chunk < n ? (k + 1) * chunk : n;
+        double sum = 0.0;
+        for (size_t i = k * chunk; i < end; i++) {
+            sum += (double)model->grads_memory[i] * model->grads_memory[i];
+        }
+        partial[k] = sum;
+    }
+    double total = 0.0;
+    for (size_t k = 0; k < num_chunks; k++) total += partial[k];
+    free(partial);
+    return (float)sqrt(total);
+}
+
+// Scales gradients so their global norm is at most max_norm (PyTorch's clip_grad_norm_).
+void gpt2_clip_gradients(GPT2 *model, float norm, float max_norm) {
+    if (max_norm <= 0.0f) return;
+    float coef = max_norm / (norm + 1e-6f);
+    if (coef >= 1.0f) return;
+#pragma omp parallel for
+    for (size_t i = 0; i < model->num_parameters; i++) model->grads_memory[i] *= coef;
+}
+
+typedef struct {
+    float learning_rate, beta1, beta2, eps, weight_decay;
+} AdamWConfig;
+
+// AdamW step t (1-based), written the way torch.optim.AdamW computes it so the two agree closely.
+// Weight decay only on matrices (see gpt2_tensor_is_decayed).
+void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t) {
+    if (model->m_memory == NULL) {
+        model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
+        model->v_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW v");
+    }
+    double bias_correction1 = 1.0 - pow(opt->beta1, t);
+    double bias_correction2 = 1.0 - pow(opt->beta2, t);
+    float step_size = (float)(opt->learning_rate / bias_correction1);
+    float bias_correction2_sqrt = (float)sqrt(bias_correction2);
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(&model->config, sizes);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        float decay = gpt2_tensor_is_decayed(k) ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
+        float *param = model->params_memory + offset;
+        const float *grad = model->grads_memory + offset;
+        float *m = model->m_memory + offset;
+        float *v = model->v_memory + offset;
+#pragma omp parallel for
+        for (size_t i = 0; i < sizes[k]; i++) {
+            float g = grad[i];
+            param[i] *= decay;
+            m[i] += (g - m[i]) * (1.0f - opt->beta1);
+            v[i] = v[i] * opt->beta2 + (1.0f - opt->beta2) * g * g;
+            float denom = sqrtf(v[i]) / bias_correction2_sqrt + opt->eps;
+            param[i] -= step_size * (m[i] / denom);
+        }
+        offset += sizes[k];
+    }
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// Training
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int count_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// Mean loss over up to max_batches validation batches from the start of the val data.
+static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
+    dataloader_reset(loader);
+    double sum = 0.0;
+    int batches = 0;
+    for (int i = 0; i < max_batches; i++) {
+        dataloader_next_batch(loader);
+        gpt2_forward(model, loader->inputs, loader->targets, loader->B, loader->T);
+        sum += model->mean_loss;
+        batches++;
+        // stop after one pass over a small val set instead of wrapping around
+        if (loader->current_shard_idx == loader->num_shards - 1 &&
+            loader->current_sample_idx >= loader->shard_num_samples) {
+            break;
+        }
+    }
+    return (float)(sum / batches);
+}
+
+// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
+static void sample_and_print(GPT2 *model, const Tokenizer *tokenizer, int eot_token, int num_tokens,
+                             int max_T, float temperature, int top_k, uint64_t *rng_state) {
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
+    float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
+    tokens[0] = eot_token;
+    Utf8Printer printer;
+    utf8_printer_init(&printer, stdout);
+    printf("generating:\n---\n");
+    for (int n = 1; n <= num_tokens; n++) {
+        // sliding window over the last max_T tokens
+        int start = n > max_T ? n - max_T : 0;
+        int length = n - start;
+        gpt2_forward(model, tokens + start, NULL, 1, length);
+        const float *logits = model->acts.logits + (size_t)(length - 1) * Vp;
+        int next = sample_token(logits, V, temperature, top_k, rng_state, work);
+        tokens[n] = next;
+        if (tokenizer != NULL) {
+            tokenizer_print_token(tokenizer, &printer, next);
+            fflush(stdout);
+        } else {
+            printf("%d ", next);
+        }
+    }
+    utf8_printer_flush(&printer);
+    printf("\n---\n");
+    free(tokens);
+    free(work);
+}
+
+static void save_checkpoint(const char *dir, int step, GPT2 *model, const DataLoader *loader,
+                            uint64_t rng_state) {
+    char path[4096];
+    checkpoint_path(path, sizeof(path), dir, "model", step);
+    model_write(path, &model->config, model->params_memory, MODEL_VERSION_FP32);
+    if (model->m_memory == NULL) { // a checkpoint before the first update: zero moments
+        model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
+        model->v_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW v");
+    }
+    TrainState state = {.num_processes = 1,
+                        .process_rank = 0,
+                        .use_master_weights = 0,
+                        .step = step,
+                        .rng_state = rng_state,
+                        .rng_state_last_update = rng_state,
+                        .num_parameters = model->num_parameters};
+    state_path(path, sizeof(path), dir, step, 0);
+    state_write(path, &state, model->m_memory, model->v_memory, NULL, loader);
+    checkpoint_mark_done(dir, step);
+    printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
+}
+
+int main(int argc, char **argv) {
+    const char *train_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_train.bin";
+    const char *val_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_val.bin";
+    const char *model_spec = "d4";
+    const char *output_dir = "";
+    const char *tokenizer_path = "dev/data/tinyshakespeare/gpt2_tokenizer.bin";
+    int B = 4, T = 64, total_batch_size = -1, max_steps = -1, warmup_steps = 0;
+    float learning_rate = 3e-4f, final_lr_fraction = 1.0f, weight_decay = 0.0f;
+    const char *schedule_name = "cosine";
+    int val_every = 20, val_max_batches = 20, sample_every = 20, gen_tokens = 64;
+    int checkpoint_every = 0, resume = 0, seed = 42, shuffle = 0;
+    float grad_clip = 1.0f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, temperature = 1.0f;
+    int top_k = 0;
+    CliOption options[] = {
+        {'i', "train", OPTION_STRING, &train_pattern, "training shards (glob)"},
+        {'j', "val", OPTION_STRING, &val_pattern, "validation shards (glob; empty: none)"},
+        {'e', "model", OPTION_STRING, &model_spec,
+         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, L=..,C=..,NH=..,V=..,maxT=.."},
+        {'o', "output", OPTION_STRING, &output_dir, "output directory for main.log and checkpoints"},
+        {'b', "batch-size", OPTION_INT, &B, "micro-batch size (sequences)"},
+        {'t', "seq-len", OPTION_INT, &T, "sequence length"},
+        {'d', "total-batch", OPTION_INT, &total_batch_size,
+         "tokens per optimizer step; a multiple of B*T, accumulated (-1: B*T)"},
+        {'x', "max-steps", OPTION_INT, &max_steps, "optimizer steps (-1: one epoch of -i)"},
+        {'l', "lr", OPTION_FLOAT, &learning_rate, "peak learning rate"},
+        {'u', "warmup", OPTION_INT, &warmup_steps, "linear warmup steps"},
+        {'q', "final-lr-frac", OPTION_FLOAT, &final_lr_fraction, "final lr as a fraction of peak"},
+        {'k', "schedule", OPTION_STRING, &schedule_name, "lr schedule: cosine, linear, constant, wsd"},
+        {'c', "weight-decay", OPTION_FLOAT, &weight_decay, "AdamW weight decay (matrices only)"},
+        {'v', "val-every", OPTION_INT, &val_every, "validate every N steps (0: never)"},
+        {'m', "val-batches", OPTION_INT, &val_max_batches, "max validation batches"},
+        {'s', "sample-every", OPTION_INT, &sample_every, "sample every N steps (0: never)"},
+        {'g', "gen-tokens", OPTION_INT, &gen_tokens, "tokens to generate when sampling"},
+        {'n', "checkpoint-every", OPTION_INT, &checkpoint_every,
+         "write a checkpoint every N steps and at the end (0: only at the end; needs -o)"},
+        {'y', "resume", OPTION_INT, &resume, "1: resume from the newest checkpoint in -o"},
+        {0, "seed", OPTION_INT, &seed, "seed of the random init (same as PyTorch's manual_seed)"},
+        {0, "shuffle", OPTION_INT, &shuffle, "1: shuffle training shards and samples (seeded)"},
+        {0, "grad-clip", OPTION_FLOAT, &grad_clip, "clip gradients to this global norm (0: off)"},
+        {0, "beta1", OPTION_FLOAT, &beta1, "AdamW beta1"},
+        {0, "beta2", OPTION_FLOAT, &beta2, "AdamW beta2"},
+        {0, "eps", OPTION_FLOAT, &eps, "AdamW epsilon"},
+        {0, "tokenizer", OPTION_STRING, &tokenizer_path, "tokenizer file for printing samples"},
+        {0, "temperature", OPTION_FLOAT, &temperature, "sampling temperature (0: argmax)"},
+        {0, "top-k", OPTION_INT, &top_k, "sample from the k most likely tokens (0: all)"},
+    };
+    int num_options = (int)(sizeof(options) / sizeof(options[0]));
+    cli_parse(argc, argv,
+              "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
+              options, num_options);
+
+    // validate flags before touching any file
+    ScheduleType schedule;
+    if (!schedule_from_name(schedule_name, &schedule)) {
+        fatal("bad value '%s' for -k: expected cosine, linear, constant or wsd", schedule_name);
+    }
+    if (B <= 0) fatal("bad value %d for -b: must be >= 1", B);
+    if (T <= 0) fatal("bad value %d for -t: must be >= 1", T);
+    if (total_batch_size == -1) total_batch_size = B * T;
+    if (total_batch_size <= 0 || total_batch_size % (B * T) != 0) {
+        fatal("bad value %d for -d: must be a positive multiple of B*T = %d", total_batch_size,
+              B * T);
+    }
+    if (learning_rate < 0.0f) fatal("bad value %g for -l: must be >= 0", learning_rate);
+    if (warmup_steps < 0) fatal("bad value %d for -u: must be >= 0", warmup_steps);
+    if (final_lr_fraction < 0.0f || final_lr_fraction > 1.0f) {
+        fatal("bad value %g for -q: must be in [0, 1]", final_lr_fraction);
+    }
+    if (val_every < 0 || val_max_batches < 0 || sample_every < 0 || gen_tokens < 0 ||
+        checkpoint_every < 0) {
+        fatal("-v, -m, -s, -g and -n must be >= 0");
+    }
+    if (resume != 0 && resume != 1) fatal("bad value %d for -y: expected 0 or 1", resume);
+    if (shuffle != 0 && shuffle != 1) fatal("bad value %d for --shuffle: expected 0 or 1", shuffle);
+    if (resume && output_dir[0] == '\0') fatal("-y 1 needs -o DIR to find the checkpoint in");
+    if (checkpoint_every > 0 && output_dir[0] == '\0') fatal("-n needs -o DIR to write into");
+    int grad_accum_steps = total_batch_size / (B * T);
+
+    // resume: the newest complete checkpoint in the output directory replaces -e
+    int start_step = 0;
+    char resume_model_path[4096];
+    int latest = output_dir[0] != '\0' ? checkpoint_find_latest(output_dir) : -1;
+    if (resume) {
+        if (latest < 0) {
+            printf("resume: no checkpoint in %s, starting from scratch\n", output_dir);
+        } else {
+            checkpoint_path(resume_model_path, sizeof(resume_model_path), output_dir, "model",
+                            latest);
+            model_spec = resume_model_path;
+            start_step = latest;
+        }
+    } else if (latest >= 0) {
+        fatal("%s already holds checkpoints (newest: step %d): resume with -y 1 or choose "
+              "another -o",
+              output_dir, latest);
+    }
+
+    GPT2 model;
+    gpt2_build(&model, model_spec, (uint32_t)seed);
+    gpt2_config_print(&model.config, model.num_parameters);
+    if (T > model.config.max_seq_len) {
+        fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model.config.max_seq_len);
+    }
+    DataLoader train_loader, val_loader;
+    dataloader_init(&train_loader, train_pattern, B, T, model.config.vocab_size, 0, 1, shuffle,
+                    (uint32_t)seed);
+    int have_val = val_pattern[0] != '\0' && val_every > 0;
+    if (have_val) {
+        dataloader_init(&val_loader, val_pattern, B, T, model.config.vocab_size, 0, 1, 0, 0);
+    }
+    if (max_steps <= 0) {
+        size_t samples = 0;
+        for (size_t s = 0; s < train_loader.num_shards; s++) {
+            dataloader_load_shard(&train_loader, s);
+            samples += train_loader.shard_num_samples;
+        }
+        dataloader_reset(&train_loader);
+        max_steps = (int)(samples / (size_t)grad_accum_steps);
+        if (max_steps < 1) max_steps = 1;
+    }
+    Tokenizer tokenizer;
+    int have_tokenizer = tokenizer_path[0] != '\0' && file_exists(tokenizer_path);
+    if (have_tokenizer) {
+        tokenizer_init(&tokenizer, tokenizer_path);
+        if (tokenizer.vocab_size != model.config.vocab_size) {
+            printf("note: tokenizer has V=%d, model V=%d: samples print as ids\n",
+                   tokenizer.vocab_size, model.config.vocab_size);
+            tokenizer_free(&tokenizer);
+            have_tokenizer = 0;
+        }
+    }
+    int eot_token = have_tokenizer ? tokenizer.eot_token : 50256;
+    if (eot_token >= model.config.vocab_size) eot_token = model.config.vocab_size - 1;
+
+    gpt2_allocate_activations(&model, B, T);
+    uint64_t rng_state = 1337;
+    if (start_step > 0) {
+        char path[4096];
+        state_path(path, sizeof(path), output_dir, start_step, 0);
+        model.m_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW m");
+        model.v_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW v");
+        TrainState state;
+        state_read(path, &state, model.num_parameters, model.m_memory, model.v_memory, NULL,
+                   &train_loader);
+        if (state.num_processes != 1) {
+            fatal("%s: written by %d processes (header[2]); this CPU trainer runs one", path,
+                  state.num_processes);
+        }
+        if (state.step != start_step) {
+            fatal("%s: step %d in header[10] does not match the file name (step %d)", path,
+                  state.step, start_step);
+        }
+        rng_state = state.rng_state;
+        printf("resume: from step %d of %s\n", start_step, output_dir);
+    }
+    if (start_step >= max_steps) {
+        printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
+    }
+    if (output_dir[0] != '\0') make_dir_check(output_dir);
+    Logger logger;
+    logger_init(&logger, output_dir, start_step > 0);
+    LRScheduler scheduler = {schedule, learning_rate, warmup_steps, max_steps, final_lr_fraction};
+    AdamWConfig adamw = {learning_rate, beta1, beta2, eps, weight_decay};
+    int tokens_per_step = total_batch_size;
+    printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps | "
+           "%d threads\n",
+           train_loader.num_shards, train_pattern, B, T, tokens_per_step, grad_accum_steps,
+           max_steps, count_threads());
+
+    double train_seconds = 0.0;
+    int timed_steps = 0;
+    for (int step = start_step; step <= max_steps; step++) {
+        int last_step = step == max_steps;
+        // checkpoint first, so a resumed run repeats validation and sampling exactly
+        if (output_dir[0] != '\0' && step > start_step &&
+            ((checkpoint_every > 0 && step % checkpoint_every == 0) || last_step)) {
+            save_checkpoint(output_dir, step, &model, &train_loader, rng_state);
+        }
+        if (have_val && (step % val_every == 0 || last_step)) {
+            float val_loss = evaluate(&model, &val_loader, val_max_batches);
+            printf("step %d: val loss %.6f\n", step, val_loss);
+            logger_log_val(&logger, step, val_loss);
+        }
+        if (gen_tokens > 0 && sample_every > 0 && ((step > 0 && step % sample_every == 0) || last_step)) {
+            sample_and_print(&model, have_tokenizer ? &tokenizer : NULL, eot_token, gen_tokens, T,
+                             temperature, top_k, &rng_state);
+        }
+        if (last_step) break;
+
+        double start = now_seconds();
+        gpt2_zero_grad(&model);
+        double loss_sum = 0.0;
+        for (int micro = 0; micro < grad_accum_steps; micro++) {
+            dataloader_next_batch(&train_loader);
+            gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T);
+            gpt2_backward(&model, 1.0f / (float)grad_accum_steps);
+            loss_sum += model.mean_loss;
+        }
+        float loss = (float)(loss_sum / grad_accum_steps);
+        float norm = gpt2_grad_norm(&model);
+        gpt2_clip_gradients(&model, norm, grad_clip);
+        float lr = lr_scheduler_get(&scheduler, step);
+        adamw.learning_rate = lr;
+        gpt2_update(&model, &adamw, step + 1);
+        double elapsed = now_seconds() - start;
+        if (step > start_step) { // the first step includes allocation: leave it out of the ETA
+            train_seconds += elapsed;
+            timed_steps++;
+        }
+        double mean_step = timed_steps > 0 ? train_seconds / timed_steps : elapsed;
+        char eta[32];
+        format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
+        printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s\n",
+               step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_step / elapsed, eta);
+        fflush(stdout);
+        logger_log_train(&logger, step, loss, lr, norm);
+    }
+    if (timed_steps > 0) {
+        printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timed_steps + 1,
+               1e3 * train_seconds / timed_steps, tokens_per_step * timed_steps / train_seconds);
+    }
+
+    logger_free(&logger);
+    dataloader_free(&train_loader);
+    if (have_val) dataloader_free(&val_loader);
+    if (have_tokenizer) tokenizer_free(&tokenizer);
+    gpt2_free(&model);
+    return 0;
+}
+#endif // TESTING
