@@ -68,7 +68,8 @@ static int check_init(const GPT2 *model, const char *descriptor, int seed) {
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
         size_t bad = 0, first = SIZE_MAX;
         for (size_t i = 0; i < sizes[k]; i++) {
-            if (memcmp(&params[offset + i], &model->params_memory[offset + i], sizeof(float)) != 0) {
+            if (memcmp(&params[offset + i], &model->params_memory[offset + i], sizeof(float)) !=
+                0) {
                 if (first == SIZE_MAX) first = i;
                 bad++;
             }
@@ -92,7 +93,8 @@ int main(int argc, char **argv) {
     const char *state_path_arg = "";
     const char *init_descriptor = "";
     int seed = 42;
-    float logits_tol = 1e-5f, loss_tol = 1e-5f, grad_tol = 1e-4f, grad_floor = 2e-5f, step_tol = 1e-5f;
+    float logits_tol = 1e-5f, loss_tol = 1e-5f, grad_tol = 1e-4f, grad_floor = 2e-5f,
+          step_tol = 1e-5f;
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},
@@ -102,7 +104,8 @@ int main(int argc, char **argv) {
         {0, "logits-tol", OPTION_FLOAT, &logits_tol, "logits: |diff| <= tol * (1 + |ref|)"},
         {0, "loss-tol", OPTION_FLOAT, &loss_tol, "loss: relative tolerance"},
         {0, "grad-tol", OPTION_FLOAT, &grad_tol,
-         "gradients: |diff| <= grad-tol * |ref| + grad-floor * max|ref| (of the tensor; wte: of the row)"},
+         "gradients: |diff| <= grad-tol * |ref| + grad-floor * max|ref| (of the tensor; wte: of "
+         "the row)"},
         {0, "grad-floor", OPTION_FLOAT, &grad_floor, "see --grad-tol"},
         {0, "step-tol", OPTION_FLOAT, &step_tol, "AdamW step losses: relative tolerance"},
     };

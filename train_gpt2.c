@@ -369,16 +369,17 @@ typedef struct {
 static void point_parameters(ParameterTensors *p, float *memory, const GPT2Config *config) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(config, sizes);
-    float **fields[NUM_PARAMETER_TENSORS] = {
-        &p->wte,  &p->wpe,  &p->ln1w, &p->ln1b, &p->qkvw,    &p->qkvb,    &p->attprojw, &p->attprojb,
-        &p->ln2w, &p->ln2b, &p->fcw,  &p->fcb,  &p->fcprojw, &p->fcprojb, &p->lnfw,     &p->lnfb};
+    float **fields[NUM_PARAMETER_TENSORS] = {&p->wte,     &p->wpe,     &p->ln1w,     &p->ln1b,
+                                             &p->qkvw,    &p->qkvb,    &p->attprojw, &p->attprojb,
+                                             &p->ln2w,    &p->ln2b,    &p->fcw,      &p->fcb,
+                                             &p->fcprojw, &p->fcprojb, &p->lnfw,     &p->lnfb};
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         *fields[i] = memory;
         memory += sizes[i];
     }
 }
 
-#define NUM_ACTIVATION_TENSORS 23
+#define NUM_ACTIVATION_TENSORS 22
 
 typedef struct {
     float *encoded;   // (B,T,C)
@@ -403,28 +404,31 @@ typedef struct {
     float *logits;    // (B,T,Vp)
     float *probs;     // (B,T,Vp)
     float *losses;    // (B,T)
-    float *scratch;   // unused slot so both structs share one layout function
 } ActivationTensors;
 
 static size_t point_activations(ActivationTensors *a, float *memory, const GPT2Config *config,
                                 int B, int T) {
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
-    size_t BT = (size_t)B * T;
-    size_t sizes[NUM_ACTIVATION_TENSORS] = {
-        BT * C,     L * BT * C,     L * BT, L * BT, L * BT * 3 * C, L * BT * C,
-        L * B * NH * (size_t)T * T, L * BT * C, L * BT * C, L * BT * C, L * BT, L * BT,
-        L * BT * 4 * C, L * BT * 4 * C, L * BT * C, L * BT * C, BT * C, BT, BT,
-        BT * Vp,    BT * Vp,        BT,     0};
-    float **fields[NUM_ACTIVATION_TENSORS] = {
-        &a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd, &a->qkv,       &a->atty,
-        &a->att,      &a->attproj,  &a->residual2, &a->ln2,      &a->ln2_mean,  &a->ln2_rstd,
-        &a->fch,      &a->fch_gelu, &a->fcproj,    &a->residual3, &a->lnf,      &a->lnf_mean,
-        &a->lnf_rstd, &a->logits,   &a->probs,     &a->losses,   &a->scratch};
+    size_t BT = (size_t)B * T, T2 = (size_t)T * T;
+    struct {
+        float **field;
+        size_t size;
+    } table[NUM_ACTIVATION_TENSORS] = {{&a->encoded, BT * C},       {&a->ln1, L * BT * C},
+                                       {&a->ln1_mean, L * BT},      {&a->ln1_rstd, L * BT},
+                                       {&a->qkv, L * BT * 3 * C},   {&a->atty, L * BT * C},
+                                       {&a->att, L * B * NH * T2},  {&a->attproj, L * BT * C},
+                                       {&a->residual2, L * BT * C}, {&a->ln2, L * BT * C},
+                                       {&a->ln2_mean, L * BT},      {&a->ln2_rstd, L * BT},
+                                       {&a->fch, L * BT * 4 * C},   {&a->fch_gelu, L * BT * 4 * C},
+                                       {&a->fcproj, L * BT * C},    {&a->residual3, L * BT * C},
+                                       {&a->lnf, BT * C},           {&a->lnf_mean, BT},
+                                       {&a->lnf_rstd, BT},          {&a->logits, BT * Vp},
+                                       {&a->probs, BT * Vp},        {&a->losses, BT}};
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
-        if (memory != NULL) *fields[i] = memory + total;
-        total += sizes[i];
+        if (memory != NULL) *table[i].field = memory + total;
+        total += table[i].size;
     }
     return total;
 }
@@ -445,10 +449,10 @@ typedef struct {
     float *grads_acts_memory;
     ActivationTensors grads_acts;
     size_t num_activations;
-    int B, T;            // shape of the last forward
-    const int *inputs;   // of the last forward (B,T)
-    const int *targets;  // of the last forward, or NULL
-    float mean_loss;     // of the last forward, -1 without targets
+    int B, T;           // shape of the last forward
+    const int *inputs;  // of the last forward (B,T)
+    const int *targets; // of the last forward, or NULL
+    float mean_loss;    // of the last forward, -1 without targets
 } GPT2;
 
 static void gpt2_allocate_params(GPT2 *model) {
@@ -505,7 +509,8 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         fatal("sequence length T=%d exceeds the model's maxT=%d", T, cfg->max_seq_len);
     }
     for (int i = 0; i < B * T; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V || (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+        if (inputs[i] < 0 || inputs[i] >= V ||
+            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
             fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
                   inputs[i], targets != NULL ? targets[i] : 0, V);
         }
@@ -513,8 +518,8 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     if (model->acts_memory == NULL) {
         gpt2_allocate_activations(model, B, T);
     } else if (B > model->max_B || T > model->max_T) {
-        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T,
-              model->max_B, model->max_T);
+        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
+              model->max_T);
     }
     point_activations(&model->acts, model->acts_memory, cfg, B, T);
     model->B = B;
@@ -546,8 +551,8 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         attention_forward(atty, att, qkv, B, T, C, NH);
         matmul_forward(attproj, atty, p.attprojw + l * c * c, p.attprojb + l * c, (int)BT, C, C);
         residual_forward(residual2, residual, attproj, BT * c);
-        layernorm_forward(ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, residual2,
-                          p.ln2w + l * c, p.ln2b + l * c, (int)BT, C);
+        layernorm_forward(ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, residual2, p.ln2w + l * c,
+                          p.ln2b + l * c, (int)BT, C);
         matmul_forward(fch, ln2, p.fcw + l * 4 * c * c, p.fcb + l * 4 * c, (int)BT, C, 4 * C);
         gelu_forward(fch_gelu, fch, BT * 4 * c);
         matmul_forward(fcproj, fch_gelu, p.fcprojw + l * 4 * c * c, p.fcprojb + l * c, (int)BT,
@@ -689,7 +694,8 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t) {
     gpt2_parameter_sizes(&model->config, sizes);
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        float decay = gpt2_tensor_is_decayed(k) ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
+        float decay =
+            gpt2_tensor_is_decayed(k) ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
         float *param = model->params_memory + offset;
         const float *grad = model->grads_memory + offset;
         float *m = model->m_memory + offset;
@@ -814,8 +820,10 @@ int main(int argc, char **argv) {
         {'i', "train", OPTION_STRING, &train_pattern, "training shards (glob)"},
         {'j', "val", OPTION_STRING, &val_pattern, "validation shards (glob; empty: none)"},
         {'e', "model", OPTION_STRING, &model_spec,
-         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, L=..,C=..,NH=..,V=..,maxT=.."},
-        {'o', "output", OPTION_STRING, &output_dir, "output directory for main.log and checkpoints"},
+         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, "
+         "L=..,C=..,NH=..,V=..,maxT=.."},
+        {'o', "output", OPTION_STRING, &output_dir,
+         "output directory for main.log and checkpoints"},
         {'b', "batch-size", OPTION_INT, &B, "micro-batch size (sequences)"},
         {'t', "seq-len", OPTION_INT, &T, "sequence length"},
         {'d', "total-batch", OPTION_INT, &total_batch_size,
@@ -824,7 +832,8 @@ int main(int argc, char **argv) {
         {'l', "lr", OPTION_FLOAT, &learning_rate, "peak learning rate"},
         {'u', "warmup", OPTION_INT, &warmup_steps, "linear warmup steps"},
         {'q', "final-lr-frac", OPTION_FLOAT, &final_lr_fraction, "final lr as a fraction of peak"},
-        {'k', "schedule", OPTION_STRING, &schedule_name, "lr schedule: cosine, linear, constant, wsd"},
+        {'k', "schedule", OPTION_STRING, &schedule_name,
+         "lr schedule: cosine, linear, constant, wsd"},
         {'c', "weight-decay", OPTION_FLOAT, &weight_decay, "AdamW weight decay (matrices only)"},
         {'v', "val-every", OPTION_INT, &val_every, "validate every N steps (0: never)"},
         {'m', "val-batches", OPTION_INT, &val_max_batches, "max validation batches"},
@@ -980,7 +989,8 @@ int main(int argc, char **argv) {
             printf("step %d: val loss %.6f\n", step, val_loss);
             logger_log_val(&logger, step, val_loss);
         }
-        if (gen_tokens > 0 && sample_every > 0 && ((step > 0 && step % sample_every == 0) || last_step)) {
+        if (gen_tokens > 0 && sample_every > 0 &&
+            ((step > 0 && step % sample_every == 0) || last_step)) {
             sample_and_print(&model, have_tokenizer ? &tokenizer : NULL, eot_token, gen_tokens, T,
                              temperature, top_k, &rng_state);
         }

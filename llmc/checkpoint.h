@@ -32,7 +32,9 @@ static inline void state_path(char *out, size_t size, const char *dir, int step,
     snprintf(out, size, "%s/state_%08d_%05d.bin", dir, step, rank);
 }
 
-static inline void put_u64(int32_t *slot, uint64_t value) { memcpy(slot, &value, sizeof(value)); }
+static inline void put_u64(int32_t *slot, uint64_t value) {
+    memcpy(slot, &value, sizeof(value));
+}
 
 static inline uint64_t get_u64(const int32_t *slot) {
     uint64_t value;

@@ -19,17 +19,19 @@ typedef struct {
     char short_name;       // 'b' for -b, or 0 for long-only options
     const char *long_name; // "batch-size" for --batch-size
     OptionType type;
-    void *value;           // int*, float* or const char**
+    void *value; // int*, float* or const char**
     const char *help;
 } CliOption;
 
-static inline void cli_print_usage(const char *program, const char *summary, const CliOption *options,
-                                   int num_options) {
+static inline void cli_print_usage(const char *program, const char *summary,
+                                   const CliOption *options, int num_options) {
     printf("usage: %s [options]\n%s\n\noptions:\n", program, summary);
     for (int i = 0; i < num_options; i++) {
         const CliOption *o = &options[i];
         char flag[64];
-        const char *metavar = o->type == OPTION_INT ? "INT" : o->type == OPTION_FLOAT ? "FLOAT" : "STR";
+        const char *metavar = o->type == OPTION_INT     ? "INT"
+                              : o->type == OPTION_FLOAT ? "FLOAT"
+                                                        : "STR";
         if (o->short_name) {
             snprintf(flag, sizeof(flag), "-%c, --%s %s", o->short_name, o->long_name, metavar);
         } else {
@@ -54,7 +56,8 @@ static inline void cli_set_value(const CliOption *o, const char *flag, const cha
     errno = 0;
     if (o->type == OPTION_INT) {
         long value = strtol(text, &end, 10);
-        if (end == text || *end != '\0' || errno != 0 || value < -2147483647L || value > 2147483647L) {
+        if (end == text || *end != '\0' || errno != 0 || value < -2147483647L ||
+            value > 2147483647L) {
             fatal("bad value '%s' for %s: expected an integer", text, flag);
         }
         *(int *)o->value = (int)value;
@@ -88,7 +91,8 @@ static inline void cli_parse(int argc, char **argv, const char *summary, const C
                 if (options[k].short_name == arg[1]) match = &options[k];
             }
         } else {
-            fatal("unexpected argument '%s' (flags look like -b 4 or --batch-size 4; see --help)", arg);
+            fatal("unexpected argument '%s' (flags look like -b 4 or --batch-size 4; see --help)",
+                  arg);
         }
         if (match == NULL) {
             fatal("unknown flag '%s' (see --help)", arg);

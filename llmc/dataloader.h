@@ -75,8 +75,9 @@ static inline size_t dataloader_check_shard(FILE *file, const char *path, int *t
     size_t num_tokens = (size_t)header[2];
     size_t expected = HEADER_BYTES + num_tokens * (size_t)*token_bytes;
     if (file_size != expected) {
-        fatal("%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
-              path, file_size, expected, num_tokens);
+        fatal(
+            "%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
+            path, file_size, expected, num_tokens);
     }
     return num_tokens;
 }
@@ -85,7 +86,8 @@ static inline void dataloader_load_shard(DataLoader *loader, size_t shard_positi
     if (loader->file != NULL) {
         fclose(loader->file);
     }
-    int shard = loader->should_shuffle ? loader->shard_indices[shard_position] : (int)shard_position;
+    int shard =
+        loader->should_shuffle ? loader->shard_indices[shard_position] : (int)shard_position;
     loader->shard_path = loader->glob_result.gl_pathv[shard];
     loader->file = fopen_check(loader->shard_path, "rb");
     loader->shard_num_tokens =
@@ -125,8 +127,7 @@ static inline void dataloader_init(DataLoader *loader, const char *pattern, int 
     memset(loader, 0, sizeof(*loader));
     if (B <= 0 || T <= 0 || num_processes <= 0 || process_rank < 0 ||
         process_rank >= num_processes) {
-        fatal("data loader: bad B=%d T=%d rank=%d processes=%d", B, T, process_rank,
-              num_processes);
+        fatal("data loader: bad B=%d T=%d rank=%d processes=%d", B, T, process_rank, num_processes);
     }
     loader->process_rank = process_rank;
     loader->num_processes = num_processes;

@@ -36,7 +36,8 @@ static inline void read_header(FILE *file, const char *path, int32_t header[HEAD
 static inline int model_read_header(FILE *file, const char *path, GPT2Config *config) {
     size_t file_size = file_size_check(file, path);
     if (file_size < HEADER_BYTES) {
-        fatal("%s: not a model file: %zu bytes, shorter than the 1024-byte header", path, file_size);
+        fatal("%s: not a model file: %zu bytes, shorter than the 1024-byte header", path,
+              file_size);
     }
     int32_t header[HEADER_INTS];
     read_header(file, path, header);
@@ -127,9 +128,9 @@ static inline void model_write(const char *path, const GPT2Config *config, const
 // A reference dump written by scripts/train_gpt2.py (or llm.c's), for test_gpt2.
 typedef struct {
     int B, T, V;
-    int *inputs;        // (B, T)
-    int *targets;       // (B, T)
-    float *logits;      // (B, T, V)
+    int *inputs;   // (B, T)
+    int *targets;  // (B, T)
+    float *logits; // (B, T, V)
     float loss;
     float *grads;       // num_parameters, checkpoint layout
     int n_steps;        // reference AdamW step losses (0 in llm.c's files)

@@ -43,9 +43,12 @@ static inline void logger_free(Logger *logger) {
 static inline void format_duration(double seconds, char *out, size_t size) {
     if (seconds < 0) seconds = 0;
     long s = (long)(seconds + 0.5);
-    if (s >= 3600) snprintf(out, size, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-    else if (s >= 60) snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
-    else snprintf(out, size, "%lds", s);
+    if (s >= 3600)
+        snprintf(out, size, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+    else if (s >= 60)
+        snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
+    else
+        snprintf(out, size, "%lds", s);
 }
 
 #endif // LLMC_LOGGER_H

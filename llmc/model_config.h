@@ -24,7 +24,7 @@ typedef struct {
 #define NUM_PARAMETER_TENSORS 16
 
 static const char *const parameter_tensor_names[NUM_PARAMETER_TENSORS] = {
-    "wte",  "wpe",  "ln1w", "ln1b", "qkvw", "qkvb",    "attprojw", "attprojb",
+    "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw",     "lnfb"};
 
 // Element counts of the 16 tensors, in checkpoint order.
@@ -34,22 +34,22 @@ static inline void gpt2_parameter_sizes(const GPT2Config *config,
     size_t C = (size_t)config->channels;
     size_t maxT = (size_t)config->max_seq_len;
     size_t L = (size_t)config->num_layers;
-    sizes[0] = Vp * C;          // wte
-    sizes[1] = maxT * C;        // wpe
-    sizes[2] = L * C;           // ln1w
-    sizes[3] = L * C;           // ln1b
-    sizes[4] = L * 3 * C * C;   // qkvw
-    sizes[5] = L * 3 * C;       // qkvb
-    sizes[6] = L * C * C;       // attprojw
-    sizes[7] = L * C;           // attprojb
-    sizes[8] = L * C;           // ln2w
-    sizes[9] = L * C;           // ln2b
-    sizes[10] = L * 4 * C * C;  // fcw
-    sizes[11] = L * 4 * C;      // fcb
-    sizes[12] = L * C * 4 * C;  // fcprojw
-    sizes[13] = L * C;          // fcprojb
-    sizes[14] = C;              // lnfw
-    sizes[15] = C;              // lnfb
+    sizes[0] = Vp * C;         // wte
+    sizes[1] = maxT * C;       // wpe
+    sizes[2] = L * C;          // ln1w
+    sizes[3] = L * C;          // ln1b
+    sizes[4] = L * 3 * C * C;  // qkvw
+    sizes[5] = L * 3 * C;      // qkvb
+    sizes[6] = L * C * C;      // attprojw
+    sizes[7] = L * C;          // attprojb
+    sizes[8] = L * C;          // ln2w
+    sizes[9] = L * C;          // ln2b
+    sizes[10] = L * 4 * C * C; // fcw
+    sizes[11] = L * 4 * C;     // fcb
+    sizes[12] = L * C * 4 * C; // fcprojw
+    sizes[13] = L * C;         // fcprojb
+    sizes[14] = C;             // lnfw
+    sizes[15] = C;             // lnfb
 }
 
 static inline size_t gpt2_num_parameters(const GPT2Config *config) {
@@ -103,13 +103,34 @@ static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config
         }
         int channels = 0, heads = 0;
         switch (depth) {
-        case 2: channels = 128; heads = 2; break;
-        case 4: channels = 256; heads = 4; break;
-        case 6: channels = 384; heads = 6; break;
-        case 12: channels = 768; heads = 12; break;
-        case 24: channels = 1024; heads = 16; break;
-        case 36: channels = 1280; heads = 20; break;
-        case 48: channels = 1600; heads = 25; break;
+        case 2:
+            channels = 128;
+            heads = 2;
+            break;
+        case 4:
+            channels = 256;
+            heads = 4;
+            break;
+        case 6:
+            channels = 384;
+            heads = 6;
+            break;
+        case 12:
+            channels = 768;
+            heads = 12;
+            break;
+        case 24:
+            channels = 1024;
+            heads = 16;
+            break;
+        case 36:
+            channels = 1280;
+            heads = 20;
+            break;
+        case 48:
+            channels = 1600;
+            heads = 25;
+            break;
         default:
             fatal("model descriptor %s: unsupported depth %ld (use d2, d4, d6, d12, d24, d36, d48 "
                   "or L=..,C=..,NH=..,V=..,maxT=..)",
@@ -133,12 +154,19 @@ static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config
                       descriptor, item);
             }
             *eq = '\0';
-            if (strcmp(item, "L") == 0) config->num_layers = (int)value;
-            else if (strcmp(item, "C") == 0) config->channels = (int)value;
-            else if (strcmp(item, "NH") == 0) config->num_heads = (int)value;
-            else if (strcmp(item, "V") == 0) config->vocab_size = (int)value;
-            else if (strcmp(item, "maxT") == 0) config->max_seq_len = (int)value;
-            else fatal("model descriptor %s: unknown key '%s' (keys: L, C, NH, V, maxT)", descriptor, item);
+            if (strcmp(item, "L") == 0)
+                config->num_layers = (int)value;
+            else if (strcmp(item, "C") == 0)
+                config->channels = (int)value;
+            else if (strcmp(item, "NH") == 0)
+                config->num_heads = (int)value;
+            else if (strcmp(item, "V") == 0)
+                config->vocab_size = (int)value;
+            else if (strcmp(item, "maxT") == 0)
+                config->max_seq_len = (int)value;
+            else
+                fatal("model descriptor %s: unknown key '%s' (keys: L, C, NH, V, maxT)", descriptor,
+                      item);
         }
     } else {
         return 0;

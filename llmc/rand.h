@@ -56,7 +56,8 @@ static inline void mt19937_next_state(mt19937_state *s) {
     s->left = MT_STATE_SIZE;
     s->next = 0;
     for (int j = 0; j < MT_STATE_SIZE; j++) {
-        uint32_t y = (s->state[j] & 0x80000000u) | (s->state[(j + 1) % MT_STATE_SIZE] & 0x7fffffffu);
+        uint32_t y =
+            (s->state[j] & 0x80000000u) | (s->state[(j + 1) % MT_STATE_SIZE] & 0x7fffffffu);
         s->state[j] = s->state[(j + MT_SHIFT) % MT_STATE_SIZE] ^ (y >> 1) ^ s->matrix_a[y & 1u];
     }
 }

@@ -45,8 +45,8 @@ static inline void tokenizer_init(Tokenizer *tokenizer, const char *path) {
               tokenizer->eot_token, tokenizer->vocab_size);
     }
     int V = tokenizer->vocab_size;
-    tokenizer->token_bytes = (unsigned char **)calloc_check((size_t)V, sizeof(unsigned char *),
-                                                            "tokenizer table");
+    tokenizer->token_bytes =
+        (unsigned char **)calloc_check((size_t)V, sizeof(unsigned char *), "tokenizer table");
     tokenizer->token_lengths = (int *)calloc_check((size_t)V, sizeof(int), "tokenizer lengths");
     for (int i = 0; i < V; i++) {
         unsigned char length;
@@ -113,8 +113,8 @@ static inline int utf8_second_byte_ok(unsigned char lead, unsigned char second) 
 static inline void utf8_printer_put(Utf8Printer *printer, unsigned char byte) {
     if (printer->pending_length > 0) {
         unsigned char lead = printer->pending[0];
-        int ok = printer->pending_length == 1 ? utf8_second_byte_ok(lead, byte)
-                                              : (byte & 0xC0) == 0x80;
+        int ok =
+            printer->pending_length == 1 ? utf8_second_byte_ok(lead, byte) : (byte & 0xC0) == 0x80;
         if (!ok) {
             utf8_print_replacement(printer);
             printer->pending_length = 0;

@@ -54,8 +54,8 @@ static inline void fread_check(void *dst, size_t size, size_t count, FILE *file,
                                const char *what) {
     size_t got = fread(dst, size, count, file);
     if (got != count) {
-        fatal("%s: truncated while reading %s: expected %zu items of %zu bytes, got %zu", path, what,
-              count, size, got);
+        fatal("%s: truncated while reading %s: expected %zu items of %zu bytes, got %zu", path,
+              what, count, size, got);
     }
 }
 
@@ -86,16 +86,25 @@ static inline int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+// mkdir -p: creates path and any missing parents.
 static inline void make_dir_check(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) {
-            fatal("%s exists and is not a directory", path);
-        }
-        return;
+    char partial[4096];
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof(partial)) {
+        fatal("bad directory path '%s'", path);
     }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        fatal("cannot create directory %s: %s", path, strerror(errno));
+    for (size_t i = 1; i <= length; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        memcpy(partial, path, i);
+        partial[i] = '\0';
+        struct stat st;
+        if (stat(partial, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) fatal("%s exists and is not a directory", partial);
+            continue;
+        }
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST) {
+            fatal("cannot create directory %s: %s", partial, strerror(errno));
+        }
     }
 }
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Quick start: prepare tinyshakespeare, then train a small GPT-2 and sample from it.
+# Uses the CUDA trainer when there is a GPU and it is built (not in this version yet), else the CPU.
+# Extra arguments go to the trainer and override the defaults below, e.g.  -x 50 -e d2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+DATA=dev/data/tinyshakespeare
+if [ ! -f "$DATA/tiny_shakespeare_train.bin" ] || [ ! -f "$DATA/gpt2_tokenizer.bin" ]; then
+    if ! "$PY" -c "import tiktoken" >/dev/null 2>&1; then
+        echo "installing tiktoken (GPT-2 encoder for data preparation) with pip"
+        "$PY" -m pip install --quiet tiktoken
+    fi
+    "$PY" dev/data/tinyshakespeare.py
+fi
+
+make --no-print-directory train_gpt2
+TRAINER=./train_gpt2
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+    echo "note: a GPU is present, but the CUDA trainer is not part of this version: training on the CPU"
+fi
+
+OUT=out/quickstart
+rm -rf "$OUT"
+# d4: 4 layers, 256 channels (16M parameters with GPT-2's 50,257-token vocabulary)
+exec $TRAINER -e d4 -i "$DATA/tiny_shakespeare_train.bin" -j "$DATA/tiny_shakespeare_val.bin" \
+    -b 4 -t 64 -x 150 -l 1e-3 -u 10 -q 0.1 -c 0.1 -v 50 -m 10 -s 150 -g 96 -o "$OUT" "$@"
