@@ -28,8 +28,13 @@ train_gpt2: train_gpt2.c $(HEADERS)
 test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-# Regenerates the PyTorch reference dumps (build/ref) and runs every test; last line: N passed, N failed.
-test: train_gpt2 test_gpt2
+# Unit tests of the llmc/ headers (run by `make test`; ./build/test_units [WORKDIR] alone also works).
+build/test_units: tests/test_units.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
+test: train_gpt2 test_gpt2 build/test_units
 	bash tests/run_tests.sh
 
 format:

@@ -53,6 +53,20 @@ expect_error() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# 0. Unit tests of the llmc/ headers: each of their checks counts as one here.
+./build/test_units "$WORK" >"$WORK/units.log" 2>&1
+units_status=$?
+while IFS= read -r line; do
+    case $line in
+    "ok - "*) ok "unit: ${line#ok - }" ;;
+    "FAIL - "*) not_ok "unit: ${line#FAIL - }" ;;
+    esac
+done <"$WORK/units.log"
+if [ "$units_status" -ne 0 ] && ! grep -q '^FAIL - ' "$WORK/units.log"; then
+    not_ok "unit tests stopped early (exit $units_status, see $WORK/units.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # 1. Reference dumps: several shapes and seeds, B=1, T not a multiple of 8, a small vocabulary.
 #    name | descriptor | seed | B | T | extra reference flags
 CONFIGS=(
