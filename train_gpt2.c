@@ -22,6 +22,7 @@ run gives the same bits with any number of threads.
 #include "llmc/dataloader.h"
 #include "llmc/formats.h"
 #include "llmc/logger.h"
+#include "llmc/matmul.h"
 #include "llmc/model_config.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
@@ -138,55 +139,29 @@ static inline float dot_product(const float *a, const float *b, int n) {
     return sum;
 }
 
-#define MATMUL_ROW_TILE 16
-#define MATMUL_COL_TILE 64
-
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be NULL.
-// Tiles of rows x output columns keep a weight tile hot in cache across rows.
+// All three products of a linear layer go through sgemm (llmc/matmul.h).
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC) {
-    int row_tiles = (N + MATMUL_ROW_TILE - 1) / MATMUL_ROW_TILE;
-    int col_tiles = (OC + MATMUL_COL_TILE - 1) / MATMUL_COL_TILE;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int rt = 0; rt < row_tiles; rt++) {
-        for (int ct = 0; ct < col_tiles; ct++) {
-            int n_end = (rt + 1) * MATMUL_ROW_TILE < N ? (rt + 1) * MATMUL_ROW_TILE : N;
-            int o_end = (ct + 1) * MATMUL_COL_TILE < OC ? (ct + 1) * MATMUL_COL_TILE : OC;
-            for (int o = ct * MATMUL_COL_TILE; o < o_end; o++) {
-                const float *w = weight + (size_t)o * C;
-                float b = bias != NULL ? bias[o] : 0.0f;
-                for (int n = rt * MATMUL_ROW_TILE; n < n_end; n++) {
-                    out[(size_t)n * OC + o] = dot_product(inp + (size_t)n * C, w, C) + b;
-                }
-            }
-        }
+    if (bias != NULL) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
     }
+    sgemm(out, (size_t)OC, inp, (size_t)C, 1, weight, 1, (size_t)C, N, OC, C, bias != NULL);
 }
 
 // dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout.
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
+    sgemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, N, C, OC, 1);
+    sgemm(dweight, (size_t)C, dout, 1, (size_t)OC, inp, (size_t)C, 1, OC, C, N, 1);
+    if (dbias != NULL) {
 #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const float *dout_n = dout + (size_t)n * OC;
-        float *dinp_n = dinp + (size_t)n * C;
         for (int o = 0; o < OC; o++) {
-            const float *w = weight + (size_t)o * C;
-            float d = dout_n[o];
-            for (int i = 0; i < C; i++) dinp_n[i] += w[i] * d;
+            float sum = 0.0f;
+            for (int n = 0; n < N; n++) sum += dout[(size_t)n * OC + o];
+            dbias[o] += sum;
         }
-    }
-#pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-        float *dw = dweight + (size_t)o * C;
-        float db = 0.0f;
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C;
-            float d = dout[(size_t)n * OC + o];
-            db += d;
-            for (int i = 0; i < C; i++) dw[i] += x[i] * d;
-        }
-        if (dbias != NULL) dbias[o] += db;
     }
 }
 

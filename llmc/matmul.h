@@ -1,0 +1,352 @@
+// Single-precision matrix multiply for the CPU trainer: C (+)= A * B.
+//
+// matmul_reference is the plain triple loop: the definition every other version must match.
+// sgemm is the fast one, in the classic Goto/BLIS shape: A and B are copied ("packed") into
+// panels that a register-blocked micro-kernel streams through, so every loaded value feeds many
+// fused multiply-adds. The micro-kernel is picked at run time: AVX-512 (6x64 tile), AVX2 + FMA
+// (6x16 tile), or a portable C one. OpenMP splits C into tiles; each element of C is computed by
+// one thread with the same order of additions whatever the thread count, so results do not
+// depend on the number of threads.
+//
+// Matrices are described by strides, so one routine covers the three products of a linear
+// layer (out = x W^T, dx = dout W, dW = dout^T x) without transposing anything:
+// A(i, k) = a[i * a_row + k * a_col], B(k, j) = b[k * b_row + j * b_col], C(i, j) = c[i * ldc + j].
+#ifndef LLMC_MATMUL_H
+#define LLMC_MATMUL_H
+
+#include <stddef.h>
+#include <string.h>
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
+
+#include "utils.h"
+
+// C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate: the documented reference.
+static inline void matmul_reference(float *c, size_t ldc, const float *a, size_t a_row,
+                                    size_t a_col, const float *b, size_t b_row, size_t b_col,
+                                    int M, int N, int K, int accumulate) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float sum = accumulate ? c[(size_t)i * ldc + j] : 0.0f;
+            for (int k = 0; k < K; k++) {
+                sum += a[(size_t)i * a_row + (size_t)k * a_col] *
+                       b[(size_t)k * b_row + (size_t)j * b_col];
+            }
+            c[(size_t)i * ldc + j] = sum;
+        }
+    }
+}
+
+// Blocking. MR x NR is the micro-kernel's tile of C held in registers; KC is the depth of one
+// packed panel (the B micro-panel, KC x NR floats, stays in L1); a packed A block is MC x KC
+// (L2) and a packed B block KC x (at most) NC.
+#define SGEMM_MR 6
+#define SGEMM_KC 128
+#define SGEMM_MC 96
+#define SGEMM_NC 512
+#define SGEMM_MAX_NR 64
+
+typedef void (*sgemm_kernel_fn)(int kc, const float *a_panel, const float *b_panel, float *c,
+                                size_t ldc, int accumulate);
+
+// Portable micro-kernel (any NR): c (MR x nr) (+)= a_panel (MR x kc) * b_panel (kc x nr).
+#define SGEMM_PORTABLE_NR 16
+static inline void sgemm_kernel_portable(int kc, const float *a_panel, const float *b_panel,
+                                         float *c, size_t ldc, int accumulate) {
+    float acc[SGEMM_MR][SGEMM_PORTABLE_NR];
+    for (int i = 0; i < SGEMM_MR; i++) {
+        for (int j = 0; j < SGEMM_PORTABLE_NR; j++) {
+            acc[i][j] = accumulate ? c[(size_t)i * ldc + j] : 0.0f;
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *a_k = a_panel + (size_t)k * SGEMM_MR;
+        const float *b_k = b_panel + (size_t)k * SGEMM_PORTABLE_NR;
+        for (int i = 0; i < SGEMM_MR; i++) {
+            for (int j = 0; j < SGEMM_PORTABLE_NR; j++) acc[i][j] += a_k[i] * b_k[j];
+        }
+    }
+    for (int i = 0; i < SGEMM_MR; i++) {
+        memcpy(c + (size_t)i * ldc, acc[i], sizeof(acc[i]));
+    }
+}
+
+#ifdef __x86_64__
+// AVX2 + FMA: 6 rows x 16 columns = 12 ymm accumulators.
+#define SGEMM_AVX2_NR 16
+__attribute__((target("avx2,fma"))) static inline void
+sgemm_kernel_avx2(int kc, const float *a_panel, const float *b_panel, float *c, size_t ldc,
+                  int accumulate) {
+    __m256 acc[SGEMM_MR][2];
+    for (int i = 0; i < SGEMM_MR; i++) {
+        for (int j = 0; j < 2; j++) {
+            acc[i][j] = accumulate ? _mm256_loadu_ps(c + (size_t)i * ldc + 8 * j)
+                                   : _mm256_setzero_ps();
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b_panel + (size_t)k * SGEMM_AVX2_NR);
+        __m256 b1 = _mm256_loadu_ps(b_panel + (size_t)k * SGEMM_AVX2_NR + 8);
+        for (int i = 0; i < SGEMM_MR; i++) {
+            __m256 a = _mm256_broadcast_ss(a_panel + (size_t)k * SGEMM_MR + i);
+            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < SGEMM_MR; i++) {
+        _mm256_storeu_ps(c + (size_t)i * ldc, acc[i][0]);
+        _mm256_storeu_ps(c + (size_t)i * ldc + 8, acc[i][1]);
+    }
+}
+
+// AVX-512: 6 rows x 64 columns = 24 zmm accumulators; per k, 4 loads of B and 6 broadcasts of
+// A feed 24 FMAs, enough to keep both FMA units busy.
+#define SGEMM_AVX512_NR 64
+__attribute__((target("avx512f"))) static inline void
+sgemm_kernel_avx512(int kc, const float *a_panel, const float *b_panel, float *c, size_t ldc,
+                    int accumulate) {
+    __m512 acc[SGEMM_MR][4];
+    for (int i = 0; i < SGEMM_MR; i++) {
+        for (int j = 0; j < 4; j++) {
+            acc[i][j] = accumulate ? _mm512_loadu_ps(c + (size_t)i * ldc + 16 * j)
+                                   : _mm512_setzero_ps();
+        }
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *b_k = b_panel + (size_t)k * SGEMM_AVX512_NR;
+        __m512 b0 = _mm512_loadu_ps(b_k);
+        __m512 b1 = _mm512_loadu_ps(b_k + 16);
+        __m512 b2 = _mm512_loadu_ps(b_k + 32);
+        __m512 b3 = _mm512_loadu_ps(b_k + 48);
+        for (int i = 0; i < SGEMM_MR; i++) {
+            __m512 a = _mm512_set1_ps(a_panel[(size_t)k * SGEMM_MR + i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(a, b3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < SGEMM_MR; i++) {
+        for (int j = 0; j < 4; j++) _mm512_storeu_ps(c + (size_t)i * ldc + 16 * j, acc[i][j]);
+    }
+}
+#endif
+
+typedef struct {
+    sgemm_kernel_fn kernel;
+    int nr;
+    const char *name;
+} SgemmKernel;
+
+// The best micro-kernel this CPU runs. LLMC_SGEMM=portable|avx2|avx512 forces one (for tests).
+static inline SgemmKernel sgemm_select_kernel(void) {
+    static SgemmKernel chosen = {NULL, 0, NULL};
+    if (chosen.kernel != NULL) return chosen;
+    SgemmKernel portable = {sgemm_kernel_portable, SGEMM_PORTABLE_NR, "portable"};
+    SgemmKernel best = portable;
+    const char *force = getenv("LLMC_SGEMM");
+#ifdef __x86_64__
+    __builtin_cpu_init();
+    int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int has_avx512 = __builtin_cpu_supports("avx512f");
+    SgemmKernel avx2 = {sgemm_kernel_avx2, SGEMM_AVX2_NR, "avx2"};
+    SgemmKernel avx512 = {sgemm_kernel_avx512, SGEMM_AVX512_NR, "avx512"};
+    if (has_avx512) best = avx512;
+    else if (has_avx2) best = avx2;
+    if (force != NULL && strcmp(force, "avx2") == 0) {
+        if (!has_avx2) fatal("LLMC_SGEMM=avx2 but this CPU lacks AVX2/FMA");
+        best = avx2;
+    } else if (force != NULL && strcmp(force, "avx512") == 0) {
+        if (!has_avx512) fatal("LLMC_SGEMM=avx512 but this CPU lacks AVX-512");
+        best = avx512;
+    }
+#endif
+    if (force != NULL && strcmp(force, "portable") == 0) best = portable;
+    chosen = best;
+    return chosen;
+}
+
+// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of A into MR-row panels, k-major inside a panel
+// (a_panel[k * MR + i]); rows past M are zero.
+static inline void sgemm_pack_a(float *dst, const float *a, size_t a_row, size_t a_col, int M,
+                                int i0, int mc, int p0, int kc) {
+    for (int ir = 0; ir < mc; ir += SGEMM_MR) {
+        for (int k = 0; k < kc; k++) {
+            for (int i = 0; i < SGEMM_MR; i++) {
+                int row = i0 + ir + i;
+                *dst++ = row < M ? a[(size_t)row * a_row + (size_t)(p0 + k) * a_col] : 0.0f;
+            }
+        }
+    }
+}
+
+#ifdef __x86_64__
+// dst[c * dst_stride + r] = src[r * src_stride + c] for a 16 x 16 block, in registers: four
+// rounds of interleaves (32-bit, 64-bit, then 128-bit lanes twice).
+__attribute__((target("avx512f"))) static inline void
+transpose_16x16_avx512(const float *src, size_t src_stride, float *dst, size_t dst_stride) {
+    __m512 r[16], t[16], u[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * src_stride);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4q + m] holds, in 128-bit lane L, column 4L + m of rows 4q .. 4q+3
+    for (int q = 0; q < 4; q++) {
+        __m512d lo0 = _mm512_castps_pd(t[4 * q]), lo1 = _mm512_castps_pd(t[4 * q + 2]);
+        __m512d hi0 = _mm512_castps_pd(t[4 * q + 1]), hi1 = _mm512_castps_pd(t[4 * q + 3]);
+        u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo0, lo1));
+        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo0, lo1));
+        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi0, hi1));
+        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi0, hi1));
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512 v_even = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88); // lanes 0, 2
+        __m512 v_odd = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);  // lanes 1, 3
+        __m512 w_even = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        __m512 w_odd = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+        _mm512_storeu_ps(dst + (size_t)(m)*dst_stride, _mm512_shuffle_f32x4(v_even, w_even, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(8 + m) * dst_stride,
+                         _mm512_shuffle_f32x4(v_even, w_even, 0xDD));
+        _mm512_storeu_ps(dst + (size_t)(4 + m) * dst_stride,
+                         _mm512_shuffle_f32x4(v_odd, w_odd, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(12 + m) * dst_stride,
+                         _mm512_shuffle_f32x4(v_odd, w_odd, 0xDD));
+    }
+}
+#endif
+
+// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column panels, k-major inside a
+// panel (b_panel[k * NR + j]); columns past N are zero.
+static inline void sgemm_pack_b(float *dst, const float *b, size_t b_row, size_t b_col, int N,
+                                int j0, int nc, int p0, int kc, int nr) {
+    for (int jr = 0; jr < nc; jr += nr, dst += (size_t)kc * nr) {
+        int valid = N - (j0 + jr) < nr ? N - (j0 + jr) : nr;
+        if (valid < 0) valid = 0;
+        if (b_row == 1) {
+            // B is a transposed row-major matrix (a weight W with B = W^T): transpose 16 x 16
+            // blocks in registers where the CPU can, the rest element by element
+            int k_done = 0;
+#ifdef __x86_64__
+            if (valid == nr && nr % 16 == 0 && sgemm_select_kernel().kernel == sgemm_kernel_avx512) {
+                k_done = kc / 16 * 16;
+                for (int k = 0; k < k_done; k += 16) {
+                    for (int j = 0; j < nr; j += 16) {
+                        transpose_16x16_avx512(b + (size_t)(j0 + jr + j) * b_col + p0 + k, b_col,
+                                               dst + (size_t)k * nr + j, (size_t)nr);
+                    }
+                }
+            }
+#endif
+            for (int j = 0; j < valid; j++) {
+                const float *src = b + (size_t)(j0 + jr + j) * b_col + p0;
+                for (int k = k_done; k < kc; k++) dst[(size_t)k * nr + j] = src[k];
+            }
+            for (int k = 0; k < kc; k++) {
+                for (int j = valid; j < nr; j++) dst[(size_t)k * nr + j] = 0.0f;
+            }
+            continue;
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *src = b + (size_t)(p0 + k) * b_row + (size_t)(j0 + jr) * b_col;
+            float *out = dst + (size_t)k * nr;
+            if (b_col == 1) {
+                memcpy(out, src, (size_t)valid * sizeof(float));
+            } else {
+                for (int j = 0; j < valid; j++) out[j] = src[(size_t)j * b_col];
+            }
+            for (int j = valid; j < nr; j++) out[j] = 0.0f;
+        }
+    }
+}
+
+// C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate.
+static inline void sgemm(float *c, size_t ldc, const float *a, size_t a_row, size_t a_col,
+                         const float *b, size_t b_row, size_t b_col, int M, int N, int K,
+                         int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate) {
+            for (int i = 0; i < M; i++) memset(c + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+        }
+        return;
+    }
+    SgemmKernel kernel = sgemm_select_kernel();
+    int nr = kernel.nr;
+    // Threads split C by columns; each takes whole column tiles (all rows), so each packed B
+    // block is used for every row of A. About 8 tiles balance 2-8 threads; the tile width
+    // depends only on N, never on the thread count, so results do not either.
+    int tile_width = (N + 7) / 8;
+    tile_width = (tile_width + nr - 1) / nr * nr;
+    if (tile_width > SGEMM_NC) tile_width = SGEMM_NC;
+    int col_tiles = (N + tile_width - 1) / tile_width;
+    // A is packed once, for all column tiles: K-blocks of MR-row panels, block p0 at
+    // a_pack + p0 * M_padded (row panel ir of it at + ir * kc)
+    int m_padded = (M + SGEMM_MR - 1) / SGEMM_MR * SGEMM_MR;
+    float *a_pack = (float *)malloc_check((size_t)m_padded * K * sizeof(float), "sgemm A");
+    int k_blocks = (K + SGEMM_KC - 1) / SGEMM_KC;
+    int m_blocks = (m_padded + SGEMM_MC - 1) / SGEMM_MC;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int kb = 0; kb < k_blocks; kb++) {
+        for (int mb = 0; mb < m_blocks; mb++) {
+            int p0 = kb * SGEMM_KC, i0 = mb * SGEMM_MC;
+            int kc = K - p0 < SGEMM_KC ? K - p0 : SGEMM_KC;
+            int mc = m_padded - i0 < SGEMM_MC ? m_padded - i0 : SGEMM_MC;
+            sgemm_pack_a(a_pack + (size_t)p0 * m_padded + (size_t)i0 * kc, a, a_row, a_col, M,
+                         i0, mc, p0, kc);
+        }
+    }
+#pragma omp parallel
+    {
+        float *b_pack = (float *)malloc_check((size_t)SGEMM_NC * SGEMM_KC * sizeof(float),
+                                              "sgemm B panel");
+        float edge[SGEMM_MR * SGEMM_MAX_NR]; // C tile at the bottom/right edges
+#pragma omp for schedule(static)
+        for (int jt = 0; jt < col_tiles; jt++) {
+            int j0 = jt * tile_width;
+            int nc = N - j0 < tile_width ? N - j0 : tile_width;
+            int nc_padded = (nc + nr - 1) / nr * nr;
+            for (int p0 = 0; p0 < K; p0 += SGEMM_KC) {
+                int kc = K - p0 < SGEMM_KC ? K - p0 : SGEMM_KC;
+                int add = accumulate || p0 > 0;
+                sgemm_pack_b(b_pack, b, b_row, b_col, N, j0, nc_padded, p0, kc, nr);
+                const float *a_block_k = a_pack + (size_t)p0 * m_padded;
+                for (int i0 = 0; i0 < M; i0 += SGEMM_MC) {
+                    int mc = M - i0 < SGEMM_MC ? M - i0 : SGEMM_MC;
+                    const float *a_block = a_block_k + (size_t)i0 * kc;
+                    for (int jr = 0; jr < nc; jr += nr) {
+                        const float *b_panel = b_pack + (size_t)jr * kc;
+                        int cols = nc - jr < nr ? nc - jr : nr;
+                        for (int ir = 0; ir < mc; ir += SGEMM_MR) {
+                            const float *a_panel = a_block + (size_t)ir * kc;
+                            float *c_tile = c + (size_t)(i0 + ir) * ldc + j0 + jr;
+                            int rows = mc - ir < SGEMM_MR ? mc - ir : SGEMM_MR;
+                            if (rows == SGEMM_MR && cols == nr) {
+                                kernel.kernel(kc, a_panel, b_panel, c_tile, ldc, add);
+                                continue;
+                            }
+                            // partial tile: run the kernel on a full scratch tile
+                            for (int i = 0; i < SGEMM_MR; i++) {
+                                for (int j = 0; j < nr; j++) {
+                                    edge[i * nr + j] = add && i < rows && j < cols
+                                                           ? c_tile[(size_t)i * ldc + j]
+                                                           : 0.0f;
+                                }
+                            }
+                            kernel.kernel(kc, a_panel, b_panel, edge, (size_t)nr, 1);
+                            for (int i = 0; i < rows; i++) {
+                                memcpy(c_tile + (size_t)i * ldc, edge + i * nr,
+                                       (size_t)cols * sizeof(float));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(b_pack);
+    }
+    free(a_pack);
+}
+
+#endif // LLMC_MATMUL_H
