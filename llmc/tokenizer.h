@@ -59,9 +59,19 @@ static inline void tokenizer_init(Tokenizer *tokenizer, const char *path) {
         tokenizer->token_lengths[i] = length;
     }
     long position = ftell(file);
-    if (position < 0 || (size_t)position != file_size) {
-        fatal("%s: %zu trailing bytes after %d tokens (corrupt or wrong V in header[2])", path,
-              file_size - (size_t)position, V);
+    // our extension (llmc/bpe.h, docs/formats.md): header[4] = 1, header[5] merges of two int32
+    // and header[6] special token ids (int32) follow the tokens; decoding does not need them
+    size_t extension = 0;
+    if (header[1] == 2 && header[4] != 0) {
+        if (header[4] != 1 || header[5] < 0 || header[6] < 0) {
+            fatal("%s: bad extension header[4..6] = %d, %d, %d (expected version 1 and counts)",
+                  path, header[4], header[5], header[6]);
+        }
+        extension = 8 * (size_t)header[5] + 4 * (size_t)header[6];
+    }
+    if (position < 0 || (size_t)position + extension != file_size) {
+        fatal("%s: %zu bytes after %d tokens, expected %zu (corrupt or wrong V in header[2])", path,
+              file_size - (size_t)position, V, extension);
     }
     fclose(file);
 }
