@@ -17,10 +17,12 @@ else
 endif
 
 HEADERS := $(wildcard llmc/*.h)
+# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer
+JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format
 
-all: train_gpt2 test_gpt2
+all: train_gpt2 test_gpt2 tokenizer
 
 train_gpt2: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -33,13 +35,26 @@ build/test_units: tests/test_units.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+# Tokenizer: encode, decode, prepare, train (tokenizer.c); its unit checks; PCRE2 vs our
+# pre-tokenizer (needs libpcre2-dev; bench/bench_pretokenize.c).
+tokenizer: tokenizer.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
+
+build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
+
+build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< -lpcre2-8 $(LDLIBS)
+
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
-test: train_gpt2 test_gpt2 build/test_units
+test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units
 	bash tests/run_tests.sh
 
 format:
-	clang-format -i train_gpt2.c test_gpt2.c llmc/*.h
+	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h
 
 clean:
-	rm -f train_gpt2 test_gpt2
+	rm -f train_gpt2 test_gpt2 tokenizer
 	rm -rf build

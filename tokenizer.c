@@ -1,0 +1,1558 @@
+// tokenizer: byte-level BPE in C, with the same ids as tiktoken.
+//
+//   ./tokenizer encode  -v VOCAB -i TEXT_FILE -o OUT.bin     text -> one data shard (or ids, -o -)
+//   ./tokenizer decode  -v VOCAB -i SHARD.bin                data shard -> text on stdout
+//   ./tokenizer prepare -v VOCAB -i INPUTS... -o OUT_DIR     text/JSONL -> train/val shards
+//   ./tokenizer train   -i TEXT... --vocab-size N -o VOCAB_OUT
+//
+// VOCAB is a directory with GPT-2's encoder.json + vocab.bpe, a .tiktoken file, or our tokenizer
+// file (written by train and prepare). Formats: docs/formats.md. Every output is written to a
+// temporary file and renamed into place only when the whole command has succeeded; an error
+// prints one line, exits 1 and leaves no output behind.
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "llmc/bpe.h"
+#include "llmc/bpe_load.h"
+#include "llmc/bpe_train.h"
+#include "llmc/cli.h"
+#include "llmc/dataloader.h"
+#include "llmc/formats.h"
+#include "llmc/mmap_file.h"
+#include "llmc/tokenizer.h"
+#include "llmc/utils.h"
+
+// ----------------------------------------------------------------------------------------------
+// temporary files: removed at exit unless committed, so a failed command leaves nothing behind
+
+#define MAX_TEMP_FILES 100000
+static char *temp_files[MAX_TEMP_FILES];
+static volatile sig_atomic_t num_temp_files = 0;
+
+static void remove_temp_files(void) {
+    for (int i = 0; i < num_temp_files; i++) {
+        if (temp_files[i] != NULL) unlink(temp_files[i]);
+    }
+}
+
+// Ctrl-C, kill, a closed pipe: remove the temporary files, then die of the signal as usual.
+// (unlink is async-signal-safe; SIGKILL cannot be caught: what it leaves are hidden .tmpPID files.)
+static void remove_temp_files_and_die(int signal_number) {
+    remove_temp_files();
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+
+static void temp_file_register(const char *path) {
+    static int registered = 0;
+    if (!registered) {
+        atexit(remove_temp_files);
+        int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+        for (int i = 0; i < 4; i++) signal(signals[i], remove_temp_files_and_die);
+        registered = 1;
+    }
+    if (num_temp_files == MAX_TEMP_FILES) fatal("too many temporary files (%d)", MAX_TEMP_FILES);
+    temp_files[num_temp_files] = strdup(path);
+    if (temp_files[num_temp_files] == NULL) fatal("out of memory");
+    num_temp_files++;
+}
+
+// Renames a registered temporary file to its final path.
+static void temp_file_commit(const char *temp_path, const char *final_path) {
+    if (rename(temp_path, final_path) != 0) {
+        fatal("cannot rename %s to %s: %s", temp_path, final_path, strerror(errno));
+    }
+    for (int i = 0; i < num_temp_files; i++) {
+        if (temp_files[i] != NULL && strcmp(temp_files[i], temp_path) == 0) {
+            char *name = temp_files[i];
+            temp_files[i] = NULL; // before free: a signal handler may walk the list
+            free(name);
+        }
+    }
+}
+
+static void temp_file_remove(const char *temp_path) {
+    unlink(temp_path);
+    for (int i = 0; i < num_temp_files; i++) {
+        if (temp_files[i] != NULL && strcmp(temp_files[i], temp_path) == 0) {
+            char *name = temp_files[i];
+            temp_files[i] = NULL; // before free: a signal handler may walk the list
+            free(name);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// small helpers
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static void set_threads(int threads) {
+    if (threads < 0) fatal("bad value %d for --threads: expected 0 (all cores) or more", threads);
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// Line number (1-based) of byte offset in text.
+static size_t line_of(const uint8_t *text, size_t offset) {
+    size_t line = 1;
+    for (size_t i = 0; i < offset; i++) line += text[i] == '\n';
+    return line;
+}
+
+// The default vocabulary: ../shared/data/gpt2 from the current directory, else from the directory
+// of this binary (the repository root), so the tool works from anywhere in the checkout.
+static const char *default_vocab(void) {
+    static char path[4096 + 64];
+    const char *relative = "../shared/data/gpt2";
+    if (file_exists(relative)) return relative;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(path, sizeof(path), "%s/%s", exe, relative);
+            if (file_exists(path)) return path;
+        }
+    }
+    return relative;
+}
+
+// Splits argv into the values of -i/--input (every argument after it up to the next flag) and the
+// rest, which goes to cli_parse. argv[0] of the rest is "tokenizer SUBCOMMAND" for --help.
+typedef struct {
+    char **inputs;
+    int num_inputs;
+    char **rest;
+    int num_rest;
+} SplitArgs;
+
+static SplitArgs split_inputs(int argc, char **argv, const char *program) {
+    SplitArgs args;
+    args.inputs = (char **)calloc_check((size_t)argc + 1, sizeof(char *), "arguments");
+    args.rest = (char **)calloc_check((size_t)argc + 1, sizeof(char *), "arguments");
+    args.num_inputs = 0;
+    args.num_rest = 0;
+    args.rest[args.num_rest++] = (char *)program;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-i") == 0 || strcmp(argv[i], "--input") == 0) {
+            int count = 0;
+            while (i + 1 < argc && (argv[i + 1][0] != '-' || strcmp(argv[i + 1], "-") == 0)) {
+                args.inputs[args.num_inputs++] = argv[++i];
+                count++;
+            }
+            if (count == 0) fatal("flag %s needs a value (see --help)", argv[i]);
+        } else {
+            args.rest[args.num_rest++] = argv[i];
+        }
+    }
+    return args;
+}
+
+static SplitPattern parse_pattern(const char *name) {
+    for (int k = 0; k < SPLIT_NUM_PATTERNS; k++) {
+        if (strcmp(name, split_pattern_names[k]) == 0) return (SplitPattern)k;
+    }
+    fatal("bad value '%s' for --pattern: expected gpt2 or gpt4", name);
+}
+
+// Reads a whole input: "-" is stdin, anything else is mapped.
+typedef struct {
+    MappedFile mapped;
+    uint8_t *owned;
+    const uint8_t *data;
+    size_t size;
+} InputText;
+
+static InputText input_text_open(const char *path) {
+    InputText input;
+    memset(&input, 0, sizeof(input));
+    if (strcmp(path, "-") == 0) {
+        size_t capacity = 1 << 20;
+        input.owned = (uint8_t *)malloc_check(capacity, "stdin");
+        for (;;) {
+            if (input.size == capacity) {
+                capacity *= 2;
+                input.owned = (uint8_t *)realloc(input.owned, capacity);
+                if (input.owned == NULL) fatal("out of memory reading stdin");
+            }
+            size_t got = fread(input.owned + input.size, 1, capacity - input.size, stdin);
+            if (got == 0) break;
+            input.size += got;
+        }
+        if (ferror(stdin)) fatal("stdin: read failed: %s", strerror(errno));
+        input.data = input.owned;
+    } else {
+        input.mapped = mmap_file_check(path);
+        input.data = input.mapped.data;
+        input.size = input.mapped.size;
+    }
+    return input;
+}
+
+static void input_text_close(InputText *input) {
+    free(input->owned);
+    mmap_file_close(&input->mapped);
+}
+
+// Fails with the file, line and byte of the first invalid UTF-8 byte in text (if any).
+static void check_utf8(const char *path, const uint8_t *text, size_t len, size_t base_offset,
+                       const uint8_t *whole_file) {
+    size_t bad = utf8_first_invalid(text, len);
+    if (bad == len) return;
+    size_t offset = base_offset + bad;
+    fatal("%s: line %zu (byte %zu): invalid UTF-8 byte 0x%02x (pass --allow-invalid-utf8 1 to "
+          "encode such bytes as single-byte tokens)",
+          path, whole_file ? line_of(whole_file, offset) : 0, offset, text[bad]);
+}
+
+// ----------------------------------------------------------------------------------------------
+// parallel encoding of one text: cut at safe points (llmc/pretokenize.h), encode the parts on all
+// threads, concatenate. The ids are those of encoding the whole text at once.
+
+#define ENCODE_CHUNK_BYTES (1 << 20)
+
+typedef struct {
+    const uint8_t *text;
+    size_t len;
+} Slice;
+
+// Special tokens' texts, for cutting text where none of them spans the cut.
+typedef struct {
+    const uint8_t **texts;
+    size_t *lengths;
+    int count;
+    size_t longest;
+} SpecialTexts;
+
+static SpecialTexts special_texts_of(const BPE *bpe, int allow_special) {
+    SpecialTexts s = {NULL, NULL, 0, 0};
+    if (!allow_special) return s;
+    s.texts = (const uint8_t **)malloc_check((size_t)bpe->num_special * sizeof(uint8_t *) + 8,
+                                             "specials");
+    s.lengths = (size_t *)malloc_check((size_t)bpe->num_special * sizeof(size_t) + 8, "specials");
+    for (int k = 0; k < bpe->num_special; k++) {
+        s.texts[k] = bpe_token_bytes(bpe, bpe->special_ids[k]);
+        s.lengths[k] = bpe->length[bpe->special_ids[k]];
+        if (s.lengths[k] > s.longest) s.longest = s.lengths[k];
+    }
+    s.count = bpe->num_special;
+    return s;
+}
+
+// End of a special token's text that spans position cut (starts before it, ends after), or 0.
+static size_t special_spanning(const SpecialTexts *specials, const uint8_t *text, size_t len,
+                               size_t cut) {
+    size_t from = cut >= specials->longest ? cut - specials->longest + 1 : 0;
+    size_t to = cut + specials->longest < len ? cut + specials->longest : len;
+    size_t end = 0;
+    for (int k = 0; k < specials->count; k++) {
+        size_t n = specials->lengths[k];
+        for (size_t at = from; at < cut && at + n <= to; at++) {
+            if (at + n > cut && memcmp(text + at, specials->texts[k], n) == 0 && at + n > end) {
+                end = at + n;
+            }
+        }
+    }
+    return end;
+}
+
+// Cuts text into slices of about target bytes at safe points, never inside a special's text.
+static size_t cut_text(const uint8_t *text, size_t len, size_t target, const SpecialTexts *specials,
+                       Slice **slices_out) {
+    size_t capacity = len / target + 2, count = 0;
+    Slice *slices = (Slice *)malloc_check(capacity * sizeof(Slice), "slices");
+    size_t start = 0;
+    while (start < len) {
+        size_t cut = len;
+        if (len - start > target + target / 2) {
+            cut = pretokenize_safe_cut(text, len, start + target);
+            for (size_t end; cut < len && (end = special_spanning(specials, text, len, cut)) > 0;) {
+                cut = pretokenize_safe_cut(text, len, end);
+            }
+        }
+        if (count == capacity) {
+            capacity *= 2;
+            slices = (Slice *)realloc(slices, capacity * sizeof(Slice));
+            if (slices == NULL) fatal("out of memory");
+        }
+        slices[count].text = text + start;
+        slices[count].len = cut - start;
+        count++;
+        start = cut;
+    }
+    *slices_out = slices;
+    return count;
+}
+
+static void encode_parallel(const BPE *bpe, const uint8_t *text, size_t len, int allow_special,
+                            TokenList *out) {
+    Slice *slices;
+    SpecialTexts specials = special_texts_of(bpe, allow_special);
+    size_t num_slices = cut_text(text, len, ENCODE_CHUNK_BYTES, &specials, &slices);
+    free(specials.texts);
+    free(specials.lengths);
+    TokenList *results = (TokenList *)calloc_check(num_slices, sizeof(TokenList), "results");
+    int threads = max_threads();
+    BPEWork *works = (BPEWork *)calloc_check((size_t)threads, sizeof(BPEWork), "work");
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < num_slices; i++) {
+        bpe_encode(bpe, slices[i].text, slices[i].len, allow_special, &results[i],
+                   &works[thread_id()]);
+    }
+    for (size_t i = 0; i < num_slices; i++) {
+        token_list_reserve(out, results[i].size);
+        memcpy(out->data + out->size, results[i].data, results[i].size * sizeof(int32_t));
+        out->size += results[i].size;
+        token_list_free(&results[i]);
+    }
+    for (int t = 0; t < threads; t++) bpe_work_free(&works[t]);
+    free(works);
+    free(results);
+    free(slices);
+}
+
+// ----------------------------------------------------------------------------------------------
+// data shards
+
+static int shard_token_bytes(int vocab_size) {
+    return vocab_size <= 65536 ? 2 : 4;
+}
+
+typedef struct {
+    FILE *file;
+    char temp_path[4096 + 32];
+    int token_bytes;
+    size_t num_tokens;
+    void *buffer; // conversion buffer
+    size_t buffer_capacity;
+} ShardFile;
+
+static void shard_open(ShardFile *shard, const char *temp_path, int token_bytes) {
+    memset(shard, 0, sizeof(*shard));
+    snprintf(shard->temp_path, sizeof(shard->temp_path), "%s", temp_path);
+    temp_file_register(shard->temp_path);
+    shard->file = fopen_check(shard->temp_path, "wb");
+    shard->token_bytes = token_bytes;
+    int32_t header[HEADER_INTS];
+    memset(header, 0, sizeof(header));
+    fwrite_check(header, sizeof(int32_t), HEADER_INTS, shard->file, shard->temp_path);
+}
+
+static void shard_append(ShardFile *shard, const int32_t *ids, size_t n) {
+    if (shard->num_tokens + n > (size_t)INT32_MAX) {
+        fatal("%s: more than %d tokens do not fit a shard's int32 count", shard->temp_path,
+              INT32_MAX);
+    }
+    if (shard->token_bytes == 4) {
+        fwrite_check(ids, sizeof(int32_t), n, shard->file, shard->temp_path);
+    } else {
+        if (n > shard->buffer_capacity) {
+            free(shard->buffer);
+            shard->buffer_capacity = n < 65536 ? 65536 : n;
+            shard->buffer = malloc_check(shard->buffer_capacity * 2, "shard buffer");
+        }
+        uint16_t *out = (uint16_t *)shard->buffer;
+        for (size_t i = 0; i < n; i++) out[i] = (uint16_t)ids[i];
+        fwrite_check(out, sizeof(uint16_t), n, shard->file, shard->temp_path);
+    }
+    shard->num_tokens += n;
+}
+
+// Writes the header, flushes and closes (the file stays under its temporary name).
+static void shard_close(ShardFile *shard) {
+    int32_t header[HEADER_INTS];
+    memset(header, 0, sizeof(header));
+    header[0] = shard->token_bytes == 2 ? DATA_MAGIC_U16 : DATA_MAGIC_U32;
+    header[1] = shard->token_bytes == 2 ? DATA_VERSION_U16 : DATA_VERSION_U32;
+    header[2] = (int32_t)shard->num_tokens;
+    fseek_check(shard->file, 0, SEEK_SET, shard->temp_path);
+    fwrite_check(header, sizeof(int32_t), HEADER_INTS, shard->file, shard->temp_path);
+    if (fflush(shard->file) != 0 || fsync(fileno(shard->file)) != 0 || fclose(shard->file) != 0) {
+        fatal("%s: flush/close failed: %s", shard->temp_path, strerror(errno));
+    }
+    shard->file = NULL;
+    free(shard->buffer);
+    shard->buffer = NULL;
+}
+
+// ----------------------------------------------------------------------------------------------
+// encode
+
+static int cmd_encode(int argc, char **argv) {
+    const char *vocab = default_vocab();
+    const char *output = "";
+    int allow_special = 0, allow_invalid = 0, threads = 0;
+    CliOption options[] = {
+        {'v', "vocab", OPTION_STRING, &vocab,
+         "vocabulary: dir with encoder.json + vocab.bpe, .tiktoken, or tokenizer .bin"},
+        {'o', "output", OPTION_STRING, &output,
+         "output data shard (.bin), or - for ids, one a line"},
+        {0, "special", OPTION_INT, &allow_special,
+         "1: the text of a special token (<|endoftext|>) becomes that token"},
+        {0, "allow-invalid-utf8", OPTION_INT, &allow_invalid,
+         "1: encode bytes that are not UTF-8 as single-byte tokens (else an error)"},
+        {'t', "threads", OPTION_INT, &threads, "threads (0: all cores)"},
+    };
+    const char *summary =
+        "Encodes a text file (-i FILE, or - for stdin) into exactly its token ids, "
+        "with no extra tokens.";
+    SplitArgs args = split_inputs(argc, argv, "tokenizer encode");
+    for (int i = 1; i < args.num_rest; i++) {
+        if (strcmp(args.rest[i], "--help") == 0) {
+            cli_print_usage("tokenizer encode -i TEXT_FILE", summary, options, 5);
+            printf("  %-28s input text file, - for stdin\n", "-i, --input FILE");
+            return 0;
+        }
+    }
+    cli_parse(args.num_rest, args.rest, summary, options, 5);
+    if (args.num_inputs != 1)
+        fatal("encode needs one input file (-i FILE), got %d", args.num_inputs);
+    if (output[0] == '\0') fatal("encode needs an output (-o OUT.bin, or -o - for ids)");
+    set_threads(threads);
+    const char *path = args.inputs[0];
+
+    BPE bpe;
+    bpe_load(&bpe, vocab);
+    InputText input = input_text_open(path);
+    if (input.size == 0) fatal("%s: empty input: no text to encode", path);
+    if (!allow_invalid) check_utf8(path, input.data, input.size, 0, input.data);
+    double start = now_seconds();
+    TokenList tokens = {0};
+    encode_parallel(&bpe, input.data, input.size, allow_special, &tokens);
+    double seconds = now_seconds() - start;
+
+    if (strcmp(output, "-") == 0) {
+        char line[16];
+        for (size_t i = 0; i < tokens.size; i++) {
+            int n = snprintf(line, sizeof(line), "%d\n", tokens.data[i]);
+            fwrite(line, 1, (size_t)n, stdout);
+        }
+        if (fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+    } else {
+        char temp_path[4096 + 32];
+        snprintf(temp_path, sizeof(temp_path), "%s.tmp%d", output, (int)getpid());
+        ShardFile shard;
+        shard_open(&shard, temp_path, shard_token_bytes(bpe.vocab_size));
+        shard_append(&shard, tokens.data, tokens.size);
+        shard_close(&shard);
+        temp_file_commit(temp_path, output);
+        fprintf(stderr, "%s: %zu bytes -> %zu tokens in %.3f s (%.1f MB/s) -> %s\n", path,
+                input.size, tokens.size, seconds, input.size / 1e6 / (seconds > 0 ? seconds : 1e-9),
+                output);
+    }
+    token_list_free(&tokens);
+    input_text_close(&input);
+    bpe_free(&bpe);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// decode
+
+static int cmd_decode(int argc, char **argv) {
+    const char *vocab = default_vocab();
+    CliOption options[] = {
+        {'v', "vocab", OPTION_STRING, &vocab,
+         "vocabulary: dir with encoder.json + vocab.bpe, .tiktoken, or tokenizer .bin (llm.c's "
+         "too)"},
+    };
+    const char *summary = "Prints the text of a data shard (-i SHARD.bin): the raw bytes of its "
+                          "tokens, <|endoftext|> spelled out.";
+    SplitArgs args = split_inputs(argc, argv, "tokenizer decode");
+    for (int i = 1; i < args.num_rest; i++) {
+        if (strcmp(args.rest[i], "--help") == 0) {
+            cli_print_usage("tokenizer decode -i SHARD.bin", summary, options, 1);
+            printf("  %-28s data shard\n", "-i, --input FILE");
+            return 0;
+        }
+    }
+    cli_parse(args.num_rest, args.rest, summary, options, 1);
+    if (args.num_inputs != 1)
+        fatal("decode needs one shard (-i SHARD.bin), got %d", args.num_inputs);
+    const char *path = args.inputs[0];
+
+    // any tokenizer file decodes, llm.c's decode-only ones too
+    int V;
+    const uint8_t *const *token_bytes;
+    const int *token_lengths;
+    Tokenizer table;
+    BPE bpe;
+    memset(&table, 0, sizeof(table));
+    memset(&bpe, 0, sizeof(bpe));
+    uint8_t **bpe_bytes = NULL;
+    int *bpe_lengths = NULL;
+    struct stat st;
+    int is_file_format = stat(vocab, &st) == 0 && !S_ISDIR(st.st_mode) &&
+                         !path_ends_with(vocab, ".json") && !path_ends_with(vocab, ".tiktoken");
+    if (is_file_format) {
+        tokenizer_init(&table, vocab);
+        V = table.vocab_size;
+        token_bytes = (const uint8_t *const *)table.token_bytes;
+        token_lengths = table.token_lengths;
+    } else {
+        bpe_load(&bpe, vocab);
+        V = bpe.vocab_size;
+        bpe_bytes = (uint8_t **)malloc_check((size_t)V * sizeof(uint8_t *), "decode table");
+        bpe_lengths = (int *)malloc_check((size_t)V * sizeof(int), "decode table");
+        for (int id = 0; id < V; id++) {
+            bpe_bytes[id] = (uint8_t *)bpe_token_bytes(&bpe, id);
+            bpe_lengths[id] = bpe.length[id];
+        }
+        token_bytes = (const uint8_t *const *)bpe_bytes;
+        token_lengths = bpe_lengths;
+    }
+
+    FILE *file = fopen_check(path, "rb");
+    int width;
+    size_t num_tokens = dataloader_check_shard(file, path, &width);
+    const size_t chunk = 1 << 16;
+    uint8_t *raw = (uint8_t *)malloc_check(chunk * 4, "decode buffer");
+    for (size_t done = 0; done < num_tokens; done += chunk) {
+        size_t count = num_tokens - done < chunk ? num_tokens - done : chunk;
+        fread_check(raw, (size_t)width, count, file, path, "tokens");
+        for (size_t i = 0; i < count; i++) {
+            uint32_t id;
+            if (width == 2) {
+                uint16_t v;
+                memcpy(&v, raw + 2 * i, 2);
+                id = v;
+            } else {
+                memcpy(&id, raw + 4 * i, 4);
+            }
+            if (id >= (uint32_t)V) {
+                fatal("%s: token %zu is %u, outside the vocabulary of %s (V=%d)", path, done + i,
+                      id, vocab, V);
+            }
+            fwrite(token_bytes[id], 1, (size_t)token_lengths[id], stdout);
+        }
+    }
+    if (fflush(stdout) != 0) fatal("stdout: write failed: %s", strerror(errno));
+    fclose(file);
+    free(raw);
+    if (is_file_format) {
+        tokenizer_free(&table);
+    } else {
+        free(bpe_bytes);
+        free(bpe_lengths);
+        bpe_free(&bpe);
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// prepare: inputs -> documents -> batches encoded on all threads -> ordered token stream -> shards
+
+typedef enum { INPUT_TEXT, INPUT_JSONL, INPUT_JSON } InputKind;
+
+typedef struct {
+    char *path;
+    InputKind kind;
+    size_t size;
+} InputFile;
+
+typedef struct {
+    InputFile *files;
+    size_t count, capacity;
+    size_t total_bytes;
+} InputList;
+
+static void input_list_add(InputList *list, const char *path, size_t size) {
+    if (list->count == list->capacity) {
+        list->capacity = list->capacity ? 2 * list->capacity : 64;
+        list->files = (InputFile *)realloc(list->files, list->capacity * sizeof(InputFile));
+        if (list->files == NULL) fatal("out of memory");
+    }
+    InputFile *file = &list->files[list->count++];
+    file->path = strdup(path);
+    if (file->path == NULL) fatal("out of memory");
+    file->kind = path_ends_with(path, ".jsonl")  ? INPUT_JSONL
+                 : path_ends_with(path, ".json") ? INPUT_JSON
+                                                 : INPUT_TEXT;
+    file->size = size;
+    list->total_bytes += size;
+}
+
+static int skip_hidden(const struct dirent *entry) {
+    return entry->d_name[0] != '.';
+}
+
+// Files as given; directories recursively: their regular files in sorted order, hidden ones
+// skipped.
+static void collect_inputs(InputList *list, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) fatal("cannot open input %s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        input_list_add(list, path, (size_t)st.st_size);
+        return;
+    }
+    struct dirent **entries;
+    int n = scandir(path, &entries, skip_hidden, alphasort);
+    if (n < 0) fatal("cannot list directory %s: %s", path, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        char child[4096];
+        size_t length = strlen(path);
+        snprintf(child, sizeof(child), "%s%s%s", path, length && path[length - 1] == '/' ? "" : "/",
+                 entries[i]->d_name);
+        struct stat child_st;
+        if (stat(child, &child_st) == 0 &&
+            (S_ISDIR(child_st.st_mode) || S_ISREG(child_st.st_mode))) {
+            collect_inputs(list, child);
+        }
+        free(entries[i]);
+    }
+    free(entries);
+}
+
+typedef struct {
+    const char *fields[16]; // JSON fields whose strings make a document, joined by "\n"
+    char *field_names[16];
+    int num_fields;
+    int allow_invalid;
+    int blank_line_documents; // text files: a new document after each blank-line run
+} PrepareOptions;
+
+#define BATCH_BYTES (1 << 20)
+
+// One unit of parallel work: parts of text (documents or pieces of one), or a run of JSONL lines.
+typedef struct {
+    const InputFile *input;
+    const uint8_t *file_data; // the whole input (its mapping), for line numbers in errors
+    Slice *slices;
+    uint8_t *starts_document; // (num_slices) 1 if slice i starts a document (eot goes before it)
+    size_t num_slices, slices_capacity;
+    const uint8_t *lines; // JSONL: lines_length bytes of whole lines, the first is first_line
+    size_t lines_length, first_line;
+    size_t input_bytes;
+    size_t documents;
+    TokenList tokens;
+    int failed;
+    char error[640];
+} Batch;
+
+static void batch_add_slice(Batch *batch, const uint8_t *text, size_t len, int starts_document) {
+    if (batch->num_slices == batch->slices_capacity) {
+        batch->slices_capacity = batch->slices_capacity ? 2 * batch->slices_capacity : 64;
+        batch->slices = (Slice *)realloc(batch->slices, batch->slices_capacity * sizeof(Slice));
+        batch->starts_document = (uint8_t *)realloc(batch->starts_document, batch->slices_capacity);
+        if (batch->slices == NULL || batch->starts_document == NULL) fatal("out of memory");
+    }
+    batch->slices[batch->num_slices].text = text;
+    batch->slices[batch->num_slices].len = len;
+    batch->starts_document[batch->num_slices] = (uint8_t)starts_document;
+    batch->num_slices++;
+    batch->input_bytes += len;
+}
+
+static void batch_reset(Batch *batch) {
+    batch->num_slices = 0;
+    batch->lines = NULL;
+    batch->lines_length = 0;
+    batch->first_line = 0;
+    batch->input_bytes = 0;
+    batch->documents = 0;
+    batch->tokens.size = 0;
+    batch->failed = 0;
+    batch->error[0] = '\0';
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t size, capacity;
+} ByteBuffer;
+
+static void byte_buffer_append(ByteBuffer *buffer, const void *data, size_t n) {
+    if (buffer->size + n > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity : 4096;
+        while (capacity < buffer->size + n) capacity *= 2;
+        buffer->data = (uint8_t *)realloc(buffer->data, capacity);
+        if (buffer->data == NULL) fatal("out of memory");
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->data + buffer->size, data, n);
+    buffer->size += n;
+}
+
+// The document of one JSON object: its fields' strings joined by "\n" (empty ones left out).
+// Returns NULL, or an error message in error.
+static int json_document(json_object *object, const PrepareOptions *options, ByteBuffer *doc,
+                         char *error, size_t error_size) {
+    doc->size = 0;
+    if (!json_object_is_type(object, json_type_object)) {
+        snprintf(error, error_size, "expected a JSON object, found a %s",
+                 json_type_to_name(json_object_get_type(object)));
+        return 0;
+    }
+    for (int k = 0; k < options->num_fields; k++) {
+        json_object *value;
+        if (!json_object_object_get_ex(object, options->fields[k], &value)) {
+            snprintf(error, error_size, "no field '%s' (set the field with --field)",
+                     options->fields[k]);
+            return 0;
+        }
+        if (!json_object_is_type(value, json_type_string)) {
+            snprintf(error, error_size, "field '%s' is not a string (JSON %s)", options->fields[k],
+                     json_type_to_name(json_object_get_type(value)));
+            return 0;
+        }
+        int length = json_object_get_string_len(value);
+        if (length == 0) continue;
+        if (doc->size > 0) byte_buffer_append(doc, "\n", 1);
+        byte_buffer_append(doc, json_object_get_string(value), (size_t)length);
+    }
+    return 1;
+}
+
+// Records an error for the batch (the first one stops it).
+static void batch_fail(Batch *batch, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void batch_fail(Batch *batch, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(batch->error, sizeof(batch->error), format, args);
+    va_end(args);
+    batch->failed = 1;
+}
+
+#define INVALID_UTF8_HINT "(pass --allow-invalid-utf8 1 to encode such bytes as single-byte tokens)"
+
+static void batch_encode_document(Batch *batch, const BPE *bpe, BPEWork *work, const uint8_t *text,
+                                  size_t len, int starts_document) {
+    if (starts_document) {
+        token_list_push(&batch->tokens, bpe->eot_token);
+        batch->documents++;
+    }
+    bpe_encode_ordinary(bpe, text, len, &batch->tokens, work);
+}
+
+static void batch_run(Batch *batch, const BPE *bpe, BPEWork *work, const PrepareOptions *options,
+                      ByteBuffer *doc) {
+    const char *path = batch->input->path;
+    if (batch->lines == NULL) { // text, or a JSON array's documents (checked when read)
+        for (size_t i = 0; i < batch->num_slices; i++) {
+            const Slice *s = &batch->slices[i];
+            if (!options->allow_invalid && batch->input->kind == INPUT_TEXT) {
+                size_t bad = utf8_first_invalid(s->text, s->len);
+                if (bad < s->len) {
+                    size_t offset = (size_t)(s->text - batch->file_data) + bad;
+                    batch_fail(batch, "%s: line %zu (byte %zu): invalid UTF-8 byte 0x%02x %s", path,
+                               line_of(batch->file_data, offset), offset, s->text[bad],
+                               INVALID_UTF8_HINT);
+                    return;
+                }
+            }
+            batch_encode_document(batch, bpe, work, s->text, s->len, batch->starts_document[i]);
+        }
+        return;
+    }
+    json_tokener *tokener = json_tokener_new();
+    if (tokener == NULL) fatal("out of memory");
+    const uint8_t *text = batch->lines, *end = batch->lines + batch->lines_length;
+    size_t line_number = batch->first_line;
+    for (; text < end; line_number++) {
+        const uint8_t *newline = (const uint8_t *)memchr(text, '\n', (size_t)(end - text));
+        size_t length = newline ? (size_t)(newline - text) : (size_t)(end - text);
+        const uint8_t *line = text;
+        text += length + (newline ? 1 : 0);
+        size_t blank = 0;
+        while (blank < length && strchr(" \t\r", line[blank]) != NULL) blank++;
+        if (blank == length) continue; // blank lines carry no record
+        json_tokener_reset(tokener);
+        json_object *object = json_tokener_parse_ex(tokener, (const char *)line, (int)length);
+        enum json_tokener_error error = json_tokener_get_error(tokener);
+        if (object == NULL || error != json_tokener_success) {
+            batch_fail(batch, "%s: line %zu: not valid JSON at column %zu: %s", path, line_number,
+                       json_tokener_get_parse_end(tokener) + 1,
+                       error == json_tokener_continue ? "the line ends inside a value"
+                                                      : json_tokener_error_desc(error));
+            if (object != NULL) json_object_put(object);
+            break;
+        }
+        size_t parse_end = json_tokener_get_parse_end(tokener);
+        while (parse_end < length && strchr(" \t\r", line[parse_end]) != NULL) parse_end++;
+        char message[300];
+        int ok = 1;
+        if (parse_end != length) {
+            snprintf(message, sizeof(message), "unexpected text after the JSON value at column %zu",
+                     parse_end + 1);
+            ok = 0;
+        } else {
+            ok = json_document(object, options, doc, message, sizeof(message));
+        }
+        json_object_put(object);
+        if (!ok) {
+            batch_fail(batch, "%s: line %zu: %s", path, line_number, message);
+            break;
+        }
+        if (doc->size == 0) continue; // an empty document adds nothing, not even an eot
+        if (!options->allow_invalid) {
+            size_t bad = utf8_first_invalid(doc->data, doc->size);
+            if (bad < doc->size) {
+                batch_fail(batch, "%s: line %zu: invalid UTF-8 byte 0x%02x in the text %s", path,
+                           line_number, doc->data[bad], INVALID_UTF8_HINT);
+                break;
+            }
+        }
+        batch_encode_document(batch, bpe, work, doc->data, doc->size, 1);
+    }
+    json_tokener_free(tokener);
+}
+
+// The current input and where its next batch starts. Batches point into the input's mapping (or,
+// for a JSON array, into the buffer of its documents), so a finished input is retired and freed
+// only after the round that holds its batches.
+typedef struct {
+    MappedFile mapped;
+    uint8_t *owned;
+    Slice *json_docs;
+} RetiredInput;
+
+typedef struct {
+    const InputList *inputs;
+    const PrepareOptions *options;
+    size_t next_file;
+    const InputFile *file;
+    MappedFile mapped;
+    size_t position;     // TEXT and JSONL: next byte; JSON: next document
+    size_t line;         // JSONL: number of the line at position
+    int in_document;     // TEXT: position is inside a document cut into slices
+    size_t document_end; // ... which ends here
+    ByteBuffer owned;    // JSON: the documents, back to back
+    Slice *json_docs;
+    size_t num_json_docs;
+    RetiredInput *retired;
+    size_t num_retired, retired_capacity;
+} InputCursor;
+
+static void cursor_retire(InputCursor *cursor) {
+    if (cursor->num_retired == cursor->retired_capacity) {
+        cursor->retired_capacity = cursor->retired_capacity ? 2 * cursor->retired_capacity : 16;
+        cursor->retired = (RetiredInput *)realloc(cursor->retired,
+                                                  cursor->retired_capacity * sizeof(RetiredInput));
+        if (cursor->retired == NULL) fatal("out of memory");
+    }
+    RetiredInput *r = &cursor->retired[cursor->num_retired++];
+    r->mapped = cursor->mapped;
+    r->owned = cursor->owned.data;
+    r->json_docs = cursor->json_docs;
+    memset(&cursor->mapped, 0, sizeof(cursor->mapped));
+    memset(&cursor->owned, 0, sizeof(cursor->owned));
+    cursor->json_docs = NULL;
+    cursor->num_json_docs = 0;
+}
+
+// Frees the inputs retired so far (call when no batch refers to them any more).
+static void cursor_free_retired(InputCursor *cursor) {
+    for (size_t i = 0; i < cursor->num_retired; i++) {
+        mmap_file_close(&cursor->retired[i].mapped);
+        free(cursor->retired[i].owned);
+        free(cursor->retired[i].json_docs);
+    }
+    cursor->num_retired = 0;
+}
+
+static void cursor_open_json(InputCursor *cursor) {
+    const InputFile *input = cursor->file;
+    json_tokener *tokener = json_tokener_new();
+    json_object *root =
+        json_tokener_parse_ex(tokener, (const char *)cursor->mapped.data, (int)cursor->mapped.size);
+    enum json_tokener_error error = json_tokener_get_error(tokener);
+    if (root == NULL || error != json_tokener_success) {
+        size_t at = json_tokener_get_parse_end(tokener);
+        fatal("%s: line %zu: not valid JSON: %s", input->path, line_of(cursor->mapped.data, at),
+              error == json_tokener_continue ? "unexpected end of file"
+                                             : json_tokener_error_desc(error));
+    }
+    if (!json_object_is_type(root, json_type_array)) {
+        fatal("%s: expected a JSON array of objects (.json), found a %s (JSON Lines files end in "
+              ".jsonl)",
+              input->path, json_type_to_name(json_object_get_type(root)));
+    }
+    size_t n = json_object_array_length(root);
+    cursor->json_docs = (Slice *)malloc_check((n + 1) * sizeof(Slice), "documents");
+    size_t *offsets = (size_t *)malloc_check((n + 1) * sizeof(size_t), "documents");
+    size_t count = 0;
+    ByteBuffer doc = {0};
+    for (size_t i = 0; i < n; i++) {
+        char message[300];
+        if (!json_document(json_object_array_get_idx(root, i), cursor->options, &doc, message,
+                           sizeof(message))) {
+            fatal("%s: element %zu of the array: %s", input->path, i, message);
+        }
+        if (doc.size == 0) continue;
+        size_t bad = utf8_first_invalid(doc.data, doc.size);
+        if (!cursor->options->allow_invalid && bad < doc.size) {
+            fatal("%s: element %zu of the array: invalid UTF-8 byte 0x%02x in the text %s",
+                  input->path, i, doc.data[bad], INVALID_UTF8_HINT);
+        }
+        offsets[count] = cursor->owned.size;
+        cursor->json_docs[count].len = doc.size;
+        byte_buffer_append(&cursor->owned, doc.data, doc.size);
+        count++;
+    }
+    for (size_t i = 0; i < count; i++) cursor->json_docs[i].text = cursor->owned.data + offsets[i];
+    cursor->num_json_docs = count;
+    free(offsets);
+    free(doc.data);
+    json_object_put(root);
+    json_tokener_free(tokener);
+}
+
+// Moves to the next input with something in it; returns 0 when there is none.
+static int cursor_next_file(InputCursor *cursor) {
+    while (cursor->next_file < cursor->inputs->count) {
+        cursor_retire(cursor);
+        cursor->file = &cursor->inputs->files[cursor->next_file++];
+        cursor->mapped = mmap_file_check(cursor->file->path);
+        cursor->position = 0;
+        cursor->line = 1;
+        cursor->in_document = 0;
+        if (cursor->mapped.size == 0) continue;
+        if (cursor->file->kind == INPUT_JSON) cursor_open_json(cursor);
+        return 1;
+    }
+    cursor_retire(cursor);
+    cursor->file = NULL;
+    return 0;
+}
+
+// End of the text file's document that starts at pos: the file's end, or with blank-line
+// documents the start of the next one (after "\n\n" and any further newlines, before another
+// character).
+static size_t text_document_end(const InputCursor *cursor, size_t pos) {
+    const uint8_t *text = cursor->mapped.data;
+    size_t size = cursor->mapped.size;
+    if (!cursor->options->blank_line_documents) return size;
+    const uint8_t *hit = find_bytes(text + pos, size - pos, "\n\n", 2);
+    if (hit == NULL) return size;
+    size_t p = (size_t)(hit - text) + 2;
+    while (p < size && text[p] == '\n') p++;
+    return p;
+}
+
+static size_t cursor_input_end(const InputCursor *cursor) {
+    return cursor->file->kind == INPUT_JSON ? cursor->num_json_docs : cursor->mapped.size;
+}
+
+// Fills batch with about BATCH_BYTES of the next input; returns 0 when the inputs are done.
+// A batch never spans two inputs.
+static int cursor_fill_batch(InputCursor *cursor, Batch *batch) {
+    batch_reset(batch);
+    while (cursor->file == NULL || cursor->position >= cursor_input_end(cursor)) {
+        if (!cursor_next_file(cursor)) return 0;
+    }
+    const InputFile *input = cursor->file;
+    batch->input = input;
+    batch->file_data = cursor->mapped.data;
+    const uint8_t *text = cursor->mapped.data;
+    size_t size = cursor->mapped.size;
+    if (input->kind == INPUT_JSONL) {
+        size_t start = cursor->position;
+        size_t end = start + BATCH_BYTES < size ? start + BATCH_BYTES : size;
+        if (end < size) {
+            const uint8_t *newline = (const uint8_t *)memchr(text + end, '\n', size - end);
+            end = newline ? (size_t)(newline - text) + 1 : size;
+        }
+        batch->lines = text + start;
+        batch->lines_length = end - start;
+        batch->first_line = cursor->line;
+        batch->input_bytes = end - start;
+        for (size_t i = start; i < end; i++) cursor->line += text[i] == '\n';
+        cursor->position = end;
+        return 1;
+    }
+    if (input->kind == INPUT_JSON) {
+        while (cursor->position < cursor->num_json_docs && batch->input_bytes < BATCH_BYTES) {
+            const Slice *doc = &cursor->json_docs[cursor->position++];
+            batch_add_slice(batch, doc->text, doc->len, 1);
+        }
+        return 1;
+    }
+    // text: whole documents, and long ones cut at safe points (pretokenize_safe_cut)
+    while (cursor->position < size && batch->input_bytes < BATCH_BYTES) {
+        size_t start = cursor->position;
+        int starts_document = !cursor->in_document;
+        size_t end = cursor->in_document ? cursor->document_end : text_document_end(cursor, start);
+        size_t room = BATCH_BYTES - batch->input_bytes;
+        if (end - start > room + room / 2) {
+            size_t cut = pretokenize_safe_cut(text, end, start + room);
+            if (cut < end) {
+                batch_add_slice(batch, text + start, cut - start, starts_document);
+                cursor->position = cut;
+                cursor->in_document = 1;
+                cursor->document_end = end;
+                continue;
+            }
+        }
+        batch_add_slice(batch, text + start, end - start, starts_document);
+        cursor->position = end;
+        cursor->in_document = 0;
+    }
+    return 1;
+}
+
+// The token stream becomes shards. Every shard is written under a temporary name and renamed only
+// when the whole run has succeeded. With --val-tokens N the first N tokens are the val split, so
+// shards are written as the tokens come. With --val-fraction F (the default, 0.1) the split point,
+// int(n * (1 - F)), is known only at the end: the stream is cut into chunks of shard_size tokens,
+// which are the train shards as they are, except the chunk holding the split point; the val tokens
+// after it are copied into val shards.
+typedef struct {
+    char temp_path[4096 + 64];
+    size_t num_tokens;
+} Chunk;
+
+typedef struct {
+    const char *dir, *name;
+    int token_bytes;
+    size_t shard_size;
+    long long val_tokens; // >= 0: val first; < 0: val_fraction at the end
+    double val_fraction;
+    size_t total;
+    ShardFile current;
+    int current_open;
+    Chunk *chunks; // in stream order; with val first, chunk k is val while k < num_val_chunks
+    size_t num_chunks, chunks_capacity;
+    size_t num_val_chunks; // val-first: how many chunks belong to val
+    size_t val_written;    // val-first: tokens sent to val so far
+} ShardStream;
+
+static void stream_open_chunk(ShardStream *stream) {
+    if (stream->num_chunks == stream->chunks_capacity) {
+        stream->chunks_capacity = stream->chunks_capacity ? 2 * stream->chunks_capacity : 16;
+        stream->chunks = (Chunk *)realloc(stream->chunks, stream->chunks_capacity * sizeof(Chunk));
+        if (stream->chunks == NULL) fatal("out of memory");
+    }
+    Chunk *chunk = &stream->chunks[stream->num_chunks++];
+    snprintf(chunk->temp_path, sizeof(chunk->temp_path), "%s/.%s_chunk_%06zu.tmp%d", stream->dir,
+             stream->name, stream->num_chunks - 1, (int)getpid());
+    chunk->num_tokens = 0;
+    shard_open(&stream->current, chunk->temp_path, stream->token_bytes);
+    stream->current_open = 1;
+}
+
+static void stream_close_chunk(ShardStream *stream) {
+    if (!stream->current_open) return;
+    stream->chunks[stream->num_chunks - 1].num_tokens = stream->current.num_tokens;
+    shard_close(&stream->current);
+    stream->current_open = 0;
+}
+
+static void stream_append(ShardStream *stream, const int32_t *ids, size_t n) {
+    while (n > 0) {
+        // val first: the val part ends its last chunk early at exactly val_tokens
+        int in_val = stream->val_tokens >= 0 && stream->val_written < (size_t)stream->val_tokens;
+        if (!stream->current_open) {
+            stream_open_chunk(stream);
+            if (in_val) stream->num_val_chunks++;
+        }
+        size_t room = stream->shard_size - stream->current.num_tokens;
+        if (in_val && (size_t)stream->val_tokens - stream->val_written < room) {
+            room = (size_t)stream->val_tokens - stream->val_written;
+        }
+        size_t take = n < room ? n : room;
+        shard_append(&stream->current, ids, take);
+        if (in_val) stream->val_written += take;
+        stream->total += take;
+        ids += take;
+        n -= take;
+        if (take == room) stream_close_chunk(stream);
+    }
+}
+
+// Copies tokens [from, to) of the stream (fraction mode: chunk k holds tokens k*shard_size..)
+// into a new shard file.
+static void stream_copy(ShardStream *stream, size_t from, size_t to, const char *temp_path) {
+    ShardFile shard;
+    shard_open(&shard, temp_path, stream->token_bytes);
+    size_t width = (size_t)stream->token_bytes;
+    uint8_t *buffer = (uint8_t *)malloc_check((1 << 20) * width, "copy buffer");
+    while (from < to) {
+        size_t k = from / stream->shard_size, offset = from % stream->shard_size;
+        size_t count = stream->chunks[k].num_tokens - offset;
+        if (count > to - from) count = to - from;
+        if (count > (1 << 20)) count = 1 << 20;
+        FILE *file = fopen_check(stream->chunks[k].temp_path, "rb");
+        fseek_check(file, (long)(HEADER_BYTES + offset * width), SEEK_SET,
+                    stream->chunks[k].temp_path);
+        fread_check(buffer, width, count, file, stream->chunks[k].temp_path, "tokens");
+        fclose(file);
+        if (fwrite(buffer, width, count, shard.file) != count) {
+            fatal("%s: write failed: %s", temp_path, strerror(errno));
+        }
+        shard.num_tokens += count;
+        from += count;
+    }
+    free(buffer);
+    shard_close(&shard);
+}
+
+typedef struct {
+    char temp_path[4096 + 64];
+    char final_path[4096 + 64];
+    size_t num_tokens;
+} FinalShard;
+
+static void final_shard_set(FinalShard *shard, const ShardStream *stream, const char *split,
+                            size_t index, const char *temp_path, size_t num_tokens) {
+    snprintf(shard->temp_path, sizeof(shard->temp_path), "%s", temp_path);
+    snprintf(shard->final_path, sizeof(shard->final_path), "%s/%s_%s_%06zu.bin", stream->dir,
+             stream->name, split, index);
+    shard->num_tokens = num_tokens;
+}
+
+// Decides the final shards (train, then val); returns how many, in *out.
+static size_t stream_finish(ShardStream *stream, FinalShard **out, size_t *num_train,
+                            size_t *num_val) {
+    stream_close_chunk(stream);
+    size_t n = stream->total, S = stream->shard_size;
+    FinalShard *shards =
+        (FinalShard *)calloc_check(stream->num_chunks + n / S + 4, sizeof(FinalShard), "shards");
+    size_t count = 0;
+    *num_train = 0;
+    *num_val = 0;
+    if (stream->val_tokens >= 0) {
+        size_t val_index = 0, train_index = 0;
+        for (size_t k = 0; k < stream->num_chunks; k++) {
+            int is_val = k < stream->num_val_chunks;
+            final_shard_set(&shards[count++], stream, is_val ? "val" : "train",
+                            is_val ? val_index++ : train_index++, stream->chunks[k].temp_path,
+                            stream->chunks[k].num_tokens);
+            *(is_val ? num_val : num_train) += stream->chunks[k].num_tokens;
+        }
+        *out = shards;
+        return count;
+    }
+    size_t train_tokens = (size_t)((double)n * (1.0 - stream->val_fraction));
+    if (train_tokens > n) train_tokens = n;
+    size_t full = train_tokens / S;
+    for (size_t k = 0; k < full; k++) { // whole chunks are train shards as they are
+        final_shard_set(&shards[count++], stream, "train", k, stream->chunks[k].temp_path, S);
+    }
+    char temp_path[4096 + 64];
+    if (train_tokens > full * S) {
+        snprintf(temp_path, sizeof(temp_path), "%s/.%s_train_%06zu.tmp%d", stream->dir,
+                 stream->name, full, (int)getpid());
+        stream_copy(stream, full * S, train_tokens, temp_path);
+        final_shard_set(&shards[count++], stream, "train", full, temp_path,
+                        train_tokens - full * S);
+    }
+    size_t val_index = 0;
+    for (size_t from = train_tokens; from < n; from += S, val_index++) {
+        size_t to = from + S < n ? from + S : n;
+        snprintf(temp_path, sizeof(temp_path), "%s/.%s_val_%06zu.tmp%d", stream->dir, stream->name,
+                 val_index, (int)getpid());
+        stream_copy(stream, from, to, temp_path);
+        final_shard_set(&shards[count++], stream, "val", val_index, temp_path, to - from);
+    }
+    for (size_t k = full; k < stream->num_chunks; k++)
+        temp_file_remove(stream->chunks[k].temp_path);
+    *num_train = train_tokens;
+    *num_val = n - train_tokens;
+    *out = shards;
+    return count;
+}
+
+// Removes NAME_SPLIT_*.bin shards of an earlier run that this run did not replace.
+static void remove_stale_shards(const char *dir, const char *name, const FinalShard *shards,
+                                size_t count) {
+    const char *splits[2] = {"train", "val"};
+    for (int s = 0; s < 2; s++) {
+        char pattern[4096 + 64];
+        snprintf(pattern, sizeof(pattern), "%s/%s_%s_*.bin", dir, name, splits[s]);
+        glob_t found;
+        if (glob(pattern, 0, NULL, &found) != 0) continue;
+        for (size_t i = 0; i < found.gl_pathc; i++) {
+            int ours = 0;
+            for (size_t k = 0; k < count && !ours; k++) {
+                ours = strcmp(found.gl_pathv[i], shards[k].final_path) == 0;
+            }
+            if (!ours) {
+                if (unlink(found.gl_pathv[i]) != 0) {
+                    fatal("cannot remove the stale shard %s: %s", found.gl_pathv[i],
+                          strerror(errno));
+                }
+                printf("removed stale shard %s\n", found.gl_pathv[i]);
+            }
+        }
+        globfree(&found);
+    }
+}
+
+static void format_count(char *out, size_t size, size_t value) {
+    char digits[32];
+    int n = snprintf(digits, sizeof(digits), "%zu", value);
+    size_t k = 0;
+    for (int i = 0; i < n && k + 2 < size; i++) {
+        if (i > 0 && (n - i) % 3 == 0) out[k++] = ',';
+        out[k++] = digits[i];
+    }
+    out[k] = '\0';
+}
+
+static void print_progress(size_t bytes_done, size_t bytes_total, size_t tokens, double elapsed,
+                           int final) {
+    static double last = 0;
+    int tty = isatty(fileno(stderr));
+    if (!final && elapsed - last < (tty ? 0.25 : 10.0)) return;
+    last = elapsed;
+    double rate = elapsed > 0 ? bytes_done / 1e6 / elapsed : 0;
+    double eta = rate > 0 ? (bytes_total - bytes_done) / 1e6 / rate : 0;
+    char count[40];
+    format_count(count, sizeof(count), tokens);
+    fprintf(stderr, "%sprepare: %.1f/%.1f MB (%3.0f%%) | %s tokens | %.1f MB/s | ETA %dm%02ds%s",
+            tty ? "\r" : "", bytes_done / 1e6, bytes_total / 1e6,
+            bytes_total ? 100.0 * bytes_done / bytes_total : 100.0, count, rate, (int)eta / 60,
+            (int)eta % 60, tty && !final ? "" : "\n");
+    fflush(stderr);
+}
+
+static int cmd_prepare(int argc, char **argv) {
+    const char *vocab = default_vocab();
+    const char *out_dir = "", *name = "data", *field = "text", *docs = "file";
+    const char *val_fraction_text = "0.1", *tokenizer_name = "tokenizer.bin";
+    int shard_size = 100000000, val_tokens = -1, allow_invalid = 0, threads = 0;
+    CliOption options[] = {
+        {'v', "vocab", OPTION_STRING, &vocab,
+         "vocabulary: dir with encoder.json + vocab.bpe, .tiktoken, or tokenizer .bin"},
+        {'o', "output", OPTION_STRING, &out_dir, "output directory (created if missing)"},
+        {0, "name", OPTION_STRING, &name, "shards are NAME_train_%06d.bin, NAME_val_%06d.bin"},
+        {0, "field", OPTION_STRING, &field,
+         "JSON field(s) holding the text; a,b: fields joined by a newline"},
+        {0, "docs", OPTION_STRING, &docs,
+         "text files: 'file' (one document each) or 'blank-lines' (a document after each blank "
+         "line run)"},
+        {0, "shard-size", OPTION_INT, &shard_size, "tokens per shard"},
+        {0, "val-fraction", OPTION_STRING, &val_fraction_text,
+         "last fraction of the tokens that goes to val"},
+        {0, "val-tokens", OPTION_INT, &val_tokens,
+         "instead: the first N tokens go to val (-1: use --val-fraction)"},
+        {0, "tokenizer-name", OPTION_STRING, &tokenizer_name,
+         "tokenizer file written into the output directory (empty: none)"},
+        {0, "allow-invalid-utf8", OPTION_INT, &allow_invalid,
+         "1: encode bytes that are not UTF-8 as single-byte tokens (else an error)"},
+        {'t', "threads", OPTION_INT, &threads, "threads (0: all cores)"},
+    };
+    int num_options = (int)(sizeof(options) / sizeof(options[0]));
+    const char *summary =
+        "Makes training shards from text files, directories and JSON Lines (.jsonl; .json: an "
+        "array of objects). Each document is preceded by <|endoftext|>; empty ones are skipped.";
+    SplitArgs args = split_inputs(argc, argv, "tokenizer prepare");
+    for (int i = 1; i < args.num_rest; i++) {
+        if (strcmp(args.rest[i], "--help") == 0) {
+            cli_print_usage("tokenizer prepare -i INPUTS...", summary, options, num_options);
+            printf("  %-28s input files and directories\n", "-i, --input PATH...");
+            return 0;
+        }
+    }
+    cli_parse(args.num_rest, args.rest, summary, options, num_options);
+    if (args.num_inputs == 0) fatal("prepare needs inputs (-i PATH...)");
+    if (out_dir[0] == '\0') fatal("prepare needs an output directory (-o DIR)");
+    if (shard_size <= 0) fatal("bad value %d for --shard-size: expected at least 1", shard_size);
+    if (name[0] == '\0' || strchr(name, '/') != NULL) fatal("bad value '%s' for --name", name);
+    char *end = NULL;
+    double val_fraction = strtod(val_fraction_text, &end);
+    if (end == val_fraction_text || *end != '\0' || !(val_fraction >= 0 && val_fraction < 1)) {
+        fatal("bad value '%s' for --val-fraction: expected a number in [0, 1)", val_fraction_text);
+    }
+    PrepareOptions prepare;
+    memset(&prepare, 0, sizeof(prepare));
+    prepare.allow_invalid = allow_invalid;
+    if (strcmp(docs, "file") == 0) {
+        prepare.blank_line_documents = 0;
+    } else if (strcmp(docs, "blank-lines") == 0) {
+        prepare.blank_line_documents = 1;
+    } else {
+        fatal("bad value '%s' for --docs: expected file or blank-lines", docs);
+    }
+    for (const char *p = field; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t length = comma ? (size_t)(comma - p) : strlen(p);
+        if (length == 0 || prepare.num_fields == 16) fatal("bad value '%s' for --field", field);
+        prepare.field_names[prepare.num_fields] = strndup(p, length);
+        prepare.fields[prepare.num_fields] = prepare.field_names[prepare.num_fields];
+        prepare.num_fields++;
+        p += length + (comma ? 1 : 0);
+    }
+    set_threads(threads);
+    int num_threads = max_threads();
+
+    InputList inputs = {0};
+    for (int i = 0; i < args.num_inputs; i++) collect_inputs(&inputs, args.inputs[i]);
+    if (inputs.total_bytes == 0)
+        fatal("empty input: the %zu input file(s) hold no text", inputs.count);
+    BPE bpe;
+    bpe_load(&bpe, vocab);
+    make_dir_check(out_dir);
+
+    ShardStream stream;
+    memset(&stream, 0, sizeof(stream));
+    stream.dir = out_dir;
+    stream.name = name;
+    stream.token_bytes = shard_token_bytes(bpe.vocab_size);
+    stream.shard_size = (size_t)shard_size;
+    stream.val_tokens = val_tokens;
+    stream.val_fraction = val_fraction;
+
+    InputCursor cursor;
+    memset(&cursor, 0, sizeof(cursor));
+    cursor.inputs = &inputs;
+    cursor.options = &prepare;
+    int round_size = 4 * num_threads < 8 ? 8 : 4 * num_threads;
+    Batch *batches = (Batch *)calloc_check((size_t)round_size, sizeof(Batch), "batches");
+    BPEWork *works = (BPEWork *)calloc_check((size_t)num_threads, sizeof(BPEWork), "work");
+    ByteBuffer *docs_buffers =
+        (ByteBuffer *)calloc_check((size_t)num_threads, sizeof(ByteBuffer), "docs");
+    size_t bytes_done = 0, documents = 0;
+    double start = now_seconds();
+    for (;;) {
+        int count = 0;
+        while (count < round_size && cursor_fill_batch(&cursor, &batches[count])) count++;
+        if (count == 0) break;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < count; i++) {
+            int t = thread_id();
+            batch_run(&batches[i], &bpe, &works[t], &prepare, &docs_buffers[t]);
+        }
+        for (int i = 0; i < count; i++) { // in input order, so the first error is the earliest
+            if (batches[i].failed) fatal("%s", batches[i].error);
+            stream_append(&stream, batches[i].tokens.data, batches[i].tokens.size);
+            bytes_done += batches[i].input_bytes;
+            documents += batches[i].documents;
+        }
+        cursor_free_retired(&cursor);
+        print_progress(bytes_done, inputs.total_bytes, stream.total, now_seconds() - start, 0);
+    }
+    cursor_free_retired(&cursor);
+    if (stream.total == 0)
+        fatal("empty input: no documents in the %zu input file(s)", inputs.count);
+    print_progress(inputs.total_bytes, inputs.total_bytes, stream.total, now_seconds() - start, 1);
+
+    FinalShard *shards;
+    size_t num_train, num_val;
+    size_t num_shards = stream_finish(&stream, &shards, &num_train, &num_val);
+    for (size_t k = 0; k < num_shards; k++)
+        temp_file_commit(shards[k].temp_path, shards[k].final_path);
+    remove_stale_shards(out_dir, name, shards, num_shards);
+    char tokenizer_path[4096 + 256] = "";
+    if (tokenizer_name[0] != '\0') {
+        snprintf(tokenizer_path, sizeof(tokenizer_path), "%s/%s", out_dir, tokenizer_name);
+        bpe_write_file(&bpe, tokenizer_path);
+    }
+    char total[40], train[40], val[40];
+    format_count(total, sizeof(total), stream.total);
+    format_count(train, sizeof(train), num_train);
+    format_count(val, sizeof(val), num_val);
+    printf("prepare: %zu file(s), %zu documents, %s tokens (eot included) -> train %s / val %s "
+           "tokens in %zu shard(s) (uint%d) in %s/ in %.2f s\n",
+           inputs.count, documents, total, train, val, num_shards, 8 * stream.token_bytes, out_dir,
+           now_seconds() - start);
+    for (size_t k = 0; k < num_shards; k++) {
+        printf("  %s: %zu tokens\n", shards[k].final_path, shards[k].num_tokens);
+    }
+    if (tokenizer_path[0] != '\0')
+        printf("  %s: tokenizer (V=%d)\n", tokenizer_path, bpe.vocab_size);
+
+    for (int i = 0; i < round_size; i++) {
+        free(batches[i].slices);
+        free(batches[i].starts_document);
+        token_list_free(&batches[i].tokens);
+    }
+    for (int t = 0; t < num_threads; t++) {
+        bpe_work_free(&works[t]);
+        free(docs_buffers[t].data);
+    }
+    free(batches);
+    free(works);
+    free(docs_buffers);
+    free(shards);
+    free(stream.chunks);
+    bpe_free(&bpe);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// train
+
+static int cmd_train(int argc, char **argv) {
+    const char *output = "", *pattern_name = "gpt2", *special_list = "";
+    int vocab_size = 0, allow_invalid = 0, threads = 0;
+    CliOption options[] = {
+        {'o', "output", OPTION_STRING, &output, "tokenizer file to write (.bin, docs/formats.md)"},
+        {0, "vocab-size", OPTION_INT, &vocab_size,
+         "vocabulary size: 256 bytes + merges + special tokens"},
+        {0, "pattern", OPTION_STRING, &pattern_name, "split pattern: gpt2 or gpt4 (cl100k)"},
+        {0, "special", OPTION_STRING, &special_list,
+         "more special tokens after <|endoftext|>, comma-separated"},
+        {0, "allow-invalid-utf8", OPTION_INT, &allow_invalid,
+         "1: train on bytes that are not UTF-8 too (else an error)"},
+        {'t', "threads", OPTION_INT, &threads, "threads (0: all cores)"},
+    };
+    int num_options = (int)(sizeof(options) / sizeof(options[0]));
+    const char *summary = "Trains a byte-level BPE vocabulary on text files and writes a tokenizer "
+                          "file that encode, decode and prepare load (and llm.c reads).";
+    SplitArgs args = split_inputs(argc, argv, "tokenizer train");
+    for (int i = 1; i < args.num_rest; i++) {
+        if (strcmp(args.rest[i], "--help") == 0) {
+            cli_print_usage("tokenizer train -i TEXT...", summary, options, num_options);
+            printf("  %-28s text files and directories\n", "-i, --input PATH...");
+            return 0;
+        }
+    }
+    cli_parse(args.num_rest, args.rest, summary, options, num_options);
+    if (args.num_inputs == 0) fatal("train needs text inputs (-i PATH...)");
+    if (output[0] == '\0') fatal("train needs an output file (-o VOCAB_OUT.bin)");
+    if (vocab_size <= 0) fatal("train needs --vocab-size N (at least 257)");
+    SplitPattern pattern = parse_pattern(pattern_name);
+    const char *specials[64];
+    int num_specials = 0;
+    specials[num_specials++] = "<|endoftext|>";
+    for (const char *p = special_list; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t length = comma ? (size_t)(comma - p) : strlen(p);
+        if (length == 0 || length > BPE_MAX_TOKEN_BYTES || num_specials == 64) {
+            fatal("bad value '%s' for --special: comma-separated tokens of 1..255 bytes",
+                  special_list);
+        }
+        char *token = strndup(p, length);
+        for (int k = 0; k < num_specials; k++) {
+            if (strcmp(specials[k], token) == 0) fatal("--special: '%s' is given twice", token);
+        }
+        specials[num_specials++] = token;
+        p += length + (comma ? 1 : 0);
+    }
+    set_threads(threads);
+    int num_threads = max_threads();
+
+    InputList inputs = {0};
+    for (int i = 0; i < args.num_inputs; i++) collect_inputs(&inputs, args.inputs[i]);
+    if (inputs.total_bytes == 0)
+        fatal("empty input: the %zu input file(s) hold no text", inputs.count);
+    double start = now_seconds();
+    PieceCounts *counts =
+        (PieceCounts *)calloc_check((size_t)num_threads, sizeof(PieceCounts), "counts");
+    for (int t = 0; t < num_threads; t++) piece_counts_init(&counts[t]);
+    SpecialTexts special_texts = {NULL, NULL, num_specials, 0};
+    special_texts.texts = (const uint8_t **)malloc_check(64 * sizeof(uint8_t *), "specials");
+    special_texts.lengths = (size_t *)malloc_check(64 * sizeof(size_t), "specials");
+    for (int k = 0; k < num_specials; k++) {
+        special_texts.texts[k] = (const uint8_t *)specials[k];
+        special_texts.lengths[k] = strlen(specials[k]);
+        if (special_texts.lengths[k] > special_texts.longest)
+            special_texts.longest = special_texts.lengths[k];
+    }
+    size_t bytes_done = 0;
+    for (size_t f = 0; f < inputs.count; f++) {
+        const char *path = inputs.files[f].path;
+        MappedFile mapped = mmap_file_check(path);
+        if (!allow_invalid) check_utf8(path, mapped.data, mapped.size, 0, mapped.data);
+        Slice *slices;
+        size_t num_slices =
+            cut_text(mapped.data, mapped.size, ENCODE_CHUNK_BYTES, &special_texts, &slices);
+#pragma omp parallel for schedule(dynamic, 1)
+        for (size_t i = 0; i < num_slices; i++) {
+            count_pieces(&counts[thread_id()], slices[i].text, slices[i].len, pattern, specials,
+                         num_specials);
+        }
+        free(slices);
+        bytes_done += mapped.size;
+        mmap_file_close(&mapped);
+    }
+    for (int t = 1; t < num_threads; t++) { // one table of counts
+        for (size_t i = 0; i <= counts[t].mask; i++) {
+            const PieceSlot *s = &counts[t].slots[i];
+            if (s->used)
+                piece_counts_add(&counts[0], counts[t].arena + s->offset, s->length, s->count);
+        }
+        piece_counts_free(&counts[t]);
+    }
+    double counted = now_seconds();
+    fprintf(stderr,
+            "train: %zu file(s), %.1f MB, %zu distinct pieces counted in %.2f s (%d threads)\n",
+            inputs.count, bytes_done / 1e6, counts[0].num_used, counted - start, num_threads);
+
+    BPETrainConfig config = {vocab_size, pattern, specials, num_specials, isatty(fileno(stderr))};
+    BPE bpe;
+    int merges = bpe_train(&bpe, &counts[0], &config);
+    if (merges < vocab_size - 256 - num_specials) {
+        fprintf(stderr, "note: the text has no more pairs to merge after %d merges: V = %d\n",
+                merges, bpe.vocab_size);
+    }
+    bpe_write_file(&bpe, output);
+    printf("train: %d merges + 256 bytes + %d special tokens = V %d (%s pattern) in %.2f s -> %s\n",
+           merges, num_specials, bpe.vocab_size, split_pattern_names[pattern],
+           now_seconds() - start, output);
+    piece_counts_free(&counts[0]);
+    free(counts);
+    free(special_texts.texts);
+    free(special_texts.lengths);
+    bpe_free(&bpe);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+
+static void print_main_usage(void) {
+    printf("usage: tokenizer COMMAND [options]   (tokenizer COMMAND --help for each)\n"
+           "Byte-level BPE in C, with the same ids as tiktoken.\n\n"
+           "commands:\n"
+           "  encode  -v VOCAB -i TEXT_FILE -o OUT.bin   a text file -> its token ids as one data "
+           "shard (-o -: one id a line)\n"
+           "  decode  -v VOCAB -i SHARD.bin              a data shard -> its text on stdout\n"
+           "  prepare -v VOCAB -i INPUTS... -o OUT_DIR   text, directories, JSONL -> train/val "
+           "shards\n"
+           "  train   -i TEXT... --vocab-size N -o VOCAB_OUT   train a BPE vocabulary\n\n"
+           "VOCAB: a directory with GPT-2's encoder.json + vocab.bpe (default %s), a .tiktoken "
+           "file, or a tokenizer file from train/prepare.\n",
+           default_vocab());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_main_usage();
+        return argc < 2 ? 1 : 0;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "encode") == 0) return cmd_encode(argc - 1, argv + 1);
+    if (strcmp(command, "decode") == 0) return cmd_decode(argc - 1, argv + 1);
+    if (strcmp(command, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
+    if (strcmp(command, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    fatal("unknown command '%s': expected encode, decode, prepare or train (see --help)", command);
+}
