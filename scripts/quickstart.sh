@@ -5,14 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3}
 DATA=dev/data/tinyshakespeare
 if [ ! -f "$DATA/tiny_shakespeare_train.bin" ] || [ ! -f "$DATA/gpt2_tokenizer.bin" ]; then
-    if ! "$PY" -c "import tiktoken" >/dev/null 2>&1; then
-        echo "installing tiktoken (GPT-2 encoder for data preparation) with pip"
-        "$PY" -m pip install --quiet tiktoken
-    fi
-    "$PY" dev/data/tinyshakespeare.py
+    bash dev/data/tinyshakespeare.sh # ./tokenizer prepare: GPT-2 BPE in C, no Python
 fi
 
 make --no-print-directory train_gpt2

@@ -301,7 +301,7 @@ def write_tokenizer(vocab_dir, path):
 
 
 def read_tokenizer(path):
-    """Read a tokenizer file (version 1 or 2): returns (list of token bytes, eot id)."""
+    """Read a tokenizer file (version 1 or 2, with or without our merge table): (token bytes, eot id)."""
     with open(path, "rb") as f:
         raw = f.read()
     header = array.array("i", raw[:1024])
@@ -315,8 +315,10 @@ def read_tokenizer(path):
         ln = raw[pos]
         table.append(raw[pos + 1:pos + 1 + ln])
         pos += 1 + ln
-    if pos != len(raw):
-        raise ValueError(f"{path}: {len(raw) - pos} trailing bytes after {n} tokens")
+    # our extension (docs/formats.md): merges and special token ids after the tokens
+    extension = 8 * header[5] + 4 * header[6] if header[1] == 2 and header[4] == 1 else 0
+    if pos + extension != len(raw):
+        raise ValueError(f"{path}: {len(raw) - pos} bytes after {n} tokens, expected {extension}")
     return table, eot
 
 
