@@ -33,6 +33,12 @@
 enum { BPE_KIND_UNSET = 0, BPE_KIND_BYTE = 1, BPE_KIND_MERGED = 2, BPE_KIND_SPECIAL = 3 };
 
 typedef struct {
+    uint64_t key; // (left << 32) | right; UINT64_MAX = empty
+    int32_t rank; // BPE_NO_RANK: no merge
+    int32_t result;
+} BPEPairSlot;
+
+typedef struct {
     int vocab_size; // V: ids 0..V-1
     int eot_token;  // id of <|endoftext|>
     int num_merges;
@@ -54,11 +60,13 @@ typedef struct {
     size_t token_mask;
     int32_t *token_slots;
     uint32_t *token_slot_hash;
-    // (left, right) -> (rank, result) for every split of every merged token into two tokens
+    // (left, right) -> (rank, result) for every split of every merged token into two tokens; one
+    // 16-byte slot per pair so a probe touches one cache line
     size_t pair_mask;
-    uint64_t *pair_keys; // UINT64_MAX = empty
-    int32_t *pair_rank;
-    int32_t *pair_result;
+    BPEPairSlot *pairs;
+    // the same for pairs of two single bytes, indexed by (first byte << 8) | second byte: the first
+    // round of every merge needs no hashing
+    BPEPairSlot *byte_pairs;
 } BPE;
 
 // ----------------------------------------------------------------------------------------------
@@ -141,12 +149,15 @@ static inline int32_t bpe_pair_lookup(const BPE *bpe, int32_t left, int32_t righ
                                       int32_t *result) {
     uint64_t key = bpe_pair_key(left, right);
     for (size_t slot = bpe_pair_slot(key) & bpe->pair_mask;; slot = (slot + 1) & bpe->pair_mask) {
-        uint64_t k = bpe->pair_keys[slot];
-        if (k == key) {
-            *result = bpe->pair_result[slot];
-            return bpe->pair_rank[slot];
+        const BPEPairSlot *p = &bpe->pairs[slot];
+        if (p->key == key) {
+            *result = p->result;
+            return p->rank;
         }
-        if (k == UINT64_MAX) return BPE_NO_RANK;
+        if (p->key == UINT64_MAX) {
+            *result = -1;
+            return BPE_NO_RANK;
+        }
     }
 }
 
@@ -266,13 +277,14 @@ static inline void bpe_pair_insert(BPE *bpe, int32_t left, int32_t right, int32_
                                    int32_t result) {
     uint64_t key = bpe_pair_key(left, right);
     for (size_t slot = bpe_pair_slot(key) & bpe->pair_mask;; slot = (slot + 1) & bpe->pair_mask) {
-        if (bpe->pair_keys[slot] == UINT64_MAX) {
-            bpe->pair_keys[slot] = key;
-            bpe->pair_rank[slot] = rank;
-            bpe->pair_result[slot] = result;
+        BPEPairSlot *p = &bpe->pairs[slot];
+        if (p->key == UINT64_MAX) {
+            p->key = key;
+            p->rank = rank;
+            p->result = result;
             return;
         }
-        if (bpe->pair_keys[slot] == key) return; // a byte string has one id: same result
+        if (p->key == key) return; // a byte string has one id: same result
     }
 }
 
@@ -327,10 +339,8 @@ static inline void bpe_finish(BPE *bpe, const int32_t *special_ids, int num_spec
     }
     size_t size = bpe_table_size(num_pairs);
     bpe->pair_mask = size - 1;
-    bpe->pair_keys = (uint64_t *)malloc_check(size * sizeof(uint64_t), "pair table");
-    bpe->pair_rank = (int32_t *)malloc_check(size * sizeof(int32_t), "pair table");
-    bpe->pair_result = (int32_t *)malloc_check(size * sizeof(int32_t), "pair table");
-    for (size_t i = 0; i < size; i++) bpe->pair_keys[i] = UINT64_MAX;
+    bpe->pairs = (BPEPairSlot *)malloc_check(size * sizeof(BPEPairSlot), "pair table");
+    for (size_t i = 0; i < size; i++) bpe->pairs[i].key = UINT64_MAX;
     for (int id = 0; id < V; id++) {
         if (bpe->kind[id] != BPE_KIND_MERGED) continue;
         const uint8_t *bytes = bpe->arena + bpe->offset[id];
@@ -344,6 +354,13 @@ static inline void bpe_finish(BPE *bpe, const int32_t *special_ids, int num_spec
             }
             bpe_pair_insert(bpe, left, right, bpe->rank[id], id);
         }
+    }
+    bpe->byte_pairs = (BPEPairSlot *)malloc_check(65536 * sizeof(BPEPairSlot), "byte pairs");
+    for (int pair = 0; pair < 65536; pair++) {
+        BPEPairSlot *p = &bpe->byte_pairs[pair];
+        p->key = bpe_pair_key(bpe->byte_to_id[pair >> 8], bpe->byte_to_id[pair & 255]);
+        p->rank = bpe_pair_lookup(bpe, bpe->byte_to_id[pair >> 8], bpe->byte_to_id[pair & 255],
+                                  &p->result);
     }
     bpe->source = NULL;
 }
@@ -359,9 +376,8 @@ static inline void bpe_free(BPE *bpe) {
     free(bpe->special_ids);
     free(bpe->token_slots);
     free(bpe->token_slot_hash);
-    free(bpe->pair_keys);
-    free(bpe->pair_rank);
-    free(bpe->pair_result);
+    free(bpe->pairs);
+    free(bpe->byte_pairs);
     memset(bpe, 0, sizeof(*bpe));
 }
 
@@ -482,8 +498,11 @@ static inline BPEHeapEntry bpe_heap_pop(BPEWork *work) {
 static inline void bpe_merge_small(const BPE *bpe, const uint8_t *piece, size_t n, TokenList *out) {
     int32_t ids[BPE_SMALL_PIECE], ranks[BPE_SMALL_PIECE], results[BPE_SMALL_PIECE];
     for (size_t i = 0; i < n; i++) ids[i] = bpe->byte_to_id[piece[i]];
-    for (size_t i = 0; i + 1 < n; i++)
-        ranks[i] = bpe_pair_lookup(bpe, ids[i], ids[i + 1], &results[i]);
+    for (size_t i = 0; i + 1 < n; i++) { // pairs of single bytes: a direct table
+        const BPEPairSlot *p = &bpe->byte_pairs[(piece[i] << 8) | piece[i + 1]];
+        ranks[i] = p->rank;
+        results[i] = p->result;
+    }
     size_t count = n;
     while (count > 1) {
         size_t best = 0;
