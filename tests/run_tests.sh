@@ -293,6 +293,18 @@ after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 [ "$before" = "$after" ] && ok "checkpoint left untouched" || not_ok "checkpoint was modified"
 
 # ---------------------------------------------------------------------------------------------
+# 6. Tokenizer (tests/test_tokenizer.sh, against tiktoken): each of its checks counts here.
+tokenizer_seen=0
+while IFS= read -r line; do
+    case "$line" in
+    "ok - "*) ok "tokenizer: ${line#ok - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
+    "FAIL - "*) not_ok "tokenizer: ${line#FAIL - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
+    esac
+done < <(bash tests/test_tokenizer.sh 2>&1 | tee "$WORK/tokenizer.log")
+tokenizer_total=$(tail -1 "$WORK/tokenizer.log" | awk '/passed,.*failed$/ {print $1 + $3}')
+[ "${tokenizer_total:-x}" = "$tokenizer_seen" ] || not_ok "tests/test_tokenizer.sh did not finish (see $WORK/tokenizer.log)"
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"

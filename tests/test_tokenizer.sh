@@ -66,6 +66,20 @@ while IFS= read -r line; do
 done <"$WORK/units.log"
 [ $units_status -eq 0 ] || grep -q "^FAIL" "$WORK/units.log" || not_ok "test_tokenizer_units: $(tail -c 300 "$WORK/units.log")"
 
+# the scanners against PCRE2 (UTF + UCP, JIT; another regex engine) on real text, piece by piece
+if make --no-print-directory -s build/bench_pretokenize >"$WORK/pcre2_build.log" 2>&1; then
+    for file in "$DATA/tinyshakespeare.txt" "$DATA/sft/code_alpaca_2k.json"; do
+        ./build/bench_pretokenize "$file" 1 >"$WORK/pcre2.log" 2>&1
+        if [ "$(grep -c "pieces (pcre2 [0-9]*, identical)" "$WORK/pcre2.log")" -eq 2 ]; then
+            ok "$(basename "$file"): GPT-2 and GPT-4 pieces identical to PCRE2's ($(grep -o '^gpt2 pattern: [0-9]* pieces' "$WORK/pcre2.log" | cut -d' ' -f3) GPT-2 pieces)"
+        else
+            not_ok "$(basename "$file"): pieces differ from PCRE2's: $(head -c 400 "$WORK/pcre2.log")"
+        fi
+    done
+else
+    not_ok "build/bench_pretokenize does not build (PCRE2: apt-get install libpcre2-dev): $(tail -c 200 "$WORK/pcre2_build.log")"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 2. identical ids to tiktoken's gpt2 encoding. Whole files, read as text: tinyshakespeare.txt,
 #    gsm8k's train.jsonl and test.jsonl and code_alpaca_2k.json as raw JSON text (mostly ASCII:
