@@ -1368,14 +1368,15 @@ static int cmd_prepare(int argc, char **argv) {
     FinalShard *shards;
     size_t num_train, num_val;
     size_t num_shards = stream_finish(&stream, &shards, &num_train, &num_val);
-    for (size_t k = 0; k < num_shards; k++)
-        temp_file_commit(shards[k].temp_path, shards[k].final_path);
-    remove_stale_shards(out_dir, name, shards, num_shards);
     char tokenizer_path[4096 + 256] = "";
-    if (tokenizer_name[0] != '\0') {
+    if (tokenizer_name[0] != '\0') { // first (it is atomic): if it fails, no shard is committed
         snprintf(tokenizer_path, sizeof(tokenizer_path), "%s/%s", out_dir, tokenizer_name);
         bpe_write_file(&bpe, tokenizer_path);
     }
+    for (size_t k = 0; k < num_shards; k++) {
+        temp_file_commit(shards[k].temp_path, shards[k].final_path);
+    }
+    remove_stale_shards(out_dir, name, shards, num_shards);
     char total[40], train[40], val[40];
     format_count(total, sizeof(total), stream.total);
     format_count(train, sizeof(train), num_train);
