@@ -7,8 +7,8 @@
 //
 // Each pattern is a hand-written scanner over the character classes of llmc/unicode_tables.h
 // (generated for the Unicode version tiktoken's regex uses). Why not PCRE2: Debian 12's PCRE2 knows
-// Unicode 14, tiktoken 0.14 uses 16, so thousands of letters split differently; and these scanners
-// are several times faster than PCRE2's JIT on the same pattern (bench/bench_pretokenize.c).
+// Unicode 14, tiktoken 0.14 uses 16, so 9,392 code points class differently; and these scanners
+// run 2.4-2.8x as fast as PCRE2's JIT on the same patterns (bench/bench_pretokenize.c).
 //
 // Invalid UTF-8: the input is bytes. A byte that does not start a well-formed UTF-8 sequence
 // (stray continuation bytes, overlongs, surrogates, code points above U+10FFFF, truncated
