@@ -191,8 +191,7 @@ int main(int argc, char **argv) {
             gpt2_zero_grad(&model);
             gpt2_backward(&model, 1.0f);
             float norm = gpt2_grad_norm(&model);
-            gpt2_clip_gradients(&model, norm, ref.grad_clip);
-            gpt2_update(&model, &adamw, step + 1);
+            gpt2_update(&model, &adamw, step + 1, gpt2_clip_scale(norm, ref.grad_clip));
         }
     }
     printf("%s: %d check(s) failed\n", failures == 0 ? "PASS" : "FAIL", failures);

@@ -20,6 +20,7 @@ run gives the same bits with any number of threads.
 #include "llmc/checkpoint.h"
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
+#include "llmc/fastmath.h"
 #include "llmc/formats.h"
 #include "llmc/logger.h"
 #include "llmc/matmul.h"
@@ -166,79 +167,89 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 }
 
 // Causal self-attention. qkv (B,T,3C) holds q, k, v each split into NH heads of size C/NH;
-// att (B,NH,T,T) keeps the softmax probabilities for backward; out (B,T,C).
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+// out (B,T,C). Only the log-sum-exp of each score row, lse (B,NH,T), is kept for backward, which
+// recomputes the probabilities: B*NH*T*T floats per layer would be 2.4 GB for d12 at T=1024.
+
+// Scores of row t of head h against keys 0..t, scaled; returns their maximum.
+static inline float attention_scores(float *scores, const float *qkv, int b, int h, int t, int T,
+                                     int C, int hs, float scale) {
+    size_t C3 = (size_t)C * 3;
+    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+    float maxval = -INFINITY;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+        scores[t2] = dot_product(q, k, hs) * scale;
+        if (scores[t2] > maxval) maxval = scores[t2];
+    }
+    return maxval;
+}
+
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     size_t C3 = (size_t)C * 3;
-#pragma omp parallel for collapse(3)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            for (int t = 0; t < T; t++) {
-                const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
-                float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-                    float score = dot_product(q, k, hs) * scale;
-                    att_row[t2] = score;
-                    if (score > maxval) maxval = score;
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float e = expf(att_row[t2] - maxval);
-                    att_row[t2] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int t2 = 0; t2 < T; t2++) {
-                    att_row[t2] = t2 <= t ? att_row[t2] * inv : 0.0f;
-                }
-                float *y = out + ((size_t)b * T + t) * C + h * hs;
-                for (int i = 0; i < hs; i++) y[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                    float a = att_row[t2];
-                    for (int i = 0; i < hs; i++) y[i] += a * v[i];
+#pragma omp parallel
+    {
+        float *prob = (float *)malloc_check((size_t)T * sizeof(float), "attention row");
+#pragma omp for collapse(3)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                for (int t = 0; t < T; t++) {
+                    float maxval = attention_scores(prob, qkv, b, h, t, T, C, hs, scale);
+                    for (int t2 = 0; t2 <= t; t2++) prob[t2] = exp_approx(prob[t2] - maxval);
+                    float sum = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) sum += prob[t2];
+                    float inv = 1.0f / sum;
+                    float *y = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                    for (int i = 0; i < hs; i++) y[i] = 0.0f;
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
+                        float a = prob[t2] * inv;
+                        for (int i = 0; i < hs; i++) y[i] += a * v[i];
+                    }
+                    lse[((size_t)b * NH + h) * T + t] = maxval + logf(sum);
                 }
             }
         }
+        free(prob);
     }
 }
 
 // Each (b, h) pair owns its slices of dqkv, so the parallel loop needs no atomics.
-// scratch: T floats per thread for the gradient of one attention row.
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, int B,
                         int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     size_t C3 = (size_t)C * 3;
 #pragma omp parallel
     {
-        float *datt = (float *)malloc_check((size_t)T * sizeof(float), "attention scratch");
+        float *prob = (float *)malloc_check((size_t)T * sizeof(float), "attention row");
+        float *dprob = (float *)malloc_check((size_t)T * sizeof(float), "attention row grad");
 #pragma omp for collapse(2)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < NH; h++) {
                 for (int t = 0; t < T; t++) {
-                    const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                    const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
-                    // through out = att @ v
+                    attention_scores(prob, qkv, b, h, t, T, C, hs, scale);
+                    float row_lse = lse[((size_t)b * NH + h) * T + t];
+                    for (int t2 = 0; t2 <= t; t2++) prob[t2] = exp_approx(prob[t2] - row_lse);
+                    const float *dy = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+                    // through out = prob @ v
                     for (int t2 = 0; t2 <= t; t2++) {
-                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                        float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * C + h * hs;
-                        datt[t2] = dot_product(v, dy, hs);
-                        float a = att_row[t2];
+                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
+                        float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
+                        dprob[t2] = dot_product(v, dy, hs);
+                        float a = prob[t2];
                         for (int i = 0; i < hs; i++) dv[i] += a * dy[i];
                     }
-                    // through the softmax: dscore = att * (datt - sum(att * datt))
+                    // through the softmax: dscore = prob * (dprob - sum(prob * dprob))
                     float weighted = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) weighted += att_row[t2] * datt[t2];
-                    const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
-                    float *dq = dqkv + ((size_t)b * T + t) * C3 + h * hs;
+                    for (int t2 = 0; t2 <= t; t2++) weighted += prob[t2] * dprob[t2];
+                    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
                     for (int t2 = 0; t2 <= t; t2++) {
-                        float dscore = att_row[t2] * (datt[t2] - weighted) * scale;
-                        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + h * hs;
-                        float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + h * hs;
+                        float dscore = prob[t2] * (dprob[t2] - weighted) * scale;
+                        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+                        float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
                         for (int i = 0; i < hs; i++) {
                             dq[i] += k[i] * dscore;
                             dk[i] += q[i] * dscore;
@@ -247,7 +258,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 }
             }
         }
-        free(datt);
+        free(prob);
+        free(dprob);
     }
 }
 
@@ -259,7 +271,7 @@ void gelu_forward(float *out, const float *inp, size_t N) {
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         float cube = 0.044715f * x * x * x;
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+        out[i] = 0.5f * x * (1.0f + tanh_approx(GELU_SCALE * (x + cube)));
     }
 }
 
@@ -268,7 +280,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         float cube = 0.044715f * x * x * x;
-        float tanh_out = tanhf(GELU_SCALE * (x + cube));
+        float tanh_out = tanh_approx(GELU_SCALE * (x + cube));
         float sech2 = 1.0f - tanh_out * tanh_out;
         float local_grad = 0.5f * (1.0f + tanh_out) +
                            x * 0.5f * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
@@ -301,12 +313,9 @@ void crossentropy_softmax_forward(float *probs, float *losses, const float *logi
         for (int i = 0; i < V; i++) {
             if (logit[i] > maxval) maxval = logit[i];
         }
+        for (int i = 0; i < V; i++) prob[i] = exp_approx(logit[i] - maxval);
         double sum = 0.0;
-        for (int i = 0; i < V; i++) {
-            float e = expf(logit[i] - maxval);
-            prob[i] = e;
-            sum += e;
-        }
+        for (int i = 0; i < V; i++) sum += prob[i];
         float inv = (float)(1.0 / sum);
         for (int i = 0; i < V; i++) prob[i] *= inv;
         for (int i = V; i < Vp; i++) prob[i] = 0.0f;
@@ -363,7 +372,7 @@ typedef struct {
     float *ln1_rstd;  // (L,B,T)
     float *qkv;       // (L,B,T,3C)
     float *atty;      // (L,B,T,C)
-    float *att;       // (L,B,NH,T,T)
+    float *att_lse;   // (L,B,NH,T) log-sum-exp of each attention score row
     float *attproj;   // (L,B,T,C)
     float *residual2; // (L,B,T,C)
     float *ln2;       // (L,B,T,C)
@@ -385,21 +394,32 @@ static size_t point_activations(ActivationTensors *a, float *memory, const GPT2C
                                 int B, int T) {
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
-    size_t BT = (size_t)B * T, T2 = (size_t)T * T;
+    size_t BT = (size_t)B * T;
     struct {
         float **field;
         size_t size;
-    } table[NUM_ACTIVATION_TENSORS] = {{&a->encoded, BT * C},       {&a->ln1, L * BT * C},
-                                       {&a->ln1_mean, L * BT},      {&a->ln1_rstd, L * BT},
-                                       {&a->qkv, L * BT * 3 * C},   {&a->atty, L * BT * C},
-                                       {&a->att, L * B * NH * T2},  {&a->attproj, L * BT * C},
-                                       {&a->residual2, L * BT * C}, {&a->ln2, L * BT * C},
-                                       {&a->ln2_mean, L * BT},      {&a->ln2_rstd, L * BT},
-                                       {&a->fch, L * BT * 4 * C},   {&a->fch_gelu, L * BT * 4 * C},
-                                       {&a->fcproj, L * BT * C},    {&a->residual3, L * BT * C},
-                                       {&a->lnf, BT * C},           {&a->lnf_mean, BT},
-                                       {&a->lnf_rstd, BT},          {&a->logits, BT * Vp},
-                                       {&a->probs, BT * Vp},        {&a->losses, BT}};
+    } table[NUM_ACTIVATION_TENSORS] = {{&a->encoded, BT * C},
+                                       {&a->ln1, L * BT * C},
+                                       {&a->ln1_mean, L * BT},
+                                       {&a->ln1_rstd, L * BT},
+                                       {&a->qkv, L * BT * 3 * C},
+                                       {&a->atty, L * BT * C},
+                                       {&a->att_lse, L * B * NH * (size_t)T},
+                                       {&a->attproj, L * BT * C},
+                                       {&a->residual2, L * BT * C},
+                                       {&a->ln2, L * BT * C},
+                                       {&a->ln2_mean, L * BT},
+                                       {&a->ln2_rstd, L * BT},
+                                       {&a->fch, L * BT * 4 * C},
+                                       {&a->fch_gelu, L * BT * 4 * C},
+                                       {&a->fcproj, L * BT * C},
+                                       {&a->residual3, L * BT * C},
+                                       {&a->lnf, BT * C},
+                                       {&a->lnf_mean, BT},
+                                       {&a->lnf_rstd, BT},
+                                       {&a->logits, BT * Vp},
+                                       {&a->probs, BT * Vp},
+                                       {&a->losses, BT}};
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
         if (memory != NULL) *table[i].field = memory + total;
@@ -512,7 +532,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         float *ln1 = a.ln1 + l * BT * c;
         float *qkv = a.qkv + l * BT * 3 * c;
         float *atty = a.atty + l * BT * c;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *att_lse = a.att_lse + (size_t)l * B * NH * T;
         float *attproj = a.attproj + l * BT * c;
         float *residual2 = a.residual2 + l * BT * c;
         float *ln2 = a.ln2 + l * BT * c;
@@ -523,7 +543,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         layernorm_forward(ln1, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, residual, p.ln1w + l * c,
                           p.ln1b + l * c, (int)BT, C);
         matmul_forward(qkv, ln1, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, (int)BT, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH);
+        attention_forward(atty, att_lse, qkv, B, T, C, NH);
         matmul_forward(attproj, atty, p.attprojw + l * c * c, p.attprojb + l * c, (int)BT, C, C);
         residual_forward(residual2, residual, attproj, BT * c);
         layernorm_forward(ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT, residual2, p.ln2w + l * c,
@@ -548,8 +568,13 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 }
 
 void gpt2_zero_grad(GPT2 *model) {
-    if (model->grads_memory != NULL) {
-        memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    if (model->grads_memory == NULL) return;
+    const size_t chunk = 1 << 20;
+    size_t n = model->num_parameters;
+#pragma omp parallel for
+    for (size_t start = 0; start < n; start += chunk) {
+        memset(model->grads_memory + start, 0,
+               (n - start < chunk ? n - start : chunk) * sizeof(float));
     }
 }
 
@@ -574,7 +599,12 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
     }
     point_activations(&model->grads_acts, model->grads_acts_memory, cfg, B, T);
     size_t used = point_activations(&model->grads_acts, NULL, cfg, B, T);
-    memset(model->grads_acts_memory, 0, used * sizeof(float));
+    const size_t chunk = 1 << 20;
+#pragma omp parallel for
+    for (size_t start = 0; start < used; start += chunk) {
+        size_t count = used - start < chunk ? used - start : chunk;
+        memset(model->grads_acts_memory + start, 0, count * sizeof(float));
+    }
 
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, ga = model->grads_acts;
@@ -589,7 +619,7 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
         float *dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BT * c;
-        size_t att_offset = (size_t)l * B * NH * T * T;
+        size_t lse_offset = (size_t)l * B * NH * T;
         // MLP block
         residual_backward(ga.residual2 + l * BT * c, ga.fcproj + l * BT * c,
                           ga.residual3 + l * BT * c, BT * c);
@@ -610,7 +640,7 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
                         ga.attproj + l * BT * c, a.atty + l * BT * c, p.attprojw + l * c * c,
                         (int)BT, C, C);
         attention_backward(ga.qkv + l * BT * 3 * c, ga.atty + l * BT * c, a.qkv + l * BT * 3 * c,
-                           a.att + att_offset, B, T, C, NH);
+                           a.att_lse + lse_offset, B, T, C, NH);
         matmul_backward(ga.ln1 + l * BT * c, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c,
                         ga.qkv + l * BT * 3 * c, a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c,
                         (int)BT, C, 3 * C);
@@ -629,11 +659,17 @@ float gpt2_grad_norm(const GPT2 *model) {
 #pragma omp parallel for
     for (size_t k = 0; k < num_chunks; k++) {
         size_t end = (k + 1) * chunk < n ? (k + 1) * chunk : n;
-        double sum = 0.0;
-        for (size_t i = k * chunk; i < end; i++) {
-            sum += (double)model->grads_memory[i] * model->grads_memory[i];
+        double sums[8] = {0}; // independent partial sums, so the loop vectorises
+        size_t i = k * chunk;
+        for (; i + 8 <= end; i += 8) {
+            for (int j = 0; j < 8; j++) {
+                double g = model->grads_memory[i + j];
+                sums[j] += g * g;
+            }
         }
-        partial[k] = sum;
+        for (; i < end; i++) sums[0] += (double)model->grads_memory[i] * model->grads_memory[i];
+        partial[k] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) +
+                     ((sums[4] + sums[5]) + (sums[6] + sums[7]));
     }
     double total = 0.0;
     for (size_t k = 0; k < num_chunks; k++) total += partial[k];
@@ -641,22 +677,22 @@ float gpt2_grad_norm(const GPT2 *model) {
     return (float)sqrt(total);
 }
 
-// Scales gradients so their global norm is at most max_norm (PyTorch's clip_grad_norm_).
-void gpt2_clip_gradients(GPT2 *model, float norm, float max_norm) {
-    if (max_norm <= 0.0f) return;
+// The factor that brings the global gradient norm to at most max_norm (PyTorch's
+// clip_grad_norm_); 1 when no clipping is needed. gpt2_update applies it while it reads the
+// gradients, which saves a pass over them.
+float gpt2_clip_scale(float norm, float max_norm) {
+    if (max_norm <= 0.0f) return 1.0f;
     float coef = max_norm / (norm + 1e-6f);
-    if (coef >= 1.0f) return;
-#pragma omp parallel for
-    for (size_t i = 0; i < model->num_parameters; i++) model->grads_memory[i] *= coef;
+    return coef < 1.0f ? coef : 1.0f;
 }
 
 typedef struct {
     float learning_rate, beta1, beta2, eps, weight_decay;
 } AdamWConfig;
 
-// AdamW step t (1-based), written the way torch.optim.AdamW computes it so the two agree closely.
-// Weight decay only on matrices (see gpt2_tensor_is_decayed).
-void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t) {
+// AdamW step t (1-based) on gradients times grad_scale (clipping), written the way
+// torch.optim.AdamW computes it so the two agree closely. Weight decay only on matrices.
+void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     if (model->m_memory == NULL) {
         model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
         model->v_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW v");
@@ -677,7 +713,7 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t) {
         float *v = model->v_memory + offset;
 #pragma omp parallel for
         for (size_t i = 0; i < sizes[k]; i++) {
-            float g = grad[i];
+            float g = grad[i] * grad_scale;
             param[i] *= decay;
             m[i] += (g - m[i]) * (1.0f - opt->beta1);
             v[i] = v[i] * opt->beta2 + (1.0f - opt->beta2) * g * g;
@@ -982,10 +1018,10 @@ int main(int argc, char **argv) {
         }
         float loss = (float)(loss_sum / grad_accum_steps);
         float norm = gpt2_grad_norm(&model);
-        gpt2_clip_gradients(&model, norm, grad_clip);
+        float grad_scale = gpt2_clip_scale(norm, grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
-        gpt2_update(&model, &adamw, step + 1);
+        gpt2_update(&model, &adamw, step + 1, grad_scale);
         double elapsed = now_seconds() - start;
         if (step > start_step) { // the first step includes allocation: leave it out of the ETA
             train_seconds += elapsed;

@@ -19,13 +19,16 @@
 #ifdef __x86_64__
 #include <immintrin.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "utils.h"
 
 // C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate: the documented reference.
 static inline void matmul_reference(float *c, size_t ldc, const float *a, size_t a_row,
-                                    size_t a_col, const float *b, size_t b_row, size_t b_col,
-                                    int M, int N, int K, int accumulate) {
+                                    size_t a_col, const float *b, size_t b_row, size_t b_col, int M,
+                                    int N, int K, int accumulate) {
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             float sum = accumulate ? c[(size_t)i * ldc + j] : 0.0f;
@@ -39,10 +42,11 @@ static inline void matmul_reference(float *c, size_t ldc, const float *a, size_t
 }
 
 // Blocking. MR x NR is the micro-kernel's tile of C held in registers; KC is the depth of one
-// packed panel (the B micro-panel, KC x NR floats, stays in L1); a packed A block is MC x KC
-// (L2) and a packed B block KC x (at most) NC.
+// packed panel; a packed A block is MC x KC and a packed B block KC x (at most) NC, both in L2.
+// A deep KC means C is read and written fewer times, which matters for the classifier's weight
+// gradient (C is 50304 x C there); KC = 384 measured best of 128/256/384 on our shapes.
 #define SGEMM_MR 6
-#define SGEMM_KC 128
+#define SGEMM_KC 384
 #define SGEMM_MC 96
 #define SGEMM_NC 512
 #define SGEMM_MAX_NR 64
@@ -81,10 +85,11 @@ sgemm_kernel_avx2(int kc, const float *a_panel, const float *b_panel, float *c, 
     __m256 acc[SGEMM_MR][2];
     for (int i = 0; i < SGEMM_MR; i++) {
         for (int j = 0; j < 2; j++) {
-            acc[i][j] = accumulate ? _mm256_loadu_ps(c + (size_t)i * ldc + 8 * j)
-                                   : _mm256_setzero_ps();
+            acc[i][j] =
+                accumulate ? _mm256_loadu_ps(c + (size_t)i * ldc + 8 * j) : _mm256_setzero_ps();
         }
     }
+#pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(b_panel + (size_t)k * SGEMM_AVX2_NR);
         __m256 b1 = _mm256_loadu_ps(b_panel + (size_t)k * SGEMM_AVX2_NR + 8);
@@ -109,10 +114,11 @@ sgemm_kernel_avx512(int kc, const float *a_panel, const float *b_panel, float *c
     __m512 acc[SGEMM_MR][4];
     for (int i = 0; i < SGEMM_MR; i++) {
         for (int j = 0; j < 4; j++) {
-            acc[i][j] = accumulate ? _mm512_loadu_ps(c + (size_t)i * ldc + 16 * j)
-                                   : _mm512_setzero_ps();
+            acc[i][j] =
+                accumulate ? _mm512_loadu_ps(c + (size_t)i * ldc + 16 * j) : _mm512_setzero_ps();
         }
     }
+#pragma GCC unroll 4 // measured ~7% faster: less loop overhead between the 24-FMA bodies
     for (int k = 0; k < kc; k++) {
         const float *b_k = b_panel + (size_t)k * SGEMM_AVX512_NR;
         __m512 b0 = _mm512_loadu_ps(b_k);
@@ -152,8 +158,10 @@ static inline SgemmKernel sgemm_select_kernel(void) {
     int has_avx512 = __builtin_cpu_supports("avx512f");
     SgemmKernel avx2 = {sgemm_kernel_avx2, SGEMM_AVX2_NR, "avx2"};
     SgemmKernel avx512 = {sgemm_kernel_avx512, SGEMM_AVX512_NR, "avx512"};
-    if (has_avx512) best = avx512;
-    else if (has_avx2) best = avx2;
+    if (has_avx512)
+        best = avx512;
+    else if (has_avx2)
+        best = avx2;
     if (force != NULL && strcmp(force, "avx2") == 0) {
         if (!has_avx2) fatal("LLMC_SGEMM=avx2 but this CPU lacks AVX2/FMA");
         best = avx2;
@@ -229,7 +237,8 @@ static inline void sgemm_pack_b(float *dst, const float *b, size_t b_row, size_t
             // blocks in registers where the CPU can, the rest element by element
             int k_done = 0;
 #ifdef __x86_64__
-            if (valid == nr && nr % 16 == 0 && sgemm_select_kernel().kernel == sgemm_kernel_avx512) {
+            if (valid == nr && nr % 16 == 0 &&
+                sgemm_select_kernel().kernel == sgemm_kernel_avx512) {
                 k_done = kc / 16 * 16;
                 for (int k = 0; k < k_done; k += 16) {
                     for (int j = 0; j < nr; j += 16) {
@@ -261,6 +270,41 @@ static inline void sgemm_pack_b(float *dst, const float *b, size_t b_row, size_t
     }
 }
 
+// Packed panels are 64-byte aligned so each 64-byte vector load touches one cache line.
+static inline float *sgemm_alloc_aligned(size_t floats) {
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    float *ptr = (float *)aligned_alloc(64, bytes > 0 ? bytes : 64);
+    if (ptr == NULL) fatal("out of memory allocating %zu bytes for sgemm panels", bytes);
+    return ptr;
+}
+
+// Packed A lives in one buffer kept between calls: sizes repeat every step, and a fresh
+// allocation of tens of MB would be page-faulted in on every call. Not thread-safe: sgemm is
+// called from one thread (it parallelises inside).
+static inline float *sgemm_workspace(size_t floats) {
+    static float *buffer = NULL;
+    static size_t capacity = 0;
+    if (floats > capacity) {
+        free(buffer);
+        buffer = sgemm_alloc_aligned(floats);
+        capacity = floats;
+    }
+    return buffer;
+}
+
+// Each thread's packed B block, also kept between calls.
+#define SGEMM_MAX_THREADS 256
+static inline float *sgemm_thread_panel(void) {
+    static float *panels[SGEMM_MAX_THREADS];
+    int thread = 0;
+#ifdef _OPENMP
+    thread = omp_get_thread_num();
+#endif
+    if (thread >= SGEMM_MAX_THREADS) fatal("sgemm: more than %d threads", SGEMM_MAX_THREADS);
+    if (panels[thread] == NULL) panels[thread] = sgemm_alloc_aligned((size_t)SGEMM_NC * SGEMM_KC);
+    return panels[thread];
+}
+
 // C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate.
 static inline void sgemm(float *c, size_t ldc, const float *a, size_t a_row, size_t a_col,
                          const float *b, size_t b_row, size_t b_col, int M, int N, int K,
@@ -284,7 +328,7 @@ static inline void sgemm(float *c, size_t ldc, const float *a, size_t a_row, siz
     // A is packed once, for all column tiles: K-blocks of MR-row panels, block p0 at
     // a_pack + p0 * M_padded (row panel ir of it at + ir * kc)
     int m_padded = (M + SGEMM_MR - 1) / SGEMM_MR * SGEMM_MR;
-    float *a_pack = (float *)malloc_check((size_t)m_padded * K * sizeof(float), "sgemm A");
+    float *a_pack = sgemm_workspace((size_t)m_padded * K);
     int k_blocks = (K + SGEMM_KC - 1) / SGEMM_KC;
     int m_blocks = (m_padded + SGEMM_MC - 1) / SGEMM_MC;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -293,14 +337,13 @@ static inline void sgemm(float *c, size_t ldc, const float *a, size_t a_row, siz
             int p0 = kb * SGEMM_KC, i0 = mb * SGEMM_MC;
             int kc = K - p0 < SGEMM_KC ? K - p0 : SGEMM_KC;
             int mc = m_padded - i0 < SGEMM_MC ? m_padded - i0 : SGEMM_MC;
-            sgemm_pack_a(a_pack + (size_t)p0 * m_padded + (size_t)i0 * kc, a, a_row, a_col, M,
-                         i0, mc, p0, kc);
+            sgemm_pack_a(a_pack + (size_t)p0 * m_padded + (size_t)i0 * kc, a, a_row, a_col, M, i0,
+                         mc, p0, kc);
         }
     }
 #pragma omp parallel
     {
-        float *b_pack = (float *)malloc_check((size_t)SGEMM_NC * SGEMM_KC * sizeof(float),
-                                              "sgemm B panel");
+        float *b_pack = sgemm_thread_panel();
         float edge[SGEMM_MR * SGEMM_MAX_NR]; // C tile at the bottom/right edges
 #pragma omp for schedule(static)
         for (int jt = 0; jt < col_tiles; jt++) {
@@ -344,9 +387,7 @@ static inline void sgemm(float *c, size_t ldc, const float *a, size_t a_row, siz
                 }
             }
         }
-        free(b_pack);
     }
-    free(a_pack);
 }
 
 #endif // LLMC_MATMUL_H
