@@ -1,0 +1,172 @@
+// What every CUDA source of llmc includes first: the CUDA headers (or, with LLMC_CUDA_EMU, the
+// CPU emulation of the subset we use: /work/notes/emu_contract.md lists it), error checking, the
+// precision of activations and weights (floatX), warp and block reductions, and rounding helpers.
+#ifndef LLMC_CUDA_COMMON_CUH
+#define LLMC_CUDA_COMMON_CUH
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LLMC_CUDA_EMU
+#include "cuda_emu/cuda_emu.h"
+#else
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+// The launch syntax the emulation can also provide (it has no <<< >>>).
+#define LLMC_LAUNCH(kernel, grid, block, shared_bytes, stream)                                     \
+    kernel<<<(grid), (block), (shared_bytes), (stream)>>>
+#define LLMC_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+#include "utils.h"
+
+// ----------------------------------------------------------------------------
+// Errors: one line with where it happened, then exit 1 (as fatal() does).
+
+static inline void cuda_check_at(cudaError_t status, const char *file, int line) {
+    if (status != cudaSuccess) {
+        fatal("CUDA error at %s:%d: %s", file, line, cudaGetErrorString(status));
+    }
+}
+#define cuda_check(call) cuda_check_at((call), __FILE__, __LINE__)
+
+// ----------------------------------------------------------------------------
+// Precision. BF16 (default): activations, weights and gradients in bf16, fp32 master weights and
+// AdamW state. PRECISION=FP32 (-DENABLE_FP32): everything fp32, for tight checks.
+
+#ifdef ENABLE_FP32
+typedef float floatX;
+#define PRECISION_NAME "fp32"
+#else
+typedef __nv_bfloat16 floatX;
+#define PRECISION_NAME "bf16"
+#endif
+
+__host__ __device__ __forceinline__ float to_float(float x) { return x; }
+__host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// Round-to-nearest-even conversion to the storage type.
+template <typename T> __host__ __device__ __forceinline__ T from_float(float x);
+template <> __host__ __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __host__ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+// Host-side conversions without CUDA intrinsics (same bits as __float2bfloat16_rn).
+static inline void floats_to_floatX(floatX *out, const float *in, size_t n) {
+#ifdef ENABLE_FP32
+    memcpy(out, in, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint16_t bits = float_to_bf16(in[i]);
+        memcpy((void *)&out[i], &bits, sizeof(bits));
+    }
+#endif
+}
+
+static inline void floatX_to_floats(float *out, const floatX *in, size_t n) {
+#ifdef ENABLE_FP32
+    memcpy(out, in, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint16_t bits;
+        memcpy(&bits, (const void *)&in[i], sizeof(bits));
+        out[i] = bf16_to_float(bits);
+    }
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// Stochastic rounding: fp32 -> bf16 rounding up with probability equal to the dropped fraction,
+// so small AdamW updates survive on average. The random bits are a hash of (index, seed): the
+// result depends only on the data, never on scheduling, so runs are bit-reproducible.
+
+__host__ __device__ __forceinline__ uint32_t hash_u32(uint32_t index, uint32_t seed) {
+    // a few rounds of a multiply-xorshift mixer (murmur3's finaliser) over index ^ seed
+    uint32_t h = index * 0x9E3779B1u ^ seed;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+__device__ __forceinline__ void stochastic_round(float value, float *out, uint32_t, uint32_t) {
+    *out = value;
+}
+
+__device__ __forceinline__ void stochastic_round(float value, __nv_bfloat16 *out, uint32_t index,
+                                                 uint32_t seed) {
+    uint32_t bits = __float_as_uint(value);
+    if ((bits & 0x7f800000u) == 0x7f800000u) { // inf and NaN: nothing to round
+        *out = __float2bfloat16_rn(value);
+        return;
+    }
+    uint32_t noise = hash_u32(index, seed) & 0xFFFFu;
+    uint32_t rounded = (bits + noise) & 0xFFFF0000u; // may carry into the exponent: correct
+    *out = __ushort_as_bfloat16((unsigned short)(rounded >> 16));
+}
+
+// ----------------------------------------------------------------------------
+// Reductions. Every reduction here has a fixed order (butterfly in a warp, then warp results in
+// order), so results do not depend on timing: the trainer is bit-reproducible.
+
+__device__ __forceinline__ float warp_reduce_sum(float value) {
+    for (int offset = 16; offset > 0; offset /= 2) {
+        value += __shfl_xor_sync(0xFFFFFFFFu, value, offset);
+    }
+    return value;
+}
+
+__device__ __forceinline__ float warp_reduce_max(float value) {
+    for (int offset = 16; offset > 0; offset /= 2) {
+        value = fmaxf(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
+    }
+    return value;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// shared: 32 floats of the caller's shared memory, reusable after the call returns.
+__device__ __forceinline__ float block_reduce_sum(float value, float *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
+    value = warp_reduce_sum(value);
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) shared[warp] = value;
+    __syncthreads();
+    value = lane < num_warps ? shared[lane] : 0.0f;
+    return warp_reduce_sum(value);
+}
+
+__device__ __forceinline__ float block_reduce_max(float value, float *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
+    value = warp_reduce_max(value);
+    __syncthreads();
+    if (lane == 0) shared[warp] = value;
+    __syncthreads();
+    value = lane < num_warps ? shared[lane] : -INFINITY;
+    return warp_reduce_max(value);
+}
+
+__host__ __device__ __forceinline__ int ceil_div(long long a, long long b) {
+    return (int)((a + b - 1) / b);
+}
+
+// ----------------------------------------------------------------------------
+// Device memory with a name for the error message.
+
+static inline void *cuda_malloc_check(size_t bytes, const char *what) {
+    void *ptr = NULL;
+    cudaError_t status = cudaMalloc(&ptr, bytes > 0 ? bytes : 1);
+    if (status != cudaSuccess) {
+        fatal("cudaMalloc of %zu bytes (%.2f GiB) for %s failed: %s", bytes,
+              (double)bytes / (1 << 30), what, cudaGetErrorString(status));
+    }
+    return ptr;
+}
+
+#endif // LLMC_CUDA_COMMON_CUH

@@ -1,0 +1,55 @@
+// Softmax + cross-entropy + its gradient in one kernel, one block per row of logits (B*T, Vp):
+// one read pass finds the row's max and sum of exponentials (online, per thread, then merged in
+// a fixed order), the loss is log-sum-exp minus the target's logit, and with write_dlogits a
+// second pass overwrites the logits with dloss * (softmax - onehot(target)). Probabilities are
+// never stored. Padding columns (V..Vp) get zero gradient.
+#ifndef LLMC_FUSED_CLASSIFIER_CUH
+#define LLMC_FUSED_CLASSIFIER_CUH
+
+#include "cuda_common.cuh"
+
+__global__ void fused_classifier_kernel(floatX *logits, float *losses, const int *targets,
+                                        float dloss, int V, int Vp, int write_dlogits) {
+    __shared__ float shared[32];
+    size_t row = blockIdx.x;
+    floatX *x = logits + row * Vp;
+    float thread_max = -INFINITY, thread_sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float value = to_float(x[i]);
+        if (value > thread_max) {
+            thread_sum = thread_sum * expf(thread_max - value) + 1.0f;
+            thread_max = value;
+        } else {
+            thread_sum += expf(value - thread_max);
+        }
+    }
+    float row_max = block_reduce_max(thread_max, shared);
+    float scaled = thread_max == -INFINITY ? 0.0f : thread_sum * expf(thread_max - row_max);
+    float row_sum = block_reduce_sum(scaled, shared);
+    int target = targets[row];
+    if (threadIdx.x == 0) {
+        losses[row] = logf(row_sum) + row_max - to_float(x[target]);
+    }
+    if (!write_dlogits) return;
+    __syncthreads(); // everyone has read x[target] before it is overwritten
+    float inv_sum = 1.0f / row_sum;
+    for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
+        float gradient = 0.0f;
+        if (i < V) {
+            float prob = expf(to_float(x[i]) - row_max) * inv_sum;
+            gradient = (prob - (i == target ? 1.0f : 0.0f)) * dloss;
+        }
+        x[i] = from_float<floatX>(gradient);
+    }
+}
+
+// logits (N,Vp), losses (N), targets (N) on the device.
+static inline void fused_classifier(floatX *logits, float *losses, const int *targets, float dloss,
+                                    int N, int V, int Vp, int write_dlogits, cudaStream_t stream) {
+    const int block = 512;
+    LLMC_LAUNCH(fused_classifier_kernel, N, block, 0, stream)(logits, losses, targets, dloss, V, Vp,
+                                                              write_dlogits);
+    cuda_check(cudaGetLastError());
+}
+
+#endif // LLMC_FUSED_CLASSIFIER_CUH

@@ -1,0 +1,48 @@
+// Global L2 norm of the gradients, deterministic: a fixed grid (from n only, never from the
+// device) of per-block sums of squares in a fixed order, then one block adds the partials in
+// order. The result stays on the device (norm_out[0]).
+#ifndef LLMC_GLOBAL_NORM_CUH
+#define LLMC_GLOBAL_NORM_CUH
+
+#include "cuda_common.cuh"
+
+#define GLOBAL_NORM_MAX_BLOCKS 1024
+
+static inline int global_norm_num_blocks(size_t n) {
+    int blocks = ceil_div((long long)n, 256 * 16);
+    return blocks < GLOBAL_NORM_MAX_BLOCKS ? blocks : GLOBAL_NORM_MAX_BLOCKS;
+}
+
+__global__ void global_norm_partials_kernel(float *partials, const floatX *grads, size_t n) {
+    __shared__ float shared[32];
+    float sum = 0.0f;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        float g = to_float(grads[i]);
+        sum += g * g;
+    }
+    sum = block_reduce_sum(sum, shared);
+    if (threadIdx.x == 0) partials[blockIdx.x] = sum;
+}
+
+__global__ void global_norm_finalize_kernel(float *norm_out, const float *partials,
+                                            int num_partials) {
+    __shared__ float shared[32];
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < num_partials; i += blockDim.x) sum += partials[i];
+    sum = block_reduce_sum(sum, shared);
+    if (threadIdx.x == 0) norm_out[0] = sqrtf(sum);
+}
+
+// scratch: GLOBAL_NORM_MAX_BLOCKS floats.
+static inline void global_norm(float *norm_out, float *scratch, const floatX *grads, size_t n,
+                               cudaStream_t stream) {
+    const int block = 256;
+    int blocks = global_norm_num_blocks(n);
+    LLMC_LAUNCH(global_norm_partials_kernel, blocks, block, 0, stream)(scratch, grads, n);
+    cuda_check(cudaGetLastError());
+    LLMC_LAUNCH(global_norm_finalize_kernel, 1, 1024, 0, stream)(norm_out, scratch, blocks);
+    cuda_check(cudaGetLastError());
+}
+
+#endif // LLMC_GLOBAL_NORM_CUH

@@ -1,0 +1,234 @@
+// Matrix products of the CUDA trainer, through cuBLASLt, in cuBLAS's column-major convention:
+// D (m,n) (+)= op(A) (m,k) * op(B) (k,n), optionally batched with strides, with fused epilogues
+// (bias add; bias + GELU that also stores the pre-GELU values). The weight gradient accumulates in
+// place (beta = 1). The bias gradient is our own deterministic column-sum kernel.
+// With LLMC_CUDA_EMU the same products run on the CPU through llmc/matmul.h's sgemm, on floats
+// converted from floatX, with the same layouts and epilogues and outputs rounded to floatX.
+// Accumulation is fp32 in both builds (CUBLAS_COMPUTE_32F: no TF32, so FP32 builds stay tight).
+#ifndef LLMC_MATMUL_CUH
+#define LLMC_MATMUL_CUH
+
+#include "cuda_common.cuh"
+#include "gelu.cuh"
+#include "layernorm.cuh" // reduce_num_chunks
+
+#ifdef LLMC_CUDA_EMU
+#include "matmul.h"
+#else
+#include <cublasLt.h>
+#endif
+
+#ifndef LLMC_CUDA_EMU
+static cublasLtHandle_t cublaslt_handle;
+static void *cublaslt_workspace = NULL;
+static const size_t cublaslt_workspace_size = 32 << 20;
+
+static inline void cublas_check_at(cublasStatus_t status, const char *file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fatal("cuBLAS error at %s:%d: status %d", file, line, (int)status);
+    }
+}
+#define cublas_check(call) cublas_check_at((call), __FILE__, __LINE__)
+#endif
+
+static inline void matmul_init(void) {
+#ifndef LLMC_CUDA_EMU
+    cublas_check(cublasLtCreate(&cublaslt_handle));
+    cublaslt_workspace = cuda_malloc_check(cublaslt_workspace_size, "cuBLASLt workspace");
+#endif
+}
+
+static inline void matmul_free(void) {
+#ifndef LLMC_CUDA_EMU
+    cuda_check(cudaFree(cublaslt_workspace));
+    cublas_check(cublasLtDestroy(cublaslt_handle));
+#endif
+}
+
+typedef enum { EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_GELU } MatmulEpilogue;
+
+// D (m,n, leading dimension m) (+)= op(A) op(B). A is (m,k) stored with leading dimension m, or
+// with trans_a (k,m) with leading dimension k; likewise B is (k,n) ld k, or with trans_b (n,k) ld n.
+// bias (m) is added to every column; with EPILOGUE_BIAS_GELU, pre_gelu (m,n) receives the biased
+// product and D its GELU. batch > 1 repeats over matrices at the given element strides.
+static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
+                               floatX *pre_gelu, MatmulEpilogue epilogue, int m, int n, int k,
+                               int trans_a, int trans_b, int batch, size_t stride_a,
+                               size_t stride_b, size_t stride_d, int accumulate,
+                               cudaStream_t stream) {
+    if (epilogue != EPILOGUE_NONE && (bias == NULL || accumulate || batch != 1)) {
+        fatal("internal: matmul epilogue needs a bias and a single product that is not "
+              "accumulated");
+    }
+    if (epilogue == EPILOGUE_BIAS_GELU && pre_gelu == NULL) {
+        fatal("internal: GELU epilogue without a pre-GELU buffer");
+    }
+#ifdef LLMC_CUDA_EMU
+    (void)stream;
+    // Column-major D (m,n) is row-major D^T (n,m) = op(B)^T op(A)^T: sgemm's A is op(B)^T and its
+    // B is op(A)^T, both described by strides.
+    size_t a_elems = (size_t)m * k, b_elems = (size_t)k * n, d_elems = (size_t)m * n;
+    float *af = (float *)malloc_check(a_elems * sizeof(float), "emulated matmul A");
+    float *bf = (float *)malloc_check(b_elems * sizeof(float), "emulated matmul B");
+    float *df = (float *)malloc_check(d_elems * sizeof(float), "emulated matmul D");
+    size_t lda = trans_a ? (size_t)k : (size_t)m, ldb = trans_b ? (size_t)n : (size_t)k;
+    for (int batch_index = 0; batch_index < batch; batch_index++) {
+        floatX_to_floats(af, a + batch_index * stride_a, a_elems);
+        floatX_to_floats(bf, b + batch_index * stride_b, b_elems);
+        floatX *dx = d + batch_index * stride_d;
+        if (accumulate) floatX_to_floats(df, dx, d_elems);
+        // sgemm A(j, kk) = op(B)(kk, j); sgemm B(kk, i) = op(A)(i, kk)
+        size_t sa_row = trans_b ? 1 : ldb, sa_col = trans_b ? ldb : 1;
+        size_t sb_row = trans_a ? 1 : lda, sb_col = trans_a ? lda : 1;
+        sgemm(df, (size_t)m, bf, sa_row, sa_col, af, sb_row, sb_col, n, m, k, accumulate);
+        if (epilogue != EPILOGUE_NONE) {
+            float *biasf = (float *)malloc_check((size_t)m * sizeof(float), "emulated bias");
+            floatX_to_floats(biasf, bias, (size_t)m);
+            for (int j = 0; j < n; j++) {
+                for (int i = 0; i < m; i++) df[(size_t)j * m + i] += biasf[i];
+            }
+            free(biasf);
+        }
+        if (epilogue == EPILOGUE_BIAS_GELU) {
+            floats_to_floatX(pre_gelu, df, d_elems);
+            for (size_t i = 0; i < d_elems; i++) df[i] = gelu_value(df[i]);
+        }
+        floats_to_floatX(dx, df, d_elems);
+    }
+    free(af);
+    free(bf);
+    free(df);
+#else
+#ifdef ENABLE_FP32
+    const cudaDataType_t data_type = CUDA_R_32F;
+#else
+    const cudaDataType_t data_type = CUDA_R_16BF;
+#endif
+    cublasLtMatmulDesc_t desc;
+    cublas_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublas_check(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+    cublas_check(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+    cublasLtEpilogue_t lt_epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    if (epilogue == EPILOGUE_BIAS) lt_epilogue = CUBLASLT_EPILOGUE_BIAS;
+    if (epilogue == EPILOGUE_BIAS_GELU) lt_epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &lt_epilogue,
+                                                sizeof(lt_epilogue)));
+    if (epilogue != EPILOGUE_NONE) {
+        cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                    &data_type, sizeof(data_type)));
+        cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                    sizeof(bias)));
+    }
+    if (epilogue == EPILOGUE_BIAS_GELU) {
+        int64_t aux_ld = m;
+        cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                    &pre_gelu, sizeof(pre_gelu)));
+        cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                    &aux_ld, sizeof(aux_ld)));
+    }
+    cublasLtMatrixLayout_t layout_a, layout_b, layout_d;
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_a, data_type, trans_a ? k : m, trans_a ? m : k,
+                                            trans_a ? k : m));
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_b, data_type, trans_b ? n : k, trans_b ? k : n,
+                                            trans_b ? n : k));
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_d, data_type, m, n, m));
+    if (batch > 1) {
+        int32_t count = batch;
+        int64_t strides[3] = {(int64_t)stride_a, (int64_t)stride_b, (int64_t)stride_d};
+        cublasLtMatrixLayout_t layouts[3] = {layout_a, layout_b, layout_d};
+        for (int i = 0; i < 3; i++) {
+            cublas_check(cublasLtMatrixLayoutSetAttribute(
+                layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+            cublas_check(cublasLtMatrixLayoutSetAttribute(
+                layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &strides[i],
+                sizeof(strides[i])));
+        }
+    }
+    cublasLtMatmulPreference_t preference;
+    cublas_check(cublasLtMatmulPreferenceCreate(&preference));
+    cublas_check(cublasLtMatmulPreferenceSetAttribute(
+        preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cublaslt_workspace_size,
+        sizeof(cublaslt_workspace_size)));
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b,
+                                                layout_d, layout_d, preference, 1, &heuristic,
+                                                &found));
+    if (found == 0) {
+        fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m, n,
+              k, trans_a, trans_b, batch, (int)epilogue);
+    }
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublas_check(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, layout_a, b, layout_b, &beta, d,
+                                layout_d, d, layout_d, &heuristic.algo, cublaslt_workspace,
+                                cublaslt_workspace_size, stream));
+    cublas_check(cublasLtMatmulPreferenceDestroy(preference));
+    cublas_check(cublasLtMatrixLayoutDestroy(layout_a));
+    cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
+    cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
+    cublas_check(cublasLtMatmulDescDestroy(desc));
+#endif
+}
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias; with pre_gelu != NULL, pre_gelu gets that and
+// out its GELU. bias may be NULL (no epilogue then; GELU needs a bias).
+static inline void matmul_forward(floatX *out, floatX *pre_gelu, const floatX *inp,
+                                  const floatX *weight, const floatX *bias, int N, int C, int OC,
+                                  cudaStream_t stream) {
+    MatmulEpilogue epilogue = bias == NULL         ? EPILOGUE_NONE
+                              : pre_gelu != NULL ? EPILOGUE_BIAS_GELU
+                                                 : EPILOGUE_BIAS;
+    matmul_gemm(out, weight, inp, bias, pre_gelu, epilogue, OC, N, C, 1, 0, 1, 0, 0, 0, 0,
+                stream);
+}
+
+// partials[chunk][o] = sum of dout[n][o] over the chunk's rows (fixed order).
+__global__ void bias_backward_partials_kernel(float *partials, const floatX *dout, int N, int OC,
+                                              int num_chunks) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    int chunk = blockIdx.y;
+    if (o >= OC) return;
+    int rows_per_chunk = ceil_div(N, num_chunks);
+    int start = chunk * rows_per_chunk, end = min(N, start + rows_per_chunk);
+    float sum = 0.0f;
+    for (int n = start; n < end; n++) sum += to_float(dout[(size_t)n * OC + o]);
+    partials[(size_t)chunk * OC + o] = sum;
+}
+
+__global__ void bias_backward_finalize_kernel(floatX *dbias, const float *partials, int OC,
+                                              int num_chunks) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    float sum = 0.0f;
+    for (int k = 0; k < num_chunks; k++) sum += partials[(size_t)k * OC + o];
+    dbias[o] = from_float<floatX>(to_float(dbias[o]) + sum);
+}
+
+// dinp (N,C) = dout (N,OC) @ weight (written, not accumulated: it is a fresh activation
+// gradient); dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout (if not NULL).
+// scratch: REDUCE_MAX_CHUNKS * OC floats.
+static inline void matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, float *scratch,
+                                   const floatX *dout, const floatX *inp, const floatX *weight,
+                                   int N, int C, int OC, cudaStream_t stream) {
+    matmul_gemm(dinp, weight, dout, NULL, NULL, EPILOGUE_NONE, C, N, OC, 0, 0, 1, 0, 0, 0, 0,
+                stream);
+    matmul_gemm(dweight, inp, dout, NULL, NULL, EPILOGUE_NONE, C, OC, N, 0, 1, 1, 0, 0, 0, 1,
+                stream);
+    if (dbias != NULL) {
+        const int block = 256;
+        int num_chunks = reduce_num_chunks(N);
+        dim3 grid(ceil_div(OC, block), num_chunks);
+        LLMC_LAUNCH(bias_backward_partials_kernel, grid, block, 0, stream)(scratch, dout, N, OC,
+                                                                            num_chunks);
+        cuda_check(cudaGetLastError());
+        LLMC_LAUNCH(bias_backward_finalize_kernel, ceil_div(OC, block), block, 0,
+                    stream)(dbias, scratch, OC, num_chunks);
+        cuda_check(cudaGetLastError());
+    }
+}
+
+#endif // LLMC_MATMUL_CUH
