@@ -28,10 +28,12 @@
 #include "llmc/bpe.h"
 #include "llmc/bpe_load.h"
 #include "llmc/bpe_train.h"
+#include "llmc/chat_template.h"
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
 #include "llmc/formats.h"
 #include "llmc/mmap_file.h"
+#include "llmc/sft_data.h"
 #include "llmc/tokenizer.h"
 #include "llmc/utils.h"
 
@@ -1244,11 +1246,339 @@ static void print_progress(size_t bytes_done, size_t bytes_total, size_t tokens,
     fflush(stderr);
 }
 
+// ----------------------------------------------------------------------------------------------
+// prepare --sft: instruction data -> packed rows of T+1 tokens + loss masks (llmc/sft_data.h)
+
+typedef struct {
+    const char *vocab, *out_dir, *name, *tokenizer_name;
+    SFTFormat format;
+    int seq_len, shard_size, allow_invalid;
+    double val_fraction;
+} SFTPrepareOptions;
+
+// Reads every record of one JSON array or JSON Lines file (told apart by the first character)
+// and renders it into all. Any problem is fatal, naming the file, the line and the field.
+static size_t sft_read_file(const char *path, const SFTPrepareOptions *options, const BPE *bpe,
+                            const ChatTokens *chat, SFTConversations *all, BPEWork *work) {
+    MappedFile mapped = mmap_file_check(path);
+    const uint8_t *data = mapped.data;
+    size_t size = mapped.size, pos = 0, records = 0;
+    while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+    if (pos == size) fatal("%s: empty file: no records", path);
+    int is_array = data[pos] == '[';
+    if (is_array) pos++;
+    json_tokener *tokener = json_tokener_new();
+    if (tokener == NULL) fatal("out of memory");
+    Conversation conv = {0};
+    SFTText scratch = {0};
+    for (;;) {
+        while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+        if (is_array) {
+            if (pos < size && data[pos] == ']') break;
+            if (records > 0) {
+                if (pos >= size || data[pos] != ',') {
+                    fatal("%s: line %zu: expected ',' or ']' after record %zu of the JSON array",
+                          path, line_of(data, pos < size ? pos : size - 1), records);
+                }
+                pos++;
+                while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+            }
+            if (pos >= size) fatal("%s: line %zu: the JSON array is not closed", path,
+                                   line_of(data, size - 1));
+        } else if (pos >= size) {
+            break;
+        }
+        size_t line = line_of(data, pos);
+        size_t end = size;
+        if (!is_array) { // one record per line
+            const uint8_t *newline = (const uint8_t *)memchr(data + pos, '\n', size - pos);
+            if (newline != NULL) end = (size_t)(newline - data);
+        }
+        json_tokener_reset(tokener);
+        json_object *record =
+            json_tokener_parse_ex(tokener, (const char *)data + pos, (int)(end - pos));
+        enum json_tokener_error error = json_tokener_get_error(tokener);
+        if (record == NULL || error != json_tokener_success) {
+            fatal("%s: line %zu: not valid JSON: %s", path, line,
+                  error == json_tokener_continue ? "the record ends inside a value"
+                                                 : json_tokener_error_desc(error));
+        }
+        size_t parse_end = pos + json_tokener_get_parse_end(tokener);
+        if (!is_array) {
+            while (parse_end < end && strchr(" \t\r", data[parse_end]) != NULL) parse_end++;
+            if (parse_end != end) {
+                fatal("%s: line %zu: unexpected text after the JSON record", path, line);
+            }
+        }
+        char message[512];
+        if (!sft_record_to_conversation(record, options->format, &conv, &scratch, message,
+                                        sizeof(message))) {
+            fatal("%s: line %zu: %s (format %s)", path, line, message,
+                  sft_format_names[options->format]);
+        }
+        if (!options->allow_invalid) {
+            for (int m = 0; m < conv.num_messages; m++) {
+                const ChatMessage *msg = &conv.messages[m];
+                size_t bad = utf8_first_invalid((const uint8_t *)msg->text, msg->length);
+                if (bad < msg->length) {
+                    fatal("%s: line %zu: invalid UTF-8 byte 0x%02x in the %s message %s", path,
+                          line, (unsigned char)msg->text[bad], chat_role_names[msg->role],
+                          INVALID_UTF8_HINT);
+                }
+            }
+        }
+        sft_conversations_add(all, bpe, chat, &conv, work);
+        json_object_put(record);
+        records++;
+        pos = parse_end;
+    }
+    json_tokener_free(tokener);
+    conversation_free(&conv);
+    free(scratch.data);
+    mmap_file_close(&mapped);
+    if (records == 0) fatal("%s: no records", path);
+    return records;
+}
+
+// Writes rows [first_row, first_row + num_rows) as a token shard and its mask shard, under
+// temporary names (registered, committed by the caller).
+static void sft_write_shard(const SFTPacked *packed, size_t first_row, size_t num_rows, int T,
+                            int vocab_size, const char *temp_tokens, const char *temp_mask) {
+    size_t row_length = (size_t)T + 1;
+    size_t start = first_row * row_length, count = num_rows * row_length;
+    ShardFile shard;
+    shard_open(&shard, temp_tokens, shard_token_bytes(vocab_size));
+    shard_append(&shard, packed->tokens.data + start, count);
+    shard_close(&shard);
+    MaskShardInfo info = {count, T, vocab_size, 0};
+    uint8_t *bytes = (uint8_t *)malloc_check(count, "mask bytes");
+    for (size_t i = 0; i < count; i++) {
+        bytes[i] = (uint8_t)packed->mask.data[start + i];
+        info.trained += bytes[i];
+    }
+    temp_file_register(temp_mask);
+    FILE *file = fopen_check(temp_mask, "wb");
+    int32_t header[HEADER_INTS];
+    mask_header_fill(header, &info);
+    fwrite_check(header, sizeof(int32_t), HEADER_INTS, file, temp_mask);
+    fwrite_check(bytes, 1, count, file, temp_mask);
+    if (fflush(file) != 0 || fsync(fileno(file)) != 0 || fclose(file) != 0) {
+        fatal("%s: flush/close failed: %s", temp_mask, strerror(errno));
+    }
+    free(bytes);
+}
+
+// Removes NAME_SPLIT_*.mask files of an earlier run that this run did not write.
+static void remove_stale_masks(const char *dir, const char *name, char (*written)[4096 + 64],
+                               size_t count) {
+    const char *splits[2] = {"train", "val"};
+    for (int s = 0; s < 2; s++) {
+        char pattern[4096 + 64];
+        snprintf(pattern, sizeof(pattern), "%s/%s_%s_*.mask", dir, name, splits[s]);
+        glob_t found;
+        if (glob(pattern, 0, NULL, &found) != 0) continue;
+        for (size_t i = 0; i < found.gl_pathc; i++) {
+            int ours = 0;
+            for (size_t k = 0; k < count && !ours; k++) ours = strcmp(found.gl_pathv[i], written[k]) == 0;
+            if (!ours && unlink(found.gl_pathv[i]) != 0) {
+                fatal("cannot remove the stale mask shard %s: %s", found.gl_pathv[i],
+                      strerror(errno));
+            }
+        }
+        globfree(&found);
+    }
+}
+
+static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) {
+    double start = now_seconds();
+    int T = options->seq_len;
+    InputList inputs = {0};
+    for (int i = 0; i < args->num_inputs; i++) collect_inputs(&inputs, args->inputs[i]);
+    BPE bpe;
+    bpe_load(&bpe, options->vocab);
+    chat_add_specials(&bpe, options->vocab);
+    ChatTokens chat;
+    chat_tokens_init(&chat, &bpe, options->vocab);
+    SFTConversations all = {0};
+    BPEWork work = {0};
+    for (size_t f = 0; f < inputs.count; f++) {
+        sft_read_file(inputs.files[f].path, options, &bpe, &chat, &all, &work);
+    }
+    SFTPacked packed;
+    sft_pack(&all, T, bpe.eot_token, &packed);
+    if (packed.rows == 0) {
+        fatal("no conversation has a trained token within T+1 = %d tokens (%zu read)", T + 1,
+              all.count);
+    }
+    size_t val_rows = (size_t)((double)packed.rows * options->val_fraction);
+    if (options->val_fraction > 0 && val_rows == 0 && packed.rows > 1) val_rows = 1;
+    size_t train_rows = packed.rows - val_rows;
+    size_t rows_per_shard = (size_t)options->shard_size / ((size_t)T + 1);
+    if (rows_per_shard == 0) rows_per_shard = 1;
+
+    make_dir_check(options->out_dir);
+    size_t max_shards = packed.rows / rows_per_shard + 4;
+    char(*temp_paths)[4096 + 64] = calloc_check(2 * max_shards, sizeof(*temp_paths), "paths");
+    char(*final_paths)[4096 + 64] = calloc_check(2 * max_shards, sizeof(*final_paths), "paths");
+    char(*final_masks)[4096 + 64] = calloc_check(max_shards, sizeof(*final_masks), "paths");
+    FinalShard *shards = (FinalShard *)calloc_check(max_shards, sizeof(FinalShard), "shards");
+    size_t num_files = 0, num_shards = 0;
+    for (int split = 0; split < 2; split++) {
+        size_t first = split == 0 ? 0 : train_rows, end = split == 0 ? train_rows : packed.rows;
+        for (size_t row = first, index = 0; row < end; row += rows_per_shard, index++) {
+            size_t n = end - row < rows_per_shard ? end - row : rows_per_shard;
+            const char *split_name = split == 0 ? "train" : "val";
+            char *temp_tokens = temp_paths[num_files], *temp_mask = temp_paths[num_files + 1];
+            snprintf(temp_tokens, 4096 + 64, "%s/.%s_%s_%06zu.bin.tmp%d", options->out_dir,
+                     options->name, split_name, index, (int)getpid());
+            snprintf(temp_mask, 4096 + 64, "%s/.%s_%s_%06zu.mask.tmp%d", options->out_dir,
+                     options->name, split_name, index, (int)getpid());
+            snprintf(final_paths[num_files], 4096 + 64, "%s/%s_%s_%06zu.bin", options->out_dir,
+                     options->name, split_name, index);
+            snprintf(final_paths[num_files + 1], 4096 + 64, "%s/%s_%s_%06zu.mask",
+                     options->out_dir, options->name, split_name, index);
+            snprintf(final_masks[num_shards], 4096 + 64, "%s", final_paths[num_files + 1]);
+            sft_write_shard(&packed, row, n, T, bpe.vocab_size, temp_tokens, temp_mask);
+            snprintf(shards[num_shards].final_path, sizeof(shards[num_shards].final_path), "%s",
+                     final_paths[num_files]);
+            shards[num_shards].num_tokens = n * ((size_t)T + 1);
+            num_shards++;
+            num_files += 2;
+        }
+    }
+    char tokenizer_path[4096 + 256] = "";
+    if (options->tokenizer_name[0] != '\0') { // first: if it fails, no shard is committed
+        snprintf(tokenizer_path, sizeof(tokenizer_path), "%s/%s", options->out_dir,
+                 options->tokenizer_name);
+        bpe_write_file(&bpe, tokenizer_path);
+    }
+    for (size_t k = 0; k < num_files; k++) temp_file_commit(temp_paths[k], final_paths[k]);
+    remove_stale_shards(options->out_dir, options->name, shards, num_shards);
+    remove_stale_masks(options->out_dir, options->name, final_masks, num_shards);
+
+    size_t total = packed.rows * ((size_t)T + 1);
+    printf("prepare --sft %s: %zu file(s), %zu conversations: %zu packed, %zu truncated to T+1 = "
+           "%d tokens, %zu dropped (nothing trained within T+1)\n",
+           sft_format_names[options->format], inputs.count, all.count, packed.packed,
+           packed.truncated, T + 1, packed.dropped);
+    printf("  %zu rows x %d tokens = %zu tokens: %zu trained targets (%.1f%%), %zu padding "
+           "(%.1f%%) -> train %zu rows / val %zu rows in %s/ in %.2f s\n",
+           packed.rows, T + 1, total, packed.trained, 100.0 * packed.trained / total,
+           packed.padding, 100.0 * packed.padding / total, train_rows, val_rows,
+           options->out_dir, now_seconds() - start);
+    for (size_t k = 0; k < num_shards; k++) {
+        printf("  %s (+ .mask): %zu tokens\n", shards[k].final_path, shards[k].num_tokens);
+    }
+    if (tokenizer_path[0] != '\0') {
+        printf("  %s: tokenizer (V=%d, chat tokens %d..%d)\n", tokenizer_path, bpe.vocab_size,
+               chat.start[CHAT_USER], chat.end[CHAT_SYSTEM]);
+    }
+    free(temp_paths);
+    free(final_paths);
+    free(final_masks);
+    free(shards);
+    sft_packed_free(&packed);
+    sft_conversations_free(&all);
+    bpe_work_free(&work);
+    bpe_free(&bpe);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// show: a packed SFT shard as text, trained spans in [[ ]]
+
+static void show_token(const BPE *bpe, int32_t id) {
+    fwrite(bpe_token_bytes(bpe, id), 1, bpe->length[id], stdout);
+}
+
+static int cmd_show(int argc, char **argv) {
+    const char *vocab = default_vocab();
+    const char *input = "";
+    int max_rows = -1;
+    CliOption options[] = {
+        {'v', "vocab", OPTION_STRING, &vocab,
+         "vocabulary (the tokenizer file written by prepare --sft, or GPT-2's directory)"},
+        {'i', "input", OPTION_STRING, &input, "token shard NAME.bin with its NAME.mask beside it"},
+        {'n', "rows", OPTION_INT, &max_rows, "print at most this many rows (-1: all)"},
+    };
+    cli_parse(argc, argv,
+              "Prints each packed row of an SFT shard as text: trained (mask 1) spans between [[ "
+              "and ]], special tokens by name, trailing padding as a count.",
+              options, (int)(sizeof(options) / sizeof(options[0])));
+    if (input[0] == '\0') fatal("show needs a shard (-i NAME.bin)");
+    char mask_path[4096 + 8];
+    if (!mask_path_of(input, mask_path, sizeof(mask_path))) {
+        fatal("%s: expected a token shard named *.bin (its mask is *.mask)", input);
+    }
+    FILE *token_file = fopen_check(input, "rb");
+    int token_bytes;
+    size_t num_tokens = dataloader_check_shard(token_file, input, &token_bytes);
+    if (!file_exists(mask_path)) fatal("%s: no mask shard %s beside it", input, mask_path);
+    FILE *mask_file = fopen_check(mask_path, "rb");
+    MaskShardInfo info = mask_read_header(mask_file, mask_path);
+    if (info.num_tokens != num_tokens) {
+        fatal("%s: %zu tokens in header[2], but %s has %zu", mask_path, info.num_tokens, input,
+              num_tokens);
+    }
+    uint8_t *raw = (uint8_t *)malloc_check(num_tokens * (size_t)token_bytes, "tokens");
+    uint8_t *mask = (uint8_t *)malloc_check(num_tokens, "mask");
+    fread_check(raw, (size_t)token_bytes, num_tokens, token_file, input, "tokens");
+    fread_check(mask, 1, num_tokens, mask_file, mask_path, "mask");
+    fclose(token_file);
+    fclose(mask_file);
+    BPE bpe;
+    bpe_load(&bpe, vocab);
+    chat_add_specials(&bpe, vocab);
+    int32_t *ids = (int32_t *)malloc_check(num_tokens * sizeof(int32_t), "ids");
+    for (size_t i = 0; i < num_tokens; i++) {
+        uint32_t id;
+        if (token_bytes == 2) {
+            uint16_t v;
+            memcpy(&v, raw + 2 * i, 2);
+            id = v;
+        } else {
+            memcpy(&id, raw + 4 * i, 4);
+        }
+        if (id >= (uint32_t)bpe.vocab_size) {
+            fatal("%s: token %u at position %zu is outside the vocabulary of %s (V=%d)", input, id,
+                  i, vocab, bpe.vocab_size);
+        }
+        if (mask[i] > 1) fatal("%s: mask byte %u at position %zu: expected 0 or 1", mask_path, mask[i], i);
+        ids[i] = (int32_t)id;
+    }
+    size_t row_length = (size_t)info.seq_len + 1, rows = num_tokens / row_length;
+    for (size_t r = 0; r < rows && (max_rows < 0 || r < (size_t)max_rows); r++) {
+        const int32_t *row = ids + r * row_length;
+        const uint8_t *row_mask = mask + r * row_length;
+        size_t end = row_length, trained = 0;
+        while (end > 1 && row[end - 1] == bpe.eot_token && row_mask[end - 1] == 0) end--;
+        for (size_t t = 0; t < row_length; t++) trained += row_mask[t];
+        printf("=== row %zu: %zu trained targets ===\n", r, trained);
+        int open = 0;
+        for (size_t t = 0; t < end; t++) {
+            if (row_mask[t] && !open) fputs("[[", stdout);
+            if (!row_mask[t] && open) fputs("]]", stdout);
+            open = row_mask[t];
+            show_token(&bpe, row[t]);
+        }
+        if (open) fputs("]]", stdout);
+        if (end < row_length) printf("[padding: %zu x <|endoftext|>]", row_length - end);
+        printf("\n");
+    }
+    free(raw);
+    free(mask);
+    free(ids);
+    bpe_free(&bpe);
+    return 0;
+}
+
 static int cmd_prepare(int argc, char **argv) {
     const char *vocab = default_vocab();
     const char *out_dir = "", *name = "data", *field = "text", *docs = "file";
     const char *val_fraction_text = "0.1", *tokenizer_name = "tokenizer.bin";
     int shard_size = 100000000, val_tokens = -1, allow_invalid = 0, threads = 0;
+    const char *sft = "";
+    int seq_len = 1024;
     CliOption options[] = {
         {'v', "vocab", OPTION_STRING, &vocab,
          "vocabulary: dir with encoder.json + vocab.bpe, .tiktoken, or tokenizer .bin"},
@@ -1269,6 +1599,10 @@ static int cmd_prepare(int argc, char **argv) {
         {0, "allow-invalid-utf8", OPTION_INT, &allow_invalid,
          "1: encode bytes that are not UTF-8 as single-byte tokens (else an error)"},
         {'t', "threads", OPTION_INT, &threads, "threads (0: all cores)"},
+        {0, "sft", OPTION_STRING, &sft,
+         "instruction data instead of text: alpaca, messages, sharegpt or gsm8k (JSON or JSONL); "
+         "writes packed rows of T+1 tokens with a .mask beside each shard (docs/formats.md)"},
+        {0, "seq-len", OPTION_INT, &seq_len, "with --sft: T, the trainer's -t (rows are T+1)"},
     };
     int num_options = (int)(sizeof(options) / sizeof(options[0]));
     const char *summary =
@@ -1291,6 +1625,16 @@ static int cmd_prepare(int argc, char **argv) {
     double val_fraction = strtod(val_fraction_text, &end);
     if (end == val_fraction_text || *end != '\0' || !(val_fraction >= 0 && val_fraction < 1)) {
         fatal("bad value '%s' for --val-fraction: expected a number in [0, 1)", val_fraction_text);
+    }
+    if (sft[0] != '\0') {
+        SFTPrepareOptions sft_options = {vocab, out_dir, name, tokenizer_name, SFT_ALPACA,
+                                         seq_len, shard_size, allow_invalid, val_fraction};
+        if (!sft_format_from_name(sft, &sft_options.format)) {
+            fatal("bad value '%s' for --sft: expected alpaca, messages, sharegpt or gsm8k", sft);
+        }
+        if (seq_len < 2) fatal("bad value %d for --seq-len: expected at least 2", seq_len);
+        if (val_tokens >= 0) fatal("--val-tokens does not apply to --sft (use --val-fraction)");
+        return prepare_sft(&sft_options, &args);
     }
     PrepareOptions prepare;
     memset(&prepare, 0, sizeof(prepare));
@@ -1539,7 +1883,11 @@ static void print_main_usage(void) {
            "  decode  -v VOCAB -i SHARD.bin              a data shard -> its text on stdout\n"
            "  prepare -v VOCAB -i INPUTS... -o OUT_DIR   text, directories, JSONL -> train/val "
            "shards\n"
-           "  train   -i TEXT... --vocab-size N -o VOCAB_OUT   train a BPE vocabulary\n\n"
+           "  train   -i TEXT... --vocab-size N -o VOCAB_OUT   train a BPE vocabulary\n"
+           "  prepare --sft FORMAT --seq-len T -v VOCAB -i FILES... -o OUT_DIR   instruction data "
+           "-> packed token + mask shards\n"
+           "  show    -v VOCAB -i SHARD.bin             an SFT shard's rows, trained spans in [[ "
+           "]]\n\n"
            "VOCAB: a directory with GPT-2's encoder.json + vocab.bpe (default %s), a .tiktoken "
            "file, or a tokenizer file from train/prepare.\n",
            default_vocab());
@@ -1555,5 +1903,7 @@ int main(int argc, char **argv) {
     if (strcmp(command, "decode") == 0) return cmd_decode(argc - 1, argv + 1);
     if (strcmp(command, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
     if (strcmp(command, "train") == 0) return cmd_train(argc - 1, argv + 1);
-    fatal("unknown command '%s': expected encode, decode, prepare or train (see --help)", command);
+    if (strcmp(command, "show") == 0) return cmd_show(argc - 1, argv + 1);
+    fatal("unknown command '%s': expected encode, decode, prepare, train or show (see --help)",
+          command);
 }

@@ -3,6 +3,11 @@
 // by one. With P processes, process r reads window sample*P*B*T + r*B*T, so ranks never overlap.
 // Order is deterministic; optional shuffling permutes shards and the samples inside each shard
 // with a seeded Mersenne Twister whose state is saved in checkpoints for exact resume.
+//
+// Loss masks (SFT): when a shard NAME.bin has a mask shard NAME.mask beside it (llmc/mask_shard.h)
+// the tokens are rows of T+1 and a micro-batch is B whole rows (rank r reads rows
+// (sample*P + r)*B ..+B), inputs the first T of each row, targets the last T, and target_mask
+// (B,T) says which targets count in the loss. Either every shard has a mask or none does.
 #ifndef LLMC_DATALOADER_H
 #define LLMC_DATALOADER_H
 
@@ -12,6 +17,7 @@
 #include <string.h>
 
 #include "formats.h"
+#include "mask_shard.h"
 #include "rand.h"
 #include "utils.h"
 
@@ -41,7 +47,16 @@ typedef struct {
     unsigned char *read_buffer; // B*T+1 raw tokens
     int *inputs;                // (B, T)
     int *targets;               // (B, T)
+    // loss masks (see the top of this file)
+    int has_masks;
+    FILE *mask_file;
+    char mask_path[4096 + 8];
+    unsigned char *mask_buffer; // B*(T+1) mask bytes of the rows
+    unsigned char *target_mask; // (B, T) 1: the target is trained; NULL without masks
+    int num_targets;            // targets with mask 1 in the last batch (B*T without masks)
 } DataLoader;
+
+enum { DATALOADER_MASKS_OFF = 0, DATALOADER_MASKS_REQUIRED = 1, DATALOADER_MASKS_AUTO = -1 };
 
 // Reads and checks a shard header; returns the token count and sets *token_bytes.
 static inline size_t dataloader_check_shard(FILE *file, const char *path, int *token_bytes) {
@@ -94,6 +109,14 @@ static inline void dataloader_load_shard(DataLoader *loader, size_t shard_positi
         dataloader_check_shard(loader->file, loader->shard_path, &loader->token_bytes);
     size_t window = (size_t)loader->num_processes * loader->B * loader->T;
     loader->shard_num_samples = (loader->shard_num_tokens - 1) / window;
+    if (loader->has_masks) {
+        if (loader->mask_file != NULL) fclose(loader->mask_file);
+        mask_path_of(loader->shard_path, loader->mask_path, sizeof(loader->mask_path));
+        loader->mask_file = fopen_check(loader->mask_path, "rb");
+        mask_read_header(loader->mask_file, loader->mask_path);
+        size_t rows = loader->shard_num_tokens / ((size_t)loader->T + 1);
+        loader->shard_num_samples = rows / ((size_t)loader->num_processes * loader->B);
+    }
 }
 
 static inline void dataloader_shuffle_current_shard(DataLoader *loader) {
@@ -120,10 +143,61 @@ static inline void dataloader_reset(DataLoader *loader) {
     }
 }
 
+// Checks the mask shard beside the token shard path (num_tokens long) against loader's T and V.
+static inline void dataloader_check_mask(const DataLoader *loader, const char *path,
+                                         size_t num_tokens) {
+    char mask_path[4096 + 8];
+    mask_path_of(path, mask_path, sizeof(mask_path));
+    FILE *file = fopen_check(mask_path, "rb");
+    MaskShardInfo info = mask_read_header(file, mask_path);
+    fclose(file);
+    if (info.num_tokens != num_tokens) {
+        fatal("%s: %zu tokens in header[2], but its token shard %s has %zu", mask_path,
+              info.num_tokens, path, num_tokens);
+    }
+    if (info.seq_len != loader->T) {
+        fatal("%s: made for rows of T=%d (header[3]), but the sequence length is T=%d: train with "
+              "-t %d or prepare again with --seq-len %d",
+              mask_path, info.seq_len, loader->T, info.seq_len, loader->T);
+    }
+    if (info.vocab_size > loader->vocab_size) {
+        fatal("%s: its tokenizer has V=%d (header[4]), more than the model's V=%d", mask_path,
+              info.vocab_size, loader->vocab_size);
+    }
+    size_t rows = num_tokens / ((size_t)loader->T + 1);
+    size_t needed = (size_t)loader->num_processes * loader->B;
+    if (rows < needed) {
+        fatal("%s: %zu rows, too few for one batch of %d processes x B=%d rows", mask_path, rows,
+              loader->num_processes, loader->B);
+    }
+}
+
+// Largest tokenizer V recorded by the mask shards beside the shards of pattern (0: no masks), so
+// a trainer can grow its model's V to cover the chat tokens before it opens the loader.
+static inline int dataloader_mask_vocab_size(const char *pattern) {
+    glob_t found;
+    int vocab_size = 0;
+    if (glob(pattern, 0, NULL, &found) != 0) return 0;
+    for (size_t i = 0; i < found.gl_pathc; i++) {
+        char mask_path[4096 + 8];
+        if (!mask_path_of(found.gl_pathv[i], mask_path, sizeof(mask_path))) continue;
+        if (!file_exists(mask_path)) continue;
+        FILE *file = fopen_check(mask_path, "rb");
+        MaskShardInfo info = mask_read_header(file, mask_path);
+        fclose(file);
+        if (info.vocab_size > vocab_size) vocab_size = info.vocab_size;
+    }
+    globfree(&found);
+    return vocab_size;
+}
+
 // pattern: a glob of shard files. Every shard is checked up front so a bad one fails at start.
-static inline void dataloader_init(DataLoader *loader, const char *pattern, int B, int T,
-                                   int vocab_size, int process_rank, int num_processes,
-                                   int should_shuffle, uint32_t shuffle_seed) {
+// mask_mode: DATALOADER_MASKS_AUTO (use mask shards when the first shard has one), _OFF, or
+// _REQUIRED.
+static inline void dataloader_init_with_masks(DataLoader *loader, const char *pattern, int B,
+                                              int T, int vocab_size, int process_rank,
+                                              int num_processes, int should_shuffle,
+                                              uint32_t shuffle_seed, int mask_mode) {
     memset(loader, 0, sizeof(*loader));
     if (B <= 0 || T <= 0 || num_processes <= 0 || process_rank < 0 ||
         process_rank >= num_processes) {
@@ -144,20 +218,43 @@ static inline void dataloader_init(DataLoader *loader, const char *pattern, int 
     }
     loader->num_shards = loader->glob_result.gl_pathc;
     size_t needed = (size_t)num_processes * B * T + 1;
+    char mask_path[4096 + 8];
+    const char *first = loader->glob_result.gl_pathv[0];
+    int first_has_mask = mask_path_of(first, mask_path, sizeof(mask_path)) && file_exists(mask_path);
+    if (mask_mode == DATALOADER_MASKS_REQUIRED && !first_has_mask) {
+        fatal("%s: no mask shard beside it (expected %s.mask from tokenizer prepare --sft)", first,
+              mask_path_of(first, mask_path, sizeof(mask_path)) ? mask_path : first);
+    }
+    loader->has_masks = mask_mode != DATALOADER_MASKS_OFF && first_has_mask;
     for (size_t i = 0; i < loader->num_shards; i++) {
         const char *path = loader->glob_result.gl_pathv[i];
         FILE *file = fopen_check(path, "rb");
         int token_bytes;
         size_t num_tokens = dataloader_check_shard(file, path, &token_bytes);
         fclose(file);
+        if (loader->has_masks) {
+            int has_mask = mask_path_of(path, mask_path, sizeof(mask_path)) && file_exists(mask_path);
+            if (!has_mask) {
+                fatal("%s: no mask shard beside it, but %s has one (mix of SFT and plain shards)",
+                      path, first);
+            }
+            dataloader_check_mask(loader, path, num_tokens);
+            continue;
+        }
         if (num_tokens < needed) {
             fatal("%s: %zu tokens, too few for one batch of %d processes x B=%d x T=%d (+1) = %zu",
                   path, num_tokens, num_processes, B, T, needed);
         }
     }
-    loader->read_buffer = (unsigned char *)malloc_check(needed * 4, "loader buffer");
+    size_t buffer_tokens = needed > (size_t)B * (T + 1) ? needed : (size_t)B * (T + 1);
+    loader->read_buffer = (unsigned char *)malloc_check(buffer_tokens * 4, "loader buffer");
     loader->inputs = (int *)malloc_check((size_t)B * T * sizeof(int), "loader inputs");
     loader->targets = (int *)malloc_check((size_t)B * T * sizeof(int), "loader targets");
+    loader->num_targets = B * T;
+    if (loader->has_masks) {
+        loader->mask_buffer = (unsigned char *)malloc_check((size_t)B * (T + 1), "mask buffer");
+        loader->target_mask = (unsigned char *)malloc_check((size_t)B * T, "target mask");
+    }
     loader->shard_indices = (int *)malloc_check(loader->num_shards * sizeof(int), "shard order");
     for (size_t i = 0; i < loader->num_shards; i++) {
         loader->shard_indices[i] = (int)i;
@@ -168,6 +265,63 @@ static inline void dataloader_init(DataLoader *loader, const char *pattern, int 
         loader->shuffle_rng = gen.mt;
     }
     dataloader_reset(loader);
+}
+
+static inline void dataloader_init(DataLoader *loader, const char *pattern, int B, int T,
+                                   int vocab_size, int process_rank, int num_processes,
+                                   int should_shuffle, uint32_t shuffle_seed) {
+    dataloader_init_with_masks(loader, pattern, B, T, vocab_size, process_rank, num_processes,
+                               should_shuffle, shuffle_seed, DATALOADER_MASKS_AUTO);
+}
+
+static inline unsigned int dataloader_token_at(const DataLoader *loader, size_t i) {
+    if (loader->token_bytes == 2) {
+        uint16_t value;
+        memcpy(&value, loader->read_buffer + 2 * i, 2);
+        return value;
+    }
+    uint32_t value;
+    memcpy(&value, loader->read_buffer + 4 * i, 4);
+    return value;
+}
+
+// Masked batch: B whole rows of T+1 tokens and their mask bytes.
+static inline void dataloader_read_rows(DataLoader *loader, size_t sample) {
+    int B = loader->B, T = loader->T;
+    size_t row_length = (size_t)T + 1;
+    size_t first_row = (sample * loader->num_processes + (size_t)loader->process_rank) * B;
+    size_t token_offset = first_row * row_length;
+    size_t count = (size_t)B * row_length;
+    fseek_check(loader->file, (long)(HEADER_BYTES + token_offset * (size_t)loader->token_bytes),
+                SEEK_SET, loader->shard_path);
+    fread_check(loader->read_buffer, (size_t)loader->token_bytes, count, loader->file,
+                loader->shard_path, "tokens");
+    fseek_check(loader->mask_file, (long)(HEADER_BYTES + token_offset), SEEK_SET,
+                loader->mask_path);
+    fread_check(loader->mask_buffer, 1, count, loader->mask_file, loader->mask_path, "mask");
+    int num_targets = 0;
+    for (int b = 0; b < B; b++) {
+        for (size_t t = 0; t < row_length; t++) {
+            size_t i = (size_t)b * row_length + t;
+            unsigned int token = dataloader_token_at(loader, i);
+            if (token >= (unsigned int)loader->vocab_size) {
+                fatal("%s: token id %u at position %zu is >= the model's vocabulary size V=%d",
+                      loader->shard_path, token, token_offset + i, loader->vocab_size);
+            }
+            unsigned char mask = loader->mask_buffer[i];
+            if (mask > 1) {
+                fatal("%s: mask byte %u at position %zu: expected 0 or 1", loader->mask_path, mask,
+                      token_offset + i);
+            }
+            if (t < (size_t)T) loader->inputs[(size_t)b * T + t] = (int)token;
+            if (t > 0) {
+                loader->targets[(size_t)b * T + t - 1] = (int)token;
+                loader->target_mask[(size_t)b * T + t - 1] = mask;
+                num_targets += mask;
+            }
+        }
+    }
+    loader->num_targets = num_targets;
 }
 
 // Loads the next micro-batch into loader->inputs / loader->targets.
@@ -187,6 +341,11 @@ static inline void dataloader_next_batch(DataLoader *loader) {
     size_t sample = loader->should_shuffle
                         ? (size_t)loader->intra_shard_indices[loader->current_sample_idx]
                         : loader->current_sample_idx;
+    if (loader->has_masks) {
+        dataloader_read_rows(loader, sample);
+        loader->current_sample_idx++;
+        return;
+    }
     size_t BT = (size_t)loader->B * loader->T;
     size_t token_offset = sample * loader->num_processes * BT + (size_t)loader->process_rank * BT;
     size_t byte_offset = HEADER_BYTES + token_offset * (size_t)loader->token_bytes;
@@ -234,6 +393,9 @@ static inline void dataloader_free(DataLoader *loader) {
     if (loader->file != NULL) {
         fclose(loader->file);
     }
+    if (loader->mask_file != NULL) fclose(loader->mask_file);
+    free(loader->mask_buffer);
+    free(loader->target_mask);
     globfree(&loader->glob_result);
     free(loader->read_buffer);
     free(loader->inputs);
