@@ -28,6 +28,7 @@ run gives the same bits with any number of threads.
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
+#include "llmc/train_options.h"
 #include "llmc/utils.h"
 
 // ----------------------------------------------------------------------------
@@ -326,11 +327,17 @@ void crossentropy_softmax_forward(float *probs, float *losses, const float *logi
     }
 }
 
-// dlogits (N,Vp) += (probs - onehot(target)) * dloss; padding columns get no gradient.
+// dlogits (N,Vp) += (probs - onehot(target)) / normaliser; padding columns get no gradient.
+// mask (N) may be NULL; where it is 0 the target is not trained and its row gets no gradient
+// (SFT: only the assistant's tokens). normaliser: the number of trained targets the loss is the
+// mean over (the whole accumulated batch's), divided by any extra loss scale.
 void crossentropy_softmax_backward(float *dlogits, const float *probs, const int *targets,
-                                   float dloss, int N, int V, int Vp) {
+                                   const unsigned char *mask, float normaliser, int N, int V,
+                                   int Vp) {
+    float dloss = 1.0f / normaliser;
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
+        if (mask != NULL && mask[n] == 0) continue;
         float *dlogit = dlogits + (size_t)n * Vp;
         const float *prob = probs + (size_t)n * Vp;
         int target = targets[n];
@@ -447,7 +454,10 @@ typedef struct {
     int B, T;           // shape of the last forward
     const int *inputs;  // of the last forward (B,T)
     const int *targets; // of the last forward, or NULL
-    float mean_loss;    // of the last forward, -1 without targets
+    const unsigned char *target_mask; // of the last forward (B,T), or NULL: every target trained
+    int num_targets;    // trained targets of the last forward
+    double loss_sum;    // their summed loss
+    float mean_loss;    // loss_sum / num_targets (0 if none), -1 without targets
 } GPT2;
 
 static void gpt2_allocate_params(GPT2 *model) {
@@ -495,8 +505,10 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
         (float *)malloc_check(model->num_activations * sizeof(float), "activations");
 }
 
-// Runs the model on inputs (B,T); with targets also computes the mean loss.
-void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+// Runs the model on inputs (B,T); with targets also computes the mean loss over the targets whose
+// target_mask is 1 (target_mask NULL: all of them).
+void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
+                         const unsigned char *target_mask, int B, int T) {
     const GPT2Config *cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
@@ -521,6 +533,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     model->T = T;
     model->inputs = inputs;
     model->targets = targets;
+    model->target_mask = targets != NULL ? target_mask : NULL;
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
@@ -560,11 +573,24 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     if (targets != NULL) {
         crossentropy_softmax_forward(a.probs, a.losses, a.logits, targets, (int)BT, V, Vp);
         double sum = 0.0;
-        for (size_t i = 0; i < BT; i++) sum += a.losses[i];
-        model->mean_loss = (float)(sum / BT);
+        int count = 0;
+        for (size_t i = 0; i < BT; i++) {
+            if (target_mask != NULL && target_mask[i] == 0) continue;
+            sum += a.losses[i];
+            count++;
+        }
+        model->loss_sum = sum;
+        model->num_targets = count;
+        model->mean_loss = count > 0 ? (float)(sum / count) : 0.0f;
     } else {
+        model->loss_sum = 0.0;
+        model->num_targets = 0;
         model->mean_loss = -1.0f;
     }
+}
+
+void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+    gpt2_forward_masked(model, inputs, targets, NULL, B, T);
 }
 
 void gpt2_zero_grad(GPT2 *model) {
@@ -578,9 +604,10 @@ void gpt2_zero_grad(GPT2 *model) {
     }
 }
 
-// Backward of the last forward. loss_scale multiplies the mean loss (1/grad_accum_steps when
-// accumulating), so parameter gradients sum correctly over micro-batches.
-void gpt2_backward(GPT2 *model, float loss_scale) {
+// Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser".
+// With gradient accumulation over masked batches the normaliser is the number of trained
+// targets in the whole step, so every trained token weighs the same whatever micro-batch it is in.
+void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     if (model->targets == NULL) {
         fatal("internal: backward without a forward with targets");
     }
@@ -609,8 +636,8 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, ga = model->grads_acts;
     size_t BT = (size_t)B * T, c = (size_t)C;
-    float dloss = loss_scale / (float)BT;
-    crossentropy_softmax_backward(ga.logits, a.probs, model->targets, dloss, (int)BT, V, Vp);
+    crossentropy_softmax_backward(ga.logits, a.probs, model->targets, model->target_mask,
+                                  normaliser, (int)BT, V, Vp);
     matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, (int)BT, C, Vp);
     float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
     float *dfinal_residual = ga.residual3 + (size_t)(L - 1) * BT * c;
@@ -648,6 +675,47 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
                            p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C);
     }
     encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
+}
+
+// Backward of the last forward's mean loss times loss_scale (1/grad_accum_steps when
+// accumulating unmasked batches), so parameter gradients sum correctly over micro-batches.
+void gpt2_backward(GPT2 *model, float loss_scale) {
+    int count = model->target_mask != NULL ? model->num_targets : model->B * model->T;
+    // no trained target: every row is skipped, the normaliser does not matter
+    gpt2_backward_normalised(model, count > 0 ? (float)count / loss_scale : 1.0f);
+}
+
+// Grows the model's vocabulary to vocab_size (at most Vp) for the chat tokens of SFT data, which
+// sit in the padded rows of wte. Rows that the model never used are still zero there; they start
+// as the mean of the real token rows, so the new tokens' logits begin at an average token's level
+// and their input embeddings at the centre of the others, not at the origin. Rows that are not all
+// zero (a model fine-tuned before) are kept.
+void gpt2_grow_vocab(GPT2 *model, int vocab_size) {
+    GPT2Config *cfg = &model->config;
+    int old_V = cfg->vocab_size, C = cfg->channels;
+    if (vocab_size <= old_V) return;
+    if (vocab_size > cfg->padded_vocab_size) {
+        fatal("the data needs V=%d tokens but the model has only Vp=%d embedding rows", vocab_size,
+              cfg->padded_vocab_size);
+    }
+    float *wte = model->params.wte;
+    double *mean = (double *)calloc_check((size_t)C, sizeof(double), "mean embedding");
+    for (int v = 0; v < old_V; v++) {
+        for (int i = 0; i < C; i++) mean[i] += wte[(size_t)v * C + i];
+    }
+    int initialised = 0;
+    for (int v = old_V; v < vocab_size; v++) {
+        float *row = wte + (size_t)v * C;
+        int unused = 1;
+        for (int i = 0; i < C && unused; i++) unused = fabsf(row[i]) < 1e-12f;
+        if (!unused) continue;
+        for (int i = 0; i < C; i++) row[i] = (float)(mean[i] / old_V);
+        initialised++;
+    }
+    free(mean);
+    cfg->vocab_size = vocab_size;
+    printf("vocab: V %d -> %d for the chat tokens; %d unused row(s) set to the mean embedding\n",
+           old_V, vocab_size, initialised);
 }
 
 // Global L2 norm of all gradients (double accumulation in fixed chunks: thread-count independent).
@@ -815,104 +883,30 @@ static void save_checkpoint(const char *dir, int step, GPT2 *model, const DataLo
 }
 
 int main(int argc, char **argv) {
-    const char *train_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_train.bin";
-    const char *val_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_val.bin";
-    const char *model_spec = "d4";
-    const char *output_dir = "";
-    const char *tokenizer_path = "dev/data/tinyshakespeare/gpt2_tokenizer.bin";
-    int B = 4, T = 64, total_batch_size = -1, max_steps = -1, warmup_steps = 0;
-    float learning_rate = 3e-4f, final_lr_fraction = 1.0f, weight_decay = 0.0f;
-    const char *schedule_name = "cosine";
-    int val_every = 20, val_max_batches = 20, sample_every = 20, gen_tokens = 64;
-    int checkpoint_every = 0, resume = 0, seed = 42, shuffle = 0;
-    float grad_clip = 1.0f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, temperature = 1.0f;
-    int top_k = 0;
-    CliOption options[] = {
-        {'i', "train", OPTION_STRING, &train_pattern, "training shards (glob)"},
-        {'j', "val", OPTION_STRING, &val_pattern, "validation shards (glob; empty: none)"},
-        {'e', "model", OPTION_STRING, &model_spec,
-         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, "
-         "L=..,C=..,NH=..,V=..,maxT=.."},
-        {'o', "output", OPTION_STRING, &output_dir,
-         "output directory for main.log and checkpoints"},
-        {'b', "batch-size", OPTION_INT, &B, "micro-batch size (sequences)"},
-        {'t', "seq-len", OPTION_INT, &T, "sequence length"},
-        {'d', "total-batch", OPTION_INT, &total_batch_size,
-         "tokens per optimizer step; a multiple of B*T, accumulated (-1: B*T)"},
-        {'x', "max-steps", OPTION_INT, &max_steps, "optimizer steps (-1: one epoch of -i)"},
-        {'l', "lr", OPTION_FLOAT, &learning_rate, "peak learning rate"},
-        {'u', "warmup", OPTION_INT, &warmup_steps, "linear warmup steps"},
-        {'q', "final-lr-frac", OPTION_FLOAT, &final_lr_fraction, "final lr as a fraction of peak"},
-        {'k', "schedule", OPTION_STRING, &schedule_name,
-         "lr schedule: cosine, linear, constant, wsd"},
-        {'c', "weight-decay", OPTION_FLOAT, &weight_decay, "AdamW weight decay (matrices only)"},
-        {'v', "val-every", OPTION_INT, &val_every, "validate every N steps (0: never)"},
-        {'m', "val-batches", OPTION_INT, &val_max_batches, "max validation batches"},
-        {'s', "sample-every", OPTION_INT, &sample_every, "sample every N steps (0: never)"},
-        {'g', "gen-tokens", OPTION_INT, &gen_tokens, "tokens to generate when sampling"},
-        {'n', "checkpoint-every", OPTION_INT, &checkpoint_every,
-         "write a checkpoint every N steps and at the end (0: only at the end; needs -o)"},
-        {'y', "resume", OPTION_INT, &resume, "1: resume from the newest checkpoint in -o"},
-        {0, "seed", OPTION_INT, &seed, "seed of the random init (same as PyTorch's manual_seed)"},
-        {0, "shuffle", OPTION_INT, &shuffle, "1: shuffle training shards and samples (seeded)"},
-        {0, "grad-clip", OPTION_FLOAT, &grad_clip, "clip gradients to this global norm (0: off)"},
-        {0, "beta1", OPTION_FLOAT, &beta1, "AdamW beta1"},
-        {0, "beta2", OPTION_FLOAT, &beta2, "AdamW beta2"},
-        {0, "eps", OPTION_FLOAT, &eps, "AdamW epsilon"},
-        {0, "tokenizer", OPTION_STRING, &tokenizer_path, "tokenizer file for printing samples"},
-        {0, "temperature", OPTION_FLOAT, &temperature, "sampling temperature (0: argmax)"},
-        {0, "top-k", OPTION_INT, &top_k, "sample from the k most likely tokens (0: all)"},
-    };
-    int num_options = (int)(sizeof(options) / sizeof(options[0]));
+    // flags, defaults and their validation are shared with train_gpt2.cu (llmc/train_options.h)
+    TrainOptions opt;
+    train_options_defaults(&opt);
+    CliOption options[TRAIN_OPTIONS_MAX];
+    int num_options = train_options_table(&opt, options);
     cli_parse(argc, argv,
               "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
               options, num_options);
-
-    // validate flags before touching any file
-    ScheduleType schedule;
-    if (!schedule_from_name(schedule_name, &schedule)) {
-        fatal("bad value '%s' for -k: expected cosine, linear, constant or wsd", schedule_name);
-    }
-    if (B <= 0) fatal("bad value %d for -b: must be >= 1", B);
-    if (T <= 0) fatal("bad value %d for -t: must be >= 1", T);
-    if (total_batch_size == -1) total_batch_size = B * T;
-    if (total_batch_size <= 0 || total_batch_size % (B * T) != 0) {
-        fatal("bad value %d for -d: must be a positive multiple of B*T = %d", total_batch_size,
-              B * T);
-    }
-    if (learning_rate < 0.0f) fatal("bad value %g for -l: must be >= 0", learning_rate);
-    if (warmup_steps < 0) fatal("bad value %d for -u: must be >= 0", warmup_steps);
-    if (final_lr_fraction < 0.0f || final_lr_fraction > 1.0f) {
-        fatal("bad value %g for -q: must be in [0, 1]", final_lr_fraction);
-    }
-    if (val_every < 0 || val_max_batches < 0 || sample_every < 0 || gen_tokens < 0 ||
-        checkpoint_every < 0) {
-        fatal("-v, -m, -s, -g and -n must be >= 0");
-    }
-    if (resume != 0 && resume != 1) fatal("bad value %d for -y: expected 0 or 1", resume);
-    if (shuffle != 0 && shuffle != 1) fatal("bad value %d for --shuffle: expected 0 or 1", shuffle);
-    if (resume && output_dir[0] == '\0') fatal("-y 1 needs -o DIR to find the checkpoint in");
-    if (checkpoint_every > 0 && output_dir[0] == '\0') fatal("-n needs -o DIR to write into");
-    int grad_accum_steps = total_batch_size / (B * T);
-
+    train_options_validate(&opt);
     // resume: the newest complete checkpoint in the output directory replaces -e
-    int start_step = 0;
     char resume_model_path[4096];
-    int latest = output_dir[0] != '\0' ? checkpoint_find_latest(output_dir) : -1;
-    if (resume) {
-        if (latest < 0) {
-            printf("resume: no checkpoint in %s, starting from scratch\n", output_dir);
-        } else {
-            checkpoint_path(resume_model_path, sizeof(resume_model_path), output_dir, "model",
-                            latest);
-            model_spec = resume_model_path;
-            start_step = latest;
-        }
-    } else if (latest >= 0) {
-        fatal("%s already holds checkpoints (newest: step %d): resume with -y 1 or choose "
-              "another -o",
-              output_dir, latest);
-    }
+    int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
+    const char *train_pattern = opt.train_pattern, *val_pattern = opt.val_pattern;
+    const char *model_spec = opt.model_spec, *output_dir = opt.output_dir;
+    const char *tokenizer_path = opt.tokenizer_path;
+    ScheduleType schedule = opt.schedule;
+    int B = opt.B, T = opt.T, total_batch_size = opt.total_batch_size, max_steps = opt.max_steps;
+    int warmup_steps = opt.warmup_steps, val_every = opt.val_every;
+    int val_max_batches = opt.val_max_batches, sample_every = opt.sample_every;
+    int gen_tokens = opt.gen_tokens, checkpoint_every = opt.checkpoint_every, seed = opt.seed;
+    int shuffle = opt.shuffle, top_k = opt.top_k, grad_accum_steps = opt.grad_accum_steps;
+    float learning_rate = opt.learning_rate, final_lr_fraction = opt.final_lr_fraction;
+    float weight_decay = opt.weight_decay, grad_clip = opt.grad_clip, beta1 = opt.beta1;
+    float beta2 = opt.beta2, eps = opt.eps, temperature = opt.temperature;
 
     GPT2 model;
     gpt2_build(&model, model_spec, (uint32_t)seed);
@@ -927,16 +921,7 @@ int main(int argc, char **argv) {
     if (have_val) {
         dataloader_init(&val_loader, val_pattern, B, T, model.config.vocab_size, 0, 1, 0, 0);
     }
-    if (max_steps <= 0) {
-        size_t samples = 0;
-        for (size_t s = 0; s < train_loader.num_shards; s++) {
-            dataloader_load_shard(&train_loader, s);
-            samples += train_loader.shard_num_samples;
-        }
-        dataloader_reset(&train_loader);
-        max_steps = (int)(samples / (size_t)grad_accum_steps);
-        if (max_steps < 1) max_steps = 1;
-    }
+    if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, grad_accum_steps);
     Tokenizer tokenizer;
     int have_tokenizer = tokenizer_path[0] != '\0' && file_exists(tokenizer_path);
     if (have_tokenizer) {

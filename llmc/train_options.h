@@ -1,0 +1,176 @@
+// The training flags shared by the CPU and CUDA trainers: one table (llmc/cli.h), one set of
+// defaults, one validation, and the resume lookup, so `train_gpt2 -x 10 -b 8` and
+// `train_gpt2cu -x 10 -b 8` mean the same thing. A trainer may append its own options after
+// these (TRAIN_OPTIONS_MAX leaves room).
+#ifndef LLMC_TRAIN_OPTIONS_H
+#define LLMC_TRAIN_OPTIONS_H
+
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "dataloader.h"
+#include "schedulers.h"
+#include "utils.h"
+
+#define TRAIN_OPTIONS_MAX 64
+
+typedef struct {
+    const char *train_pattern, *val_pattern, *model_spec, *output_dir, *tokenizer_path;
+    const char *schedule_name;
+    int B, T, total_batch_size, max_steps, warmup_steps;
+    float learning_rate, final_lr_fraction, weight_decay;
+    int val_every, val_max_batches, sample_every, gen_tokens, checkpoint_every, resume, seed;
+    int shuffle;
+    float grad_clip, beta1, beta2, eps, temperature;
+    int top_k;
+    // set by train_options_validate
+    ScheduleType schedule;
+    int grad_accum_steps;
+} TrainOptions;
+
+static inline void train_options_defaults(TrainOptions *o) {
+    o->train_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_train.bin";
+    o->val_pattern = "dev/data/tinyshakespeare/tiny_shakespeare_val.bin";
+    o->model_spec = "d4";
+    o->output_dir = "";
+    o->tokenizer_path = "dev/data/tinyshakespeare/gpt2_tokenizer.bin";
+    o->schedule_name = "cosine";
+    o->B = 4;
+    o->T = 64;
+    o->total_batch_size = -1;
+    o->max_steps = -1;
+    o->warmup_steps = 0;
+    o->learning_rate = 3e-4f;
+    o->final_lr_fraction = 1.0f;
+    o->weight_decay = 0.0f;
+    o->val_every = 20;
+    o->val_max_batches = 20;
+    o->sample_every = 20;
+    o->gen_tokens = 64;
+    o->checkpoint_every = 0;
+    o->resume = 0;
+    o->seed = 42;
+    o->shuffle = 0;
+    o->grad_clip = 1.0f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->temperature = 1.0f;
+    o->top_k = 0;
+    o->schedule = SCHEDULE_COSINE;
+    o->grad_accum_steps = 1;
+}
+
+// Fills table (TRAIN_OPTIONS_MAX entries) with the shared options; returns how many.
+static inline int train_options_table(TrainOptions *o, CliOption *table) {
+    const CliOption options[] = {
+        {'i', "train", OPTION_STRING, &o->train_pattern, "training shards (glob)"},
+        {'j', "val", OPTION_STRING, &o->val_pattern, "validation shards (glob; empty: none)"},
+        {'e', "model", OPTION_STRING, &o->model_spec,
+         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, "
+         "L=..,C=..,NH=..,V=..,maxT=.."},
+        {'o', "output", OPTION_STRING, &o->output_dir,
+         "output directory for main.log and checkpoints"},
+        {'b', "batch-size", OPTION_INT, &o->B, "micro-batch size (sequences)"},
+        {'t', "seq-len", OPTION_INT, &o->T, "sequence length"},
+        {'d', "total-batch", OPTION_INT, &o->total_batch_size,
+         "tokens per optimizer step; a multiple of B*T, accumulated (-1: B*T)"},
+        {'x', "max-steps", OPTION_INT, &o->max_steps, "optimizer steps (-1: one epoch of -i)"},
+        {'l', "lr", OPTION_FLOAT, &o->learning_rate, "peak learning rate"},
+        {'u', "warmup", OPTION_INT, &o->warmup_steps, "linear warmup steps"},
+        {'q', "final-lr-frac", OPTION_FLOAT, &o->final_lr_fraction,
+         "final lr as a fraction of peak"},
+        {'k', "schedule", OPTION_STRING, &o->schedule_name,
+         "lr schedule: cosine, linear, constant, wsd"},
+        {'c', "weight-decay", OPTION_FLOAT, &o->weight_decay, "AdamW weight decay (matrices only)"},
+        {'v', "val-every", OPTION_INT, &o->val_every, "validate every N steps (0: never)"},
+        {'m', "val-batches", OPTION_INT, &o->val_max_batches, "max validation batches"},
+        {'s', "sample-every", OPTION_INT, &o->sample_every, "sample every N steps (0: never)"},
+        {'g', "gen-tokens", OPTION_INT, &o->gen_tokens, "tokens to generate when sampling"},
+        {'n', "checkpoint-every", OPTION_INT, &o->checkpoint_every,
+         "write a checkpoint every N steps and at the end (0: only at the end; needs -o)"},
+        {'y', "resume", OPTION_INT, &o->resume, "1: resume from the newest checkpoint in -o"},
+        {0, "seed", OPTION_INT, &o->seed, "seed of the random init (same as PyTorch's manual_seed)"},
+        {0, "shuffle", OPTION_INT, &o->shuffle, "1: shuffle training shards and samples (seeded)"},
+        {0, "grad-clip", OPTION_FLOAT, &o->grad_clip,
+         "clip gradients to this global norm (0: off)"},
+        {0, "beta1", OPTION_FLOAT, &o->beta1, "AdamW beta1"},
+        {0, "beta2", OPTION_FLOAT, &o->beta2, "AdamW beta2"},
+        {0, "eps", OPTION_FLOAT, &o->eps, "AdamW epsilon"},
+        {0, "tokenizer", OPTION_STRING, &o->tokenizer_path, "tokenizer file for printing samples"},
+        {0, "temperature", OPTION_FLOAT, &o->temperature, "sampling temperature (0: argmax)"},
+        {0, "top-k", OPTION_INT, &o->top_k, "sample from the k most likely tokens (0: all)"},
+    };
+    int count = (int)(sizeof(options) / sizeof(options[0]));
+    for (int i = 0; i < count; i++) table[i] = options[i];
+    return count;
+}
+
+// Checks the flags before any file is touched; sets schedule and grad_accum_steps.
+static inline void train_options_validate(TrainOptions *o) {
+    if (!schedule_from_name(o->schedule_name, &o->schedule)) {
+        fatal("bad value '%s' for -k: expected cosine, linear, constant or wsd", o->schedule_name);
+    }
+    if (o->B <= 0) fatal("bad value %d for -b: must be >= 1", o->B);
+    if (o->T <= 0) fatal("bad value %d for -t: must be >= 1", o->T);
+    if (o->total_batch_size == -1) o->total_batch_size = o->B * o->T;
+    if (o->total_batch_size <= 0 || o->total_batch_size % (o->B * o->T) != 0) {
+        fatal("bad value %d for -d: must be a positive multiple of B*T = %d", o->total_batch_size,
+              o->B * o->T);
+    }
+    if (o->learning_rate < 0.0f) fatal("bad value %g for -l: must be >= 0", o->learning_rate);
+    if (o->warmup_steps < 0) fatal("bad value %d for -u: must be >= 0", o->warmup_steps);
+    if (o->final_lr_fraction < 0.0f || o->final_lr_fraction > 1.0f) {
+        fatal("bad value %g for -q: must be in [0, 1]", o->final_lr_fraction);
+    }
+    if (o->val_every < 0 || o->val_max_batches < 0 || o->sample_every < 0 || o->gen_tokens < 0 ||
+        o->checkpoint_every < 0) {
+        fatal("-v, -m, -s, -g and -n must be >= 0");
+    }
+    if (o->resume != 0 && o->resume != 1) fatal("bad value %d for -y: expected 0 or 1", o->resume);
+    if (o->shuffle != 0 && o->shuffle != 1) {
+        fatal("bad value %d for --shuffle: expected 0 or 1", o->shuffle);
+    }
+    if (o->resume && o->output_dir[0] == '\0') fatal("-y 1 needs -o DIR to find the checkpoint in");
+    if (o->checkpoint_every > 0 && o->output_dir[0] == '\0') {
+        fatal("-n needs -o DIR to write into");
+    }
+    o->grad_accum_steps = o->total_batch_size / (o->B * o->T);
+}
+
+// With -y 1, points model_spec at the newest complete checkpoint in -o (path stored in
+// path_buffer) and returns its step; returns 0 for a fresh start. Refuses to start fresh in a
+// directory that already holds checkpoints.
+static inline int train_options_resume(TrainOptions *o, char *path_buffer, size_t size) {
+    int latest = o->output_dir[0] != '\0' ? checkpoint_find_latest(o->output_dir) : -1;
+    if (o->resume) {
+        if (latest < 0) {
+            printf("resume: no checkpoint in %s, starting from scratch\n", o->output_dir);
+            return 0;
+        }
+        checkpoint_path(path_buffer, size, o->output_dir, "model", latest);
+        o->model_spec = path_buffer;
+        return latest;
+    }
+    if (latest >= 0) {
+        fatal("%s already holds checkpoints (newest: step %d): resume with -y 1 or choose "
+              "another -o",
+              o->output_dir, latest);
+    }
+    return 0;
+}
+
+// -x -1: one epoch of the training data, in optimizer steps (at least 1).
+static inline int train_epoch_steps(DataLoader *loader, int grad_accum_steps) {
+    size_t samples = 0;
+    for (size_t s = 0; s < loader->num_shards; s++) {
+        dataloader_load_shard(loader, s);
+        samples += loader->shard_num_samples;
+    }
+    dataloader_reset(loader);
+    int steps = (int)(samples / (size_t)grad_accum_steps);
+    return steps < 1 ? 1 : steps;
+}
+
+#endif // LLMC_TRAIN_OPTIONS_H
