@@ -810,15 +810,20 @@ static int count_threads(void) {
 #endif
 }
 
-// Mean loss over up to max_batches validation batches from the start of the val data.
+// Mean loss over up to max_batches validation batches from the start of the val data; with loss
+// masks, the mean over all their trained targets.
 static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
     dataloader_reset(loader);
-    double sum = 0.0;
+    double sum = 0.0, masked_sum = 0.0;
+    long long masked_count = 0;
     int batches = 0;
     for (int i = 0; i < max_batches; i++) {
         dataloader_next_batch(loader);
-        gpt2_forward(model, loader->inputs, loader->targets, loader->B, loader->T);
+        gpt2_forward_masked(model, loader->inputs, loader->targets, loader->target_mask, loader->B,
+                            loader->T);
         sum += model->mean_loss;
+        masked_sum += model->loss_sum;
+        masked_count += model->num_targets;
         batches++;
         // stop after one pass over a small val set instead of wrapping around
         if (loader->current_shard_idx == loader->num_shards - 1 &&
@@ -826,6 +831,7 @@ static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
             break;
         }
     }
+    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
     return (float)(sum / batches);
 }
 
@@ -914,12 +920,21 @@ int main(int argc, char **argv) {
     if (T > model.config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model.config.max_seq_len);
     }
+    if (opt.loss_mask != DATALOADER_MASKS_OFF) { // SFT data: its chat tokens may be new to the model
+        gpt2_grow_vocab(&model, dataloader_mask_vocab_size(train_pattern));
+    }
     DataLoader train_loader, val_loader;
-    dataloader_init(&train_loader, train_pattern, B, T, model.config.vocab_size, 0, 1, shuffle,
-                    (uint32_t)seed);
+    dataloader_init_with_masks(&train_loader, train_pattern, B, T, model.config.vocab_size, 0, 1,
+                               shuffle, (uint32_t)seed, opt.loss_mask);
     int have_val = val_pattern[0] != '\0' && val_every > 0;
     if (have_val) {
-        dataloader_init(&val_loader, val_pattern, B, T, model.config.vocab_size, 0, 1, 0, 0);
+        dataloader_init_with_masks(&val_loader, val_pattern, B, T, model.config.vocab_size, 0, 1,
+                                   0, 0, opt.loss_mask);
+    }
+    StepBatches step_batches; // masked training loads a whole step ahead (see StepBatches)
+    step_batches_init(&step_batches, &train_loader, grad_accum_steps);
+    if (train_loader.has_masks) {
+        printf("loss masks: on (SFT); the loss is the mean over the trained targets of each step\n");
     }
     if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, grad_accum_steps);
     Tokenizer tokenizer;
@@ -995,18 +1010,41 @@ int main(int argc, char **argv) {
         double start = now_seconds();
         gpt2_zero_grad(&model);
         double loss_sum = 0.0;
-        for (int micro = 0; micro < grad_accum_steps; micro++) {
-            dataloader_next_batch(&train_loader);
-            gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T);
-            gpt2_backward(&model, 1.0f / (float)grad_accum_steps);
-            loss_sum += model.mean_loss;
+        float loss;
+        int skip_update = 0;
+        if (train_loader.has_masks) {
+            // every trained target of the step weighs 1/total, whichever micro-batch holds it
+            step_batches_load(&step_batches, &train_loader);
+            long long total = step_batches.total_targets;
+            size_t BT = (size_t)B * T;
+            for (int micro = 0; micro < grad_accum_steps; micro++) {
+                if (step_batches.num_targets[micro] == 0) continue; // contributes nothing
+                gpt2_forward_masked(&model, step_batches.inputs + micro * BT,
+                                    step_batches.targets + micro * BT,
+                                    step_batches.target_mask + micro * BT, B, T);
+                gpt2_backward_normalised(&model, (float)total);
+                loss_sum += model.loss_sum;
+            }
+            loss = total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
+            skip_update = total == 0;
+        } else {
+            for (int micro = 0; micro < grad_accum_steps; micro++) {
+                dataloader_next_batch(&train_loader);
+                gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T);
+                gpt2_backward(&model, 1.0f / (float)grad_accum_steps);
+                loss_sum += model.mean_loss;
+            }
+            loss = (float)(loss_sum / grad_accum_steps);
         }
-        float loss = (float)(loss_sum / grad_accum_steps);
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
-        gpt2_update(&model, &adamw, step + 1, grad_scale);
+        if (skip_update) {
+            printf("step %d: no trained target in the whole step: no update\n", step + 1);
+        } else {
+            gpt2_update(&model, &adamw, step + 1, grad_scale);
+        }
         double elapsed = now_seconds() - start;
         if (step > start_step) { // the first step includes allocation: leave it out of the ETA
             train_seconds += elapsed;
@@ -1026,6 +1064,7 @@ int main(int argc, char **argv) {
     }
 
     logger_free(&logger);
+    step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);
     if (have_tokenizer) tokenizer_free(&tokenizer);

@@ -404,4 +404,47 @@ static inline void dataloader_free(DataLoader *loader) {
     free(loader->intra_shard_indices);
 }
 
+// The micro-batches of one optimizer step, all loaded before the first is run: the masked loss
+// is the mean over the trained targets of the whole step, so every micro-batch's backward needs
+// their total count (SFT; docs/formats.md). Micro-batch k is inputs + k*B*T etc.
+typedef struct {
+    int num_micro, B, T;
+    int *inputs, *targets;      // (num_micro, B, T)
+    unsigned char *target_mask; // (num_micro, B, T), NULL without masks
+    int *num_targets;           // (num_micro) trained targets of each micro-batch
+    long long total_targets;    // their sum: the normaliser of the step's loss
+} StepBatches;
+
+static inline void step_batches_init(StepBatches *step, const DataLoader *loader, int num_micro) {
+    memset(step, 0, sizeof(*step));
+    step->num_micro = num_micro;
+    step->B = loader->B;
+    step->T = loader->T;
+    size_t n = (size_t)num_micro * loader->B * loader->T;
+    step->inputs = (int *)malloc_check(n * sizeof(int), "step inputs");
+    step->targets = (int *)malloc_check(n * sizeof(int), "step targets");
+    if (loader->has_masks) step->target_mask = (unsigned char *)malloc_check(n, "step masks");
+    step->num_targets = (int *)malloc_check((size_t)num_micro * sizeof(int), "step counts");
+}
+
+static inline void step_batches_load(StepBatches *step, DataLoader *loader) {
+    size_t BT = (size_t)step->B * step->T;
+    step->total_targets = 0;
+    for (int k = 0; k < step->num_micro; k++) {
+        dataloader_next_batch(loader);
+        memcpy(step->inputs + k * BT, loader->inputs, BT * sizeof(int));
+        memcpy(step->targets + k * BT, loader->targets, BT * sizeof(int));
+        if (step->target_mask != NULL) memcpy(step->target_mask + k * BT, loader->target_mask, BT);
+        step->num_targets[k] = loader->num_targets;
+        step->total_targets += loader->num_targets;
+    }
+}
+
+static inline void step_batches_free(StepBatches *step) {
+    free(step->inputs);
+    free(step->targets);
+    free(step->target_mask);
+    free(step->num_targets);
+}
+
 #endif // LLMC_DATALOADER_H

@@ -24,6 +24,7 @@ typedef struct {
     int shuffle;
     float grad_clip, beta1, beta2, eps, temperature;
     int top_k;
+    int loss_mask; // DATALOADER_MASKS_*: use the .mask beside each shard (SFT), -1 if present
     // set by train_options_validate
     ScheduleType schedule;
     int grad_accum_steps;
@@ -58,6 +59,7 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->eps = 1e-8f;
     o->temperature = 1.0f;
     o->top_k = 0;
+    o->loss_mask = DATALOADER_MASKS_AUTO;
     o->schedule = SCHEDULE_COSINE;
     o->grad_accum_steps = 1;
 }
@@ -101,6 +103,8 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {0, "tokenizer", OPTION_STRING, &o->tokenizer_path, "tokenizer file for printing samples"},
         {0, "temperature", OPTION_FLOAT, &o->temperature, "sampling temperature (0: argmax)"},
         {0, "top-k", OPTION_INT, &o->top_k, "sample from the k most likely tokens (0: all)"},
+        {0, "mask", OPTION_INT, &o->loss_mask,
+         "SFT loss masks (NAME.mask beside NAME.bin): -1 use if present, 0 ignore, 1 require"},
     };
     int count = (int)(sizeof(options) / sizeof(options[0]));
     for (int i = 0; i < count; i++) table[i] = options[i];
@@ -135,6 +139,9 @@ static inline void train_options_validate(TrainOptions *o) {
     if (o->resume && o->output_dir[0] == '\0') fatal("-y 1 needs -o DIR to find the checkpoint in");
     if (o->checkpoint_every > 0 && o->output_dir[0] == '\0') {
         fatal("-n needs -o DIR to write into");
+    }
+    if (o->loss_mask < -1 || o->loss_mask > 1) {
+        fatal("bad value %d for --mask: expected -1, 0 or 1", o->loss_mask);
     }
     o->grad_accum_steps = o->total_batch_size / (o->B * o->T);
 }
