@@ -126,9 +126,14 @@ int main(int argc, char **argv) {
     debug_state_read(state_path_arg, &model.config, &ref);
     int B = ref.B, T = ref.T, V = ref.V, Vp = model.config.padded_vocab_size;
     printf("reference: B=%d T=%d, %d step losses\n", B, T, ref.n_steps);
+    if (ref.target_mask != NULL) {
+        int trained = 0;
+        for (int i = 0; i < B * T; i++) trained += ref.target_mask[i];
+        printf("loss mask: %d of %d targets trained\n", trained, B * T);
+    }
 
     // forward and backward on the reference batch
-    gpt2_forward(&model, ref.inputs, ref.targets, B, T);
+    gpt2_forward_masked(&model, ref.inputs, ref.targets, ref.target_mask, B, T);
     printf("forward:\n");
     Comparison c = compare(model.acts.logits, ref.logits, (size_t)B * T * V, (size_t)Vp, (size_t)V,
                            logits_tol, logits_tol);
@@ -182,7 +187,7 @@ int main(int argc, char **argv) {
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);
         AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};
         for (int step = 0; step < ref.n_steps; step++) {
-            gpt2_forward(&model, ref.inputs, ref.targets, B, T);
+            gpt2_forward_masked(&model, ref.inputs, ref.targets, ref.target_mask, B, T);
             double error = fabs((double)model.mean_loss - (double)ref.step_losses[step]);
             int ok = error <= step_tol * fabs((double)ref.step_losses[step]);
             printf("  step %2d: loss %.6f reference %.6f |diff| %.2e %s\n", step, model.mean_loss,

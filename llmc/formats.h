@@ -136,6 +136,8 @@ typedef struct {
     int n_steps;        // reference AdamW step losses (0 in llm.c's files)
     float *step_losses; // (n_steps)
     float lr, beta1, beta2, eps, weight_decay, grad_clip;
+    // our extension: header[11] = 1 when the loss is masked (SFT); NULL otherwise
+    unsigned char *target_mask; // (B, T) 1: the target counts in the loss
 } DebugState;
 
 static inline void debug_state_read(const char *path, const GPT2Config *config, DebugState *state) {
@@ -174,9 +176,14 @@ static inline void debug_state_read(const char *path, const GPT2Config *config, 
     state->grad_clip = int_bits_to_float(header[10]);
     size_t BT = (size_t)state->B * state->T;
     size_t num_parameters = gpt2_num_parameters(config);
+    if (header[11] != 0 && header[11] != 1) {
+        fatal("%s: bad loss-mask flag %d in header[11], expected 0 or 1", path, header[11]);
+    }
+    int masked = header[11] == 1;
     size_t expected = HEADER_BYTES + BT * 2 * sizeof(int32_t) + BT * state->V * sizeof(float) +
                       sizeof(float) + num_parameters * sizeof(float) +
-                      (size_t)state->n_steps * sizeof(float);
+                      (size_t)state->n_steps * sizeof(float) +
+                      (masked ? BT * sizeof(int32_t) : 0);
     if (file_size != expected) {
         fatal("%s: file is %zu bytes, expected %zu for B=%d T=%d V=%d, %zu parameters and %d step "
               "losses (truncated, or made for another model)",
@@ -202,6 +209,19 @@ static inline void debug_state_read(const char *path, const GPT2Config *config, 
     fread_check(state->grads, sizeof(float), num_parameters, file, path, "gradients");
     fread_check(state->step_losses, sizeof(float), (size_t)state->n_steps, file, path,
                 "step losses");
+    state->target_mask = NULL;
+    if (masked) {
+        int32_t *mask = (int32_t *)malloc_check(BT * sizeof(int32_t), "debug mask");
+        fread_check(mask, sizeof(int32_t), BT, file, path, "loss mask");
+        state->target_mask = (unsigned char *)malloc_check(BT, "debug mask");
+        for (size_t i = 0; i < BT; i++) {
+            if (mask[i] != 0 && mask[i] != 1) {
+                fatal("%s: loss mask value %d at position %zu, expected 0 or 1", path, mask[i], i);
+            }
+            state->target_mask[i] = (unsigned char)mask[i];
+        }
+        free(mask);
+    }
     fclose(file);
 }
 
@@ -211,6 +231,7 @@ static inline void debug_state_free(DebugState *state) {
     free(state->logits);
     free(state->grads);
     free(state->step_losses);
+    free(state->target_mask);
 }
 
 #endif // LLMC_FORMATS_H

@@ -117,15 +117,20 @@ class GPT(nn.Module):
         mask = torch.triu(torch.ones(cfg.maxT, cfg.maxT, dtype=torch.bool), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, idx, targets):
-        """idx, targets: (B, T) int64. Returns logits (B, T, V) and the mean cross-entropy."""
+    def forward(self, idx, targets, loss_mask=None):
+        """idx, targets: (B, T) int64. Returns logits (B, T, V) and the mean cross-entropy; with
+        loss_mask (B, T) of 0/1, the mean over the targets where it is 1 (0 if there are none)."""
         T = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(T))
         for block in self.h:
             x = block(x, self.mask)
         logits = F.linear(self.ln_f(x), self.wte.weight)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
-        return logits, loss
+        if loss_mask is None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+            return logits, loss
+        losses = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        mask = loss_mask.reshape(-1).to(losses.dtype)
+        return logits, (losses * mask).sum() / mask.sum().clamp(min=1.0)
 
     @torch.no_grad()
     def init_random(self, seed):
@@ -326,12 +331,17 @@ def write_model(model, path, bf16=False):
     print(f"wrote {path} (version {version}, {cfg.num_parameters()} parameters)")
 
 
-def write_state(path, args, x, y, logits, loss, grads, step_losses):
+def write_state(path, args, x, y, logits, loss, grads, step_losses, loss_mask=None):
+    """llm.c's debug state; with loss_mask, header[11] = 1 and the (B, T) int32 mask follows the
+    step losses (loss and gradients are then those of the masked loss; docs/formats.md)."""
     floats = (args.lr, args.beta1, args.beta2, args.eps, args.weight_decay, args.grad_clip)
-    head = header_bytes([STATE_MAGIC, 2, args.B, args.T, len(step_losses)] + [float_bits(v) for v in floats])
+    masked = [1] if loss_mask is not None else []
+    head = header_bytes([STATE_MAGIC, 2, args.B, args.T, len(step_losses)] + [float_bits(v) for v in floats] + masked)
     chunks = [head, tensor_bytes(x.to(torch.int32)), tensor_bytes(y.to(torch.int32))]
     chunks += [tensor_bytes(logits), struct.pack("<f", loss)] + [tensor_bytes(g) for g in grads]
     chunks.append(struct.pack(f"<{len(step_losses)}f", *step_losses))
+    if loss_mask is not None:
+        chunks.append(tensor_bytes(loss_mask.to(torch.int32)))
     atomic_write(path, chunks)
     print(f"wrote {path} (B={args.B}, T={args.T}, {len(step_losses)} step losses)")
 
@@ -485,8 +495,15 @@ def clip_and_norm(model, grad_clip):
 def run_debug(model, loader, args):
     """One batch: dump logits, loss and grads, then args.steps AdamW steps at constant lr on it."""
     x, y = loader.next_batch()
+    loss_mask = None
+    if args.loss_mask > 0:  # a private generator (seed + 2): the batch and init are unchanged
+        generator = torch.Generator().manual_seed(args.seed + 2)
+        loss_mask = (torch.rand(x.shape, generator=generator) < args.loss_mask).to(torch.int64)
+        if args.masked_row >= 0:
+            loss_mask[args.masked_row] = 0
+        print(f"loss mask: {int(loss_mask.sum())} of {loss_mask.numel()} targets trained")
     optimizer = make_optimizer(model, args)
-    logits, loss = model(x, y)
+    logits, loss = model(x, y, loss_mask)
     loss.backward()
     first_logits, first_loss = logits.detach(), loss.item()
     first_grads = file_tensors(model, grads=True)  # unclipped
@@ -495,14 +512,14 @@ def run_debug(model, loader, args):
     for step in range(args.steps):
         if step > 0:  # step 0 reuses the forward/backward above
             optimizer.zero_grad(set_to_none=True)
-            _, loss = model(x, y)
+            _, loss = model(x, y, loss_mask)
             loss.backward()
         step_losses.append(loss.item())
         print(f"step {step}: loss {step_losses[-1]:.6f}")
         clip_and_norm(model, args.grad_clip)
         optimizer.step()
     if args.write_state:
-        write_state(args.write_state, args, x, y, first_logits, first_loss, first_grads, step_losses)
+        write_state(args.write_state, args, x, y, first_logits, first_loss, first_grads, step_losses, loss_mask)
     return step_losses
 
 
@@ -563,6 +580,9 @@ def parse_args():
     add("--write-model", help="version 3 (fp32) model file, weights before any step")
     add("--write-model-bf16", help="version 5 (bf16) model file, weights before any step")
     add("--write-state", help="debug state file (debug mode; constant lr -l)")
+    add("--loss-mask", type=float, default=0.0, help="debug mode: train only a random fraction of "
+        "the targets (SFT-style masked loss; 0 = all, the unmasked llm.c state)")
+    add("--masked-row", type=int, default=-1, help="with --loss-mask: this row has no trained target")
     add("--write-tokenizer", help="gpt2_tokenizer.bin made from --vocab-dir")
     add("--vocab-dir", default=os.path.join(REPO, "..", "shared", "data", "gpt2"))
     add("--losses", help="text file, one 'step loss' line per step")
@@ -595,6 +615,8 @@ def parse_args():
         fail(f"-q {args.final_fraction}: must be in [0, 1]")
     if not (0.0 <= args.beta1 < 1.0 and 0.0 <= args.beta2 < 1.0):
         fail(f"--beta1/--beta2 must be in [0, 1), found {args.beta1}, {args.beta2}")
+    if not 0.0 <= args.loss_mask <= 1.0 or args.masked_row >= args.B:
+        fail(f"--loss-mask must be in [0, 1] and --masked-row < B, found {args.loss_mask}, {args.masked_row}")
     if args.threads is not None and args.threads < 1:
         fail(f"--threads {args.threads}: must be >= 1")
     return args
