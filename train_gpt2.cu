@@ -1,0 +1,774 @@
+/*
+GPT-2 training on an NVIDIA GPU: the same story as train_gpt2.c (config -> load -> train -> save),
+with the same flags (llmc/train_options.h), files and loss, and the layers as CUDA kernels, one
+header per layer in llmc/ (llmc/encoder.cuh, layernorm.cuh, ...).
+
+BF16 by default: weights, activations and gradients in bf16, fp32 master weights and AdamW state,
+stochastic rounding of the updated weights. `make train_gpt2cu PRECISION=FP32` keeps everything in
+fp32 (for tight checks against the CPU reference and PyTorch). Every reduction has a fixed order
+(no float atomics), so a run is bit-reproducible and resume continues bit for bit.
+*/
+#include "llmc/cuda_common.cuh"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "llmc/adamw.cuh"
+#include "llmc/attention.cuh"
+#include "llmc/checkpoint.h"
+#include "llmc/cli.h"
+#include "llmc/dataloader.h"
+#include "llmc/encoder.cuh"
+#include "llmc/formats.h"
+#include "llmc/fused_classifier.cuh"
+#include "llmc/gelu.cuh"
+#include "llmc/global_norm.cuh"
+#include "llmc/layernorm.cuh"
+#include "llmc/logger.h"
+#include "llmc/matmul.cuh"
+#include "llmc/model_config.h"
+#include "llmc/sampler.h"
+#include "llmc/schedulers.h"
+#include "llmc/tokenizer.h"
+#include "llmc/train_options.h"
+#include "llmc/utils.h"
+
+// ----------------------------------------------------------------------------
+// The model: parameters, gradients (floatX), AdamW state and master weights (fp32) on the device.
+
+typedef struct {
+    floatX *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    floatX *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *lnfw, *lnfb;
+} ParameterTensors;
+
+static void point_parameters(ParameterTensors *p, floatX *memory, const GPT2Config *config) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    floatX **fields[NUM_PARAMETER_TENSORS] = {&p->wte,     &p->wpe,     &p->ln1w,     &p->ln1b,
+                                              &p->qkvw,    &p->qkvb,    &p->attprojw, &p->attprojb,
+                                              &p->ln2w,    &p->ln2b,    &p->fcw,      &p->fcb,
+                                              &p->fcprojw, &p->fcprojb, &p->lnfw,     &p->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *fields[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+// Activations kept for backward (per layer: L of them), plus the scratch buffers that forward
+// and backward reuse. Sizes depend on B, T; one device allocation holds them all.
+typedef struct {
+    floatX *encoded;   // (B,T,C)
+    floatX *ln1;       // (L,B,T,C)
+    float *ln1_mean;   // (L,B,T)
+    float *ln1_rstd;   // (L,B,T)
+    floatX *qkvr;      // (L,3,B,NH,T,HS) q, k, v permuted per head
+    floatX *att;       // (L,B,NH,T,T) attention probabilities
+    floatX *atty;      // (L,B,T,C)
+    floatX *residual2; // (L,B,T,C)
+    floatX *ln2;       // (L,B,T,C)
+    float *ln2_mean;   // (L,B,T)
+    float *ln2_rstd;   // (L,B,T)
+    floatX *fch;       // (L,B,T,4C) before GELU
+    floatX *fch_gelu;  // (L,B,T,4C)
+    floatX *residual3; // (L,B,T,C)
+    floatX *lnf;       // (B,T,C)
+    float *lnf_mean;   // (B,T)
+    float *lnf_rstd;   // (B,T)
+    floatX *logits;    // (B,T,Vp); overwritten by dlogits in training
+    float *losses;     // (B,T)
+    // scratch
+    floatX *scratch_bt4c;  // (B,T,4C): qkv, dqkv, dfch
+    floatX *scratch_btc;   // (B,T,C)
+    floatX *scratch_btc2;  // (B,T,C)
+    floatX *scratch_qkvr;  // (3,B,T,C): dq, dk, dv
+    floatX *scratch_att;   // (B,NH,T,T): datt
+    floatX *dresidual;     // (B,T,C): gradient of the residual stream
+    float *reduce_scratch; // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C
+    float *norm_scratch;   // GLOBAL_NORM_MAX_BLOCKS + 1 (the norm itself last)
+    int *inputs;           // (B,T)
+    int *targets;          // (B,T)
+    int *encoder_plan;     // 3 * B * T + 1
+} ActivationTensors;
+
+#define NUM_ACTIVATION_TENSORS 30
+
+// Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
+// 256-byte boundary.
+static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Config *config, int B,
+                                int T) {
+    size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
+    size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
+    size_t BT = (size_t)B * T, X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
+    struct {
+        void **field;
+        size_t bytes;
+    } table[NUM_ACTIVATION_TENSORS] = {
+        {(void **)&a->encoded, BT * C * X},
+        {(void **)&a->ln1, L * BT * C * X},
+        {(void **)&a->ln1_mean, L * BT * F},
+        {(void **)&a->ln1_rstd, L * BT * F},
+        {(void **)&a->qkvr, L * BT * 3 * C * X},
+        {(void **)&a->att, L * B * NH * T * T * X},
+        {(void **)&a->atty, L * BT * C * X},
+        {(void **)&a->residual2, L * BT * C * X},
+        {(void **)&a->ln2, L * BT * C * X},
+        {(void **)&a->ln2_mean, L * BT * F},
+        {(void **)&a->ln2_rstd, L * BT * F},
+        {(void **)&a->fch, L * BT * 4 * C * X},
+        {(void **)&a->fch_gelu, L * BT * 4 * C * X},
+        {(void **)&a->residual3, L * BT * C * X},
+        {(void **)&a->lnf, BT * C * X},
+        {(void **)&a->lnf_mean, BT * F},
+        {(void **)&a->lnf_rstd, BT * F},
+        {(void **)&a->logits, BT * Vp * X},
+        {(void **)&a->losses, BT * F},
+        {(void **)&a->scratch_bt4c, BT * 4 * C * X},
+        {(void **)&a->scratch_btc, BT * C * X},
+        {(void **)&a->scratch_btc2, BT * C * X},
+        {(void **)&a->scratch_qkvr, BT * 3 * C * X},
+        {(void **)&a->scratch_att, B * NH * T * T * X},
+        {(void **)&a->dresidual, BT * C * X},
+        {(void **)&a->reduce_scratch, 2 * REDUCE_MAX_CHUNKS * 4 * C * F},
+        {(void **)&a->norm_scratch, (GLOBAL_NORM_MAX_BLOCKS + 1) * F},
+        {(void **)&a->inputs, BT * I},
+        {(void **)&a->targets, BT * I},
+        {(void **)&a->encoder_plan, (3 * BT + 1) * I},
+    };
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
+        if (memory != NULL) *table[i].field = memory + total;
+        total += (table[i].bytes + 255) / 256 * 256;
+    }
+    return total;
+}
+
+typedef struct {
+    GPT2Config config;
+    size_t num_parameters;
+    floatX *params_memory; // device
+    ParameterTensors params;
+    floatX *grads_memory; // device
+    ParameterTensors grads;
+    float *m_memory, *v_memory; // device, AdamW moments
+    float *master_memory;       // device, fp32 master weights (BF16 builds; NULL in FP32)
+    int max_B, max_T;
+    char *acts_memory; // device
+    ActivationTensors acts;
+    int B, T;                // shape of the last forward
+    int *inputs_host;        // (max_B * max_T) of the last forward
+    int *plan_counts;        // V ints, scratch of the encoder backward plan
+    int *plan_host;          // 3 * max_B * max_T + 1
+    int has_targets;         // the last forward had targets
+    int dlogits_ready;       // logits already hold the loss gradient
+    float mean_loss;         // of the last forward, -1 without targets
+    float *losses_host;      // (max_B * max_T)
+    floatX *logits_row_host; // (Vp): one row of logits, for sampling
+    cudaStream_t stream;
+} GPT2;
+
+static const char *model_precision_note(void) {
+#ifdef ENABLE_FP32
+    return "fp32 weights, activations and gradients";
+#else
+    return "bf16 weights, activations and gradients; fp32 master weights and AdamW state";
+#endif
+}
+
+// Uploads fp32 parameters (checkpoint layout): params get them rounded to floatX, and the master
+// copy (BF16 builds) keeps them exactly.
+static void gpt2_upload_params(GPT2 *model, const float *params) {
+    size_t n = model->num_parameters;
+    floatX *converted = (floatX *)malloc_check(n * sizeof(floatX), "parameter upload");
+    floats_to_floatX(converted, params, n);
+    cuda_check(cudaMemcpy(model->params_memory, converted, n * sizeof(floatX),
+                          cudaMemcpyHostToDevice));
+    free(converted);
+    if (model->master_memory != NULL) {
+        cuda_check(
+            cudaMemcpy(model->master_memory, params, n * sizeof(float), cudaMemcpyHostToDevice));
+    }
+}
+
+// fp32 copy of the device parameters (floatX values, exactly).
+static float *gpt2_download_params(const GPT2 *model) {
+    size_t n = model->num_parameters;
+    floatX *raw = (floatX *)malloc_check(n * sizeof(floatX), "parameter download");
+    cuda_check(
+        cudaMemcpy(raw, model->params_memory, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    float *params = (float *)malloc_check(n * sizeof(float), "parameters (host)");
+    floatX_to_floats(params, raw, n);
+    free(raw);
+    return params;
+}
+
+// Bytes of device memory for the model at batch B x T (parameters, gradients, optimizer,
+// activations); used to fail early with a clear message.
+static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, size_t *param_bytes,
+                                 size_t *optimizer_bytes, size_t *activation_bytes) {
+    size_t n = gpt2_num_parameters(config);
+    ActivationTensors unused;
+    *param_bytes = 2 * n * sizeof(floatX); // parameters + gradients
+    *optimizer_bytes = 2 * n * sizeof(float);
+#ifndef ENABLE_FP32
+    *optimizer_bytes += n * sizeof(float); // master weights
+#endif
+    *activation_bytes = point_activations(&unused, NULL, config, B, T);
+    return *param_bytes + *optimizer_bytes + *activation_bytes + (64 << 20); // + cuBLASLt, slack
+}
+
+// path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init
+// from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
+static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T) {
+    memset(model, 0, sizeof(*model));
+    float *params = NULL;
+    if (gpt2_config_from_descriptor(path_or_descriptor, &model->config)) {
+        model->num_parameters = gpt2_num_parameters(&model->config);
+        params = (float *)malloc_check(model->num_parameters * sizeof(float), "parameters");
+        gpt2_init_params(&model->config, params, seed);
+    } else {
+        FILE *file = fopen_check(path_or_descriptor, "rb");
+        int version = model_read_header(file, path_or_descriptor, &model->config);
+        model->num_parameters = gpt2_num_parameters(&model->config);
+        params = (float *)malloc_check(model->num_parameters * sizeof(float), "parameters");
+        model_read_params(file, path_or_descriptor, version, params, model->num_parameters);
+        fclose(file);
+    }
+    if (T > model->config.max_seq_len) {
+        fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
+    }
+    size_t param_bytes, optimizer_bytes, activation_bytes;
+    size_t needed = gpt2_memory_needed(&model->config, B, T, &param_bytes, &optimizer_bytes,
+                                       &activation_bytes);
+    size_t free_bytes = 0, total_bytes = 0;
+    cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (needed > free_bytes) {
+        fatal("not enough GPU memory for B=%d T=%d and this model (%zu parameters): needs %.2f "
+              "GiB (weights+grads %.2f, optimizer %.2f, activations %.2f), %.2f GiB free of %.2f; "
+              "lower -b (activations scale with B*T) or -t",
+              B, T, model->num_parameters, needed / 1073741824.0, param_bytes / 1073741824.0,
+              optimizer_bytes / 1073741824.0, activation_bytes / 1073741824.0,
+              free_bytes / 1073741824.0, total_bytes / 1073741824.0);
+    }
+    size_t n = model->num_parameters;
+    model->params_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "parameters");
+    model->grads_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "gradients");
+    model->m_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW m");
+    model->v_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW v");
+    cuda_check(cudaMemset(model->grads_memory, 0, n * sizeof(floatX)));
+    cuda_check(cudaMemset(model->m_memory, 0, n * sizeof(float)));
+    cuda_check(cudaMemset(model->v_memory, 0, n * sizeof(float)));
+#ifndef ENABLE_FP32
+    model->master_memory = (float *)cuda_malloc_check(n * sizeof(float), "master weights");
+#endif
+    point_parameters(&model->params, model->params_memory, &model->config);
+    point_parameters(&model->grads, model->grads_memory, &model->config);
+    gpt2_upload_params(model, params);
+    free(params);
+
+    model->max_B = B;
+    model->max_T = T;
+    model->acts_memory = (char *)cuda_malloc_check(activation_bytes, "activations");
+    size_t BT = (size_t)B * T;
+    model->inputs_host = (int *)malloc_check(BT * sizeof(int), "inputs (host)");
+    model->plan_counts =
+        (int *)malloc_check((size_t)model->config.vocab_size * sizeof(int), "encoder plan");
+    model->plan_host = (int *)malloc_check((3 * BT + 1) * sizeof(int), "encoder plan");
+    model->losses_host = (float *)malloc_check(BT * sizeof(float), "losses (host)");
+    model->logits_row_host = (floatX *)malloc_check(
+        (size_t)model->config.padded_vocab_size * sizeof(floatX), "logits row (host)");
+    cuda_check(cudaStreamCreate(&model->stream));
+    model->mean_loss = -1.0f;
+}
+
+static void gpt2_free(GPT2 *model) {
+    cuda_check(cudaFree(model->params_memory));
+    cuda_check(cudaFree(model->grads_memory));
+    cuda_check(cudaFree(model->m_memory));
+    cuda_check(cudaFree(model->v_memory));
+    if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
+    cuda_check(cudaFree(model->acts_memory));
+    cuda_check(cudaStreamDestroy(model->stream));
+    free(model->inputs_host);
+    free(model->plan_counts);
+    free(model->plan_host);
+    free(model->losses_host);
+    free(model->logits_row_host);
+}
+
+// Runs the model on inputs (B,T) (host memory). With targets also computes the losses and the
+// mean loss; with write_dlogits the classifier also leaves dloss * (softmax - onehot) in place of
+// the logits, dloss = loss_scale / (B*T), ready for gpt2_backward (the fused path of training).
+static void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T,
+                         int write_dlogits, float loss_scale) {
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    if (B > model->max_B || T > model->max_T) {
+        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
+              model->max_T);
+    }
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V ||
+            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
+                  inputs[i], targets != NULL ? targets[i] : 0, V);
+        }
+    }
+    point_activations(&model->acts, model->acts_memory, cfg, B, T);
+    model->B = B;
+    model->T = T;
+    size_t BT = (size_t)B * T, c = (size_t)C;
+    memcpy(model->inputs_host, inputs, BT * sizeof(int));
+    ParameterTensors p = model->params;
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    cuda_check(cudaMemcpy(a.inputs, inputs, BT * sizeof(int), cudaMemcpyHostToDevice));
+    if (targets != NULL) {
+        cuda_check(cudaMemcpy(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice));
+    }
+
+    encoder_forward(a.encoded, a.inputs, p.wte, p.wpe, B, T, C, stream);
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, (int)BT, C, stream);
+    for (int l = 0; l < L; l++) {
+        const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        floatX *ln1 = a.ln1 + l * BT * c;
+        floatX *qkvr = a.qkvr + l * BT * 3 * c;
+        floatX *att = a.att + (size_t)l * B * NH * T * T;
+        floatX *atty = a.atty + l * BT * c;
+        floatX *residual2 = a.residual2 + l * BT * c;
+        floatX *ln2 = a.ln2 + l * BT * c;
+        floatX *fch = a.fch + l * BT * 4 * c;
+        floatX *fch_gelu = a.fch_gelu + l * BT * 4 * c;
+        floatX *residual3 = a.residual3 + l * BT * c;
+        floatX *qkv = a.scratch_bt4c, *projected = a.scratch_btc;
+        matmul_forward(qkv, NULL, ln1, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, (int)BT, C,
+                       3 * C, stream);
+        attention_forward(atty, qkvr, att, a.scratch_btc2, qkv, B, T, C, NH, stream);
+        matmul_forward(projected, NULL, atty, p.attprojw + l * c * c, p.attprojb + l * c, (int)BT,
+                       C, C, stream);
+        fused_residual_layernorm_forward(residual2, ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT,
+                                         residual, projected, p.ln2w + l * c, p.ln2b + l * c,
+                                         (int)BT, C, stream);
+        matmul_forward(fch_gelu, fch, ln2, p.fcw + l * 4 * c * c, p.fcb + l * 4 * c, (int)BT, C,
+                       4 * C, stream);
+        matmul_forward(projected, NULL, fch_gelu, p.fcprojw + l * 4 * c * c, p.fcprojb + l * c,
+                       (int)BT, 4 * C, C, stream);
+        // the residual add, fused with the layernorm that follows it (next layer's ln1, or lnf)
+        if (l + 1 < L) {
+            fused_residual_layernorm_forward(
+                residual3, a.ln1 + (l + 1) * BT * c, a.ln1_mean + (l + 1) * BT,
+                a.ln1_rstd + (l + 1) * BT, residual2, projected, p.ln1w + (l + 1) * c,
+                p.ln1b + (l + 1) * c, (int)BT, C, stream);
+        } else {
+            fused_residual_layernorm_forward(residual3, a.lnf, a.lnf_mean, a.lnf_rstd, residual2,
+                                             projected, p.lnfw, p.lnfb, (int)BT, C, stream);
+        }
+    }
+    matmul_forward(a.logits, NULL, a.lnf, p.wte, NULL, (int)BT, C, Vp, stream);
+    model->has_targets = targets != NULL;
+    model->dlogits_ready = 0;
+    model->mean_loss = -1.0f;
+    if (targets != NULL) {
+        fused_classifier(a.logits, a.losses, a.targets, loss_scale / (float)BT, (int)BT, V, Vp,
+                         write_dlogits, stream);
+        model->dlogits_ready = write_dlogits;
+        cuda_check(cudaMemcpy(model->losses_host, a.losses, BT * sizeof(float),
+                              cudaMemcpyDeviceToHost));
+        double sum = 0.0;
+        for (size_t i = 0; i < BT; i++) sum += model->losses_host[i];
+        model->mean_loss = (float)(sum / BT);
+    }
+}
+
+static void gpt2_zero_grad(GPT2 *model) {
+    cuda_check(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(floatX)));
+}
+
+// Backward of the last forward; parameter gradients accumulate (+=). loss_scale multiplies the
+// mean loss (1/grad_accum_steps when accumulating); it must match the forward's when that one
+// already wrote the dlogits.
+static void gpt2_backward(GPT2 *model, float loss_scale) {
+    if (!model->has_targets) fatal("internal: backward without a forward with targets");
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T;
+    size_t BT = (size_t)B * T, c = (size_t)C;
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    if (!model->dlogits_ready) {
+        fused_classifier(a.logits, a.losses, a.targets, loss_scale / (float)BT, (int)BT, V, Vp, 1,
+                         stream);
+    }
+    model->dlogits_ready = 0;
+    model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
+    // the encoder's plan is made on the host while the GPU starts on the classifier
+    int num_unique = encoder_backward_plan(model->plan_host, model->inputs_host, (int)BT, V,
+                                           model->plan_counts);
+    cuda_check(cudaMemcpy(a.encoder_plan, model->plan_host, (2 * (size_t)num_unique + 1 + BT) *
+                                                                sizeof(int),
+                          cudaMemcpyHostToDevice));
+    cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
+    float *reduce = a.reduce_scratch;
+    floatX *dbtc = a.scratch_btc, *dbt4c = a.scratch_bt4c;
+    matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, (int)BT, C, Vp, stream);
+    layernorm_backward(a.dresidual, g.lnfw, g.lnfb, reduce, dbtc, a.residual3 + (L - 1) * BT * c,
+                       p.lnfw, a.lnf_mean, a.lnf_rstd, (int)BT, C, stream);
+    for (int l = L - 1; l >= 0; l--) {
+        const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        // MLP block: dresidual holds the gradient of residual3
+        matmul_backward(dbt4c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c, reduce, a.dresidual,
+                        a.fch_gelu + l * BT * 4 * c, p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C,
+                        stream);
+        gelu_backward_inplace(dbt4c, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
+        matmul_backward(dbtc, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c, reduce, dbt4c,
+                        a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT, C, 4 * C, stream);
+        layernorm_backward(a.dresidual, g.ln2w + l * c, g.ln2b + l * c, reduce, dbtc,
+                           a.residual2 + l * BT * c, p.ln2w + l * c, a.ln2_mean + l * BT,
+                           a.ln2_rstd + l * BT, (int)BT, C, stream);
+        // attention block: dresidual now holds the gradient of residual2
+        matmul_backward(dbtc, g.attprojw + l * c * c, g.attprojb + l * c, reduce, a.dresidual,
+                        a.atty + l * BT * c, p.attprojw + l * c * c, (int)BT, C, C, stream);
+        attention_backward(dbt4c, a.scratch_qkvr, a.scratch_att, a.scratch_btc2, dbtc,
+                           a.qkvr + l * BT * 3 * c, a.att + (size_t)l * B * NH * T * T, B, T, C,
+                           NH, stream);
+        matmul_backward(dbtc, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c, reduce, dbt4c,
+                        a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, (int)BT, C, 3 * C, stream);
+        layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
+                           p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C,
+                           stream);
+    }
+    encoder_backward(g.wte, g.wpe, a.dresidual, a.encoder_plan, num_unique, B, T, C, stream);
+}
+
+// Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh).
+static float gpt2_grad_norm(GPT2 *model) {
+    float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
+    global_norm(norm_device, model->acts.norm_scratch, model->grads_memory, model->num_parameters,
+                model->stream);
+    float norm;
+    cuda_check(cudaMemcpy(&norm, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+    return norm;
+}
+
+// PyTorch's clip_grad_norm_ factor (1 when no clipping is needed), as in train_gpt2.c.
+static float gpt2_clip_scale(float norm, float max_norm) {
+    if (max_norm <= 0.0f) return 1.0f;
+    float coef = max_norm / (norm + 1e-6f);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
+// AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only.
+static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(&model->config, sizes);
+    // stochastic rounding seed: a function of the step only, so a resumed run rounds the same way
+    uint32_t seed = hash_u32((uint32_t)t, 0x5eed1234u);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        float *master = model->master_memory != NULL ? model->master_memory + offset : NULL;
+        adamw_update(model->params_memory + offset, master, model->grads_memory + offset,
+                     model->m_memory + offset, model->v_memory + offset, sizes[k], opt, t,
+                     gpt2_tensor_is_decayed(k), grad_scale, seed, offset, model->stream);
+        offset += sizes[k];
+    }
+}
+
+static void gpt2_save(const GPT2 *model, const char *path) {
+    float *params = gpt2_download_params(model);
+#ifdef ENABLE_FP32
+    model_write(path, &model->config, params, MODEL_VERSION_FP32);
+#else
+    model_write(path, &model->config, params, MODEL_VERSION_BF16); // exact: params are bf16
+#endif
+    free(params);
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// Training
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Dense bf16 tensor-core peak (FLOP/s) for devices we know, else 0 (MFU is then not printed).
+static double device_bf16_peak(const char *name) {
+    if (strstr(name, "H100") != NULL || strstr(name, "H200") != NULL || strstr(name, "GH200")) {
+        return strstr(name, "PCIe") != NULL ? 756e12 : 989e12;
+    }
+    if (strstr(name, "A100") != NULL) return 312e12;
+    if (strstr(name, "A10G") != NULL) return 70e12;
+    if (strstr(name, "L4") != NULL) return 121e12;
+    if (strstr(name, "4090") != NULL) return 165e12;
+    return 0.0;
+}
+
+// Mean loss over up to max_batches validation batches from the start of the val data.
+static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
+    dataloader_reset(loader);
+    double sum = 0.0;
+    int batches = 0;
+    for (int i = 0; i < max_batches; i++) {
+        dataloader_next_batch(loader);
+        gpt2_forward(model, loader->inputs, loader->targets, loader->B, loader->T, 0, 1.0f);
+        sum += model->mean_loss;
+        batches++;
+        if (loader->current_shard_idx == loader->num_shards - 1 &&
+            loader->current_sample_idx >= loader->shard_num_samples) {
+            break;
+        }
+    }
+    return (float)(sum / batches);
+}
+
+// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
+static void sample_and_print(GPT2 *model, const Tokenizer *tokenizer, int eot_token, int num_tokens,
+                             int max_T, float temperature, int top_k, uint64_t *rng_state) {
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
+    float *logits = (float *)malloc_check((size_t)Vp * sizeof(float), "sample logits");
+    float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
+    tokens[0] = eot_token;
+    Utf8Printer printer;
+    utf8_printer_init(&printer, stdout);
+    printf("generating:\n---\n");
+    for (int n = 1; n <= num_tokens; n++) {
+        int start = n > max_T ? n - max_T : 0;
+        int length = n - start;
+        gpt2_forward(model, tokens + start, NULL, 1, length, 0, 1.0f);
+        cuda_check(cudaMemcpy(model->logits_row_host, model->acts.logits + (size_t)(length - 1) * Vp,
+                              (size_t)Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
+        floatX_to_floats(logits, model->logits_row_host, (size_t)Vp);
+        int next = sample_token(logits, V, temperature, top_k, rng_state, work);
+        tokens[n] = next;
+        if (tokenizer != NULL) {
+            tokenizer_print_token(tokenizer, &printer, next);
+            fflush(stdout);
+        } else {
+            printf("%d ", next);
+        }
+    }
+    utf8_printer_flush(&printer);
+    printf("\n---\n");
+    free(tokens);
+    free(logits);
+    free(work);
+}
+
+static void save_checkpoint(const char *dir, int step, GPT2 *model, const DataLoader *loader,
+                            uint64_t rng_state) {
+    char path[4096];
+    checkpoint_path(path, sizeof(path), dir, "model", step);
+    gpt2_save(model, path);
+    size_t n = model->num_parameters;
+    float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
+    float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
+    float *master = NULL;
+    cuda_check(cudaMemcpy(m, model->m_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+    cuda_check(cudaMemcpy(v, model->v_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+    if (model->master_memory != NULL) {
+        master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
+        cuda_check(
+            cudaMemcpy(master, model->master_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    TrainState state;
+    memset(&state, 0, sizeof(state));
+    state.num_processes = 1;
+    state.process_rank = 0;
+    state.use_master_weights = master != NULL;
+    state.step = step;
+    state.rng_state = rng_state;
+    state.rng_state_last_update = rng_state;
+    state.num_parameters = n;
+    state_path(path, sizeof(path), dir, step, 0);
+    state_write(path, &state, m, v, master, loader);
+    checkpoint_mark_done(dir, step);
+    free(m);
+    free(v);
+    free(master);
+    printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
+}
+
+// Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file.
+static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *loader) {
+    char path[4096];
+    state_path(path, sizeof(path), dir, step, 0);
+    size_t n = model->num_parameters;
+    float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
+    float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
+    float *master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
+    TrainState state;
+    state_read(path, &state, n, m, v, master, loader);
+    if (state.num_processes != 1) {
+        fatal("%s: written by %d processes (header[2]); this trainer runs one", path,
+              state.num_processes);
+    }
+    if (state.step != step) {
+        fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
+              step);
+    }
+    cuda_check(cudaMemcpy(model->m_memory, m, n * sizeof(float), cudaMemcpyHostToDevice));
+    cuda_check(cudaMemcpy(model->v_memory, v, n * sizeof(float), cudaMemcpyHostToDevice));
+    // without master weights in the file (FP32 runs, CPU trainer) the model file's are exact
+    if (model->master_memory != NULL && state.use_master_weights) {
+        cuda_check(
+            cudaMemcpy(model->master_memory, master, n * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    free(m);
+    free(v);
+    free(master);
+    return state.rng_state;
+}
+
+int main(int argc, char **argv) {
+    TrainOptions opt;
+    train_options_defaults(&opt);
+    CliOption options[TRAIN_OPTIONS_MAX];
+    int num_options = train_options_table(&opt, options);
+    cli_parse(argc, argv,
+              "Trains GPT-2 on an NVIDIA GPU (" PRECISION_NAME " build). Same flags as train_gpt2.",
+              options, num_options);
+    train_options_validate(&opt);
+    char resume_model_path[4096];
+    int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
+    int B = opt.B, T = opt.T;
+
+    int device_count = 0;
+    cuda_check(cudaGetDeviceCount(&device_count));
+    if (device_count < 1) fatal("no CUDA device found");
+    cuda_check(cudaSetDevice(0));
+    cudaDeviceProp props;
+    cuda_check(cudaGetDeviceProperties(&props, 0));
+    double peak_flops = device_bf16_peak(props.name);
+    printf("device: %s, %d SMs, %.1f GiB, compute %d.%d | %s\n", props.name,
+           props.multiProcessorCount, props.totalGlobalMem / 1073741824.0, props.major,
+           props.minor, model_precision_note());
+    matmul_init();
+
+    GPT2 model;
+    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T);
+    gpt2_config_print(&model.config, model.num_parameters);
+    DataLoader train_loader, val_loader;
+    dataloader_init(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0, 1,
+                    opt.shuffle, (uint32_t)opt.seed);
+    int have_val = opt.val_pattern[0] != '\0' && opt.val_every > 0;
+    if (have_val) {
+        dataloader_init(&val_loader, opt.val_pattern, B, T, model.config.vocab_size, 0, 1, 0, 0);
+    }
+    int max_steps = opt.max_steps;
+    if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
+    Tokenizer tokenizer;
+    int have_tokenizer = opt.tokenizer_path[0] != '\0' && file_exists(opt.tokenizer_path);
+    if (have_tokenizer) {
+        tokenizer_init(&tokenizer, opt.tokenizer_path);
+        if (tokenizer.vocab_size != model.config.vocab_size) {
+            printf("note: tokenizer has V=%d, model V=%d: samples print as ids\n",
+                   tokenizer.vocab_size, model.config.vocab_size);
+            tokenizer_free(&tokenizer);
+            have_tokenizer = 0;
+        }
+    }
+    int eot_token = have_tokenizer ? tokenizer.eot_token : 50256;
+    if (eot_token >= model.config.vocab_size) eot_token = model.config.vocab_size - 1;
+
+    uint64_t rng_state = 1337;
+    if (start_step > 0) {
+        rng_state = load_state(&model, opt.output_dir, start_step, &train_loader);
+        printf("resume: from step %d of %s\n", start_step, opt.output_dir);
+    }
+    if (start_step >= max_steps) {
+        printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
+    }
+    if (opt.output_dir[0] != '\0') make_dir_check(opt.output_dir);
+    Logger logger;
+    logger_init(&logger, opt.output_dir, start_step > 0);
+    LRScheduler scheduler = {opt.schedule, opt.learning_rate, opt.warmup_steps, max_steps,
+                             opt.final_lr_fraction};
+    AdamWConfig adamw = {opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
+    int tokens_per_step = opt.total_batch_size;
+    const GPT2Config *cfg = &model.config;
+    // training FLOPs per token: 6 per parameter (forward + backward) plus attention's scores and
+    // weighted sum, 6 * L * C * T (PaLM's accounting, which llm.c also uses)
+    double flops_per_token = 6.0 * (double)model.num_parameters +
+                             6.0 * cfg->num_layers * (double)cfg->channels * (double)T;
+    printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps\n",
+           train_loader.num_shards, opt.train_pattern, B, T, tokens_per_step,
+           opt.grad_accum_steps, max_steps);
+
+    double train_seconds = 0.0;
+    int timed_steps = 0;
+    for (int step = start_step; step <= max_steps; step++) {
+        int last_step = step == max_steps;
+        if (opt.output_dir[0] != '\0' && step > start_step &&
+            ((opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0) || last_step)) {
+            save_checkpoint(opt.output_dir, step, &model, &train_loader, rng_state);
+        }
+        if (have_val && (step % opt.val_every == 0 || last_step)) {
+            float val_loss = evaluate(&model, &val_loader, opt.val_max_batches);
+            printf("step %d: val loss %.6f\n", step, val_loss);
+            logger_log_val(&logger, step, val_loss);
+        }
+        if (opt.gen_tokens > 0 && opt.sample_every > 0 &&
+            ((step > 0 && step % opt.sample_every == 0) || last_step)) {
+            sample_and_print(&model, have_tokenizer ? &tokenizer : NULL, eot_token, opt.gen_tokens,
+                             T, opt.temperature, opt.top_k, &rng_state);
+        }
+        if (last_step) break;
+
+        double start = now_seconds();
+        gpt2_zero_grad(&model);
+        double loss_sum = 0.0;
+        float loss_scale = 1.0f / (float)opt.grad_accum_steps;
+        for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
+            dataloader_next_batch(&train_loader);
+            gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T, 1, loss_scale);
+            gpt2_backward(&model, loss_scale);
+            loss_sum += model.mean_loss;
+        }
+        float loss = (float)(loss_sum / opt.grad_accum_steps);
+        float norm = gpt2_grad_norm(&model);
+        float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
+        float lr = lr_scheduler_get(&scheduler, step);
+        adamw.learning_rate = lr;
+        gpt2_update(&model, &adamw, step + 1, grad_scale);
+        cuda_check(cudaDeviceSynchronize());
+        double elapsed = now_seconds() - start;
+        if (step > start_step) { // the first step includes warm-up: leave it out of the ETA
+            train_seconds += elapsed;
+            timed_steps++;
+        }
+        double mean_step = timed_steps > 0 ? train_seconds / timed_steps : elapsed;
+        char eta[32], mfu[32] = "";
+        format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
+        double tokens_per_second = tokens_per_step / elapsed;
+        if (peak_flops > 0.0) {
+            snprintf(mfu, sizeof(mfu), " | MFU %.1f%%",
+                     100.0 * tokens_per_second * flops_per_token / peak_flops);
+        }
+        printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s%s\n",
+               step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_second, eta, mfu);
+        fflush(stdout);
+        logger_log_train(&logger, step, loss, lr, norm);
+    }
+    if (timed_steps > 0) {
+        printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timed_steps + 1,
+               1e3 * train_seconds / timed_steps, tokens_per_step * timed_steps / train_seconds);
+    }
+
+    logger_free(&logger);
+    dataloader_free(&train_loader);
+    if (have_val) dataloader_free(&val_loader);
+    if (have_tokenizer) tokenizer_free(&tokenizer);
+    gpt2_free(&model);
+    matmul_free();
+    return 0;
+}
+#endif // TESTING
