@@ -48,6 +48,15 @@ bench_cpu: build/bench_cpu
 tokenizer: tokenizer.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
+# SFT: chat with a fine-tuned checkpoint (KV-cache generation, GSM8K exact match); unit checks of
+# masked training and the KV cache (tests/test_sft.sh runs them).
+chat: chat.c train_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
+
+build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
@@ -55,6 +64,70 @@ build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lpcre2-8 $(LDLIBS)
+
+# ---------------------------------------------------------------------------------------------
+# CUDA trainer (train_gpt2.cu, test_gpt2.cu, llmc/*.cuh). nvcc comes from PATH, else from
+# $(CUDA_HOME)/bin; nothing else is guessed. PRECISION=BF16 (default) or FP32.
+# CUDA_EMU=1 builds the same sources with g++ against the CPU emulation (llmc/cuda_emu/), which
+# is how CI runs them. Each variant builds into its own directory, build/cuda/<variant>/, and
+# ./train_gpt2cu, ./test_gpt2cu link to the variant built last.
+PRECISION ?= BF16
+CUDA_EMU ?= 0
+USE_CUDNN ?= 0
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(if $(CUDA_HOME),$(wildcard $(CUDA_HOME)/bin/nvcc)))
+CUDA_ARCH_FLAGS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH_FLAGS) -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings
+NVCC_LDLIBS = -lcublas -lcublasLt
+# the emulation: C++17 with the same warnings; OpenMP for llmc/matmul.h's sgemm
+EMU_CXX ?= g++
+EMU_FLAGS = -std=c++17 -O2 $(ARCH) -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
+ifneq ($(filter-out BF16 FP32,$(PRECISION)),)
+  $(error PRECISION=$(PRECISION): expected BF16 or FP32)
+endif
+ifneq ($(USE_CUDNN),0)
+  $(error USE_CUDNN=$(USE_CUDNN): the cuDNN attention path is not written yet; use USE_CUDNN=0)
+endif
+PRECISION_LOWER = $(if $(filter FP32,$(PRECISION)),fp32,bf16)
+CUDA_HEADERS := $(wildcard llmc/*.cuh) $(wildcard llmc/cuda_emu/*.h) $(HEADERS)
+ifeq ($(CUDA_EMU),1)
+  CUDA_VARIANT = emu-$(PRECISION_LOWER)
+else
+  CUDA_VARIANT = nvcc-$(PRECISION_LOWER)
+endif
+CUDA_DIR = build/cuda/$(CUDA_VARIANT)
+
+.PHONY: train_gpt2cu test_gpt2cu cuda_compile_check check_nvcc
+
+check_nvcc:
+	@test -n "$(NVCC)" || { echo "error: nvcc not found: put it on PATH or set CUDA_HOME"; exit 1; }
+
+train_gpt2cu: $(CUDA_DIR)/train_gpt2cu
+	ln -sf $< $@
+
+test_gpt2cu: $(CUDA_DIR)/test_gpt2cu
+	ln -sf $< $@
+
+build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< $(NVCC_LDLIBS)
+
+build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< $(NVCC_LDLIBS)
+
+build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -x c++ -o $@ $< -lm
+
+build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -x c++ -o $@ $< -lm
+
+# CI: nvcc compiles both binaries (BF16, no link, so no GPU libraries are needed at link time).
+cuda_compile_check: check_nvcc
+	@mkdir -p build/cuda/nvcc-bf16
+	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/train_gpt2cu.o train_gpt2.cu
+	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/test_gpt2cu.o test_gpt2.cu
 
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
 test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units
@@ -64,5 +137,5 @@ format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h
 
 clean:
-	rm -f train_gpt2 test_gpt2 tokenizer
+	rm -f train_gpt2 test_gpt2 tokenizer train_gpt2cu test_gpt2cu
 	rm -rf build
