@@ -167,8 +167,8 @@ int main(int argc, char **argv) {
     GPT2 model;
     gpt2_build(&model, model_path, 0, B, T);
     gpt2_config_print(&model.config, model.num_parameters);
-    printf("reference: B=%d T=%d, %d step losses | %s build, %s tolerances\n", B, T, ref.n_steps,
-           PRECISION_NAME, element_wise ? "element-wise" : "relative-L2");
+    printf("reference: B=%d T=%d, %d step losses | %s | %s tolerances\n", B, T, ref.n_steps,
+           model_precision_note(), element_wise ? "element-wise" : "relative-L2");
 
     // forward: logits (the reference has V columns, we have Vp) and loss
     gpt2_forward(&model, ref.inputs, ref.targets, B, T, 0, 1.0f);

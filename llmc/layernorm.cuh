@@ -62,7 +62,7 @@ __global__ void fused_residual_layernorm_forward_kernel(floatX *residual, floatX
         residual[offset + i] =
             from_float<floatX>(to_float(inp1[offset + i]) + to_float(inp2[offset + i]));
     }
-    __syncwarp(); // each lane rereads only its own elements, but keep the warp together
+    // no barrier needed: each lane rereads only the elements it wrote itself
     layernorm_row(out + offset, mean, rstd, residual + offset, weight, bias, row, C, lane);
 }
 

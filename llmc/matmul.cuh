@@ -13,7 +13,13 @@
 #include "layernorm.cuh" // reduce_num_chunks
 
 #ifdef LLMC_CUDA_EMU
+// g++ 12 in C++ mode warns inside its own AVX-512 intrinsics (_mm512_undefined_* "used
+// uninitialized", a known false positive); the same header compiles cleanly as C.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "matmul.h"
+#pragma GCC diagnostic pop
 #else
 #include <cublasLt.h>
 #endif
