@@ -30,8 +30,8 @@ static const char *const chat_role_names[CHAT_NUM_ROLES] = {"user", "assistant",
 // In the order they are appended to a vocabulary: start and end of each role.
 #define CHAT_NUM_SPECIALS 6
 static const char *const chat_special_texts[CHAT_NUM_SPECIALS] = {
-    "<|user_start|>",      "<|user_end|>",   "<|assistant_start|>",
-    "<|assistant_end|>",   "<|system_start|>", "<|system_end|>"};
+    "<|user_start|>",    "<|user_end|>",     "<|assistant_start|>",
+    "<|assistant_end|>", "<|system_start|>", "<|system_end|>"};
 
 typedef struct {
     int32_t eot; // <|endoftext|>: starts every conversation
@@ -130,9 +130,8 @@ static inline void chat_add_specials(BPE *bpe, const char *source) {
     for (int i = 0; i < bpe->num_merges; i++) {
         bpe_add_merge(&grown, bpe->merges[2 * i], bpe->merges[2 * i + 1]);
     }
-    int32_t *specials =
-        (int32_t *)malloc_check((size_t)(bpe->num_special + num_missing) * sizeof(int32_t),
-                                "special tokens");
+    int32_t *specials = (int32_t *)malloc_check(
+        (size_t)(bpe->num_special + num_missing) * sizeof(int32_t), "special tokens");
     memcpy(specials, bpe->special_ids, (size_t)bpe->num_special * sizeof(int32_t));
     for (int k = 0; k < num_missing; k++) specials[bpe->num_special + k] = old_V + k;
     bpe_finish(&grown, specials, bpe->num_special + num_missing, 0, bpe->eot_token, bpe->pattern);

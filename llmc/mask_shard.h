@@ -18,10 +18,10 @@
 #define MASK_VERSION 1
 
 typedef struct {
-    size_t num_tokens;    // header[2]: equals the token shard's count
-    int seq_len;          // header[3]: T; rows are T+1 tokens, num_tokens is a multiple of T+1
-    int vocab_size;       // header[4]: V of the tokenizer that made it (the model must cover it)
-    size_t trained;       // header[5..6]: tokens with mask 1 (uint64)
+    size_t num_tokens; // header[2]: equals the token shard's count
+    int seq_len;       // header[3]: T; rows are T+1 tokens, num_tokens is a multiple of T+1
+    int vocab_size;    // header[4]: V of the tokenizer that made it (the model must cover it)
+    size_t trained;    // header[5..6]: tokens with mask 1 (uint64)
 } MaskShardInfo;
 
 // NAME.bin -> NAME.mask; 0 (and no path) if path does not end in ".bin".
@@ -73,8 +73,9 @@ static inline MaskShardInfo mask_read_header(FILE *file, const char *path) {
               path, info.num_tokens, info.seq_len + 1);
     }
     if (file_size != HEADER_BYTES + info.num_tokens) {
-        fatal("%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
-              path, file_size, (size_t)HEADER_BYTES + info.num_tokens, info.num_tokens);
+        fatal(
+            "%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
+            path, file_size, (size_t)HEADER_BYTES + info.num_tokens, info.num_tokens);
     }
     return info;
 }

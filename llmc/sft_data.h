@@ -111,8 +111,7 @@ static inline int sft_turns(json_object *record, const char *list_name, const ch
         const char *role_text, *text;
         size_t role_length, length;
         char inner[256];
-        if (!sft_string_field(turn, role_name, 0, &role_text, &role_length, inner,
-                              sizeof(inner)) ||
+        if (!sft_string_field(turn, role_name, 0, &role_text, &role_length, inner, sizeof(inner)) ||
             !sft_string_field(turn, text_name, 0, &text, &length, inner, sizeof(inner))) {
             snprintf(error, error_size, "%s[%zu]: %s", list_name, i, inner);
             return 0;
@@ -181,8 +180,7 @@ static inline int sft_record_to_conversation(json_object *record, SFTFormat form
         return sft_turns(record, "messages", "role", "content", conv, error, error_size);
     case SFT_SHAREGPT:
         return sft_turns(record, "conversations", "from", "value", conv, error, error_size);
-    default:
-        fatal("internal: SFT format %d", (int)format);
+    default: fatal("internal: SFT format %d", (int)format);
     }
     return 1;
 }
@@ -191,9 +189,9 @@ static inline int sft_record_to_conversation(json_object *record, SFTFormat form
 // rendered conversations and packing
 
 typedef struct {
-    TokenList tokens;  // all conversations back to back
-    TokenList mask;    // one 0/1 per token
-    size_t *offsets;   // conversation i is tokens [offsets[i], offsets[i + 1])
+    TokenList tokens; // all conversations back to back
+    TokenList mask;   // one 0/1 per token
+    size_t *offsets;  // conversation i is tokens [offsets[i], offsets[i + 1])
     size_t count, capacity;
 } SFTConversations;
 
@@ -222,19 +220,18 @@ typedef struct {
     TokenList tokens; // rows * (T+1)
     TokenList mask;
     size_t rows;
-    size_t truncated;     // conversations cut to T+1 tokens
-    size_t dropped;       // conversations with nothing trained left after the cut
-    size_t packed;        // conversations in the rows
-    size_t padding;       // padding tokens
-    size_t trained;       // tokens with mask 1
+    size_t truncated; // conversations cut to T+1 tokens
+    size_t dropped;   // conversations with nothing trained left after the cut
+    size_t packed;    // conversations in the rows
+    size_t padding;   // padding tokens
+    size_t trained;   // tokens with mask 1
 } SFTPacked;
 
 #define SFT_PACK_BUFFER 1000
 
 // Packs conversations, in order through a buffer of SFT_PACK_BUFFER pending ones, into rows of
 // T+1 tokens (see the top of this file). Deterministic.
-static inline void sft_pack(const SFTConversations *all, int T, int32_t pad_token,
-                            SFTPacked *out) {
+static inline void sft_pack(const SFTConversations *all, int T, int32_t pad_token, SFTPacked *out) {
     memset(out, 0, sizeof(*out));
     size_t row_length = (size_t)T + 1;
     size_t *pending = (size_t *)malloc_check(SFT_PACK_BUFFER * sizeof(size_t), "pack buffer");

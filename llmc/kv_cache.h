@@ -1,0 +1,150 @@
+// Generation with a key/value cache: the forward pass of one new token at a time, which attends to
+// the keys and values the earlier tokens left in the cache instead of recomputing them. Per token
+// it costs O(parameters + position * C) instead of a full forward over the whole context.
+//
+// It reuses the CPU trainer's layer functions (encoder, layernorm, matmul, gelu, residual), so it
+// is included after them: `#define TESTING` + `#include "train_gpt2.c"`, then this header
+// (chat.c, tests/test_sft.c). Only attention has its own one-query version here, written as
+// attention_forward computes one row, so the logits equal the full forward's (tests/test_sft.c).
+#ifndef LLMC_KV_CACHE_H
+#define LLMC_KV_CACHE_H
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int max_T, L, C, NH, Vp;
+    int length;           // tokens in the cache: the next token goes to this position
+    float *keys, *values; // (L, max_T, C)
+    // activations of the one token being run
+    float *residual, *ln, *ln_mean_rstd, *qkv, *atty, *attproj, *residual2, *fch, *fch_gelu;
+    float *fcproj, *scores, *logits; // scores (max_T), logits (Vp)
+} KVCache;
+
+static inline void kv_cache_init(KVCache *cache, const GPT2Config *config, int max_T) {
+    memset(cache, 0, sizeof(*cache));
+    if (max_T <= 0 || max_T > config->max_seq_len) max_T = config->max_seq_len;
+    cache->max_T = max_T;
+    cache->L = config->num_layers;
+    cache->C = config->channels;
+    cache->NH = config->num_heads;
+    cache->Vp = config->padded_vocab_size;
+    size_t C = (size_t)cache->C, cached = (size_t)cache->L * max_T * C;
+    cache->keys = (float *)malloc_check(cached * sizeof(float), "kv cache keys");
+    cache->values = (float *)malloc_check(cached * sizeof(float), "kv cache values");
+    cache->residual = (float *)malloc_check(C * sizeof(float), "kv residual");
+    cache->ln = (float *)malloc_check(C * sizeof(float), "kv ln");
+    cache->ln_mean_rstd = (float *)malloc_check(2 * sizeof(float), "kv ln stats");
+    cache->qkv = (float *)malloc_check(3 * C * sizeof(float), "kv qkv");
+    cache->atty = (float *)malloc_check(C * sizeof(float), "kv atty");
+    cache->attproj = (float *)malloc_check(C * sizeof(float), "kv attproj");
+    cache->residual2 = (float *)malloc_check(C * sizeof(float), "kv residual2");
+    cache->fch = (float *)malloc_check(4 * C * sizeof(float), "kv fch");
+    cache->fch_gelu = (float *)malloc_check(4 * C * sizeof(float), "kv fch gelu");
+    cache->fcproj = (float *)malloc_check(C * sizeof(float), "kv fcproj");
+    cache->scores = (float *)malloc_check((size_t)max_T * sizeof(float), "kv scores");
+    cache->logits = (float *)malloc_check((size_t)cache->Vp * sizeof(float), "kv logits");
+}
+
+static inline void kv_cache_reset(KVCache *cache) {
+    cache->length = 0;
+}
+
+static inline void kv_cache_free(KVCache *cache) {
+    float *buffers[] = {cache->keys,         cache->values, cache->residual, cache->ln,
+                        cache->ln_mean_rstd, cache->qkv,    cache->atty,     cache->attproj,
+                        cache->residual2,    cache->fch,    cache->fch_gelu, cache->fcproj,
+                        cache->scores,       cache->logits};
+    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++) free(buffers[i]);
+    memset(cache, 0, sizeof(*cache));
+}
+
+// out (C) = softmax(q . k_t * scale over t = 0..pos) weighted sum of v_t, per head; the new
+// token's k and v are already at position pos of keys/values (layer slices, (max_T, C)).
+static inline void attention_forward_one(float *out, float *scores, const float *q,
+                                         const float *keys, const float *values, int pos, int C,
+                                         int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        const float *qh = q + (size_t)h * hs;
+        float maxval = -INFINITY;
+        for (int t = 0; t <= pos; t++) {
+            scores[t] = dot_product(qh, keys + (size_t)t * C + (size_t)h * hs, hs) * scale;
+            if (scores[t] > maxval) maxval = scores[t];
+        }
+        for (int t = 0; t <= pos; t++) scores[t] = exp_approx(scores[t] - maxval);
+        float sum = 0.0f;
+        for (int t = 0; t <= pos; t++) sum += scores[t];
+        float inv = 1.0f / sum;
+        float *y = out + (size_t)h * hs;
+        for (int i = 0; i < hs; i++) y[i] = 0.0f;
+        for (int t = 0; t <= pos; t++) {
+            const float *v = values + (size_t)t * C + (size_t)h * hs;
+            float a = scores[t] * inv;
+            for (int i = 0; i < hs; i++) y[i] += a * v[i];
+        }
+    }
+}
+
+// out (OC) = weight (OC,C) @ inp (C) + bias: matmul_forward for one row, without the packing that
+// pays off only for many rows (per generated token it would repack the whole wte).
+static inline void matvec_forward(float *out, const float *inp, const float *weight,
+                                  const float *bias, int C, int OC) {
+#pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float sum = dot_product(inp, weight + (size_t)o * C, C);
+        out[o] = bias != NULL ? sum + bias[o] : sum;
+    }
+}
+
+// Runs token at position cache->length and stores its keys and values. With want_logits, returns
+// the logits (Vp; only the first V are real) of the token after it, else NULL (a prompt's tokens
+// but the last need none: the classifier is most of a small model's cost). Fails when full.
+static inline const float *gpt2_forward_step(const GPT2 *model, KVCache *cache, int token,
+                                             int want_logits) {
+    const GPT2Config *cfg = &model->config;
+    int pos = cache->length, C = cache->C, L = cache->L;
+    if (pos >= cache->max_T) {
+        fatal("internal: kv cache full (%d tokens): reset it before running more", cache->max_T);
+    }
+    if (token < 0 || token >= cfg->vocab_size) {
+        fatal("token id %d out of range: must be < V=%d", token, cfg->vocab_size);
+    }
+    ParameterTensors p = model->params;
+    size_t c = (size_t)C;
+    float *x = cache->residual, *mean = cache->ln_mean_rstd, *rstd = cache->ln_mean_rstd + 1;
+    encoder_forward(x, &token, p.wte, p.wpe + (size_t)pos * c, 1, 1, C);
+    for (int l = 0; l < L; l++) {
+        float *keys = cache->keys + (size_t)l * cache->max_T * c;
+        float *values = cache->values + (size_t)l * cache->max_T * c;
+        layernorm_forward(cache->ln, mean, rstd, x, p.ln1w + l * c, p.ln1b + l * c, 1, C);
+        matvec_forward(cache->qkv, cache->ln, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, C, 3 * C);
+        memcpy(keys + (size_t)pos * c, cache->qkv + c, c * sizeof(float));
+        memcpy(values + (size_t)pos * c, cache->qkv + 2 * c, c * sizeof(float));
+        attention_forward_one(cache->atty, cache->scores, cache->qkv, keys, values, pos, C,
+                              cache->NH);
+        matvec_forward(cache->attproj, cache->atty, p.attprojw + l * c * c, p.attprojb + l * c, C,
+                       C);
+        residual_forward(cache->residual2, x, cache->attproj, c);
+        layernorm_forward(cache->ln, mean, rstd, cache->residual2, p.ln2w + l * c, p.ln2b + l * c,
+                          1, C);
+        matvec_forward(cache->fch, cache->ln, p.fcw + l * 4 * c * c, p.fcb + l * 4 * c, C, 4 * C);
+        gelu_forward(cache->fch_gelu, cache->fch, 4 * c);
+        matvec_forward(cache->fcproj, cache->fch_gelu, p.fcprojw + l * 4 * c * c, p.fcprojb + l * c,
+                       4 * C, C);
+        residual_forward(x, cache->residual2, cache->fcproj, c);
+    }
+    cache->length++;
+    if (!want_logits) return NULL;
+    layernorm_forward(cache->ln, mean, rstd, x, p.lnfw, p.lnfb, 1, C);
+    matvec_forward(cache->logits, cache->ln, p.wte, NULL, C, cache->Vp);
+    return cache->logits;
+}
+
+static inline const float *gpt2_forward_next(const GPT2 *model, KVCache *cache, int token) {
+    return gpt2_forward_step(model, cache, token, 1);
+}
+
+#endif // LLMC_KV_CACHE_H

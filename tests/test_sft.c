@@ -1,0 +1,186 @@
+/*
+Unit checks of SFT training and generation on random models (no reference files needed):
+  - the KV-cache path (llmc/kv_cache.h) gives the full forward's logits at every position;
+  - a row whose targets are all masked contributes exactly nothing: the gradients of a batch with
+    it equal those of the batch without it;
+  - two micro-batches normalised by the step's total equal one batch holding both rows;
+  - growing V for the chat tokens sets unused rows to the mean embedding and keeps used ones.
+Prints "ok - ..." / "FAIL - ..." per check and "N passed, N failed"; exits 1 on any failure.
+*/
+#define TESTING
+#include "../train_gpt2.c"
+
+// after the trainer: it runs the trainer's layer functions
+#include "../llmc/kv_cache.h"
+
+static int passed = 0, failed = 0;
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    printf("%s - ", ok ? "ok" : "FAIL");
+    vprintf(format, args);
+    printf("\n");
+    va_end(args);
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+    }
+}
+
+// max |a - b| / (atol + max |b|) over n values: below 1 means "equal to tolerance".
+static double max_relative_error(const float *a, const float *b, size_t n, double *max_abs) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= worst)) worst = d;
+        if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+    }
+    *max_abs = worst;
+    return scale > 0 ? worst / scale : worst;
+}
+
+static void random_tokens(int *tokens, int n, int V, uint64_t *state) {
+    for (int i = 0; i < n; i++) tokens[i] = (int)(xorshift_f32(state) * (float)V) % V;
+}
+
+static void test_kv_cache(const char *descriptor, int T) {
+    GPT2 model;
+    gpt2_build(&model, descriptor, 7);
+    int V = model.config.vocab_size, Vp = model.config.padded_vocab_size;
+    int *tokens = (int *)malloc_check((size_t)T * sizeof(int), "tokens");
+    uint64_t rng = 1234;
+    random_tokens(tokens, T, V, &rng);
+    gpt2_forward(&model, tokens, NULL, 1, T);
+    KVCache cache;
+    kv_cache_init(&cache, &model.config, T);
+    double worst = 0.0, worst_abs = 0.0;
+    for (int t = 0; t < T; t++) {
+        const float *logits = gpt2_forward_next(&model, &cache, tokens[t]);
+        double abs_error;
+        double rel =
+            max_relative_error(logits, model.acts.logits + (size_t)t * Vp, (size_t)V, &abs_error);
+        if (rel > worst) worst = rel;
+        if (abs_error > worst_abs) worst_abs = abs_error;
+    }
+    check(worst_abs <= 1e-5,
+          "kv cache %s: logits of %d one-token steps equal the full forward's (max |diff| %.2e, "
+          "relative %.2e, tolerance 1e-5)",
+          descriptor, T, worst_abs, worst);
+    // after a reset the cache gives the same logits again (no state left behind)
+    kv_cache_reset(&cache);
+    const float *first = gpt2_forward_next(&model, &cache, tokens[0]);
+    double abs_error;
+    max_relative_error(first, model.acts.logits, (size_t)V, &abs_error);
+    check(abs_error <= 1e-5, "kv cache %s: a reset cache starts over (max |diff| %.2e)", descriptor,
+          abs_error);
+    kv_cache_free(&cache);
+    free(tokens);
+    gpt2_free(&model);
+}
+
+// Gradients of the masked loss of (inputs, targets, mask) with B rows, normalised by normaliser.
+static float *masked_grads(GPT2 *model, const int *inputs, const int *targets,
+                           const unsigned char *mask, int B, int T, float normaliser) {
+    gpt2_zero_grad(model);
+    gpt2_forward_masked(model, inputs, targets, mask, B, T);
+    gpt2_backward_normalised(model, normaliser);
+    float *copy = (float *)malloc_check(model->num_parameters * sizeof(float), "grads copy");
+    memcpy(copy, model->grads_memory, model->num_parameters * sizeof(float));
+    return copy;
+}
+
+static void test_masked_rows(void) {
+    const int B = 2, T = 24;
+    GPT2 model;
+    gpt2_build(&model, "L=2,C=64,NH=4,V=1000,maxT=64", 3);
+    gpt2_allocate_activations(&model, B, T);
+    int V = model.config.vocab_size;
+    int inputs[2 * 24], targets[2 * 24];
+    unsigned char mask[2 * 24];
+    uint64_t rng = 99;
+    random_tokens(inputs, B * T, V, &rng);
+    random_tokens(targets, B * T, V, &rng);
+    int trained = 0;
+    for (int t = 0; t < T; t++) {
+        mask[t] = (unsigned char)(t % 3 != 0); // row 0: two targets in three
+        mask[T + t] = 0;                       // row 1: nothing trained
+        trained += mask[t];
+    }
+    size_t n = model.num_parameters;
+    float *both = masked_grads(&model, inputs, targets, mask, B, T, (float)trained);
+    float loss_both = model.mean_loss;
+    float *first = masked_grads(&model, inputs, targets, mask, 1, T, (float)trained);
+    float loss_first = model.mean_loss;
+    double abs_error;
+    double rel = max_relative_error(both, first, n, &abs_error);
+    check(rel <= 1e-5 && loss_both == loss_first,
+          "a row with all targets masked adds zero gradient: grads of B=2 equal B=1 (relative "
+          "%.2e) and the loss is the same (%.6f, %.6f)",
+          rel, loss_both, loss_first);
+    // the masked row's own tokens: their wte rows get no classifier gradient from row 1. Changing
+    // row 1's targets must not change any gradient.
+    int targets_changed[2 * 24];
+    memcpy(targets_changed, targets, sizeof(targets));
+    for (int t = 0; t < T; t++) targets_changed[T + t] = (targets[T + t] + 1) % V;
+    float *changed = masked_grads(&model, inputs, targets_changed, mask, B, T, (float)trained);
+    int identical = memcmp(changed, both, n * sizeof(float)) == 0;
+    check(identical, "the targets of a fully masked row do not change any gradient bit");
+    // the test can fail: without the mask, row 1 does contribute
+    float *unmasked = masked_grads(&model, inputs, targets, NULL, B, T, (float)trained);
+    rel = max_relative_error(unmasked, both, n, &abs_error);
+    check(rel > 1e-3, "(control) without the mask the gradients differ (relative %.2e)", rel);
+
+    // accumulation: rows as two micro-batches of B=1, each normalised by the step's total,
+    // summed, equal one B=2 batch normalised by the same total
+    for (int t = 0; t < T; t++) {
+        mask[T + t] = (unsigned char)(t % 2);
+        trained += mask[T + t];
+    }
+    float *whole = masked_grads(&model, inputs, targets, mask, B, T, (float)trained);
+    gpt2_zero_grad(&model);
+    for (int row = 0; row < B; row++) {
+        gpt2_forward_masked(&model, inputs + row * T, targets + row * T, mask + row * T, 1, T);
+        gpt2_backward_normalised(&model, (float)trained);
+    }
+    rel = max_relative_error(model.grads_memory, whole, n, &abs_error);
+    check(rel <= 1e-5,
+          "two masked micro-batches normalised by the step's %d trained targets equal one batch "
+          "(relative %.2e)",
+          trained, rel);
+    free(both);
+    free(first);
+    free(changed);
+    free(unmasked);
+    free(whole);
+    gpt2_free(&model);
+}
+
+static void test_grow_vocab(void) {
+    GPT2 model;
+    gpt2_build(&model, "L=1,C=32,NH=2,V=300,maxT=16", 5);
+    int C = model.config.channels;
+    float *wte = model.params.wte;
+    wte[(size_t)301 * C] = 0.5f; // row 301 "used" already: must be kept
+    gpt2_grow_vocab(&model, 303);
+    double mean0 = 0.0;
+    for (int v = 0; v < 300; v++) mean0 += wte[(size_t)v * C];
+    mean0 /= 300;
+    int ok = model.config.vocab_size == 303 && fabs(wte[(size_t)300 * C] - mean0) < 1e-7 &&
+             fabs(wte[(size_t)302 * C] - mean0) < 1e-7 && wte[(size_t)301 * C] == 0.5f &&
+             wte[(size_t)303 * C] == 0.0f;
+    check(ok, "growing V 300 -> 303: unused rows become the mean embedding, a used row is kept, "
+              "rows past V stay zero");
+    gpt2_free(&model);
+}
+
+int main(void) {
+    test_kv_cache("d2", 40);
+    test_kv_cache("L=3,C=96,NH=3,V=50257,maxT=128", 77);
+    test_masked_rows();
+    test_grow_vocab();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
