@@ -57,15 +57,6 @@ build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-# SFT: chat with a fine-tuned checkpoint (KV-cache generation, GSM8K exact match); unit checks of
-# masked training and the KV cache (tests/test_sft.sh runs them).
-chat: chat.c train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
-
-build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
-	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
-
 build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
