@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
                   crossentropy_softmax_forward(a.probs, a.losses, a.logits, tokens + 1, N, V, Vp));
     TIME_REPEATED(
         "crossentropy bwd", 0, 1,
-        crossentropy_softmax_backward(ga.logits, a.probs, tokens + 1, 1.0f / N, N, V, Vp));
+        crossentropy_softmax_backward(ga.logits, a.probs, tokens + 1, NULL, (float)N, N, V, Vp));
     TIME_REPEATED("matmul classifier bwd", 2 * mm * Vp * c, 1,
                   matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, N, C, Vp));
     TIME_REPEATED("layernorm bwd", 0, 2 * L + 1,

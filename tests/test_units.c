@@ -17,6 +17,7 @@
 #include "../llmc/cli.h"
 #include "../llmc/dataloader.h"
 #include "../llmc/formats.h"
+#include "../llmc/matmul.h"
 #include "../llmc/model_config.h"
 #include "../llmc/rand.h"
 #include "../llmc/sampler.h"
@@ -855,6 +856,66 @@ static int test_find_latest(void) {
 
 // ---------------------------------------------------------------------------------------------
 
+// sgemm against matmul_reference for every kernel this CPU has: the trainer's three layouts
+// (forward: B = W^T; backward: B plain; weight gradient: A = dout^T), odd sizes that leave
+// partial tiles, K across several KC blocks, accumulation, and 1 vs 2 threads bit-identical.
+static int test_sgemm_kernels(void) {
+    SgemmKernel kernels[3];
+    int num_kernels = sgemm_available_kernels(kernels);
+    const int shapes[][3] = {{37, 83, 401}, {6, 16, 1}, {64, 130, 768}, {5, 7, 3}};
+    TorchGenerator gen;
+    torch_manual_seed(&gen, 7);
+    for (int s = 0; s < 4; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *a = (float *)malloc_check((size_t)M * K * sizeof(float), "a");
+        float *b = (float *)malloc_check((size_t)K * N * sizeof(float), "b");
+        float *c0 = (float *)malloc_check((size_t)M * N * sizeof(float), "c0");
+        float *want = (float *)malloc_check((size_t)M * N * sizeof(float), "want");
+        float *got = (float *)malloc_check((size_t)M * N * sizeof(float), "got");
+        float *got1 = (float *)malloc_check((size_t)M * N * sizeof(float), "got1");
+        torch_normal_(&gen, a, (size_t)M * K, 0.0, 1.0);
+        torch_normal_(&gen, b, (size_t)K * N, 0.0, 1.0);
+        torch_normal_(&gen, c0, (size_t)M * N, 0.0, 1.0);
+        // layout: A(i,k) = a[i*a_row + k*a_col], B(k,j) = b[k*b_row + j*b_col]
+        const size_t layouts[3][4] = {{K, 1, 1, K}, {K, 1, N, 1}, {1, M, N, 1}};
+        for (int kn = 0; kn < num_kernels; kn++) {
+            for (int l = 0; l < 3; l++) {
+                for (int accumulate = 0; accumulate < 2; accumulate++) {
+                    const size_t *lay = layouts[l];
+                    memcpy(want, c0, (size_t)M * N * sizeof(float));
+                    memcpy(got, c0, (size_t)M * N * sizeof(float));
+                    memcpy(got1, c0, (size_t)M * N * sizeof(float));
+                    matmul_reference(want, N, a, lay[0], lay[1], b, lay[2], lay[3], M, N, K,
+                                     accumulate);
+                    sgemm_with_kernel(kernels[kn], got, N, a, lay[0], lay[1], b, lay[2], lay[3], M,
+                                      N, K, accumulate);
+#ifdef _OPENMP
+                    int threads = omp_get_max_threads();
+                    omp_set_num_threads(threads == 1 ? 2 : 1);
+#endif
+                    sgemm_with_kernel(kernels[kn], got1, N, a, lay[0], lay[1], b, lay[2], lay[3], M,
+                                      N, K, accumulate);
+#ifdef _OPENMP
+                    omp_set_num_threads(threads);
+#endif
+                    for (int i = 0; i < M * N; i++) {
+                        // rounding of a K-term sum of N(0,1) products in another order
+                        float tol = 1e-6f * (float)K + 1e-6f;
+                        CHECK(fabsf(got[i] - want[i]) <= tol,
+                              "%s, %dx%dx%d layout %d acc %d: C[%d] = %.7g, reference %.7g",
+                              kernels[kn].name, M, N, K, l, accumulate, i, (double)got[i],
+                              (double)want[i]);
+                        CHECK(got[i] == got1[i], "%s, %dx%dx%d: results depend on thread count",
+                              kernels[kn].name, M, N, K);
+                    }
+                }
+            }
+        }
+        free(a), free(b), free(c0), free(want), free(got), free(got1);
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *base = argc > 1 ? argv[1] : "/tmp";
     snprintf(work_dir, sizeof(work_dir), "%s/test_units", base);
@@ -886,6 +947,8 @@ int main(int argc, char **argv) {
     run_check("tokenizer v1 has eot 50256", test_tokenizer_v1_eot);
     run_check("sampler: temperature 0 and top_k=1 give argmax", test_sampler_argmax);
     run_check("sampler: frequencies within 0.02 of softmax", test_sampler_frequencies);
+    run_check("sgemm: every kernel here matches matmul_reference in all layouts",
+              test_sgemm_kernels);
     run_check("xorshift64* reference outputs", test_xorshift_reference);
     run_check("sampler: deterministic per seed", test_sampler_deterministic);
     run_check("cli: short and long flags fill int, float, string", test_cli_parse);
