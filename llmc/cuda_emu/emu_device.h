@@ -49,6 +49,12 @@ inline void warp_sync(const char *file, int line, unsigned mask = 0xffffffffu) {
     switch_to_scheduler(*w, f);
 }
 
+struct WarpSyncAt {
+    const char *file;
+    int line;
+    void operator()(unsigned mask = 0xffffffffu) const { warp_sync(file, line, mask); }
+};
+
 inline int warp_vote(WarpOp op, const char *file, int line, unsigned mask, int predicate) {
     Worker *w;
     Fiber &f = arrive_at_warp_op(w, op, file, line, mask);
@@ -139,7 +145,8 @@ template <typename F, typename U> inline F atomic_float_add(F *address, F operan
     ::llmc_emu::block_barrier(__FILE__, __LINE__, (predicate), ::llmc_emu::BlockReduce::all)
 #define __syncthreads_or(predicate)                                                                \
     ::llmc_emu::block_barrier(__FILE__, __LINE__, (predicate), ::llmc_emu::BlockReduce::any)
-#define __syncwarp(...) ::llmc_emu::warp_sync(__FILE__, __LINE__, ##__VA_ARGS__)
+// __syncwarp() or __syncwarp(mask): a call object keeps the mask optional without ##__VA_ARGS__
+#define __syncwarp(...) ::llmc_emu::WarpSyncAt{__FILE__, __LINE__}(__VA_ARGS__)
 #define __ballot_sync(mask, predicate)                                                             \
     ((unsigned)::llmc_emu::warp_vote(::llmc_emu::WarpOp::ballot, __FILE__, __LINE__, (mask),       \
                                      (predicate)))

@@ -556,12 +556,25 @@ inline void run_grid(const LaunchInfo &launch) {
     }
     Worker &self = this_worker();
     if (self.launch != nullptr) fatal("kernel %s launched from inside a kernel", launch.kernel_name);
-    Pool &p = pool();
     int helpers = (int)(total < (unsigned)c.workers ? total : (unsigned)c.workers) - 1;
     if (helpers <= 0) {
         for (unsigned k = 0; k < total; k++) run_block(self, launch, block_at(launch, order, k, total));
         return;
     }
+#ifdef _OPENMP
+    // Built with OpenMP (as the trainers are, for the CPU GEMM): blocks run on OpenMP's threads,
+    // so the two never compete for cores (OpenMP's idle threads spin; a second pool of threads
+    // made test_gpt2cu 20x slower on 2 cores).
+    std::atomic<unsigned> next{0};
+#pragma omp parallel num_threads(helpers + 1)
+    {
+        Worker &w = this_worker();
+        for (unsigned k; (k = next.fetch_add(1)) < total;) {
+            run_block(w, launch, block_at(launch, order, k, total));
+        }
+    }
+#else
+    Pool &p = pool();
     {
         std::lock_guard<std::mutex> lock(p.mutex);
         while ((int)p.threads.size() < helpers) {
@@ -579,6 +592,7 @@ inline void run_grid(const LaunchInfo &launch) {
     claim_blocks(p, self);
     std::unique_lock<std::mutex> lock(p.mutex);
     p.finished.wait(lock, [&] { return p.helpers_busy == 0; });
+#endif
 }
 
 // ----------------------------------------------------------------------------
@@ -621,10 +635,9 @@ template <typename... Params> struct Launcher {
         std::apply(b.kernel, b.arguments); // each thread gets its own copy of the parameters
     }
 
-    template <typename... Args> void operator()(Args &&...args) const {
-        static_assert(sizeof...(Args) == sizeof...(Params),
-                      "LLMC_LAUNCH: wrong number of kernel arguments");
-        Bound bound{kernel, Arguments(std::forward<Args>(args)...)};
+    // Arguments convert to the kernel's parameter types as in a call (NULL, 0, narrowing...).
+    void operator()(Params... args) const {
+        Bound bound{kernel, Arguments(args...)};
         LaunchInfo launch{name, file, line, grid, block, shared_bytes, 0, 0, &run_thread, &bound};
         unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
         if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 ||
