@@ -222,8 +222,8 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
     const char *first = loader->glob_result.gl_pathv[0];
     int first_has_mask = mask_path_of(first, mask_path, sizeof(mask_path)) && file_exists(mask_path);
     if (mask_mode == DATALOADER_MASKS_REQUIRED && !first_has_mask) {
-        fatal("%s: no mask shard beside it (expected %s.mask from tokenizer prepare --sft)", first,
-              mask_path_of(first, mask_path, sizeof(mask_path)) ? mask_path : first);
+        fatal("%s: no mask shard beside it (expected %s from tokenizer prepare --sft)", first,
+              mask_path_of(first, mask_path, sizeof(mask_path)) ? mask_path : "NAME.mask");
     }
     loader->has_masks = mask_mode != DATALOADER_MASKS_OFF && first_has_mask;
     for (size_t i = 0; i < loader->num_shards; i++) {

@@ -305,6 +305,19 @@ tokenizer_total=$(tail -1 "$WORK/tokenizer.log" | awk '/passed,.*failed$/ {print
 [ "${tokenizer_total:-x}" = "$tokenizer_seen" ] || not_ok "tests/test_tokenizer.sh did not finish (see $WORK/tokenizer.log)"
 
 # ---------------------------------------------------------------------------------------------
+# 7. SFT (tests/test_sft.sh): chat template, prepare --sft / show, masked loss and gradients vs
+#    PyTorch, KV cache, chat. Each of its checks counts here.
+sft_seen=0
+while IFS= read -r line; do
+    case "$line" in
+    "ok - "*) ok "sft: ${line#ok - }" && sft_seen=$((sft_seen + 1)) ;;
+    "FAIL - "*) not_ok "sft: ${line#FAIL - }" && sft_seen=$((sft_seen + 1)) ;;
+    esac
+done < <(LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh 2>&1 | tee "$WORK/sft.log")
+sft_total=$(tail -1 "$WORK/sft.log" | awk '/passed,.*failed$/ {print $1 + $3}')
+[ "${sft_total:-x}" = "$sft_seen" ] || not_ok "tests/test_sft.sh did not finish (see $WORK/sft.log)"
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
