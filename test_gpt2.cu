@@ -8,17 +8,20 @@ train 3 steps -> save model + optimizer state -> reload -> train 3 steps gives t
 
   ./test_gpt2cu -e MODEL.bin -s DEBUG_STATE.bin
 
-Tolerances (defaults by build, every one a flag):
-- FP32 build (PRECISION=FP32, TF32 off): element by element, as test_gpt2.c but looser by about
-  10x, because our kernels sum in fp32 in other orders than PyTorch's (layernorm in fp32 where
-  the CPU uses double; softmax and column sums in blocks). Observed errors are listed in README.
+Tolerances (defaults by build, every one a flag; README lists the measured errors):
+- FP32 build (PRECISION=FP32; cuBLASLt with CUBLAS_COMPUTE_32F, so no TF32): element by element
+  as test_gpt2.c does, 2x looser (logits 2e-5 * (1 + |ref|), gradients 2e-4 * |ref| + 4e-5 *
+  max|ref|, step losses 2e-5 relative) because our kernels sum in fp32 in other orders than
+  PyTorch's (layernorm in fp32 where the CPU uses double; softmax and column sums in blocks).
+  Under the emulation the worst errors are 20x below these.
 - BF16 build: bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% per value) and every
   activation and gradient is rounded at each layer boundary, so element-wise tolerances would be
-  meaningless for small elements. Each tensor is instead checked by its relative L2 error,
-  ||got - ref|| / ||ref||: a few rounding steps of 0.2% each, compounded over the layers and
-  amplified in gradients of small magnitude (layernorm biases, the tied wte), measure as
-  0.3% to 3% (README lists them); the defaults leave a 3-5x margin. The loss (a mean over B*T
-  positions of a log-sum-exp) is far more precise than any single logit: relative 1e-2.
+  meaningless for small elements. Each tensor is checked by its relative L2 error
+  ||got - ref|| / ||ref|| instead: measured 0.3% to 0.8% on every tensor of d2 and of a
+  V=1000 model (a few roundings of 0.2% compounded over the layers); the limits, 2.5% for logits
+  and 3% for gradients, leave a 4x margin. The loss, a mean over B*T positions, is much more
+  precise than any one logit (measured 1e-5 relative; limit 1e-3), and the 10 step losses stay
+  within 2e-4 relative (limit 2e-3) because the fp32 master weights carry the updates.
 */
 #define TESTING
 #include "train_gpt2.cu"
@@ -126,12 +129,12 @@ int main(int argc, char **argv) {
     const char *work_dir = "build/test_gpt2cu";
 #ifdef ENABLE_FP32
     int element_wise = 1;
-    float logits_tol = 1e-4f, loss_tol = 1e-5f, grad_tol = 1e-3f, grad_floor = 2e-4f,
-          step_tol = 1e-4f;
+    float logits_tol = 2e-5f, loss_tol = 1e-5f, grad_tol = 2e-4f, grad_floor = 4e-5f,
+          step_tol = 2e-5f;
 #else
     int element_wise = 0;
-    float logits_tol = 3e-2f, loss_tol = 1e-2f, grad_tol = 1e-1f, grad_floor = 0.0f,
-          step_tol = 2e-2f;
+    float logits_tol = 2.5e-2f, loss_tol = 1e-3f, grad_tol = 3e-2f, grad_floor = 0.0f,
+          step_tol = 2e-3f;
 #endif
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
