@@ -82,6 +82,10 @@ NVCC_LDLIBS = -lcublas -lcublasLt
 # the emulation: C++17 with the same warnings; OpenMP for llmc/matmul.h's sgemm
 EMU_CXX ?= g++
 EMU_FLAGS = -std=c++17 -O2 $(ARCH) -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
+# EMU_ASAN=1 (with CUDA_EMU=1): AddressSanitizer, which reports out-of-bounds accesses to device
+# memory and to dynamic shared memory (build/cuda/emu-<precision>-asan/)
+EMU_ASAN ?= 0
+EMU_ASAN_FLAGS = -fsanitize=address -fno-omit-frame-pointer -g
 ifneq ($(filter-out BF16 FP32,$(PRECISION)),)
   $(error PRECISION=$(PRECISION): expected BF16 or FP32)
 endif
@@ -91,7 +95,7 @@ endif
 PRECISION_LOWER = $(if $(filter FP32,$(PRECISION)),fp32,bf16)
 CUDA_HEADERS := $(wildcard llmc/*.cuh) $(wildcard llmc/cuda_emu/*.h) $(HEADERS)
 ifeq ($(CUDA_EMU),1)
-  CUDA_VARIANT = emu-$(PRECISION_LOWER)
+  CUDA_VARIANT = emu-$(PRECISION_LOWER)$(if $(filter 1,$(EMU_ASAN)),-asan)
 else
   CUDA_VARIANT = nvcc-$(PRECISION_LOWER)
 endif
@@ -118,11 +122,11 @@ build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS) | chec
 
 build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
 
 build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
 
 # CI: nvcc compiles both binaries (BF16, no link, so no GPU libraries are needed at link time).
 cuda_compile_check: check_nvcc
@@ -130,8 +134,34 @@ cuda_compile_check: check_nvcc
 	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/train_gpt2cu.o train_gpt2.cu
 	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/test_gpt2cu.o test_gpt2.cu
 
+# ---------------------------------------------------------------------------------------------
+# The CUDA sources on the CPU emulation (issue 3, docs/cuda_emu.md): the emulation's own tests
+# (tests/cuda_emu/), every dev/cuda/*.cu kernel check and test_gpt2cu (FP32, BF16), each run in
+# forward, reverse and random scheduling order, plus AddressSanitizer builds (tests/cuda_emu/run.sh).
+DEV_CUDA_SOURCES := $(wildcard dev/cuda/*.cu)
+EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_asan \
+	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
+	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
+	build/cuda/emu-fp32-asan/test_gpt2cu)
+.PHONY: test-cuda-emu
+
+build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
+
+build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_ASAN_FLAGS) -x c++ -o $@ $< -lm
+
+build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
+
+test-cuda-emu: $(EMU_TEST_BINARIES)
+	bash tests/cuda_emu/run.sh
+
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
-test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units
+test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units $(EMU_TEST_BINARIES)
 	bash tests/run_tests.sh
 
 format:

@@ -595,6 +595,19 @@ __global__ void scale_kernel(float *x, int n) {
     if (i < n) x[i] *= 2.0f;
 }
 
+// Each thread reads its element and the next one: the last thread reads one past the end.
+__global__ void shift_sum_kernel(float *out, const float *inp, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = inp[i] + inp[i + 1];
+}
+
+__global__ void shared_overrun_kernel(float *out, int n) {
+    LLMC_EXTERN_SHARED(float, buffer);
+    buffer[threadIdx.x + 1] = (float)threadIdx.x; // the last thread writes buffer[n]
+    __syncthreads();
+    if (threadIdx.x + 1 < (unsigned)n) out[threadIdx.x] = buffer[threadIdx.x + 1];
+}
+
 // Runs one case in this process; returns the exit status.
 static int run_case(const char *name) {
     float *d_out = (float *)cuda_malloc_check(1024 * sizeof(float), "out");
@@ -634,6 +647,12 @@ static int run_case(const char *name) {
         float *gone = (float *)cuda_malloc_check(64 * sizeof(float), "soon freed");
         cuda_check(cudaFree(gone));
         LLMC_LAUNCH(scale_kernel, 1, 64, 0, 0)(gone, 64);
+    } else if (strcmp(name, "out_of_bounds") == 0) {
+        float *d_inp = (float *)cuda_malloc_check(100 * sizeof(float), "100 floats");
+        cuda_check(cudaMemset(d_inp, 0, 100 * sizeof(float)));
+        LLMC_LAUNCH(shift_sum_kernel, 1, 128, 0, 0)(d_out, d_inp, 100);
+    } else if (strcmp(name, "shared_out_of_bounds") == 0) {
+        LLMC_LAUNCH(shared_overrun_kernel, 1, 64, 64 * sizeof(float), 0)(d_out, 64);
     } else {
         fprintf(stderr, "unknown case '%s'\n", name);
         return 2;
@@ -755,6 +774,18 @@ static void test_planted_bugs(void) {
     check(lenient.status == 0 && lenient_exit.status == 0,
           "with LLMC_EMU_STRICT=0 the absent-lane shuffle and the barrier after an early exit run "
           "(exit %d, %d)", lenient.status, lenient_exit.status);
+#ifdef __SANITIZE_ADDRESS__
+    ChildResult overrun = run_child("out_of_bounds", {});
+    check(overrun.status != 0 && overrun.err.find("heap-buffer-overflow") != std::string::npos &&
+              overrun.err.find("shift_sum_kernel") != std::string::npos,
+          "AddressSanitizer build: a kernel reading one past a cudaMalloc buffer is reported as a "
+          "heap-buffer-overflow in shift_sum_kernel (exit %d)", overrun.status);
+    ChildResult shared_overrun = run_child("shared_out_of_bounds", {});
+    check(shared_overrun.status != 0 &&
+              shared_overrun.err.find("use-after-poison") != std::string::npos,
+          "AddressSanitizer build: writing one past the block's dynamic shared memory is reported "
+          "(exit %d)", shared_overrun.status);
+#endif
     ChildResult bad_order = run_child("reverse", {"LLMC_EMU_ORDER=sideways"});
     check(bad_order.status != 0 && bad_order.err.find("LLMC_EMU_ORDER") != std::string::npos,
           "a bad LLMC_EMU_ORDER is refused naming the variable: %s",

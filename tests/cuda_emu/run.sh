@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# `make test-cuda-emu`: the CUDA sources run on the CPU emulation (llmc/cuda_emu/, docs/cuda_emu.md).
+# In each scheduling order (forward, reverse, random): the emulation's own tests, every dev/cuda
+# kernel check, and test_gpt2cu (FP32 and BF16 builds) against a PyTorch reference dump of a small
+# model; then the AddressSanitizer builds once. One "ok - " or "FAIL - " line per check, last line
+# "N passed, N failed"; exits non-zero if anything failed. make builds the binaries first.
+# usage: tests/cuda_emu/run.sh [REFERENCE_DIR]
+#   REFERENCE_DIR holds v1000_b3_t24_wd{,_bf16,_state}.bin (tests/run_tests.sh writes them to
+#   build/test); without it they are made here with scripts/train_gpt2.py.
+set -u
+cd "$(dirname "$0")/../.."
+WORK=build/cuda_emu/run
+rm -rf "$WORK"
+mkdir -p "$WORK"
+ORDERS="forward reverse random"
+# OpenMP's idle threads spin by default; between kernels that starves the emulation's workers
+# (passive: test_gpt2cu 2.7 s instead of 9 s on 2 busy cores)
+export OMP_WAIT_POLICY=passive
+passed=0
+failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); }
+
+# run_suite LABEL LOG CMD...: runs a program that prints ok/FAIL lines; each counts here.
+run_suite() {
+    local label=$1 log=$2 seen=0 status
+    shift 2
+    "$@" >"$log" 2>&1
+    status=$?
+    while IFS= read -r line; do
+        case $line in
+        "ok - "*) ok "$label ${line#ok - }" && seen=$((seen + 1)) ;;
+        "FAIL - "*) not_ok "$label ${line#FAIL - }" && seen=$((seen + 1)) ;;
+        esac
+    done <"$log"
+    if [ "$status" -ne 0 ] && ! grep -q '^FAIL - ' "$log"; then
+        not_ok "$label stopped (exit $status, see $log)"
+    elif [ "$seen" -eq 0 ]; then
+        not_ok "$label printed no checks (see $log)"
+    fi
+}
+
+# run_check LABEL LOG CMD...: one check, passed when CMD exits 0.
+run_check() {
+    local label=$1 log=$2
+    shift 2
+    local start=$SECONDS
+    if "$@" >"$log" 2>&1; then
+        ok "$label ($((SECONDS - start)) s)"
+    else
+        not_ok "$label (exit $?, see $log)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. The emulation's own tests.
+for order in $ORDERS; do
+    run_suite "[$order]" "$WORK/test_cuda_emu_$order.log" \
+        env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 ./build/cuda_emu/test_cuda_emu
+done
+if [ -x build/cuda_emu/test_cuda_emu_asan ]; then
+    run_suite "[asan]" "$WORK/test_cuda_emu_asan.log" ./build/cuda_emu/test_cuda_emu_asan
+fi
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+if [ -x "$NVCC" ]; then
+    run_check "nvcc compiles tests/cuda_emu/test_cuda_emu.cu (-Werror all-warnings)" "$WORK/nvcc.log" \
+        "$NVCC" -std=c++17 -arch=sm_80 -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings -c \
+        -o "$WORK/test_cuda_emu.o" tests/cuda_emu/test_cuda_emu.cu
+else
+    echo "# nvcc not found: the nvcc compile check of tests/cuda_emu/test_cuda_emu.cu is skipped"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Kernel checks in dev/cuda (each compares its kernels with its CPU reference; exit 0 = pass).
+for source in dev/cuda/*.cu; do
+    [ -e "$source" ] || continue
+    name=$(basename "$source" .cu)
+    for order in $ORDERS; do
+        run_check "[$order] dev/cuda/$name.cu" "$WORK/dev_${name}_$order.log" \
+            env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 "./build/cuda_emu/dev/$name"
+    done
+done
+
+# ---------------------------------------------------------------------------------------------
+# 3. test_gpt2cu, FP32 and BF16 builds, against the PyTorch reference (L=2, C=64, V=1000).
+if [ -e test_gpt2.cu ]; then
+    NAME=v1000_b3_t24_wd
+    REF_DIR=${1:-}
+    if [ -z "$REF_DIR" ] || [ ! -e "$REF_DIR/${NAME}_state.bin" ]; then
+        REF_DIR=build/cuda_emu/reference
+        PY=${PYTHON:-/usr/bin/python3}
+        if [ ! -e "$REF_DIR/${NAME}_state.bin" ]; then
+            mkdir -p "$REF_DIR"
+            "$PY" scripts/train_gpt2.py --model "L=2,C=64,NH=4,V=1000,maxT=64" --seed 3 -b 3 -t 24 \
+                --steps 10 -c 0.1 -l 1e-3 --write-model "$REF_DIR/$NAME.bin" \
+                --write-model-bf16 "$REF_DIR/${NAME}_bf16.bin" \
+                --write-state "$REF_DIR/${NAME}_state.bin" >"$WORK/reference.log" 2>&1 ||
+                not_ok "reference dump for test_gpt2cu (see $WORK/reference.log)"
+        fi
+    fi
+    for precision in fp32 bf16; do
+        model="$REF_DIR/$NAME.bin"
+        [ "$precision" = bf16 ] && model="$REF_DIR/${NAME}_bf16.bin"
+        for order in $ORDERS; do
+            run_check "[$order] test_gpt2cu ($precision build, emulated) matches PyTorch" \
+                "$WORK/test_gpt2cu_${precision}_$order.log" \
+                env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 "./build/cuda/emu-$precision/test_gpt2cu" \
+                -e "$model" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_${precision}_$order"
+        done
+    done
+    if [ -x build/cuda/emu-fp32-asan/test_gpt2cu ]; then
+        run_check "[asan] test_gpt2cu (fp32 build, emulated, AddressSanitizer) matches PyTorch" \
+            "$WORK/test_gpt2cu_fp32_asan.log" ./build/cuda/emu-fp32-asan/test_gpt2cu \
+            -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_fp32_asan"
+    fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
