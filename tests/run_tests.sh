@@ -318,6 +318,20 @@ sft_total=$(tail -1 "$WORK/sft.log" | awk '/passed,.*failed$/ {print $1 + $3}')
 [ "${sft_total:-x}" = "$sft_seen" ] || not_ok "tests/test_sft.sh did not finish (see $WORK/sft.log)"
 
 # ---------------------------------------------------------------------------------------------
+# 8. CUDA on the CPU emulation (tests/cuda_emu/run.sh, docs/cuda_emu.md): the emulation's tests,
+#    dev/cuda kernel checks and test_gpt2cu (FP32, BF16) in forward/reverse/random scheduling
+#    order, AddressSanitizer builds; test_gpt2cu uses section 1's v1000_b3_t24_wd dumps.
+emu_seen=0
+while IFS= read -r line; do
+    case "$line" in
+    "ok - "*) ok "cuda-emu: ${line#ok - }" && emu_seen=$((emu_seen + 1)) ;;
+    "FAIL - "*) not_ok "cuda-emu: ${line#FAIL - }" && emu_seen=$((emu_seen + 1)) ;;
+    esac
+done < <(bash tests/cuda_emu/run.sh "$WORK" 2>&1 | tee "$WORK/cuda_emu.log")
+emu_total=$(tail -1 "$WORK/cuda_emu.log" | awk '/passed,.*failed$/ {print $1 + $3}')
+[ "${emu_total:-x}" = "$emu_seen" ] || not_ok "tests/cuda_emu/run.sh did not finish (see $WORK/cuda_emu.log)"
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
