@@ -1283,8 +1283,8 @@ static size_t sft_read_file(const char *path, const SFTPrepareOptions *options, 
                 pos++;
                 while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
             }
-            if (pos >= size) fatal("%s: line %zu: the JSON array is not closed", path,
-                                   line_of(data, size - 1));
+            if (pos >= size)
+                fatal("%s: line %zu: the JSON array is not closed", path, line_of(data, size - 1));
         } else if (pos >= size) {
             break;
         }
@@ -1379,7 +1379,8 @@ static void remove_stale_masks(const char *dir, const char *name, char (*written
         if (glob(pattern, 0, NULL, &found) != 0) continue;
         for (size_t i = 0; i < found.gl_pathc; i++) {
             int ours = 0;
-            for (size_t k = 0; k < count && !ours; k++) ours = strcmp(found.gl_pathv[i], written[k]) == 0;
+            for (size_t k = 0; k < count && !ours; k++)
+                ours = strcmp(found.gl_pathv[i], written[k]) == 0;
             if (!ours && unlink(found.gl_pathv[i]) != 0) {
                 fatal("cannot remove the stale mask shard %s: %s", found.gl_pathv[i],
                       strerror(errno));
@@ -1435,8 +1436,8 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
                      options->name, split_name, index, (int)getpid());
             snprintf(final_paths[num_files], 4096 + 64, "%s/%s_%s_%06zu.bin", options->out_dir,
                      options->name, split_name, index);
-            snprintf(final_paths[num_files + 1], 4096 + 64, "%s/%s_%s_%06zu.mask",
-                     options->out_dir, options->name, split_name, index);
+            snprintf(final_paths[num_files + 1], 4096 + 64, "%s/%s_%s_%06zu.mask", options->out_dir,
+                     options->name, split_name, index);
             snprintf(final_masks[num_shards], 4096 + 64, "%s", final_paths[num_files + 1]);
             sft_write_shard(&packed, row, n, T, bpe.vocab_size, temp_tokens, temp_mask);
             snprintf(shards[num_shards].final_path, sizeof(shards[num_shards].final_path), "%s",
@@ -1464,8 +1465,8 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
     printf("  %zu rows x %d tokens = %zu tokens: %zu trained targets (%.1f%%), %zu padding "
            "(%.1f%%) -> train %zu rows / val %zu rows in %s/ in %.2f s\n",
            packed.rows, T + 1, total, packed.trained, 100.0 * packed.trained / total,
-           packed.padding, 100.0 * packed.padding / total, train_rows, val_rows,
-           options->out_dir, now_seconds() - start);
+           packed.padding, 100.0 * packed.padding / total, train_rows, val_rows, options->out_dir,
+           now_seconds() - start);
     for (size_t k = 0; k < num_shards; k++) {
         printf("  %s (+ .mask): %zu tokens\n", shards[k].final_path, shards[k].num_tokens);
     }
@@ -1543,7 +1544,8 @@ static int cmd_show(int argc, char **argv) {
             fatal("%s: token %u at position %zu is outside the vocabulary of %s (V=%d)", input, id,
                   i, vocab, bpe.vocab_size);
         }
-        if (mask[i] > 1) fatal("%s: mask byte %u at position %zu: expected 0 or 1", mask_path, mask[i], i);
+        if (mask[i] > 1)
+            fatal("%s: mask byte %u at position %zu: expected 0 or 1", mask_path, mask[i], i);
         ids[i] = (int32_t)id;
     }
     size_t row_length = (size_t)info.seq_len + 1, rows = num_tokens / row_length;
@@ -1627,8 +1629,9 @@ static int cmd_prepare(int argc, char **argv) {
         fatal("bad value '%s' for --val-fraction: expected a number in [0, 1)", val_fraction_text);
     }
     if (sft[0] != '\0') {
-        SFTPrepareOptions sft_options = {vocab, out_dir, name, tokenizer_name, SFT_ALPACA,
-                                         seq_len, shard_size, allow_invalid, val_fraction};
+        SFTPrepareOptions sft_options = {vocab,          out_dir,       name,
+                                         tokenizer_name, SFT_ALPACA,    seq_len,
+                                         shard_size,     allow_invalid, val_fraction};
         if (!sft_format_from_name(sft, &sft_options.format)) {
             fatal("bad value '%s' for --sft: expected alpaca, messages, sharegpt or gsm8k", sft);
         }

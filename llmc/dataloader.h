@@ -194,10 +194,10 @@ static inline int dataloader_mask_vocab_size(const char *pattern) {
 // pattern: a glob of shard files. Every shard is checked up front so a bad one fails at start.
 // mask_mode: DATALOADER_MASKS_AUTO (use mask shards when the first shard has one), _OFF, or
 // _REQUIRED.
-static inline void dataloader_init_with_masks(DataLoader *loader, const char *pattern, int B,
-                                              int T, int vocab_size, int process_rank,
-                                              int num_processes, int should_shuffle,
-                                              uint32_t shuffle_seed, int mask_mode) {
+static inline void dataloader_init_with_masks(DataLoader *loader, const char *pattern, int B, int T,
+                                              int vocab_size, int process_rank, int num_processes,
+                                              int should_shuffle, uint32_t shuffle_seed,
+                                              int mask_mode) {
     memset(loader, 0, sizeof(*loader));
     if (B <= 0 || T <= 0 || num_processes <= 0 || process_rank < 0 ||
         process_rank >= num_processes) {
@@ -220,7 +220,8 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
     size_t needed = (size_t)num_processes * B * T + 1;
     char mask_path[4096 + 8];
     const char *first = loader->glob_result.gl_pathv[0];
-    int first_has_mask = mask_path_of(first, mask_path, sizeof(mask_path)) && file_exists(mask_path);
+    int first_has_mask =
+        mask_path_of(first, mask_path, sizeof(mask_path)) && file_exists(mask_path);
     if (mask_mode == DATALOADER_MASKS_REQUIRED && !first_has_mask) {
         fatal("%s: no mask shard beside it (expected %s from tokenizer prepare --sft)", first,
               mask_path_of(first, mask_path, sizeof(mask_path)) ? mask_path : "NAME.mask");
@@ -233,7 +234,8 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
         size_t num_tokens = dataloader_check_shard(file, path, &token_bytes);
         fclose(file);
         if (loader->has_masks) {
-            int has_mask = mask_path_of(path, mask_path, sizeof(mask_path)) && file_exists(mask_path);
+            int has_mask =
+                mask_path_of(path, mask_path, sizeof(mask_path)) && file_exists(mask_path);
             if (!has_mask) {
                 fatal("%s: no mask shard beside it, but %s has one (mix of SFT and plain shards)",
                       path, first);

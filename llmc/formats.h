@@ -182,8 +182,7 @@ static inline void debug_state_read(const char *path, const GPT2Config *config, 
     int masked = header[11] == 1;
     size_t expected = HEADER_BYTES + BT * 2 * sizeof(int32_t) + BT * state->V * sizeof(float) +
                       sizeof(float) + num_parameters * sizeof(float) +
-                      (size_t)state->n_steps * sizeof(float) +
-                      (masked ? BT * sizeof(int32_t) : 0);
+                      (size_t)state->n_steps * sizeof(float) + (masked ? BT * sizeof(int32_t) : 0);
     if (file_size != expected) {
         fatal("%s: file is %zu bytes, expected %zu for B=%d T=%d V=%d, %zu parameters and %d step "
               "losses (truncated, or made for another model)",
