@@ -8,6 +8,8 @@
 #ifndef LLMC_CUDA_EMU_SCHEDULER_H
 #define LLMC_CUDA_EMU_SCHEDULER_H
 
+#include <signal.h>
+
 #include <condition_variable>
 #include <string>
 #include <thread>
@@ -96,9 +98,14 @@ inline Worker *&current_worker() {
     static thread_local Worker *worker = nullptr;
     return worker;
 }
+inline void install_crash_reporter();
+
 inline Worker &this_worker() {
     Worker *&w = current_worker();
-    if (w == nullptr) w = new Worker; // one per OS thread, kept for the process's life
+    if (w == nullptr) {
+        w = new Worker; // one per OS thread, kept for the process's life
+        install_crash_reporter();
+    }
     return *w;
 }
 
@@ -122,11 +129,19 @@ inline std::string kernel_label(const LaunchInfo &launch) {
 }
 
 // "kernel NAME (launched at FILE:LINE), block (x,y,z)" for messages
+inline void describe(char *text, size_t size, const Worker &w) {
+    const char *name = w.launch->kernel_name;
+    int length = (int)strlen(name);
+    if (length >= 2 && name[0] == '(' && name[length - 1] == ')') {
+        name++;
+        length -= 2;
+    }
+    snprintf(text, size, "kernel %.*s (launched at %s:%d), block (%u,%u,%u)", length, name,
+             w.launch->file, w.launch->line, blockIdx.x, blockIdx.y, blockIdx.z);
+}
 inline std::string where(const Worker &w) {
     char text[512];
-    snprintf(text, sizeof(text), "kernel %s (launched at %s:%d), block (%u,%u,%u)",
-             kernel_label(*w.launch).c_str(), w.launch->file, w.launch->line, blockIdx.x,
-             blockIdx.y, blockIdx.z);
+    describe(text, sizeof(text), w);
     return text;
 }
 inline std::string thread_name(const Fiber &f) {
@@ -135,6 +150,73 @@ inline std::string thread_name(const Fiber &f) {
              f.thread_idx.z);
     return text;
 }
+
+// ----------------------------------------------------------------------------
+// A crash inside a kernel (a wild pointer, a fiber stack overflowing into its guard page) first
+// names the kernel, block and thread, then dies as it would have. Under AddressSanitizer, which
+// reports the access itself, the same line follows its report.
+
+inline void report_crash_location(const char *what) {
+    Worker *w = current_worker();
+    if (w == nullptr || w->launch == nullptr || w->current < 0) return;
+    const Fiber &f = w->fibers[w->current];
+    char text[1024], location[512];
+    describe(location, sizeof(location), *w);
+    int length = snprintf(text, sizeof(text), "llmc_emu: %s in %s, thread (%u,%u,%u)\n", what,
+                          location, f.thread_idx.x, f.thread_idx.y, f.thread_idx.z);
+    if (length > 0) {
+        ssize_t ignored = write(2, text, (size_t)length < sizeof(text) ? (size_t)length : sizeof(text));
+        (void)ignored;
+    }
+}
+
+#ifdef __SANITIZE_ADDRESS__
+inline void install_crash_reporter() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        __sanitizer_set_death_callback([] { report_crash_location("AddressSanitizer error"); });
+    });
+}
+#else
+inline void on_crash_signal(int signal_number, siginfo_t *info, void *) {
+    const char *what = signal_number == SIGBUS ? "bus error" : "segmentation fault";
+    Worker *w = current_worker();
+    if (w != nullptr && w->launch != nullptr && w->current >= 0) {
+        const Fiber &f = w->fibers[w->current];
+        char *address = (char *)info->si_addr;
+        if (f.stack >= 0) {
+            const Stack &s = w->stacks[f.stack];
+            long page = sysconf(_SC_PAGE_SIZE);
+            char *guard = (char *)(((uintptr_t)s.base) & ~(uintptr_t)(page - 1)) - page;
+            if (address >= guard && address < s.base) {
+                what = "fiber stack overflow (raise LLMC_EMU_STACK_KB)";
+            }
+        }
+    }
+    report_crash_location(what);
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+inline void install_crash_reporter() {
+    // every OS thread that runs blocks needs its own alternate stack: the fault may be an
+    // overflowing fiber stack, where the handler cannot run
+    stack_t alternate;
+    alternate.ss_size = 64 << 10;
+    alternate.ss_sp = malloc(alternate.ss_size);
+    alternate.ss_flags = 0;
+    if (alternate.ss_sp != nullptr) sigaltstack(&alternate, nullptr);
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction action;
+        memset(&action, 0, sizeof(action));
+        action.sa_sigaction = on_crash_signal;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, nullptr);
+        sigaction(SIGBUS, &action, nullptr);
+    });
+}
+#endif
 
 // ----------------------------------------------------------------------------
 // Switching between the scheduler (on the worker's own stack) and fibers.

@@ -608,6 +608,20 @@ __global__ void shared_overrun_kernel(float *out, int n) {
     if (threadIdx.x + 1 < (unsigned)n) out[threadIdx.x] = buffer[threadIdx.x + 1];
 }
 
+__global__ void wild_pointer_kernel(float *out, long long address) {
+    float *wild = (float *)(uintptr_t)address; // an address nobody allocated
+    out[threadIdx.x] = wild[threadIdx.x];
+}
+
+// About 1 KiB of stack per level: 256 levels overflow the emulation's 64 KiB fiber stacks.
+__device__ __noinline__ int deep_recursion(int depth) {
+    volatile char frame[1024];
+    frame[depth % 1024] = (char)depth;
+    return depth == 0 ? 0 : deep_recursion(depth - 1) + frame[depth % 1024];
+}
+
+__global__ void deep_recursion_kernel(int *out, int depth) { out[threadIdx.x] = deep_recursion(depth); }
+
 // Runs one case in this process; returns the exit status.
 static int run_case(const char *name) {
     float *d_out = (float *)cuda_malloc_check(1024 * sizeof(float), "out");
@@ -653,6 +667,10 @@ static int run_case(const char *name) {
         LLMC_LAUNCH(shift_sum_kernel, 1, 128, 0, 0)(d_out, d_inp, 100);
     } else if (strcmp(name, "shared_out_of_bounds") == 0) {
         LLMC_LAUNCH(shared_overrun_kernel, 1, 64, 64 * sizeof(float), 0)(d_out, 64);
+    } else if (strcmp(name, "wild_pointer") == 0) {
+        LLMC_LAUNCH(wild_pointer_kernel, 1, 32, 0, 0)(d_out, 64);
+    } else if (strcmp(name, "stack_overflow") == 0) {
+        LLMC_LAUNCH(deep_recursion_kernel, 1, 32, 0, 0)((int *)d_out, 256);
     } else {
         fprintf(stderr, "unknown case '%s'\n", name);
         return 2;
@@ -774,6 +792,21 @@ static void test_planted_bugs(void) {
     check(lenient.status == 0 && lenient_exit.status == 0,
           "with LLMC_EMU_STRICT=0 the absent-lane shuffle and the barrier after an early exit run "
           "(exit %d, %d)", lenient.status, lenient_exit.status);
+#ifndef __SANITIZE_ADDRESS__
+    ChildResult wild = run_child("wild_pointer", {});
+    check(wild.status == 128 + SIGSEGV &&
+              wild.err.find("llmc_emu: segmentation fault in kernel wild_pointer_kernel") == 0,
+          "a wild pointer in a kernel: SIGSEGV, naming kernel, block and thread: %s",
+          wild.err.substr(0, wild.err.find('\n')).c_str());
+    ChildResult overflow = run_child("stack_overflow", {});
+    check(overflow.status == 128 + SIGSEGV &&
+              overflow.err.find("llmc_emu: fiber stack overflow") == 0,
+          "a fiber stack overflow is reported as one: %s",
+          overflow.err.substr(0, overflow.err.find('\n')).c_str());
+    ChildResult big_stack = run_child("stack_overflow", {"LLMC_EMU_STACK_KB=1024"});
+    check(big_stack.status == 0, "the same kernel runs with LLMC_EMU_STACK_KB=1024 (exit %d)",
+          big_stack.status);
+#endif
 #ifdef __SANITIZE_ADDRESS__
     ChildResult overrun = run_child("out_of_bounds", {});
     check(overrun.status != 0 && overrun.err.find("heap-buffer-overflow") != std::string::npos &&
