@@ -224,19 +224,15 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, size_t 
 // from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T) {
     memset(model, 0, sizeof(*model));
-    float *params = NULL;
-    if (gpt2_config_from_descriptor(path_or_descriptor, &model->config)) {
-        model->num_parameters = gpt2_num_parameters(&model->config);
-        params = (float *)malloc_check(model->num_parameters * sizeof(float), "parameters");
-        gpt2_init_params(&model->config, params, seed);
-    } else {
-        FILE *file = fopen_check(path_or_descriptor, "rb");
-        int version = model_read_header(file, path_or_descriptor, &model->config);
-        model->num_parameters = gpt2_num_parameters(&model->config);
-        params = (float *)malloc_check(model->num_parameters * sizeof(float), "parameters");
-        model_read_params(file, path_or_descriptor, version, params, model->num_parameters);
-        fclose(file);
+    // the shape first: the memory check below runs before any large allocation
+    FILE *file = NULL;
+    int version = 0;
+    int from_descriptor = gpt2_config_from_descriptor(path_or_descriptor, &model->config);
+    if (!from_descriptor) {
+        file = fopen_check(path_or_descriptor, "rb");
+        version = model_read_header(file, path_or_descriptor, &model->config);
     }
+    model->num_parameters = gpt2_num_parameters(&model->config);
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
@@ -254,6 +250,13 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
               free_bytes / 1073741824.0, total_bytes / 1073741824.0);
     }
     size_t n = model->num_parameters;
+    float *params = (float *)malloc_check(n * sizeof(float), "parameters");
+    if (from_descriptor) {
+        gpt2_init_params(&model->config, params, seed);
+    } else {
+        model_read_params(file, path_or_descriptor, version, params, n);
+        fclose(file);
+    }
     model->params_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "parameters");
     model->grads_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "gradients");
     model->m_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW m");
