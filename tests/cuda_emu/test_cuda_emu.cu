@@ -628,22 +628,23 @@ static int run_case(const char *name) {
     if (strcmp(name, "reverse") == 0 || strcmp(name, "reverse_no_barrier") == 0) {
         const int blocks = 8;
         std::vector<float> inp(blocks * 256), out(blocks * 256);
-        for (size_t i = 0; i < inp.size(); i++) inp[i] = (float)i;
+        for (size_t i = 0; i < inp.size(); i++) inp[i] = (float)(i + 1); // never the stale 0
         float *d_inp = to_device(inp.data(), inp.size());
         float *d_rev = (float *)cuda_malloc_check(inp.size() * sizeof(float), "reversed");
         LLMC_LAUNCH(reverse_kernel, blocks, 256, 0, 0)(d_rev, d_inp, strcmp(name, "reverse") == 0);
         cuda_check(cudaGetLastError());
         to_host(out.data(), d_rev, out.size());
-        int wrong = 0;
-        unsigned long long checksum = 0;
+        // threads 0-127 read slots of threads 128-255 and the other way round: without the
+        // barrier, forward order gets the first half wrong, reverse order the second
+        int wrong_first = 0, wrong_second = 0;
         for (int b = 0; b < blocks; b++) {
             for (int t = 0; t < 256; t++) {
-                float got = out[b * 256 + t];
-                wrong += got != inp[b * 256 + 255 - t];
-                checksum = checksum * 31 + float_bits(got);
+                int bad = out[b * 256 + t] != inp[b * 256 + 255 - t];
+                if (t < 128) wrong_first += bad;
+                else wrong_second += bad;
             }
         }
-        printf("wrong %d checksum %llx\n", wrong, checksum);
+        printf("wrong %d in threads 0-127, %d in threads 128-255\n", wrong_first, wrong_second);
         return 0;
     }
     if (strcmp(name, "divergent") == 0) {
@@ -763,17 +764,21 @@ static void test_planted_bugs(void) {
     ChildResult fixed_forward = run_child("reverse", {"LLMC_EMU_ORDER=forward"});
     ChildResult fixed_reverse = run_child("reverse", {"LLMC_EMU_ORDER=reverse"});
     ChildResult fixed_random = run_child("reverse", {"LLMC_EMU_ORDER=random", "LLMC_EMU_SEED=7"});
-    bool fixed_ok = fixed_forward.out.compare(0, 8, "wrong 0 ") == 0 &&
-                    fixed_forward.out == fixed_reverse.out && fixed_forward.out == fixed_random.out;
+    const char *all_right = "wrong 0 in threads 0-127, 0 in threads 128-255\n";
+    bool fixed_ok = fixed_forward.out == all_right && fixed_reverse.out == all_right &&
+                    fixed_random.out == all_right;
     check(fixed_ok, "shared-memory reversal with __syncthreads: right in forward, reverse and "
                     "random order");
-    bool detected = forward.status == 0 && reverse.status == 0 && forward.out != reverse.out &&
-                    (forward.out.compare(0, 8, "wrong 0 ") != 0 ||
-                     reverse.out.compare(0, 8, "wrong 0 ") != 0);
+    int forward_first = -1, forward_second = -1, reverse_first = -1, reverse_second = -1;
+    sscanf(forward.out.c_str(), "wrong %d in threads 0-127, %d", &forward_first, &forward_second);
+    sscanf(reverse.out.c_str(), "wrong %d in threads 0-127, %d", &reverse_first, &reverse_second);
+    bool detected = forward_first == 8 * 128 && forward_second == 0 && reverse_first == 0 &&
+                    reverse_second == 8 * 128;
     std::string f = forward.out.substr(0, forward.out.find('\n'));
     std::string b = reverse.out.substr(0, reverse.out.find('\n'));
-    check(detected, "planted missing __syncthreads changes the result between orders (forward: "
-                    "%s; reverse: %s)", f.c_str(), b.c_str());
+    check(detected, "planted missing __syncthreads: forward order breaks the threads that read "
+                    "ahead, reverse order the others (forward: %s; reverse: %s)", f.c_str(),
+          b.c_str());
 
     expect_abort("divergent", "llmc_emu: deadlock in kernel divergent_barrier_kernel",
                  "__syncthreads in both branches of a divergent if");
