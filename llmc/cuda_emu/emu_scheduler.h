@@ -433,7 +433,9 @@ inline void on_fiber_exit(Worker &w, int index) {
             for (const Fiber &f : w.fibers) {
                 if (f.state == FiberState::at_block_barrier) waiting = &f;
             }
-            fatal("deadlock in %s: %s waits at __syncthreads (%s:%d) for %s, which has exited",
+            fatal("deadlock in %s: %s waits at __syncthreads (%s:%d) for %s, which has exited "
+                  "(undefined in CUDA C++; LLMC_EMU_STRICT=0 lets exited threads count as "
+                  "arrived, as PTX does)",
                   where(w).c_str(), thread_name(*waiting).c_str(), waiting->file, waiting->line,
                   thread_name(w.fibers[index]).c_str());
         }
@@ -551,7 +553,8 @@ inline void run_block(Worker &w, const LaunchInfo &launch, unsigned block_linear
                 for (const Fiber &gone : w.fibers) {
                     if (gone.state == FiberState::done) {
                         fatal("deadlock in %s: %s waits at __syncthreads (%s:%d) for %s, which "
-                              "has exited",
+                              "has exited (undefined in CUDA C++; LLMC_EMU_STRICT=0 lets exited "
+                              "threads count as arrived, as PTX does)",
                               where(w).c_str(), thread_name(f).c_str(), f.file, f.line,
                               thread_name(gone).c_str());
                     }
