@@ -24,7 +24,7 @@ JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
 
-all: train_gpt2 test_gpt2 tokenizer
+all: train_gpt2 test_gpt2 tokenizer chat
 
 train_gpt2: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -152,7 +152,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
     FILE *file = fopen_check(path, "r");
     char *line = NULL;
     size_t capacity = 0;
-    int seen = 0, correct = 0, line_number = 0;
+    int seen = 0, correct = 0, formatted = 0, line_number = 0;
     ByteList answer = {0};
     double start = seconds_now();
     while (count <= 0 || seen < count) {
@@ -176,6 +176,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
         gsm8k_final_answer(json_object_get_string(reference), want, sizeof(want));
         int ok = want[0] != '\0' && strcmp(got, want) == 0;
         correct += ok;
+        formatted += got[0] != '\0'; // the answer ends in "#### <something>", as trained
         seen++;
         if (verbose) {
             printf("%4d %s got '%s' want '%s'\n", seen, ok ? "ok  " : "miss", got, want);
@@ -186,9 +187,10 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
     fclose(file);
     free(line);
     free(answer.data);
-    printf("gsm8k exact match: %d / %d = %.1f%% (%s, first %d problems, temperature %g, %.1f s)\n",
+    printf("gsm8k exact match: %d / %d = %.1f%% (%s, first %d problems, temperature %g, %.1f s); "
+           "%d answers give a '#### N' final answer\n",
            correct, seen, seen > 0 ? 100.0 * correct / seen : 0.0, path, seen, s->temperature,
-           seconds_now() - start);
+           seconds_now() - start, formatted);
     return 0;
 }
 
@@ -253,6 +255,12 @@ int main(int argc, char **argv) {
     gpt2_build(&s.model, model_path, 0);
     bpe_read_file(&s.bpe, tokenizer_path);
     chat_tokens_init(&s.chat, &s.bpe, tokenizer_path);
+    if (s.bpe.vocab_size > s.model.config.vocab_size &&
+        s.bpe.vocab_size <= s.model.config.padded_vocab_size) {
+        // a base model, never fine-tuned: its chat-token rows start at the mean embedding, as
+        // the trainer would start them (useful as the "before SFT" baseline)
+        gpt2_grow_vocab(&s.model, s.bpe.vocab_size);
+    }
     if (s.bpe.vocab_size != s.model.config.vocab_size) {
         fatal("%s: V=%d, but the model %s has V=%d: use the tokenizer of the SFT data the model "
               "was fine-tuned on",
