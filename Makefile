@@ -168,5 +168,5 @@ format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h
 
 clean:
-	rm -f train_gpt2 test_gpt2 tokenizer train_gpt2cu test_gpt2cu
+	rm -f train_gpt2 test_gpt2 tokenizer chat train_gpt2cu test_gpt2cu
 	rm -rf build
