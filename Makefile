@@ -161,7 +161,8 @@ test-cuda-emu: $(EMU_TEST_BINARIES)
 	bash tests/cuda_emu/run.sh
 
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
-test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units $(EMU_TEST_BINARIES)
+test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units $(EMU_TEST_BINARIES) \
+	build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu
 	bash tests/run_tests.sh
 
 format:

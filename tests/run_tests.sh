@@ -332,6 +332,53 @@ emu_total=$(tail -1 "$WORK/cuda_emu.log" | awk '/passed,.*failed$/ {print $1 + $
 [ "${emu_total:-x}" = "$emu_seen" ] || not_ok "tests/cuda_emu/run.sh did not finish (see $WORK/cuda_emu.log)"
 
 # ---------------------------------------------------------------------------------------------
+# 9. The CUDA trainer on the CPU emulation, beyond section 8's small-vocabulary check: the full
+#    GPT-2 vocabulary (d2), B=1 with an odd T and 3 heads, a corrupted reference that must fail,
+#    train_gpt2cu's losses against PyTorch's (section 3's run), and bit-exact resume (section 4's).
+export OMP_WAIT_POLICY=passive # idle OpenMP threads would otherwise starve the emulation's workers
+for spec in "fp32|d2_b4_t64" "bf16|d2_b4_t64" "fp32|l3c96_b1_t37"; do
+    IFS='|' read -r precision name <<<"$spec"
+    if run "cu_${precision}_$name" ./build/cuda/emu-$precision/test_gpt2cu -e "$WORK/$name.bin" \
+        -s "$WORK/${name}_state.bin" -o "$WORK/cu_work"; then
+        ok "test_gpt2cu ($precision, emulated) $name: logits, loss, 16 gradients, 10 AdamW steps match PyTorch; repeat and save/reload bit-identical"
+    else
+        not_ok "test_gpt2cu ($precision, emulated) $name (see $WORK/cu_${precision}_$name.log)"
+    fi
+done
+if ./build/cuda/emu-fp32/test_gpt2cu -e "$WORK/d2_b4_t64.bin" -s "$WORK/corrupt_qkvw_grad.bin" \
+    -o "$WORK/cu_work" >"$WORK/cu_corrupt.log" 2>&1; then
+    not_ok "test_gpt2cu passed a corrupted reference (qkvw gradient x1.01): it cannot fail"
+elif grep -q "qkvw.*FAIL" "$WORK/cu_corrupt.log"; then
+    ok "test_gpt2cu (fp32, emulated) fails on a corrupted reference and names qkvw"
+else
+    not_ok "test_gpt2cu failed on the corrupted reference without naming qkvw (see $WORK/cu_corrupt.log)"
+fi
+rm -rf "$WORK/cu_plain"
+if run cu_train_plain ./build/cuda/emu-fp32/train_gpt2cu -e "$MODEL" -i "$WORK/train_00*.bin" \
+    -j "$WORK/val_000.bin" -v 0 -s 0 -o "$WORK/cu_plain" -b 4 -t 64 -l 1e-4 -c 0 -x 10 -u 0 -q 1.0 &&
+    summary=$(compare_losses cu_plain "$WORK/cu_plain/main.log" "$WORK/plain.ref" 1e-3); then
+    ok "train_gpt2cu (fp32, emulated) matches PyTorch's losses: $summary"
+else
+    not_ok "train_gpt2cu (fp32, emulated) vs PyTorch: ${summary:-} (see $WORK/cu_train_plain.log)"
+fi
+A=$WORK/cu_resume_a
+B=$WORK/cu_resume_b
+rm -rf "$A" "$B"
+CU_COMMON="-e d2 --seed 7 -j $WORK/val_000.bin -b 2 -t 32 -x 6 -n 3 -l 1e-3 -u 2 -v 3 -m 2 -s 3 -g 4"
+# shellcheck disable=SC2086
+if run cu_resume_a ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train_00*.bin" -o "$A" &&
+    mkdir -p "$B" && cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/" &&
+    run cu_resume_b ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train_00*.bin" -o "$B" -y 1 &&
+    cmp -s "$A/model_00000006.bin" "$B/model_00000006.bin" &&
+    cmp -s "$A/state_00000006_00000.bin" "$B/state_00000006_00000.bin"; then
+    ok "train_gpt2cu (bf16, emulated): 6 straight steps == 3 steps + resume + 3 steps (bf16 model, master weights, AdamW state bit-identical)"
+else
+    not_ok "train_gpt2cu resume (see $WORK/cu_resume_a.log, cu_resume_b.log)"
+fi
+expect_error "train_gpt2cu: not enough GPU memory" "not enough GPU memory.*needs .* GiB" \
+    ./build/cuda/emu-bf16/train_gpt2cu -e d12 -b 512 -t 1024 -x 1 -v 0 -s 0
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
