@@ -130,6 +130,7 @@ struct Config {
     int workers = 1;
     size_t stack_bytes = 64 << 10;
     int multiprocessors = 4;
+    bool stats = false;
 };
 
 inline long env_long(const char *name, long fallback, long lo, long hi) {
@@ -145,7 +146,7 @@ inline long env_long(const char *name, long fallback, long lo, long hi) {
 }
 
 // Read once from the environment: LLMC_EMU_ORDER, LLMC_EMU_SEED, LLMC_EMU_STRICT,
-// LLMC_EMU_THREADS, LLMC_EMU_STACK_KB, LLMC_EMU_SMS (docs/cuda_emu.md).
+// LLMC_EMU_THREADS, LLMC_EMU_STACK_KB, LLMC_EMU_SMS, LLMC_EMU_STATS (docs/cuda_emu.md).
 inline const Config &config() {
     static const Config parsed = [] {
         Config c;
@@ -169,6 +170,7 @@ inline const Config &config() {
 #endif
         c.stack_bytes = (size_t)env_long("LLMC_EMU_STACK_KB", default_stack_kb, 16, 1 << 20) << 10;
         c.multiprocessors = (int)env_long("LLMC_EMU_SMS", 4, 1, 1024);
+        c.stats = env_long("LLMC_EMU_STATS", 0, 0, 1) != 0;
         return c;
     }();
     return parsed;

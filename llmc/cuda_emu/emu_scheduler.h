@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <string>
 #include <thread>
@@ -683,6 +684,44 @@ inline void run_grid(const LaunchInfo &launch) {
 // ----------------------------------------------------------------------------
 // LLMC_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
 
+// LLMC_EMU_STATS=1: per kernel, launches, blocks, threads and time, printed at exit (which
+// kernels a test reaches, and where emulated time goes).
+struct KernelStats {
+    unsigned long long launches = 0, blocks = 0, threads = 0;
+    double seconds = 0.0;
+};
+struct StatsTable {
+    std::mutex mutex;
+    std::map<std::string, KernelStats> kernels;
+};
+inline StatsTable &stats_table() {
+    static StatsTable *table = new StatsTable;
+    return *table;
+}
+inline void print_stats() {
+    StatsTable &table = stats_table();
+    std::lock_guard<std::mutex> lock(table.mutex);
+    std::vector<std::pair<std::string, KernelStats>> rows(table.kernels.begin(), table.kernels.end());
+    std::sort(rows.begin(), rows.end(),
+              [](const auto &a, const auto &b) { return a.second.seconds > b.second.seconds; });
+    for (const auto &row : rows) {
+        fprintf(stderr, "llmc_emu: %-44s %8llu launches %10llu blocks %12llu threads %10.1f ms\n",
+                row.first.c_str(), row.second.launches, row.second.blocks, row.second.threads,
+                row.second.seconds * 1e3);
+    }
+}
+inline void record_stats(const LaunchInfo &launch, double seconds) {
+    StatsTable &table = stats_table();
+    std::lock_guard<std::mutex> lock(table.mutex);
+    if (table.kernels.empty()) atexit(print_stats);
+    KernelStats &k = table.kernels[kernel_label(launch)];
+    unsigned long long blocks = (unsigned long long)launch.grid.x * launch.grid.y * launch.grid.z;
+    k.launches++;
+    k.blocks += blocks;
+    k.threads += blocks * (unsigned long long)launch.threads_per_block;
+    k.seconds += seconds;
+}
+
 inline unsigned long long next_launch_id() {
     static std::atomic<unsigned long long> id{0};
     return id.fetch_add(1);
@@ -742,7 +781,13 @@ template <typename... Params> struct Launcher {
         launch.threads_per_block = (int)threads;
         launch.launch_id = next_launch_id();
         check_arguments(launch, bound.arguments, std::index_sequence_for<Params...>{});
+        if (!config().stats) {
+            run_grid(launch);
+            return;
+        }
+        auto start = std::chrono::steady_clock::now();
         run_grid(launch);
+        record_stats(launch, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
 
     template <size_t... I>
