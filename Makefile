@@ -134,6 +134,14 @@ cuda_compile_check: check_nvcc
 	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/train_gpt2cu.o train_gpt2.cu
 	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/test_gpt2cu.o test_gpt2.cu
 
+# dev/cuda kernel experiments built with nvcc, for a GPU (the emulated builds are below).
+.PHONY: dev_cuda
+dev_cuda: $(patsubst dev/cuda/%.cu,build/cuda/nvcc-dev/%,$(wildcard dev/cuda/*.cu))
+
+build/cuda/nvcc-dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
 # ---------------------------------------------------------------------------------------------
 # The CUDA sources on the CPU emulation (issue 3, docs/cuda_emu.md): the emulation's own tests
 # (tests/cuda_emu/), every dev/cuda/*.cu kernel check and test_gpt2cu (FP32, BF16), each run in

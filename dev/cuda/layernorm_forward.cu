@@ -1,0 +1,189 @@
+/*
+LayerNorm forward kernels, from naive to the one in llmc/layernorm.cuh, checked against a CPU
+reference on random inputs and timed (GB/s and the fraction of the device's DRAM bandwidth:
+layernorm moves N*C values in and out and does little arithmetic, so bandwidth is its roofline).
+
+  make build/cuda_emu/dev/layernorm_forward   (CPU emulation; tests/cuda_emu/run.sh runs it)
+  make dev_cuda && ./build/cuda/nvcc-dev/layernorm_forward [N C]   (on a GPU)
+
+Tolerance: outputs in floatX. In bf16 each output is one rounding of an fp32 value (relative
+2^-9) plus fp32 summation differences, so |diff| <= 1e-2 + 1e-2 |ref| (outputs are O(1-4));
+mean and rstd stay fp32: 1e-5 relative. In FP32 builds 1e-5 for everything.
+*/
+#include "dev_common.cuh"
+
+#include "../../llmc/layernorm.cuh"
+
+// CPU reference in double, on the same (floatX-rounded) inputs.
+static void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double sum = 0.0, var = 0.0;
+        for (int i = 0; i < C; i++) sum += x[i];
+        double m = sum / C;
+        for (int i = 0; i < C; i++) var += (x[i] - m) * (x[i] - m);
+        double s = 1.0 / sqrt(var / C + 1e-5);
+        for (int i = 0; i < C; i++) {
+            out[(size_t)n * C + i] = (float)((x[i] - m) * s * weight[i] + bias[i]);
+        }
+        mean[n] = (float)m;
+        rstd[n] = (float)s;
+    }
+}
+
+// Version 1: one thread per row, three passes over the row. Simple, but a warp reads 32 rows
+// C apart, so no load is coalesced.
+__global__ void layernorm_forward_kernel1(floatX *out, float *mean, float *rstd, const floatX *inp,
+                                          const floatX *weight, const floatX *bias, int N, int C) {
+    int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= N) return;
+    const floatX *x = inp + (size_t)row * C;
+    float sum = 0.0f;
+    for (int i = 0; i < C; i++) sum += to_float(x[i]);
+    float m = sum / C;
+    float var = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float diff = to_float(x[i]) - m;
+        var += diff * diff;
+    }
+    float s = rsqrtf(var / C + LAYERNORM_EPS);
+    for (int i = 0; i < C; i++) {
+        float norm = (to_float(x[i]) - m) * s;
+        out[(size_t)row * C + i] = from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
+    }
+    mean[row] = m;
+    rstd[row] = s;
+}
+
+// Version 3: one block of C/8-ish threads per row with the row cached in shared memory, so the
+// second and third passes read shared memory instead of DRAM/L2. Dynamic shared memory: C floats.
+__global__ void layernorm_forward_kernel3(floatX *out, float *mean, float *rstd, const floatX *inp,
+                                          const floatX *weight, const floatX *bias, int N, int C) {
+    LLMC_EXTERN_SHARED(float, row_cache);
+    __shared__ float reduce[32];
+    int row = blockIdx.x;
+    if (row >= N) return;
+    const floatX *x = inp + (size_t)row * C;
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float value = to_float(x[i]);
+        row_cache[i] = value;
+        sum += value;
+    }
+    float m = block_reduce_sum(sum, reduce) / C;
+    float var = 0.0f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float diff = row_cache[i] - m;
+        var += diff * diff;
+    }
+    float s = rsqrtf(block_reduce_sum(var, reduce) / C + LAYERNORM_EPS);
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float norm = (row_cache[i] - m) * s;
+        out[(size_t)row * C + i] = from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
+    }
+    if (threadIdx.x == 0) {
+        mean[row] = m;
+        rstd[row] = s;
+    }
+}
+
+static void run_version(int version, floatX *out, float *mean, float *rstd, const floatX *inp,
+                        const floatX *weight, const floatX *bias, int N, int C) {
+    switch (version) {
+    case 1:
+        LLMC_LAUNCH(layernorm_forward_kernel1, ceil_div(N, 128), 128, 0, 0)(out, mean, rstd, inp,
+                                                                           weight, bias, N, C);
+        break;
+    case 2: // llmc/layernorm.cuh: one warp per row, coalesced loads, shuffles only
+        layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, 0);
+        break;
+    case 3:
+        LLMC_LAUNCH(layernorm_forward_kernel3, N, 128, (size_t)C * sizeof(float),
+                    0)(out, mean, rstd, inp, weight, bias, N, C);
+        break;
+    }
+    cuda_check(cudaGetLastError());
+}
+
+int main(int argc, char **argv) {
+    int N = DEV_EMULATED ? 64 : 8 * 1024, C = DEV_EMULATED ? 200 : 768; // C=200: not a multiple of 32
+    if (argc == 3) {
+        N = atoi(argv[1]);
+        C = atoi(argv[2]);
+    }
+    if (N <= 0 || C <= 0 || C > 12000) fatal("usage: layernorm_forward [N C] (C <= 12000)");
+    int repeats = DEV_EMULATED ? 1 : 100;
+    cudaDeviceProp props;
+    cuda_check(cudaGetDeviceProperties(&props, 0));
+    printf("layernorm_forward: N=%d C=%d, %s, device %s\n", N, C, PRECISION_NAME, props.name);
+
+    size_t NC = (size_t)N * C;
+    float *inp = (float *)malloc_check(NC * sizeof(float), "inp");
+    float *weight = (float *)malloc_check((size_t)C * sizeof(float), "weight");
+    float *bias = (float *)malloc_check((size_t)C * sizeof(float), "bias");
+    fill_uniform(inp, NC, -2.0f, 3.0f, 1);
+    fill_uniform(weight, (size_t)C, 0.5f, 1.5f, 2);
+    fill_uniform(bias, (size_t)C, -0.5f, 0.5f, 3);
+    round_to_floatX(inp, NC);
+    round_to_floatX(weight, (size_t)C);
+    round_to_floatX(bias, (size_t)C);
+    float *out_ref = (float *)malloc_check(NC * sizeof(float), "out_ref");
+    float *mean_ref = (float *)malloc_check((size_t)N * sizeof(float), "mean_ref");
+    float *rstd_ref = (float *)malloc_check((size_t)N * sizeof(float), "rstd_ref");
+    layernorm_forward_cpu(out_ref, mean_ref, rstd_ref, inp, weight, bias, N, C);
+
+    floatX *d_inp = upload_floatX(inp, NC), *d_weight = upload_floatX(weight, (size_t)C);
+    floatX *d_bias = upload_floatX(bias, (size_t)C);
+    floatX *d_out = (floatX *)cuda_malloc_check(NC * sizeof(floatX), "out");
+    float *d_mean = (float *)cuda_malloc_check((size_t)N * sizeof(float), "mean");
+    float *d_rstd = (float *)cuda_malloc_check((size_t)N * sizeof(float), "rstd");
+#ifdef ENABLE_FP32
+    const float out_atol = 1e-5f, out_rtol = 1e-5f;
+#else
+    const float out_atol = 1e-2f, out_rtol = 1e-2f;
+#endif
+    int all_ok = 1;
+    for (int version = 1; version <= 3; version++) {
+        printf("version %d:\n", version);
+        cuda_check(cudaMemset(d_out, 0, NC * sizeof(floatX)));
+        run_version(version, d_out, d_mean, d_rstd, d_inp, d_weight, d_bias, N, C);
+        cuda_check(cudaDeviceSynchronize());
+        float *out = download_to_floats(d_out, NC);
+        float *mean = (float *)malloc_check((size_t)N * sizeof(float), "mean");
+        float *rstd = (float *)malloc_check((size_t)N * sizeof(float), "rstd");
+        cuda_check(cudaMemcpy(mean, d_mean, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+        cuda_check(cudaMemcpy(rstd, d_rstd, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+        all_ok &= check_close("out", out, out_ref, NC, out_atol, out_rtol);
+        all_ok &= check_close("mean", mean, mean_ref, (size_t)N, 1e-5f, 1e-5f);
+        all_ok &= check_close("rstd", rstd, rstd_ref, (size_t)N, 1e-5f, 1e-5f);
+        free(out);
+        free(mean);
+        free(rstd);
+    }
+    printf("timing (%d repeats):\n", repeats);
+    // bytes: input and output rows, weight and bias, mean and rstd
+    double bytes = 2.0 * NC * sizeof(floatX) + 2.0 * C * sizeof(floatX) + 2.0 * N * sizeof(float);
+    for (int version = 1; version <= 3; version++) {
+        float ms = time_ms(
+            [&]() { run_version(version, d_out, d_mean, d_rstd, d_inp, d_weight, d_bias, N, C); },
+            repeats);
+        char label[32];
+        snprintf(label, sizeof(label), "version %d", version);
+        report_bandwidth(label, ms, bytes);
+    }
+    cuda_check(cudaFree(d_inp));
+    cuda_check(cudaFree(d_weight));
+    cuda_check(cudaFree(d_bias));
+    cuda_check(cudaFree(d_out));
+    cuda_check(cudaFree(d_mean));
+    cuda_check(cudaFree(d_rstd));
+    free(inp);
+    free(weight);
+    free(bias);
+    free(out_ref);
+    free(mean_ref);
+    free(rstd_ref);
+    printf("%s\n", all_ok ? "PASS" : "FAIL");
+    return all_ok ? 0 : 1;
+}
