@@ -151,7 +151,7 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
 	build/cuda/emu-fp32-asan/test_gpt2cu)
-.PHONY: test-cuda-emu
+.PHONY: test-cuda-emu test-cuda-emu-planted
 
 build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)
@@ -167,6 +167,11 @@ build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
 
 test-cuda-emu: $(EMU_TEST_BINARIES)
 	bash tests/cuda_emu/run.sh
+
+# Plants a missing __syncthreads and an out-of-bounds index in copies of the real kernels and
+# shows the emulation catching both (not part of make test: two extra builds).
+test-cuda-emu-planted: test-cuda-emu
+	bash tests/cuda_emu/planted_bugs.sh
 
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
 test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units $(EMU_TEST_BINARIES) \
