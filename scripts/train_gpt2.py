@@ -117,9 +117,10 @@ class GPT(nn.Module):
         mask = torch.triu(torch.ones(cfg.maxT, cfg.maxT, dtype=torch.bool), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, idx, targets, loss_mask=None):
+    def forward(self, idx, targets, loss_mask=None, normaliser=None):
         """idx, targets: (B, T) int64. Returns logits (B, T, V) and the mean cross-entropy; with
-        loss_mask (B, T) of 0/1, the mean over the targets where it is 1 (0 if there are none)."""
+        loss_mask (B, T) of 0/1, the sum over the targets where it is 1 divided by normaliser
+        (default: their count, at least 1)."""
         T = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(T))
         for block in self.h:
@@ -130,7 +131,8 @@ class GPT(nn.Module):
             return logits, loss
         losses = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         mask = loss_mask.reshape(-1).to(losses.dtype)
-        return logits, (losses * mask).sum() / mask.sum().clamp(min=1.0)
+        denominator = mask.sum().clamp(min=1.0) if normaliser is None else normaliser
+        return logits, (losses * mask).sum() / denominator
 
     @torch.no_grad()
     def init_random(self, seed):
@@ -388,16 +390,41 @@ def read_shard_header(path):
     return ntok, size
 
 
+def mask_path_of(path):
+    return path[:-4] + ".mask" if path.endswith(".bin") else None
+
+
+def read_mask(path, ntok, T):
+    """An SFT mask shard (docs/formats.md): checks it, returns its ntok bytes as a tensor."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, version, count, seq_len = struct.unpack_from("<4i", data)
+    if magic != 20240610 or version != 1:
+        fail(f"{path}: header: expected mask shard magic 20240610 version 1, found {magic} {version}")
+    if count != ntok or seq_len != T or len(data) != HEADER_BYTES + ntok:
+        fail(f"{path}: header: {count} tokens of rows T={seq_len}, expected {ntok} and T={T}")
+    return torch.frombuffer(bytearray(data[HEADER_BYTES:]), dtype=torch.uint8).long()
+
+
 class ShardLoader:
-    """One process: micro-batch `sample` of a shard is tokens [sample*B*T, sample*B*T + B*T + 1)."""
+    """One process: micro-batch `sample` of a shard is tokens [sample*B*T, sample*B*T + B*T + 1).
+    With a NAME.mask beside the shards (SFT), rows of T+1 tokens: micro-batch `sample` is rows
+    sample*B .. sample*B + B-1, and next_batch also returns the (B, T) target mask."""
 
     def __init__(self, pattern, B, T, V):
         self.paths = sorted(glob.glob(pattern))
         if not self.paths:
             fail(f"--input {pattern}: no files match")
         self.B, self.T, self.V = B, T, V
+        first_mask = mask_path_of(self.paths[0])
+        self.masked = first_mask is not None and os.path.exists(first_mask)
         for path in self.paths:
             ntok, _ = read_shard_header(path)
+            if self.masked:
+                read_mask(mask_path_of(path), ntok, T)
+                if ntok // (T + 1) < B:
+                    fail(f"{path}: {ntok // (T + 1)} rows, need at least B = {B}")
+                continue
             if (ntok - 1) // (B * T) < 1:
                 fail(f"{path}: header field ntok: {ntok} tokens, need at least B*T+1 = {B * T + 1}")
         self.shard, self.sample = 0, 0
@@ -417,6 +444,9 @@ class ShardLoader:
             found = f"{int(tokens.min())}..{int(tokens.max())}"
             fail(f"{path}: tokens: expected ids in 0..{self.V - 1}, found {found}")
         self.tokens, self.samples = tokens, (ntok - 1) // (self.B * self.T)
+        if self.masked:
+            self.mask = read_mask(mask_path_of(path), ntok, self.T)
+            self.samples = ntok // (self.T + 1) // self.B
 
     def next_batch(self):
         if self.sample >= self.samples:
@@ -424,6 +454,12 @@ class ShardLoader:
             self.sample = 0
             if len(self.paths) > 1:
                 self._load(self.shard)
+        if self.masked:
+            n = self.B * (self.T + 1)
+            rows = self.tokens[self.sample * n : self.sample * n + n].long().view(self.B, self.T + 1)
+            mask = self.mask[self.sample * n : self.sample * n + n].view(self.B, self.T + 1)
+            self.sample += 1
+            return rows[:, :-1], rows[:, 1:], mask[:, 1:]
         n = self.B * self.T
         window = self.tokens[self.sample * n : self.sample * n + n + 1].long()
         self.sample += 1
@@ -494,8 +530,9 @@ def clip_and_norm(model, grad_clip):
 
 def run_debug(model, loader, args):
     """One batch: dump logits, loss and grads, then args.steps AdamW steps at constant lr on it."""
-    x, y = loader.next_batch()
-    loss_mask = None
+    batch = loader.next_batch()
+    x, y = batch[0], batch[1]
+    loss_mask = batch[2] if len(batch) == 3 else None  # SFT shards bring their mask
     if args.loss_mask > 0:  # a private generator (seed + 2): the batch and init are unchanged
         generator = torch.Generator().manual_seed(args.seed + 2)
         loss_mask = (torch.rand(x.shape, generator=generator) < args.loss_mask).to(torch.int64)
@@ -533,16 +570,27 @@ def run_train(model, loader, args):
     for step in range(args.steps):
         start = time.time()
         loss_sum = 0.0
-        for _ in range(grad_accum):
-            x, y = loader.next_batch()
-            _, loss = model(x, y)
-            (loss / grad_accum).backward()
-            loss_sum += loss.item()
+        if getattr(loader, "masked", False):
+            # SFT: the mean over the trained targets of the whole step (docs/formats.md)
+            batches = [loader.next_batch() for _ in range(grad_accum)]
+            total = sum(int(mask.sum()) for _, _, mask in batches)
+            for x, y, mask in batches:
+                _, loss = model(x, y, mask, normaliser=float(max(total, 1)))
+                loss.backward()
+                loss_sum += loss.item()
+            loss_sum *= grad_accum  # reported below as loss_sum / grad_accum
+        else:
+            for _ in range(grad_accum):
+                x, y = loader.next_batch()
+                _, loss = model(x, y)
+                (loss / grad_accum).backward()
+                loss_sum += loss.item()
         norm = clip_and_norm(model, args.grad_clip)
         lr = get_lr(step, args.schedule, args.lr, args.warmup, args.final_fraction, args.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.step()
+        if not (getattr(loader, "masked", False) and total == 0):  # no trained target: no update
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss_sum / grad_accum)
         ms = (time.time() - start) * 1000
