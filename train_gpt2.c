@@ -955,9 +955,9 @@ int main(int argc, char **argv) {
         dataloader_init_with_masks(&val_loader, val_pattern, B, T, model.config.vocab_size, 0, 1, 0,
                                    0, opt.loss_mask);
     }
-    StepBatches step_batches; // masked training loads a whole step ahead (see StepBatches)
-    step_batches_init(&step_batches, &train_loader, grad_accum_steps);
+    StepBatches step_batches = {0}; // masked training loads a whole step ahead (see StepBatches)
     if (train_loader.has_masks) {
+        step_batches_init(&step_batches, &train_loader, grad_accum_steps);
         printf(
             "loss masks: on (SFT); the loss is the mean over the trained targets of each step\n");
     }
