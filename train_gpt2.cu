@@ -660,11 +660,18 @@ int main(int argc, char **argv) {
     gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T);
     gpt2_config_print(&model.config, model.num_parameters);
     DataLoader train_loader, val_loader;
-    dataloader_init(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0, 1,
-                    opt.shuffle, (uint32_t)opt.seed);
+    dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0,
+                               1, opt.shuffle, (uint32_t)opt.seed, opt.loss_mask);
     int have_val = opt.val_pattern[0] != '\0' && opt.val_every > 0;
     if (have_val) {
-        dataloader_init(&val_loader, opt.val_pattern, B, T, model.config.vocab_size, 0, 1, 0, 0);
+        dataloader_init_with_masks(&val_loader, opt.val_pattern, B, T, model.config.vocab_size, 0,
+                                   1, 0, 0, opt.loss_mask);
+    }
+    if (train_loader.has_masks || (have_val && val_loader.has_masks)) {
+        // better no run than a silently unmasked one
+        fatal("%s: SFT loss masks (.mask shards) are not supported by train_gpt2cu yet: train with "
+              "train_gpt2, or pass --mask 0 to train on every target",
+              train_loader.has_masks ? opt.train_pattern : opt.val_pattern);
     }
     int max_steps = opt.max_steps;
     if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
