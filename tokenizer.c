@@ -1263,6 +1263,9 @@ static size_t sft_read_file(const char *path, const SFTPrepareOptions *options, 
     MappedFile mapped = mmap_file_check(path);
     const uint8_t *data = mapped.data;
     size_t size = mapped.size, pos = 0, records = 0;
+    if (size > (size_t)INT_MAX) { // json-c takes an int length
+        fatal("%s: %zu bytes: SFT inputs are limited to 2 GB a file (split it)", path, size);
+    }
     while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
     if (pos == size) fatal("%s: empty file: no records", path);
     int is_array = data[pos] == '[';
