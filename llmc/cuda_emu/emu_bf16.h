@@ -61,11 +61,21 @@ struct alignas(4) __nv_bfloat162 {
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) {
     return __nv_bfloat16(__nv_bfloat16_raw{bits});
 }
-inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
-inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
-inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
-inline __nv_bfloat16 __double2bfloat16(double f) { return __nv_bfloat16((float)f); }
-inline float __bfloat162float(__nv_bfloat16 h) { return llmc_emu::bf16_bits_to_float(h.__x); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) {
+    return h.__x;
+}
+inline __nv_bfloat16 __float2bfloat16(float f) {
+    return __nv_bfloat16(f);
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    return __nv_bfloat16(f);
+}
+inline __nv_bfloat16 __double2bfloat16(double f) {
+    return __nv_bfloat16((float)f);
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+    return llmc_emu::bf16_bits_to_float(h.__x);
+}
 inline __nv_bfloat162 __float22bfloat162_rn(float2 f) {
     return __nv_bfloat162{__nv_bfloat16(f.x), __nv_bfloat16(f.y)};
 }
@@ -75,14 +85,18 @@ inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
 inline float2 __bfloat1622float2(__nv_bfloat162 h) {
     return float2{__bfloat162float(h.x), __bfloat162float(h.y)};
 }
-inline float __low2float(__nv_bfloat162 h) { return __bfloat162float(h.x); }
-inline float __high2float(__nv_bfloat162 h) { return __bfloat162float(h.y); }
+inline float __low2float(__nv_bfloat162 h) {
+    return __bfloat162float(h.x);
+}
+inline float __high2float(__nv_bfloat162 h) {
+    return __bfloat162float(h.y);
+}
 
 #define LLMC_EMU_BF16_BINARY(op)                                                                   \
     inline __nv_bfloat16 operator op(const __nv_bfloat16 &a, const __nv_bfloat16 &b) {             \
         return __nv_bfloat16(__bfloat162float(a) op __bfloat162float(b));                          \
     }                                                                                              \
-    inline __nv_bfloat16 &operator op##=(__nv_bfloat16 & a, const __nv_bfloat16 &b) {              \
+    inline __nv_bfloat16 &operator op##=(__nv_bfloat16 &a, const __nv_bfloat16 &b) {               \
         a = a op b;                                                                                \
         return a;                                                                                  \
     }
@@ -107,13 +121,23 @@ LLMC_EMU_BF16_COMPARE(>=)
 inline __nv_bfloat16 operator-(const __nv_bfloat16 &a) {
     return __ushort_as_bfloat16((unsigned short)(a.__x ^ 0x8000u));
 }
-inline __nv_bfloat16 operator+(const __nv_bfloat16 &a) { return a; }
-inline __nv_bfloat16 __hadd(__nv_bfloat16 a, __nv_bfloat16 b) { return a + b; }
-inline __nv_bfloat16 __hsub(__nv_bfloat16 a, __nv_bfloat16 b) { return a - b; }
-inline __nv_bfloat16 __hmul(__nv_bfloat16 a, __nv_bfloat16 b) { return a * b; }
+inline __nv_bfloat16 operator+(const __nv_bfloat16 &a) {
+    return a;
+}
+inline __nv_bfloat16 __hadd(__nv_bfloat16 a, __nv_bfloat16 b) {
+    return a + b;
+}
+inline __nv_bfloat16 __hsub(__nv_bfloat16 a, __nv_bfloat16 b) {
+    return a - b;
+}
+inline __nv_bfloat16 __hmul(__nv_bfloat16 a, __nv_bfloat16 b) {
+    return a * b;
+}
 inline __nv_bfloat16 __hfma(__nv_bfloat16 a, __nv_bfloat16 b, __nv_bfloat16 c) {
     return __nv_bfloat16(fmaf(__bfloat162float(a), __bfloat162float(b), __bfloat162float(c)));
 }
-inline bool __hisnan(__nv_bfloat16 a) { return (a.__x & 0x7fffu) > 0x7f80u; }
+inline bool __hisnan(__nv_bfloat16 a) {
+    return (a.__x & 0x7fffu) > 0x7f80u;
+}
 
 #endif // LLMC_CUDA_EMU_BF16_H

@@ -111,8 +111,8 @@ inline unsigned active_mask() {
 
 template <typename T> inline T atomic_update(T *address, T (*update)(T, T), T operand) {
     T old = __atomic_load_n(address, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(address, &old, update(old, operand), true,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while (!__atomic_compare_exchange_n(address, &old, update(old, operand), true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
     }
     return old;
 }
@@ -182,16 +182,24 @@ inline T shfl_xor(const char *file, int line, unsigned mask, T value, int lane_m
 #define __shfl_down_sync(...) ::llmc_emu::shfl_down(__FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::llmc_emu::shfl_xor(__FILE__, __LINE__, __VA_ARGS__)
 
-inline unsigned __activemask() { return llmc_emu::active_mask(); }
+inline unsigned __activemask() {
+    return llmc_emu::active_mask();
+}
 inline unsigned __lanemask_lt() {
     llmc_emu::Worker *w;
     llmc_emu::fiber_in_kernel(w, "__lanemask_lt", "", 0);
     return (1u << (w->current & 31)) - 1u;
 }
 
-inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence() {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+inline void __threadfence_block() {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+inline void __threadfence_system() {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
 inline long long clock64() {
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -244,8 +252,8 @@ LLMC_EMU_INTEGER_ATOMICS(unsigned int)
 LLMC_EMU_INTEGER_ATOMICS(unsigned long long)
 #undef LLMC_EMU_INTEGER_ATOMICS
 inline float atomicExch(float *address, float value) {
-    return __uint_as_float(atomicExch(reinterpret_cast<unsigned int *>(address),
-                                      __float_as_uint(value)));
+    return __uint_as_float(
+        atomicExch(reinterpret_cast<unsigned int *>(address), __float_as_uint(value)));
 }
 
 #endif // LLMC_CUDA_EMU_DEVICE_H

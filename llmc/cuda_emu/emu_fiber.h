@@ -58,7 +58,9 @@ inline void context_start(Context *c, const Stack &stack, void (*entry)()) {
     c->context.uc_link = nullptr;
     makecontext(&c->context, entry, 0);
 }
-inline void context_switch(Context *from, Context *to) { swapcontext(&from->context, &to->context); }
+inline void context_switch(Context *from, Context *to) {
+    swapcontext(&from->context, &to->context);
+}
 
 #else
 
@@ -96,13 +98,13 @@ __attribute__((naked, noinline)) inline void fiber_trampoline() {
 inline void context_start(Context *c, const Stack &stack, void (*entry)()) {
     uintptr_t top = ((uintptr_t)(stack.base + stack.bytes)) & ~(uintptr_t)15;
     void **frame = (void **)(top - 7 * sizeof(void *));
-    frame[0] = nullptr;                       // r15
-    frame[1] = nullptr;                       // r14
-    frame[2] = nullptr;                       // r13
-    frame[3] = (void *)entry;                 // r12
-    frame[4] = nullptr;                       // rbx
-    frame[5] = nullptr;                       // rbp
-    frame[6] = (void *)&fiber_trampoline;     // return address; afterwards rsp == top
+    frame[0] = nullptr;                   // r15
+    frame[1] = nullptr;                   // r14
+    frame[2] = nullptr;                   // r13
+    frame[3] = (void *)entry;             // r12
+    frame[4] = nullptr;                   // rbx
+    frame[5] = nullptr;                   // rbp
+    frame[6] = (void *)&fiber_trampoline; // return address; afterwards rsp == top
     c->stack_pointer = frame;
 }
 inline void context_switch(Context *from, Context *to) {

@@ -152,11 +152,16 @@ inline const Config &config() {
         Config c;
         const char *order = getenv("LLMC_EMU_ORDER");
         if (order != nullptr && *order != '\0') {
-            if (strcmp(order, "forward") == 0) c.order = Order::forward;
-            else if (strcmp(order, "reverse") == 0) c.order = Order::reverse;
-            else if (strcmp(order, "random") == 0) c.order = Order::random;
-            else fatal("environment variable LLMC_EMU_ORDER: expected forward, reverse or random, "
-                       "found '%s'", order);
+            if (strcmp(order, "forward") == 0)
+                c.order = Order::forward;
+            else if (strcmp(order, "reverse") == 0)
+                c.order = Order::reverse;
+            else if (strcmp(order, "random") == 0)
+                c.order = Order::random;
+            else
+                fatal("environment variable LLMC_EMU_ORDER: expected forward, reverse or random, "
+                      "found '%s'",
+                      order);
         }
         c.seed = (unsigned long long)env_long("LLMC_EMU_SEED", 1, 0, 0x7fffffffffffffffL);
         c.strict = env_long("LLMC_EMU_STRICT", 1, 0, 1) != 0;
@@ -347,7 +352,9 @@ inline cudaError_t cudaGetLastError() {
     llmc_emu::last_error() = cudaSuccess;
     return error;
 }
-inline cudaError_t cudaPeekAtLastError() { return llmc_emu::last_error(); }
+inline cudaError_t cudaPeekAtLastError() {
+    return llmc_emu::last_error();
+}
 
 inline cudaError_t cudaGetDeviceCount(int *count) {
     if (count == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
@@ -362,14 +369,20 @@ inline cudaError_t cudaGetDevice(int *device) {
     *device = 0;
     return cudaSuccess;
 }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-inline cudaError_t cudaDeviceReset() { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() {
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceReset() {
+    return cudaSuccess;
+}
 inline cudaError_t cudaRuntimeGetVersion(int *version) {
     if (version == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
     *version = 0; // not a CUDA runtime
     return cudaSuccess;
 }
-inline cudaError_t cudaDriverGetVersion(int *version) { return cudaRuntimeGetVersion(version); }
+inline cudaError_t cudaDriverGetVersion(int *version) {
+    return cudaRuntimeGetVersion(version);
+}
 
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     if (prop == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
@@ -419,7 +432,8 @@ inline cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int d
 }
 
 inline cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
-    if (free_bytes == nullptr || total_bytes == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
+    if (free_bytes == nullptr || total_bytes == nullptr)
+        return llmc_emu::fail(cudaErrorInvalidValue);
     llmc_emu::Registry &r = llmc_emu::registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     *total_bytes = llmc_emu::physical_memory();
@@ -436,7 +450,9 @@ inline cudaError_t cudaMallocManaged(void **p, size_t bytes, unsigned = cudaMemA
 inline cudaError_t cudaMallocHost(void **p, size_t bytes) {
     return llmc_emu::allocate(p, bytes, llmc_emu::MemoryKind::host_pinned);
 }
-inline cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
+inline cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) {
+    return cudaMallocHost(p, bytes);
+}
 template <typename T> inline cudaError_t cudaMalloc(T **p, size_t bytes) {
     return cudaMalloc((void **)p, bytes);
 }
@@ -447,8 +463,12 @@ inline cudaError_t cudaMallocManaged(T **p, size_t bytes, unsigned flags = cudaM
 template <typename T> inline cudaError_t cudaMallocHost(T **p, size_t bytes) {
     return cudaMallocHost((void **)p, bytes);
 }
-inline cudaError_t cudaFree(void *p) { return llmc_emu::release(p, false); }
-inline cudaError_t cudaFreeHost(void *p) { return llmc_emu::release(p, true); }
+inline cudaError_t cudaFree(void *p) {
+    return llmc_emu::release(p, false);
+}
+inline cudaError_t cudaFreeHost(void *p) {
+    return llmc_emu::release(p, true);
+}
 
 // Copies check direction and bounds against the allocations: a copy that would run past the end
 // of a device buffer, or a host pointer given where a device one is due, fails as on the GPU.
@@ -461,7 +481,9 @@ inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemc
     switch (kind) {
     case cudaMemcpyHostToDevice: ok = is_device_range(dst, bytes) && !is_device_pointer(src); break;
     case cudaMemcpyDeviceToHost: ok = is_device_range(src, bytes) && !is_device_pointer(dst); break;
-    case cudaMemcpyDeviceToDevice: ok = is_device_range(dst, bytes) && is_device_range(src, bytes); break;
+    case cudaMemcpyDeviceToDevice:
+        ok = is_device_range(dst, bytes) && is_device_range(src, bytes);
+        break;
     case cudaMemcpyHostToHost:
     case cudaMemcpyDefault: break;
     default: return llmc_emu::fail(cudaErrorInvalidMemcpyDirection);
@@ -481,7 +503,8 @@ inline cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
     memset(dst, value, bytes);
     return cudaSuccess;
 }
-inline cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t stream = nullptr) {
+inline cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes,
+                                   cudaStream_t stream = nullptr) {
     if (!llmc_emu::valid_stream(stream)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
     return cudaMemset(dst, value, bytes);
 }
@@ -506,7 +529,9 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     return llmc_emu::valid_stream(stream) ? cudaSuccess
                                           : llmc_emu::fail(cudaErrorInvalidResourceHandle);
 }
-inline cudaError_t cudaStreamQuery(cudaStream_t stream) { return cudaStreamSynchronize(stream); }
+inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
+    return cudaStreamSynchronize(stream);
+}
 
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
     if (event == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
@@ -535,7 +560,9 @@ inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     return llmc_emu::valid_event(event) ? cudaSuccess
                                         : llmc_emu::fail(cudaErrorInvalidResourceHandle);
 }
-inline cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
+inline cudaError_t cudaEventQuery(cudaEvent_t event) {
+    return cudaEventSynchronize(event);
+}
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
     if (ms == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
     if (!llmc_emu::valid_event(start) || !llmc_emu::valid_event(end) || !start->recorded ||
@@ -552,7 +579,8 @@ inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, u
     return cudaSuccess;
 }
 
-template <typename T> inline cudaError_t cudaFuncSetAttribute(T *kernel, cudaFuncAttribute attr, int value) {
+template <typename T>
+inline cudaError_t cudaFuncSetAttribute(T *kernel, cudaFuncAttribute attr, int value) {
     if (kernel == nullptr) return llmc_emu::fail(cudaErrorInvalidDeviceFunction);
     if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return cudaSuccess;
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||

@@ -42,11 +42,20 @@ struct LaunchInfo {
 
 enum class FiberState : unsigned char { not_started, runnable, at_block_barrier, at_warp_op, done };
 
-enum class WarpOp : unsigned char { syncwarp, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all };
+enum class WarpOp : unsigned char {
+    syncwarp,
+    shfl,
+    shfl_up,
+    shfl_down,
+    shfl_xor,
+    ballot,
+    any,
+    all
+};
 inline const char *warp_op_name(WarpOp op) {
-    static const char *names[] = {"__syncwarp",     "__shfl_sync",   "__shfl_up_sync",
+    static const char *names[] = {"__syncwarp",       "__shfl_sync",     "__shfl_up_sync",
                                   "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
-                                  "__any_sync",     "__all_sync"};
+                                  "__any_sync",       "__all_sync"};
     return names[(int)op];
 }
 
@@ -59,12 +68,12 @@ struct Fiber {
     uint3 thread_idx;
     const char *file = nullptr; // the barrier or collective it waits at
     int line = 0;
-    int predicate = 0;       // __syncthreads_count/and/or, votes
-    int result = 0;          // their result
+    int predicate = 0; // __syncthreads_count/and/or, votes
+    int result = 0;    // their result
     BlockReduce reduce = BlockReduce::count;
     WarpOp op = WarpOp::syncwarp;
     unsigned mask = 0;
-    int source_lane = -1;    // shuffles: the lane read (-1: keep own value)
+    int source_lane = -1; // shuffles: the lane read (-1: keep own value)
     unsigned long long value = 0, shuffled = 0;
 #ifdef __SANITIZE_ADDRESS__
     void *fake_stack = nullptr;
@@ -166,7 +175,8 @@ inline void report_crash_location(const char *what) {
     int length = snprintf(text, sizeof(text), "llmc_emu: %s in %s, thread (%u,%u,%u)\n", what,
                           location, f.thread_idx.x, f.thread_idx.y, f.thread_idx.z);
     if (length > 0) {
-        ssize_t ignored = write(2, text, (size_t)length < sizeof(text) ? (size_t)length : sizeof(text));
+        ssize_t ignored =
+            write(2, text, (size_t)length < sizeof(text) ? (size_t)length : sizeof(text));
         (void)ignored;
     }
 }
@@ -335,9 +345,9 @@ inline void try_complete_warp_op(Worker &w, int index) {
         if (strict && f.op != arriving.op) {
             fatal("deadlock in %s: divergent warp collectives under mask 0x%08x: %s is at %s "
                   "(%s:%d), %s at %s (%s:%d)",
-                  where(w).c_str(), mask, thread_name(arriving).c_str(),
-                  warp_op_name(arriving.op), arriving.file, arriving.line,
-                  thread_name(f).c_str(), warp_op_name(f.op), f.file, f.line);
+                  where(w).c_str(), mask, thread_name(arriving).c_str(), warp_op_name(arriving.op),
+                  arriving.file, arriving.line, thread_name(f).c_str(), warp_op_name(f.op), f.file,
+                  f.line);
         }
     }
     unsigned ballot = 0, participants = 0;
@@ -366,9 +376,8 @@ inline void try_complete_warp_op(Worker &w, int index) {
                 f.shuffled = w.fibers[base + source].value;
             } else if (strict) {
                 fatal("%s: %s at %s:%d in %s reads lane %d, which %s (mask 0x%08x)",
-                      where(w).c_str(), warp_op_name(f.op), f.file, f.line,
-                      thread_name(f).c_str(), source,
-                      source >= present ? "is absent" : "is not in the mask", mask);
+                      where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(),
+                      source, source >= present ? "is absent" : "is not in the mask", mask);
             } else {
                 f.shuffled = ~0ull; // undefined on the GPU: NaN here
             }
@@ -399,14 +408,14 @@ inline void check_warp_mask(Worker &w, int index) {
     if (!config().strict) return;
     if (present < 32 && (f.mask >> present) != 0) {
         fatal("%s: %s at %s:%d in %s has mask 0x%08x naming absent lanes (the warp has %d lanes)",
-              where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(),
-              f.mask, present);
+              where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(), f.mask,
+              present);
     }
     unsigned exited = f.mask & ~w.warp_live[base >> 5];
     if (exited != 0) {
         fatal("%s: %s at %s:%d in %s has mask 0x%08x naming lane %d, which has exited",
-              where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(),
-              f.mask, __builtin_ctz(exited));
+              where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(), f.mask,
+              __builtin_ctz(exited));
     }
 }
 
@@ -422,8 +431,8 @@ inline void on_fiber_exit(Worker &w, int index) {
         if (f.state == FiberState::at_warp_op && (f.mask >> lane & 1u)) {
             if (strict) {
                 fatal("%s: %s at %s:%d in %s has mask 0x%08x naming lane %d, which has exited",
-                      where(w).c_str(), warp_op_name(f.op), f.file, f.line,
-                      thread_name(f).c_str(), f.mask, lane);
+                      where(w).c_str(), warp_op_name(f.op), f.file, f.line, thread_name(f).c_str(),
+                      f.mask, lane);
             }
             try_complete_warp_op(w, base + other);
         }
@@ -594,8 +603,8 @@ struct Pool {
     int helpers_wanted = 0, helpers_busy = 0;
 };
 
-inline unsigned block_at(const LaunchInfo &launch, const std::vector<unsigned> *order,
-                         unsigned k, unsigned total) {
+inline unsigned block_at(const LaunchInfo &launch, const std::vector<unsigned> *order, unsigned k,
+                         unsigned total) {
     (void)launch;
     if (order != nullptr) return (*order)[k];
     return config().order == Order::reverse ? total - 1 - k : k;
@@ -614,7 +623,8 @@ inline void helper_main(Pool *pool, int id) {
     unsigned long long seen = 0;
     std::unique_lock<std::mutex> lock(pool->mutex);
     for (;;) {
-        pool->wake.wait(lock, [&] { return pool->generation != seen && id < pool->helpers_wanted; });
+        pool->wake.wait(lock,
+                        [&] { return pool->generation != seen && id < pool->helpers_wanted; });
         seen = pool->generation;
         lock.unlock();
         claim_blocks(*pool, w);
@@ -637,14 +647,17 @@ inline void run_grid(const LaunchInfo &launch) {
         shuffled.resize(total);
         for (unsigned i = 0; i < total; i++) shuffled[i] = i;
         unsigned long long state = mix64(c.seed ^ launch.launch_id);
-        for (unsigned i = total; i > 1; i--) std::swap(shuffled[i - 1], shuffled[random_below(state, i)]);
+        for (unsigned i = total; i > 1; i--)
+            std::swap(shuffled[i - 1], shuffled[random_below(state, i)]);
         order = &shuffled;
     }
     Worker &self = this_worker();
-    if (self.launch != nullptr) fatal("kernel %s launched from inside a kernel", launch.kernel_name);
+    if (self.launch != nullptr)
+        fatal("kernel %s launched from inside a kernel", launch.kernel_name);
     int helpers = (int)(total < (unsigned)c.workers ? total : (unsigned)c.workers) - 1;
     if (helpers <= 0) {
-        for (unsigned k = 0; k < total; k++) run_block(self, launch, block_at(launch, order, k, total));
+        for (unsigned k = 0; k < total; k++)
+            run_block(self, launch, block_at(launch, order, k, total));
         return;
     }
 #ifdef _OPENMP
@@ -701,7 +714,8 @@ inline StatsTable &stats_table() {
 inline void print_stats() {
     StatsTable &table = stats_table();
     std::lock_guard<std::mutex> lock(table.mutex);
-    std::vector<std::pair<std::string, KernelStats>> rows(table.kernels.begin(), table.kernels.end());
+    std::vector<std::pair<std::string, KernelStats>> rows(table.kernels.begin(),
+                                                          table.kernels.end());
     std::sort(rows.begin(), rows.end(),
               [](const auto &a, const auto &b) { return a.second.seconds > b.second.seconds; });
     for (const auto &row : rows) {
@@ -727,11 +741,13 @@ inline unsigned long long next_launch_id() {
     return id.fetch_add(1);
 }
 
-template <typename T> inline void check_pointer_argument(const LaunchInfo &launch, int position, const T &) {
+template <typename T>
+inline void check_pointer_argument(const LaunchInfo &launch, int position, const T &) {
     (void)launch;
     (void)position;
 }
-template <typename T> inline void check_pointer_argument(const LaunchInfo &launch, int position, T *const &p) {
+template <typename T>
+inline void check_pointer_argument(const LaunchInfo &launch, int position, T *const &p) {
     if (p == nullptr || !config().strict) return;
     if (find_allocation((const void *)p, 0, nullptr) == nullptr) {
         fatal("kernel %s (launched at %s:%d): argument %d is %p, which is not inside any "
@@ -766,7 +782,8 @@ template <typename... Params> struct Launcher {
         unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
         if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 ||
             block.z > 64 || threads > (unsigned long long)max_threads_per_block || grid.x == 0 ||
-            grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535) {
+            grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 ||
+            grid.z > 65535) {
             fail(cudaErrorInvalidConfiguration);
             return;
         }
@@ -787,7 +804,9 @@ template <typename... Params> struct Launcher {
         }
         auto start = std::chrono::steady_clock::now();
         run_grid(launch);
-        record_stats(launch, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        record_stats(
+            launch,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
 
     template <size_t... I>

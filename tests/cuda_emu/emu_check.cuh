@@ -17,8 +17,10 @@ static void check(bool condition, const char *format, ...) {
     printf("\n");
     va_end(args);
     fflush(stdout);
-    if (condition) checks_passed++;
-    else checks_failed++;
+    if (condition)
+        checks_passed++;
+    else
+        checks_failed++;
 }
 
 static int check_summary(void) {

@@ -23,7 +23,8 @@ extern char **environ;
 // ----------------------------------------------------------------------------
 // Block reduction: a tree in static shared memory, __syncthreads between levels.
 
-__global__ void block_sum_kernel(float *out, const float *inp, int n, unsigned long long *worker_ids) {
+__global__ void block_sum_kernel(float *out, const float *inp, int n,
+                                 unsigned long long *worker_ids) {
     __shared__ float partial[256];
     int t = threadIdx.x;
     float sum = 0.0f;
@@ -59,8 +60,10 @@ static void test_block_reduction(void) {
         for (int i = 0; i < n; i++) expected += inp[(size_t)b * n + i];
         wrong += out[b] != expected;
     }
-    check(wrong == 0, "block reduction in static __shared__ memory with __syncthreads: %d of %d "
-                      "blocks wrong", wrong, blocks);
+    check(wrong == 0,
+          "block reduction in static __shared__ memory with __syncthreads: %d of %d "
+          "blocks wrong",
+          wrong, blocks);
 #ifdef LLMC_CUDA_EMU
     std::vector<unsigned long long> ids(blocks);
     to_host(ids.data(), d_ids, blocks);
@@ -146,8 +149,8 @@ static void test_shuffles(void) {
         for (int width = 1; width <= 32; width *= 2) {
             for (int operand : operands) {
                 if (mode != SHFL_IDX && operand < 0) continue;
-                LLMC_LAUNCH(shuffle_kernel, 1, threads, 0, 0)(d_out, d_out_float, mode, operand,
-                                                              width);
+                LLMC_LAUNCH(shuffle_kernel, 1, threads, 0, 0)
+                (d_out, d_out_float, mode, operand, width);
                 cuda_check(cudaGetLastError());
                 int out[threads];
                 float out_float[threads];
@@ -161,8 +164,10 @@ static void test_shuffles(void) {
                 cases++;
             }
         }
-        check(wrong == 0, "%s (int and float) matches CUDA's rules over %d width/lane cases: %d "
-                          "lanes wrong", names[mode], cases, wrong);
+        check(wrong == 0,
+              "%s (int and float) matches CUDA's rules over %d width/lane cases: %d "
+              "lanes wrong",
+              names[mode], cases, wrong);
     }
     cuda_check(cudaFree(d_out));
     cuda_check(cudaFree(d_out_float));
@@ -247,8 +252,10 @@ static void test_votes(void) {
             cases++;
         }
     }
-    check(wrong == 0, "__ballot_sync/__any_sync/__all_sync with full and partial masks, "
-                      "__syncthreads_count: %d cases, %d wrong values", cases, wrong);
+    check(wrong == 0,
+          "__ballot_sync/__any_sync/__all_sync with full and partial masks, "
+          "__syncthreads_count: %d cases, %d wrong values",
+          cases, wrong);
     cuda_check(cudaFree(d_pred));
     cuda_check(cudaFree(d_out));
     cuda_check(cudaFree(d_count));
@@ -305,8 +312,10 @@ static void test_atomics(void) {
           "atomicAdd (int, unsigned, unsigned long long, float), atomicMax, atomicCAS loop from %d "
           "threads in %d blocks: count %d, float sum %.0f, max %d (want %d), CAS %u",
           n, blocks, got.count, got.ones, got.largest, want.largest, got.cas_count);
-    check(got.block_counts_ok == blocks, "atomicAdd on __shared__ memory: %d of %d blocks counted "
-                                         "their threads exactly", got.block_counts_ok, blocks);
+    check(got.block_counts_ok == blocks,
+          "atomicAdd on __shared__ memory: %d of %d blocks counted "
+          "their threads exactly",
+          got.block_counts_ok, blocks);
     cuda_check(cudaFree(d_totals));
 }
 
@@ -335,10 +344,12 @@ static void test_dynamic_shared(void) {
         if (bytes > 48 * 1024) {
             LLMC_LAUNCH(dynamic_shared_kernel, blocks, threads, bytes, 0)(d_out, n, d_nan);
             cudaError_t refused = cudaGetLastError();
-            check(refused != cudaSuccess, "%zu bytes of dynamic shared memory without "
-                  "cudaFuncSetAttribute: the launch fails (%s)", bytes, cudaGetErrorString(refused));
-            cuda_check(cudaFuncSetAttribute(dynamic_shared_kernel,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+            check(refused != cudaSuccess,
+                  "%zu bytes of dynamic shared memory without "
+                  "cudaFuncSetAttribute: the launch fails (%s)",
+                  bytes, cudaGetErrorString(refused));
+            cuda_check(cudaFuncSetAttribute(
+                dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
         }
         LLMC_LAUNCH(dynamic_shared_kernel, blocks, threads, bytes, 0)(d_out, n, d_nan);
         cuda_check(cudaGetLastError());
@@ -348,7 +359,8 @@ static void test_dynamic_shared(void) {
         to_host(&nan_count, d_nan, 1);
         int wrong = 0;
         for (int b = 0; b < blocks; b++) {
-            for (int i = 0; i < n; i++) wrong += out[(size_t)b * n + i] != (float)(n - 1 - i + b * n);
+            for (int i = 0; i < n; i++)
+                wrong += out[(size_t)b * n + i] != (float)(n - 1 - i + b * n);
         }
         check(wrong == 0, "LLMC_EXTERN_SHARED, %zu bytes per block: %d of %d values wrong", bytes,
               wrong, blocks * n);
@@ -386,10 +398,12 @@ static uint16_t reference_bf16(float f) {
     if (magnitude == below_value) return sign | below;
     uint16_t above = (uint16_t)(below + 1);
     // the step past the largest finite bf16 is 2^128 (which rounds to infinity)
-    double above_value = above == 0x7f80 ? ldexp(1.0, 128) : (double)bits_float((uint32_t)above << 16);
+    double above_value =
+        above == 0x7f80 ? ldexp(1.0, 128) : (double)bits_float((uint32_t)above << 16);
     double to_below = magnitude - below_value, to_above = above_value - magnitude;
-    uint16_t nearest = to_below < to_above ? below : to_above < to_below ? above
-                                                    : (below % 2 == 0 ? below : above);
+    uint16_t nearest = to_below < to_above   ? below
+                       : to_above < to_below ? above
+                                             : (below % 2 == 0 ? below : above);
     return sign | nearest;
 }
 
@@ -411,9 +425,11 @@ static void test_bf16(void) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         return (uint32_t)(state >> 32);
     };
-    for (int i = 0; i < 1000000; i++) values.push_back(bits_float(next()));                // any
-    for (int i = 0; i < 200000; i++) values.push_back(bits_float((next() & 0xffff0000u) | 0x8000u)); // ties
-    for (int i = 0; i < 200000; i++) values.push_back(bits_float(next() & 0x807fffffu));    // denormals
+    for (int i = 0; i < 1000000; i++) values.push_back(bits_float(next())); // any
+    for (int i = 0; i < 200000; i++)
+        values.push_back(bits_float((next() & 0xffff0000u) | 0x8000u)); // ties
+    for (int i = 0; i < 200000; i++)
+        values.push_back(bits_float(next() & 0x807fffffu)); // denormals
     for (int i = 0; i < 200000; i++) { // near ties: within a few ulps of the midpoint
         uint32_t u = (next() & 0xffff0000u) | 0x8000u;
         values.push_back(bits_float(u + (next() % 7) - 3));
@@ -426,12 +442,14 @@ static void test_bf16(void) {
         uint16_t want = reference_bf16(values[i]);
         if (got != want && host_wrong++ == 0) first_bad = float_bits(values[i]);
     }
-    check(host_wrong == 0, "__float2bfloat16_rn (host) bit-exact vs the nearest-even reference over "
-          "%zu values (NaN, inf, overflow, ties, denormals, random): %d wrong (first 0x%08x)", n,
-          host_wrong, first_bad);
+    check(host_wrong == 0,
+          "__float2bfloat16_rn (host) bit-exact vs the nearest-even reference over "
+          "%zu values (NaN, inf, overflow, ties, denormals, random): %d wrong (first 0x%08x)",
+          n, host_wrong, first_bad);
 
     float *d_values = to_device(values.data(), n);
-    unsigned short *d_bits = (unsigned short *)cuda_malloc_check(n * sizeof(unsigned short), "bits");
+    unsigned short *d_bits =
+        (unsigned short *)cuda_malloc_check(n * sizeof(unsigned short), "bits");
     LLMC_LAUNCH(bf16_kernel, ceil_div((long long)n, 256), 256, 0, 0)(d_bits, d_values, (int)n);
     cuda_check(cudaGetLastError());
     std::vector<unsigned short> bits(n);
@@ -466,7 +484,8 @@ static void test_bf16(void) {
     check(arithmetic_wrong == 0 && back.x == bits_float((uint32_t)reference_bf16(two.x) << 16) &&
               float_bits(back.y) == (uint32_t)reference_bf16(two.y) << 16,
           "bf16 + - * (in float, rounded) over %d random pairs, __float22bfloat162_rn / "
-          "__bfloat1622float2: %d wrong", pairs, arithmetic_wrong);
+          "__bfloat1622float2: %d wrong",
+          pairs, arithmetic_wrong);
 }
 
 // ----------------------------------------------------------------------------
@@ -489,8 +508,8 @@ static void test_runtime(void) {
     check(past_end == cudaErrorInvalidValue && swapped == cudaErrorInvalidValue &&
               memset_past_end == cudaErrorInvalidValue,
           "cudaMemcpy past the end / with the direction swapped, cudaMemset past the end: "
-          "cudaErrorInvalidValue (%s, %s, %s)", cudaGetErrorName(past_end),
-          cudaGetErrorName(swapped), cudaGetErrorName(memset_past_end));
+          "cudaErrorInvalidValue (%s, %s, %s)",
+          cudaGetErrorName(past_end), cudaGetErrorName(swapped), cudaGetErrorName(memset_past_end));
     (void)cudaGetLastError();
 #endif
     cuda_check(cudaMemset(d, 0, 1000 * sizeof(float)));
@@ -504,9 +523,11 @@ static void test_runtime(void) {
     cudaError_t bad_free = cudaFree(&stack_variable);
     cudaError_t last = cudaGetLastError();
     cudaError_t cleared = cudaGetLastError();
-    check(bad_free == cudaErrorInvalidValue && last == cudaErrorInvalidValue && cleared == cudaSuccess,
-          "cudaFree of a pointer cudaMalloc did not return: %s, recorded as last error, then cleared",
-          cudaGetErrorString(bad_free));
+    check(
+        bad_free == cudaErrorInvalidValue && last == cudaErrorInvalidValue &&
+            cleared == cudaSuccess,
+        "cudaFree of a pointer cudaMalloc did not return: %s, recorded as last error, then cleared",
+        cudaGetErrorString(bad_free));
     cuda_check(cudaFree(d));
 
     LLMC_LAUNCH(bf16_kernel, 1, 2048, 0, 0)(NULL, NULL, 0);
@@ -580,8 +601,10 @@ __global__ void early_exit_barrier_kernel(int *out) {
 // Lanes 0-15 wait at a full-warp shuffle for lanes 16-31, which wait at __syncthreads.
 __global__ void shuffle_barrier_deadlock_kernel(float *out) {
     float value = (float)threadIdx.x;
-    if (threadIdx.x % 32 < 16) value = __shfl_xor_sync(0xffffffffu, value, 1);
-    else __syncthreads();
+    if (threadIdx.x % 32 < 16)
+        value = __shfl_xor_sync(0xffffffffu, value, 1);
+    else
+        __syncthreads();
     out[threadIdx.x] = value;
 }
 
@@ -620,7 +643,9 @@ __device__ __noinline__ int deep_recursion(int depth) {
     return depth == 0 ? 0 : deep_recursion(depth - 1) + frame[depth % 1024];
 }
 
-__global__ void deep_recursion_kernel(int *out, int depth) { out[threadIdx.x] = deep_recursion(depth); }
+__global__ void deep_recursion_kernel(int *out, int depth) {
+    out[threadIdx.x] = deep_recursion(depth);
+}
 
 // Runs one case in this process; returns the exit status.
 static int run_case(const char *name) {
@@ -640,8 +665,10 @@ static int run_case(const char *name) {
         for (int b = 0; b < blocks; b++) {
             for (int t = 0; t < 256; t++) {
                 int bad = out[b * 256 + t] != inp[b * 256 + 255 - t];
-                if (t < 128) wrong_first += bad;
-                else wrong_second += bad;
+                if (t < 128)
+                    wrong_first += bad;
+                else
+                    wrong_second += bad;
             }
         }
         printf("wrong %d in threads 0-127, %d in threads 128-255\n", wrong_first, wrong_second);
@@ -776,9 +803,10 @@ static void test_planted_bugs(void) {
                     reverse_second == 8 * 128;
     std::string f = forward.out.substr(0, forward.out.find('\n'));
     std::string b = reverse.out.substr(0, reverse.out.find('\n'));
-    check(detected, "planted missing __syncthreads: forward order breaks the threads that read "
-                    "ahead, reverse order the others (forward: %s; reverse: %s)", f.c_str(),
-          b.c_str());
+    check(detected,
+          "planted missing __syncthreads: forward order breaks the threads that read "
+          "ahead, reverse order the others (forward: %s; reverse: %s)",
+          f.c_str(), b.c_str());
 
     expect_abort("divergent", "llmc_emu: deadlock in kernel divergent_barrier_kernel",
                  "__syncthreads in both branches of a divergent if");
@@ -796,7 +824,8 @@ static void test_planted_bugs(void) {
     ChildResult lenient_exit = run_child("early_exit", {"LLMC_EMU_STRICT=0"});
     check(lenient.status == 0 && lenient_exit.status == 0,
           "with LLMC_EMU_STRICT=0 the absent-lane shuffle and the barrier after an early exit run "
-          "(exit %d, %d)", lenient.status, lenient_exit.status);
+          "(exit %d, %d)",
+          lenient.status, lenient_exit.status);
 #ifndef __SANITIZE_ADDRESS__
     ChildResult wild = run_child("wild_pointer", {});
     check(wild.status == 128 + SIGSEGV &&
@@ -817,12 +846,14 @@ static void test_planted_bugs(void) {
     check(overrun.status != 0 && overrun.err.find("heap-buffer-overflow") != std::string::npos &&
               overrun.err.find("shift_sum_kernel") != std::string::npos,
           "AddressSanitizer build: a kernel reading one past a cudaMalloc buffer is reported as a "
-          "heap-buffer-overflow in shift_sum_kernel (exit %d)", overrun.status);
+          "heap-buffer-overflow in shift_sum_kernel (exit %d)",
+          overrun.status);
     ChildResult shared_overrun = run_child("shared_out_of_bounds", {});
     check(shared_overrun.status != 0 &&
               shared_overrun.err.find("use-after-poison") != std::string::npos,
           "AddressSanitizer build: writing one past the block's dynamic shared memory is reported "
-          "(exit %d)", shared_overrun.status);
+          "(exit %d)",
+          shared_overrun.status);
 #endif
     ChildResult bad_order = run_child("reverse", {"LLMC_EMU_ORDER=sideways"});
     check(bad_order.status != 0 && bad_order.err.find("LLMC_EMU_ORDER") != std::string::npos,
