@@ -180,6 +180,7 @@ test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units
 
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h
+	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh
 
 clean:
 	rm -f train_gpt2 test_gpt2 tokenizer chat train_gpt2cu test_gpt2cu
