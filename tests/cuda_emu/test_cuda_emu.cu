@@ -83,6 +83,45 @@ static void test_block_reduction(void) {
 }
 
 // ----------------------------------------------------------------------------
+// 3D grids and blocks: threadIdx.x varies fastest, and warps are made of consecutive linear ids.
+
+__global__ void indexing_kernel(int *out) {
+    int thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    int block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    int threads = blockDim.x * blockDim.y * blockDim.z;
+    int *slot = out + 3 * (block * threads + thread);
+    slot[0] = (int)(threadIdx.x | threadIdx.y << 8 | threadIdx.z << 16);
+    slot[1] = (int)(blockIdx.x | blockIdx.y << 8 | blockIdx.z << 16);
+    slot[2] = __shfl_down_sync(0xffffffffu, thread, 1);
+}
+
+static void test_indexing(void) {
+    dim3 grid(3, 2, 2), block(8, 4, 2); // 64 threads: two full warps
+    int blocks = 12, threads = 64;
+    std::vector<int> out(3 * blocks * threads);
+    int *d_out = (int *)cuda_malloc_check(out.size() * sizeof(int), "out");
+    LLMC_LAUNCH(indexing_kernel, grid, block, 0, 0)(d_out);
+    cuda_check(cudaGetLastError());
+    to_host(out.data(), d_out, out.size());
+    int wrong = 0;
+    for (int b = 0; b < blocks; b++) {
+        int bx = b % 3, by = b / 3 % 2, bz = b / 6;
+        for (int t = 0; t < threads; t++) {
+            int tx = t % 8, ty = t / 8 % 4, tz = t / 32;
+            const int *slot = &out[3 * (b * threads + t)];
+            wrong += slot[0] != (tx | ty << 8 | tz << 16);
+            wrong += slot[1] != (bx | by << 8 | bz << 16);
+            wrong += slot[2] != (t % 32 == 31 ? t : t + 1);
+        }
+    }
+    check(wrong == 0,
+          "3D grid (3,2,2) of 3D blocks (8,4,2): threadIdx/blockIdx and warp lanes "
+          "follow the linear thread id: %d wrong values",
+          wrong);
+    cuda_check(cudaFree(d_out));
+}
+
+// ----------------------------------------------------------------------------
 // Warp shuffles against a model of CUDA's documented semantics.
 
 enum ShuffleMode { SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_XOR };
@@ -870,6 +909,7 @@ int main(int argc, char **argv) {
            llmc_emu::order_name(c.order), c.seed, (int)c.strict, c.workers);
 #endif
     test_block_reduction();
+    test_indexing();
     test_shuffles();
     test_votes();
     test_atomics();
