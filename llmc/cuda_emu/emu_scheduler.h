@@ -748,7 +748,8 @@ inline void check_pointer_argument(const LaunchInfo &launch, int position, const
 }
 template <typename T>
 inline void check_pointer_argument(const LaunchInfo &launch, int position, T *const &p) {
-    if (p == nullptr || !config().strict) return;
+    // data pointers only: a function pointer is never inside an allocation
+    if (std::is_function<T>::value || p == nullptr || !config().strict) return;
     if (find_allocation((const void *)p, 0, nullptr) == nullptr) {
         fatal("kernel %s (launched at %s:%d): argument %d is %p, which is not inside any "
               "cudaMalloc/cudaMallocHost allocation (a host pointer, or freed memory?)",

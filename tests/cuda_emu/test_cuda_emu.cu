@@ -95,6 +95,10 @@ __global__ void indexing_kernel(int *out) {
     slot[2] = __shfl_down_sync(0xffffffffu, thread, 1);
 }
 
+template <typename T, int N> __global__ void fill_kernel(T *out, T value) {
+    for (int i = threadIdx.x; i < N; i += blockDim.x) out[blockIdx.x * N + i] = value;
+}
+
 static void test_indexing(void) {
     dim3 grid(3, 2, 2), block(8, 4, 2); // 64 threads: two full warps
     int blocks = 12, threads = 64;
@@ -114,10 +118,12 @@ static void test_indexing(void) {
             wrong += slot[2] != (t % 32 == 31 ? t : t + 1);
         }
     }
-    check(wrong == 0,
-          "3D grid (3,2,2) of 3D blocks (8,4,2): threadIdx/blockIdx and warp lanes "
-          "follow the linear thread id: %d wrong values",
-          wrong);
+    check(
+        wrong == 0,
+        "3D grid (3,2,2) of 3D blocks (8,4,2): threadIdx/blockIdx and warp lanes "
+        "follow the linear thread id; a template kernel launched as (fill_kernel<double, 100>): %d "
+        "wrong values",
+        wrong);
     cuda_check(cudaFree(d_out));
 }
 
