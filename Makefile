@@ -79,6 +79,9 @@ NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(if $(CUDA_HOME),$(wildcard $
 CUDA_ARCH_FLAGS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH_FLAGS) -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings
 NVCC_LDLIBS = -lcublas -lcublasLt
+# test_gpt2cu also compiles the CPU trainer (train_gpt2.c, OpenMP) for its layer-by-layer check
+NVCC_TEST_FLAGS = -Xcompiler -fopenmp
+NVCC_TEST_LDLIBS = -lgomp
 # the emulation: C++17 with the same warnings; OpenMP for llmc/matmul.h's sgemm
 EMU_CXX ?= g++
 EMU_FLAGS = -std=c++17 -O2 $(ARCH) -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
@@ -116,15 +119,16 @@ build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< $(NVCC_LDLIBS)
 
-build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
+build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
+		$(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS)
 
 build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
 
-build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
+build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
 
@@ -132,7 +136,7 @@ build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
 cuda_compile_check: check_nvcc
 	@mkdir -p build/cuda/nvcc-bf16
 	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/train_gpt2cu.o train_gpt2.cu
-	$(NVCC) $(NVCC_FLAGS) -c -o build/cuda/nvcc-bf16/test_gpt2cu.o test_gpt2.cu
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) -c -o build/cuda/nvcc-bf16/test_gpt2cu.o test_gpt2.cu
 
 # dev/cuda kernel experiments built with nvcc, for a GPU (the emulated builds are below).
 .PHONY: dev_cuda

@@ -1,8 +1,11 @@
 /*
 Checks the CUDA trainer (train_gpt2.cu) against a PyTorch reference dump
 (scripts/train_gpt2.py --write-state), as test_gpt2.c checks the CPU trainer: logits, loss and all
-16 gradient tensors of one batch, then the losses of the reference's AdamW steps on that batch;
-then determinism: the same steps again from a fresh model give bit-identical losses, and
+16 gradient tensors of one batch, then the same batch layer by layer against the CPU trainer (train_gpt2.c,
+compiled in here in namespace cpu) on the same weights: every stored activation in forward order,
+then every parameter gradient in backward order, naming the first tensor that diverges (relative L2
+error per tensor: FP32 1e-5, measured <= 7e-7; BF16 3e-2, measured <= 7.2e-3); then the losses of
+the reference's AdamW steps on that batch; then determinism: the same steps again from a fresh model give bit-identical losses, and
 train 3 steps -> save model + optimizer state -> reload -> train 3 steps gives the same bits as
 6 straight steps.
 
@@ -26,6 +29,22 @@ Tolerances (defaults by build, every one a flag; README lists the measured error
 */
 #define TESTING
 #include "train_gpt2.cu"
+
+// The CPU reference trainer, compiled into this binary in its own namespace (its llmc headers are
+// already included above, so only its own definitions land in cpu::), for the layer-by-layer check.
+#include "llmc/fastmath.h"
+#ifndef LLMC_CUDA_EMU // (the emulation build has it from llmc/matmul.cuh)
+#pragma nv_diag_suppress 1675 // matmul.h's "#pragma GCC unroll", which nvcc's front end does not know
+#pragma GCC diagnostic push   // g++'s false positive in its AVX-512 intrinsics (see matmul.cuh)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "llmc/matmul.h"
+#pragma GCC diagnostic pop
+#pragma nv_diag_default 1675
+#endif
+namespace cpu {
+#include "train_gpt2.c"
+}
 
 static int failures = 0;
 
@@ -79,6 +98,148 @@ static float *download_floatX(const floatX *device, size_t n) {
     floatX_to_floats(out, raw, n);
     free(raw);
     return out;
+}
+
+// Layer by layer against the CPU trainer (train_gpt2.c) on the same weights (what the GPU holds:
+// bf16-rounded in BF16 builds) and the same batch: every stored activation of the forward in
+// order, then the parameter gradients in the order backward makes them (last layer first).
+// Each tensor passes when its relative L2 error is within tolerance; the first that is not is
+// named as the point of divergence. Returns the number of failing tensors.
+typedef struct {
+    int checked, failed;
+    char first[96];
+    double tolerance;
+} LayerCheck;
+
+static void layer_compare(LayerCheck *check, const char *name, int layer, const float *got,
+                          const float *want, size_t n) {
+    double diff2 = 0.0, ref2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)want[i];
+        diff2 += d * d;
+        ref2 += (double)want[i] * want[i];
+    }
+    double rel = ref2 > 0.0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+    int ok = rel <= check->tolerance; // NaN fails
+    char label[96];
+    if (layer >= 0) {
+        snprintf(label, sizeof(label), "layer %d %s", layer, name);
+    } else {
+        snprintf(label, sizeof(label), "%s", name);
+    }
+    printf("  %-22s rel-L2 %.2e  %s\n", label, rel, ok ? "ok" : "FAIL");
+    check->checked++;
+    if (!ok) {
+        if (check->failed == 0) snprintf(check->first, sizeof(check->first), "%s", label);
+        check->failed++;
+    }
+}
+
+static void layer_compare_device(LayerCheck *check, const char *name, int layer,
+                                 const floatX *device, const float *want, size_t n) {
+    float *got = download_floatX(device, n);
+    layer_compare(check, name, layer, got, want, n);
+    free(got);
+}
+
+static int check_layers_against_cpu(GPT2 *model, const char *model_path, const DebugState *ref,
+                                    double tolerance) {
+    int B = ref->B, T = ref->T;
+    const GPT2Config *cfg = &model->config;
+    int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads, HS = C / NH;
+    int Vp = cfg->padded_vocab_size;
+    size_t BT = (size_t)B * T, c = (size_t)C;
+    cpu::GPT2 host;
+    cpu::gpt2_build(&host, model_path, 0);
+    float *params = gpt2_download_params(model);
+    memcpy(host.params_memory, params, model->num_parameters * sizeof(float));
+    free(params);
+    cpu::gpt2_forward(&host, ref->inputs, ref->targets, B, T);
+    gpt2_forward(model, ref->inputs, ref->targets, B, T, 0, 1.0f);
+    LayerCheck check = {0, 0, "", tolerance};
+    printf("layer by layer against train_gpt2.c (relative L2 error <= %.0e):\n", tolerance);
+    const ActivationTensors *a = &model->acts;
+    const cpu::ActivationTensors *h = &host.acts;
+    layer_compare_device(&check, "encoded", -1, a->encoded, h->encoded, BT * c);
+    float *qkv = (float *)malloc_check(BT * 3 * c * sizeof(float), "qkv");
+    for (int l = 0; l < L; l++) {
+        size_t at = l * BT * c;
+        layer_compare_device(&check, "ln1", l, a->ln1 + at, h->ln1 + at, BT * c);
+        // the GPU keeps q, k, v permuted to (B,NH,T,HS); put them back in (B,T,3C) order
+        float *qkvr = download_floatX(a->qkvr + 3 * at, 3 * BT * c);
+        for (size_t i = 0; i < 3 * BT * c; i++) {
+            size_t which = i / (BT * c), rest = i % (BT * c);
+            size_t s = rest % HS, t = (rest / HS) % T, head = (rest / (HS * T)) % NH;
+            size_t b = rest / (HS * T * NH);
+            qkv[(b * T + t) * 3 * c + which * c + head * HS + s] = qkvr[i];
+        }
+        free(qkvr);
+        layer_compare(&check, "qkv", l, qkv, h->qkv + 3 * at, 3 * BT * c);
+        layer_compare_device(&check, "atty", l, a->atty + at, h->atty + at, BT * c);
+        layer_compare_device(&check, "residual2", l, a->residual2 + at, h->residual2 + at, BT * c);
+        layer_compare_device(&check, "ln2", l, a->ln2 + at, h->ln2 + at, BT * c);
+        layer_compare_device(&check, "fch", l, a->fch + 4 * at, h->fch + 4 * at, 4 * BT * c);
+        layer_compare_device(&check, "fch_gelu", l, a->fch_gelu + 4 * at, h->fch_gelu + 4 * at,
+                             4 * BT * c);
+        layer_compare_device(&check, "residual3", l, a->residual3 + at, h->residual3 + at, BT * c);
+    }
+    free(qkv);
+    layer_compare_device(&check, "lnf", -1, a->lnf, h->lnf, BT * c);
+    layer_compare_device(&check, "logits", -1, a->logits, h->logits, BT * (size_t)Vp);
+
+    cpu::gpt2_zero_grad(&host);
+    cpu::gpt2_backward(&host, 1.0f);
+    gpt2_zero_grad(model);
+    gpt2_backward(model, 1.0f);
+    float *grads = download_floatX(model->grads_memory, model->num_parameters);
+    ParameterTensors g = model->grads; // device pointers: only their offsets are used
+    const float *host_grads = host.grads_memory;
+#define GRAD_OFFSET(field, extra) ((size_t)(g.field - model->grads_memory) + (extra))
+    struct {
+        const char *name;
+        size_t offset, count;
+    } tail[2] = {{"lnfw grad", GRAD_OFFSET(lnfw, 0), c}, {"lnfb grad", GRAD_OFFSET(lnfb, 0), c}};
+    for (int k = 0; k < 2; k++) {
+        layer_compare(&check, tail[k].name, -1, grads + tail[k].offset, host_grads + tail[k].offset,
+                      tail[k].count);
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        struct {
+            const char *name;
+            size_t offset, count;
+        } per_layer[12] = {
+            {"fcprojw grad", GRAD_OFFSET(fcprojw, l * 4 * c * c), 4 * c * c},
+            {"fcprojb grad", GRAD_OFFSET(fcprojb, l * c), c},
+            {"fcw grad", GRAD_OFFSET(fcw, l * 4 * c * c), 4 * c * c},
+            {"fcb grad", GRAD_OFFSET(fcb, l * 4 * c), 4 * c},
+            {"ln2w grad", GRAD_OFFSET(ln2w, l * c), c},
+            {"ln2b grad", GRAD_OFFSET(ln2b, l * c), c},
+            {"attprojw grad", GRAD_OFFSET(attprojw, l * c * c), c * c},
+            {"attprojb grad", GRAD_OFFSET(attprojb, l * c), c},
+            {"qkvw grad", GRAD_OFFSET(qkvw, l * 3 * c * c), 3 * c * c},
+            {"qkvb grad", GRAD_OFFSET(qkvb, l * 3 * c), 3 * c},
+            {"ln1w grad", GRAD_OFFSET(ln1w, l * c), c},
+            {"ln1b grad", GRAD_OFFSET(ln1b, l * c), c},
+        };
+        for (int k = 0; k < 12; k++) {
+            layer_compare(&check, per_layer[k].name, l, grads + per_layer[k].offset,
+                          host_grads + per_layer[k].offset, per_layer[k].count);
+        }
+    }
+    layer_compare(&check, "wpe grad", -1, grads + GRAD_OFFSET(wpe, 0), host_grads + GRAD_OFFSET(wpe, 0),
+                  (size_t)cfg->max_seq_len * c);
+    layer_compare(&check, "wte grad", -1, grads + GRAD_OFFSET(wte, 0), host_grads + GRAD_OFFSET(wte, 0),
+                  (size_t)Vp * c);
+#undef GRAD_OFFSET
+    free(grads);
+    cpu::gpt2_free(&host);
+    if (check.failed > 0) {
+        printf("  %d of %d tensors differ; the first to diverge: %s\n", check.failed, check.checked,
+               check.first);
+    } else {
+        printf("  all %d tensors match\n", check.checked);
+    }
+    return check.failed;
 }
 
 // One AdamW step on the reference batch, as the reference made its step losses.
@@ -137,6 +298,12 @@ int main(int argc, char **argv) {
     float logits_tol = 2.5e-2f, loss_tol = 1e-3f, grad_tol = 3e-2f, grad_floor = 0.0f,
           step_tol = 2e-3f;
 #endif
+    int check_layers = 1;
+#ifdef ENABLE_FP32
+    float layer_tol = 1e-5f;
+#else
+    float layer_tol = 3e-2f;
+#endif
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},
@@ -152,6 +319,10 @@ int main(int argc, char **argv) {
          "relative L2 error"},
         {0, "grad-floor", OPTION_FLOAT, &grad_floor, "see --grad-tol"},
         {0, "step-tol", OPTION_FLOAT, &step_tol, "AdamW step losses: relative tolerance"},
+        {0, "layers", OPTION_INT, &check_layers,
+         "1: also compare every layer's activations and gradients with train_gpt2.c"},
+        {0, "layer-tol", OPTION_FLOAT, &layer_tol,
+         "layer by layer: relative L2 error per tensor"},
     };
     cli_parse(argc, argv,
               "Checks train_gpt2.cu (" PRECISION_NAME " build) against a PyTorch reference dump.",
@@ -213,6 +384,8 @@ int main(int argc, char **argv) {
         offset += sizes[k];
     }
     free(grads);
+
+    if (check_layers) failures += check_layers_against_cpu(&model, model_path, &ref, layer_tol) > 0;
 
     // AdamW steps on the same batch, against the reference's losses
     AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};

@@ -94,7 +94,7 @@ typedef struct {
     int *encoder_plan;     // 3 * B * T + 1
 } ActivationTensors;
 
-#define NUM_ACTIVATION_TENSORS 30
+#define NUM_ACTIVATION_BUFFERS 30
 
 // Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
 // 256-byte boundary.
@@ -106,7 +106,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     struct {
         void **field;
         size_t bytes;
-    } table[NUM_ACTIVATION_TENSORS] = {
+    } table[NUM_ACTIVATION_BUFFERS] = {
         {(void **)&a->encoded, BT * C * X},
         {(void **)&a->ln1, L * BT * C * X},
         {(void **)&a->ln1_mean, L * BT * F},
@@ -139,7 +139,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->encoder_plan, (3 * BT + 1) * I},
     };
     size_t total = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
+    for (int i = 0; i < NUM_ACTIVATION_BUFFERS; i++) {
         if (memory != NULL) *table[i].field = memory + total;
         total += (table[i].bytes + 255) / 256 * 256;
     }
