@@ -1,13 +1,13 @@
 /*
 Checks the CUDA trainer (train_gpt2.cu) against a PyTorch reference dump
 (scripts/train_gpt2.py --write-state), as test_gpt2.c checks the CPU trainer: logits, loss and all
-16 gradient tensors of one batch, then the same batch layer by layer against the CPU trainer (train_gpt2.c,
-compiled in here in namespace cpu) on the same weights: every stored activation in forward order,
-then every parameter gradient in backward order, naming the first tensor that diverges (relative L2
-error per tensor: FP32 1e-5, measured <= 7e-7; BF16 3e-2, measured <= 7.2e-3); then the losses of
-the reference's AdamW steps on that batch; then determinism: the same steps again from a fresh model give bit-identical losses, and
-train 3 steps -> save model + optimizer state -> reload -> train 3 steps gives the same bits as
-6 straight steps.
+16 gradient tensors of one batch, then the same batch layer by layer against the CPU trainer
+(train_gpt2.c, compiled in here in namespace cpu) on the same weights: every stored activation in
+forward order, then every parameter gradient in backward order, naming the first tensor that
+diverges (relative L2 error per tensor: FP32 1e-5, measured <= 7e-7; BF16 3e-2, measured <= 7.2e-3);
+then the losses of the reference's AdamW steps on that batch; then determinism: the same steps again
+from a fresh model give bit-identical losses, and train 3 steps -> save model + optimizer state ->
+reload -> train 3 steps gives the same bits as 6 straight steps.
 
   ./test_gpt2cu -e MODEL.bin -s DEBUG_STATE.bin
 
@@ -33,8 +33,9 @@ Tolerances (defaults by build, every one a flag; README lists the measured error
 // The CPU reference trainer, compiled into this binary in its own namespace (its llmc headers are
 // already included above, so only its own definitions land in cpu::), for the layer-by-layer check.
 #include "llmc/fastmath.h"
-#ifndef LLMC_CUDA_EMU // (the emulation build has it from llmc/matmul.cuh)
-#pragma nv_diag_suppress 1675 // matmul.h's "#pragma GCC unroll", which nvcc's front end does not know
+#ifndef LLMC_CUDA_EMU         // (the emulation build has it from llmc/matmul.cuh)
+#pragma nv_diag_suppress 1675 // matmul.h's "#pragma GCC unroll", which nvcc's front end does not
+                              // know
 #pragma GCC diagnostic push   // g++'s false positive in its AVX-512 intrinsics (see matmul.cuh)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -226,10 +227,10 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
                           host_grads + per_layer[k].offset, per_layer[k].count);
         }
     }
-    layer_compare(&check, "wpe grad", -1, grads + GRAD_OFFSET(wpe, 0), host_grads + GRAD_OFFSET(wpe, 0),
-                  (size_t)cfg->max_seq_len * c);
-    layer_compare(&check, "wte grad", -1, grads + GRAD_OFFSET(wte, 0), host_grads + GRAD_OFFSET(wte, 0),
-                  (size_t)Vp * c);
+    layer_compare(&check, "wpe grad", -1, grads + GRAD_OFFSET(wpe, 0),
+                  host_grads + GRAD_OFFSET(wpe, 0), (size_t)cfg->max_seq_len * c);
+    layer_compare(&check, "wte grad", -1, grads + GRAD_OFFSET(wte, 0),
+                  host_grads + GRAD_OFFSET(wte, 0), (size_t)Vp * c);
 #undef GRAD_OFFSET
     free(grads);
     cpu::gpt2_free(&host);
@@ -321,8 +322,7 @@ int main(int argc, char **argv) {
         {0, "step-tol", OPTION_FLOAT, &step_tol, "AdamW step losses: relative tolerance"},
         {0, "layers", OPTION_INT, &check_layers,
          "1: also compare every layer's activations and gradients with train_gpt2.c"},
-        {0, "layer-tol", OPTION_FLOAT, &layer_tol,
-         "layer by layer: relative L2 error per tensor"},
+        {0, "layer-tol", OPTION_FLOAT, &layer_tol, "layer by layer: relative L2 error per tensor"},
     };
     cli_parse(argc, argv,
               "Checks train_gpt2.cu (" PRECISION_NAME " build) against a PyTorch reference dump.",
@@ -390,8 +390,8 @@ int main(int argc, char **argv) {
     // AdamW steps on the same batch, against the reference's losses
     AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};
     int n_steps = ref.n_steps;
-    float *losses = (float *)malloc_check((size_t)(n_steps > 6 ? n_steps : 6) * sizeof(float),
-                                          "step losses");
+    float *losses =
+        (float *)malloc_check((size_t)(n_steps > 6 ? n_steps : 6) * sizeof(float), "step losses");
     if (n_steps > 0) {
         printf("AdamW steps on the same batch (lr %g, betas %g %g, eps %g, wd %g, clip %g):\n",
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);

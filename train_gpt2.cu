@@ -184,8 +184,8 @@ static void gpt2_upload_params(GPT2 *model, const float *params) {
     size_t n = model->num_parameters;
     floatX *converted = (floatX *)malloc_check(n * sizeof(floatX), "parameter upload");
     floats_to_floatX(converted, params, n);
-    cuda_check(cudaMemcpy(model->params_memory, converted, n * sizeof(floatX),
-                          cudaMemcpyHostToDevice));
+    cuda_check(
+        cudaMemcpy(model->params_memory, converted, n * sizeof(floatX), cudaMemcpyHostToDevice));
     free(converted);
     if (model->master_memory != NULL) {
         cuda_check(
@@ -197,8 +197,7 @@ static void gpt2_upload_params(GPT2 *model, const float *params) {
 static float *gpt2_download_params(const GPT2 *model) {
     size_t n = model->num_parameters;
     floatX *raw = (floatX *)malloc_check(n * sizeof(floatX), "parameter download");
-    cuda_check(
-        cudaMemcpy(raw, model->params_memory, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    cuda_check(cudaMemcpy(raw, model->params_memory, n * sizeof(floatX), cudaMemcpyDeviceToHost));
     float *params = (float *)malloc_check(n * sizeof(float), "parameters (host)");
     floatX_to_floats(params, raw, n);
     free(raw);
@@ -237,8 +236,8 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    size_t needed = gpt2_memory_needed(&model->config, B, T, &param_bytes, &optimizer_bytes,
-                                       &activation_bytes);
+    size_t needed =
+        gpt2_memory_needed(&model->config, B, T, &param_bytes, &optimizer_bytes, &activation_bytes);
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (needed > free_bytes) {
@@ -362,10 +361,10 @@ static void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int
                        (int)BT, 4 * C, C, stream);
         // the residual add, fused with the layernorm that follows it (next layer's ln1, or lnf)
         if (l + 1 < L) {
-            fused_residual_layernorm_forward(
-                residual3, a.ln1 + (l + 1) * BT * c, a.ln1_mean + (l + 1) * BT,
-                a.ln1_rstd + (l + 1) * BT, residual2, projected, p.ln1w + (l + 1) * c,
-                p.ln1b + (l + 1) * c, (int)BT, C, stream);
+            fused_residual_layernorm_forward(residual3, a.ln1 + (l + 1) * BT * c,
+                                             a.ln1_mean + (l + 1) * BT, a.ln1_rstd + (l + 1) * BT,
+                                             residual2, projected, p.ln1w + (l + 1) * c,
+                                             p.ln1b + (l + 1) * c, (int)BT, C, stream);
         } else {
             fused_residual_layernorm_forward(residual3, a.lnf, a.lnf_mean, a.lnf_rstd, residual2,
                                              projected, p.lnfw, p.lnfb, (int)BT, C, stream);
@@ -379,8 +378,8 @@ static void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int
         fused_classifier(a.logits, a.losses, a.targets, loss_scale / (float)BT, (int)BT, V, Vp,
                          write_dlogits, stream);
         model->dlogits_ready = write_dlogits;
-        cuda_check(cudaMemcpy(model->losses_host, a.losses, BT * sizeof(float),
-                              cudaMemcpyDeviceToHost));
+        cuda_check(
+            cudaMemcpy(model->losses_host, a.losses, BT * sizeof(float), cudaMemcpyDeviceToHost));
         double sum = 0.0;
         for (size_t i = 0; i < BT; i++) sum += model->losses_host[i];
         model->mean_loss = (float)(sum / BT);
@@ -411,11 +410,10 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
     model->dlogits_ready = 0;
     model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
     // the encoder's plan is made on the host while the GPU starts on the classifier
-    int num_unique = encoder_backward_plan(model->plan_host, model->inputs_host, (int)BT, V,
-                                           model->plan_counts);
-    cuda_check(cudaMemcpy(a.encoder_plan, model->plan_host, (2 * (size_t)num_unique + 1 + BT) *
-                                                                sizeof(int),
-                          cudaMemcpyHostToDevice));
+    int num_unique =
+        encoder_backward_plan(model->plan_host, model->inputs_host, (int)BT, V, model->plan_counts);
+    cuda_check(cudaMemcpy(a.encoder_plan, model->plan_host,
+                          (2 * (size_t)num_unique + 1 + BT) * sizeof(int), cudaMemcpyHostToDevice));
     cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
     float *reduce = a.reduce_scratch;
     floatX *dbtc = a.scratch_btc, *dbt4c = a.scratch_bt4c;
@@ -438,8 +436,8 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
         matmul_backward(dbtc, g.attprojw + l * c * c, g.attprojb + l * c, reduce, a.dresidual,
                         a.atty + l * BT * c, p.attprojw + l * c * c, (int)BT, C, C, stream);
         attention_backward(dbt4c, a.scratch_qkvr, a.scratch_att, a.scratch_btc2, dbtc,
-                           a.qkvr + l * BT * 3 * c, a.att + (size_t)l * B * NH * T * T, B, T, C,
-                           NH, stream);
+                           a.qkvr + l * BT * 3 * c, a.att + (size_t)l * B * NH * T * T, B, T, C, NH,
+                           stream);
         matmul_backward(dbtc, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c, reduce, dbt4c,
                         a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, (int)BT, C, 3 * C, stream);
         layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
@@ -547,7 +545,8 @@ static void sample_and_print(GPT2 *model, const Tokenizer *tokenizer, int eot_to
         int start = n > max_T ? n - max_T : 0;
         int length = n - start;
         gpt2_forward(model, tokens + start, NULL, 1, length, 0, 1.0f);
-        cuda_check(cudaMemcpy(model->logits_row_host, model->acts.logits + (size_t)(length - 1) * Vp,
+        cuda_check(cudaMemcpy(model->logits_row_host,
+                              model->acts.logits + (size_t)(length - 1) * Vp,
                               (size_t)Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
         floatX_to_floats(logits, model->logits_row_host, (size_t)Vp);
         int next = sample_token(logits, V, temperature, top_k, rng_state, work);
@@ -652,8 +651,8 @@ int main(int argc, char **argv) {
     cuda_check(cudaGetDeviceProperties(&props, 0));
     double peak_flops = device_bf16_peak(props.name);
     printf("device: %s, %d SMs, %.1f GiB, compute %d.%d | %s\n", props.name,
-           props.multiProcessorCount, props.totalGlobalMem / 1073741824.0, props.major,
-           props.minor, model_precision_note());
+           props.multiProcessorCount, props.totalGlobalMem / 1073741824.0, props.major, props.minor,
+           model_precision_note());
     matmul_init();
 
     GPT2 model;
@@ -710,8 +709,8 @@ int main(int argc, char **argv) {
     double flops_per_token = 6.0 * (double)model.num_parameters +
                              6.0 * cfg->num_layers * (double)cfg->channels * (double)T;
     printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps\n",
-           train_loader.num_shards, opt.train_pattern, B, T, tokens_per_step,
-           opt.grad_accum_steps, max_steps);
+           train_loader.num_shards, opt.train_pattern, B, T, tokens_per_step, opt.grad_accum_steps,
+           max_steps);
 
     double train_seconds = 0.0;
     int timed_steps = 0;

@@ -42,9 +42,9 @@ static inline void adamw_update(floatX *params, float *master, const floatX *gra
     float bias_correction2_sqrt = (float)sqrt(bias_correction2);
     float decay = decayed ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
     const int block = 256;
-    LLMC_LAUNCH(adamw_kernel, ceil_div((long long)n, block), block, 0, stream)(
-        params, master, grads, m, v, n, opt->beta1, opt->beta2, opt->eps, step_size,
-        bias_correction2_sqrt, decay, grad_scale, seed, (uint32_t)index_offset);
+    LLMC_LAUNCH(adamw_kernel, ceil_div((long long)n, block), block, 0, stream)
+    (params, master, grads, m, v, n, opt->beta1, opt->beta2, opt->eps, step_size,
+     bias_correction2_sqrt, decay, grad_scale, seed, (uint32_t)index_offset);
     cuda_check(cudaGetLastError());
 }
 

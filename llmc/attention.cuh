@@ -78,8 +78,8 @@ __global__ void softmax_forward_kernel(floatX *att, float scale, int num_rows, i
 }
 
 // In place over datt: dpreatt = scale * att * (datt - sum(att * datt)) on row[0..t], zeros after.
-__global__ void softmax_backward_kernel(floatX *datt, const floatX *att, float scale,
-                                        int num_rows, int T) {
+__global__ void softmax_backward_kernel(floatX *datt, const floatX *att, float scale, int num_rows,
+                                        int T) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row >= num_rows) return;
     int lane = threadIdx.x % 32;
@@ -104,21 +104,21 @@ static inline void attention_forward(floatX *out, floatX *qkvr, floatX *att, flo
     int HS = C / NH;
     size_t BTC = (size_t)B * T * C;
     floatX *q = qkvr, *k = qkvr + BTC, *v = qkvr + 2 * BTC;
-    LLMC_LAUNCH(permute_kernel, ceil_div((long long)BTC, block), block, 0, stream)(q, k, v, qkv, B,
-                                                                                   T, NH, HS);
+    LLMC_LAUNCH(permute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
+    (q, k, v, qkv, B, T, NH, HS);
     cuda_check(cudaGetLastError());
     size_t head = (size_t)T * HS, square = (size_t)T * T;
-    matmul_gemm(att, k, q, NULL, NULL, EPILOGUE_NONE, T, T, HS, 1, 0, B * NH, head, head, square,
-                0, stream);
+    matmul_gemm(att, k, q, NULL, NULL, EPILOGUE_NONE, T, T, HS, 1, 0, B * NH, head, head, square, 0,
+                stream);
     int num_rows = B * NH * T;
     float scale = 1.0f / sqrtf((float)HS);
-    LLMC_LAUNCH(softmax_forward_kernel, ceil_div(num_rows, block / 32), block, 0,
-                stream)(att, scale, num_rows, T);
+    LLMC_LAUNCH(softmax_forward_kernel, ceil_div(num_rows, block / 32), block, 0, stream)
+    (att, scale, num_rows, T);
     cuda_check(cudaGetLastError());
     matmul_gemm(scratch, v, att, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 0, B * NH, head, square,
                 head, 0, stream);
-    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)(
-        out, scratch, B, T, NH, HS, 0);
+    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
+    (out, scratch, B, T, NH, HS, 0);
     cuda_check(cudaGetLastError());
 }
 
@@ -133,8 +133,8 @@ static inline void attention_backward(floatX *dqkv, floatX *scratch_qkvr, floatX
     const floatX *q = qkvr, *k = qkvr + BTC, *v = qkvr + 2 * BTC;
     floatX *dq = scratch_qkvr, *dk = scratch_qkvr + BTC, *dv = scratch_qkvr + 2 * BTC;
     floatX *dy = scratch_btc, *datt = scratch_att;
-    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)(
-        dy, dout, B, T, NH, HS, 1);
+    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
+    (dy, dout, B, T, NH, HS, 1);
     cuda_check(cudaGetLastError());
     size_t head = (size_t)T * HS, square = (size_t)T * T;
     int batch = B * NH;
@@ -145,16 +145,16 @@ static inline void attention_backward(floatX *dqkv, floatX *scratch_qkvr, floatX
                 0, stream);
     int num_rows = B * NH * T;
     float scale = 1.0f / sqrtf((float)HS);
-    LLMC_LAUNCH(softmax_backward_kernel, ceil_div(num_rows, block / 32), block, 0,
-                stream)(datt, att, scale, num_rows, T);
+    LLMC_LAUNCH(softmax_backward_kernel, ceil_div(num_rows, block / 32), block, 0, stream)
+    (datt, att, scale, num_rows, T);
     cuda_check(cudaGetLastError());
     // dq = dpreatt k; dk = dpreatt^T q
     matmul_gemm(dq, k, datt, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 0, batch, head, square, head,
                 0, stream);
     matmul_gemm(dk, q, datt, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 1, batch, head, square, head,
                 0, stream);
-    LLMC_LAUNCH(permute_backward_kernel, ceil_div((long long)BTC, block), block, 0, stream)(
-        dqkv, dq, dk, dv, B, T, NH, HS);
+    LLMC_LAUNCH(permute_backward_kernel, ceil_div((long long)BTC, block), block, 0, stream)
+    (dqkv, dq, dk, dv, B, T, NH, HS);
     cuda_check(cudaGetLastError());
 }
 

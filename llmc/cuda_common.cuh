@@ -46,12 +46,18 @@ typedef __nv_bfloat16 floatX;
 #define PRECISION_NAME "bf16"
 #endif
 
-__host__ __device__ __forceinline__ float to_float(float x) { return x; }
-__host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__host__ __device__ __forceinline__ float to_float(float x) {
+    return x;
+}
+__host__ __device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
 
 // Round-to-nearest-even conversion to the storage type.
 template <typename T> __host__ __device__ __forceinline__ T from_float(float x);
-template <> __host__ __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __host__ __device__ __forceinline__ float from_float<float>(float x) {
+    return x;
+}
 template <> __host__ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
     return __float2bfloat16_rn(x);
 }

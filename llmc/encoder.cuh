@@ -15,21 +15,20 @@ __global__ void encoder_forward_kernel(floatX *out, const int *inp, const floatX
     int c = (int)(idx % C);
     int t = (int)(bt % T);
     int token = inp[bt];
-    out[idx] = from_float<floatX>(to_float(wte[(size_t)token * C + c]) +
-                                  to_float(wpe[(size_t)t * C + c]));
+    out[idx] =
+        from_float<floatX>(to_float(wte[(size_t)token * C + c]) + to_float(wpe[(size_t)t * C + c]));
 }
 
 static inline void encoder_forward(floatX *out, const int *inp, const floatX *wte,
                                    const floatX *wpe, int B, int T, int C, cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(encoder_forward_kernel, ceil_div((long long)B * T * C, block), block, 0,
-                stream)(out, inp, wte, wpe, B, T, C);
+    LLMC_LAUNCH(encoder_forward_kernel, ceil_div((long long)B * T * C, block), block, 0, stream)
+    (out, inp, wte, wpe, B, T, C);
     cuda_check(cudaGetLastError());
 }
 
 // dwpe[t, c] += sum over b of dout[b, t, c], in order of b.
-__global__ void encoder_backward_wpe_kernel(floatX *dwpe, const floatX *dout, int B, int T,
-                                            int C) {
+__global__ void encoder_backward_wpe_kernel(floatX *dwpe, const floatX *dout, int B, int T, int C) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)T * C) return;
     float sum = 0.0f;
@@ -81,12 +80,12 @@ static inline void encoder_backward(floatX *dwte, floatX *dwpe, const floatX *do
                                     const int *plan_device, int num_unique, int B, int T, int C,
                                     cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(encoder_backward_wpe_kernel, ceil_div((long long)T * C, block), block, 0,
-                stream)(dwpe, dout, B, T, C);
+    LLMC_LAUNCH(encoder_backward_wpe_kernel, ceil_div((long long)T * C, block), block, 0, stream)
+    (dwpe, dout, B, T, C);
     cuda_check(cudaGetLastError());
     dim3 grid(num_unique, ceil_div(C, block));
-    LLMC_LAUNCH(encoder_backward_wte_kernel, grid, block, 0, stream)(dwte, dout, plan_device,
-                                                                      num_unique, C);
+    LLMC_LAUNCH(encoder_backward_wte_kernel, grid, block, 0, stream)
+    (dwte, dout, plan_device, num_unique, C);
     cuda_check(cudaGetLastError());
 }
 

@@ -47,8 +47,8 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
 static inline void fused_classifier(floatX *logits, float *losses, const int *targets, float dloss,
                                     int N, int V, int Vp, int write_dlogits, cudaStream_t stream) {
     const int block = 512;
-    LLMC_LAUNCH(fused_classifier_kernel, N, block, 0, stream)(logits, losses, targets, dloss, V, Vp,
-                                                              write_dlogits);
+    LLMC_LAUNCH(fused_classifier_kernel, N, block, 0, stream)
+    (logits, losses, targets, dloss, V, Vp, write_dlogits);
     cuda_check(cudaGetLastError());
 }
 

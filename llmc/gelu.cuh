@@ -41,8 +41,8 @@ static inline void gelu_forward(floatX *out, const floatX *inp, size_t N, cudaSt
 static inline void gelu_backward_inplace(floatX *d, const floatX *inp, size_t N,
                                          cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(gelu_backward_inplace_kernel, ceil_div((long long)N, block), block, 0, stream)(
-        d, inp, N);
+    LLMC_LAUNCH(gelu_backward_inplace_kernel, ceil_div((long long)N, block), block, 0, stream)
+    (d, inp, N);
     cuda_check(cudaGetLastError());
 }
 

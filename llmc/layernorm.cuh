@@ -70,8 +70,8 @@ static inline void layernorm_forward(floatX *out, float *mean, float *rstd, cons
                                      const floatX *weight, const floatX *bias, int N, int C,
                                      cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(layernorm_forward_kernel, ceil_div(N, block / 32), block, 0,
-                stream)(out, mean, rstd, inp, weight, bias, N, C);
+    LLMC_LAUNCH(layernorm_forward_kernel, ceil_div(N, block / 32), block, 0, stream)
+    (out, mean, rstd, inp, weight, bias, N, C);
     cuda_check(cudaGetLastError());
 }
 
@@ -81,8 +81,8 @@ static inline void fused_residual_layernorm_forward(floatX *residual, floatX *ou
                                                     const floatX *bias, int N, int C,
                                                     cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(fused_residual_layernorm_forward_kernel, ceil_div(N, block / 32), block, 0,
-                stream)(residual, out, mean, rstd, inp1, inp2, weight, bias, N, C);
+    LLMC_LAUNCH(fused_residual_layernorm_forward_kernel, ceil_div(N, block / 32), block, 0, stream)
+    (residual, out, mean, rstd, inp1, inp2, weight, bias, N, C);
     cuda_check(cudaGetLastError());
 }
 
@@ -153,16 +153,16 @@ static inline void layernorm_backward(floatX *dinp, floatX *dweight, floatX *dbi
                                       const float *mean, const float *rstd, int N, int C,
                                       cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(layernorm_backward_dx_kernel, ceil_div(N, block / 32), block, 0,
-                stream)(dinp, dout, inp, weight, mean, rstd, N, C);
+    LLMC_LAUNCH(layernorm_backward_dx_kernel, ceil_div(N, block / 32), block, 0, stream)
+    (dinp, dout, inp, weight, mean, rstd, N, C);
     cuda_check(cudaGetLastError());
     int num_chunks = reduce_num_chunks(N);
     dim3 grid(ceil_div(C, block), num_chunks);
-    LLMC_LAUNCH(layernorm_backward_partials_kernel, grid, block, 0,
-                stream)(scratch, dout, inp, mean, rstd, N, C, num_chunks);
+    LLMC_LAUNCH(layernorm_backward_partials_kernel, grid, block, 0, stream)
+    (scratch, dout, inp, mean, rstd, N, C, num_chunks);
     cuda_check(cudaGetLastError());
-    LLMC_LAUNCH(layernorm_backward_finalize_kernel, ceil_div(C, block), block, 0,
-                stream)(dweight, dbias, scratch, C, num_chunks);
+    LLMC_LAUNCH(layernorm_backward_finalize_kernel, ceil_div(C, block), block, 0, stream)
+    (dweight, dbias, scratch, C, num_chunks);
     cuda_check(cudaGetLastError());
 }
 

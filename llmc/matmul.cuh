@@ -54,8 +54,8 @@ static inline void matmul_free(void) {
 typedef enum { EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_GELU } MatmulEpilogue;
 
 // D (m,n, leading dimension m) (+)= op(A) op(B). A is (m,k) stored with leading dimension m, or
-// with trans_a (k,m) with leading dimension k; likewise B is (k,n) ld k, or with trans_b (n,k) ld n.
-// bias (m) is added to every column; with EPILOGUE_BIAS_GELU, pre_gelu (m,n) receives the biased
+// with trans_a (k,m) with leading dimension k; likewise B is (k,n) ld k, or with trans_b (n,k) ld
+// n. bias (m) is added to every column; with EPILOGUE_BIAS_GELU, pre_gelu (m,n) receives the biased
 // product and D its GELU. batch > 1 repeats over matrices at the given element strides.
 static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
                                floatX *pre_gelu, MatmulEpilogue epilogue, int m, int n, int k,
@@ -161,9 +161,8 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
         sizeof(cublaslt_workspace_size)));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
-    cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b,
-                                                layout_d, layout_d, preference, 1, &heuristic,
-                                                &found));
+    cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b, layout_d,
+                                                layout_d, preference, 1, &heuristic, &found));
     if (found == 0) {
         fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m, n,
               k, trans_a, trans_b, batch, (int)epilogue);
@@ -185,11 +184,10 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
 static inline void matmul_forward(floatX *out, floatX *pre_gelu, const floatX *inp,
                                   const floatX *weight, const floatX *bias, int N, int C, int OC,
                                   cudaStream_t stream) {
-    MatmulEpilogue epilogue = bias == NULL         ? EPILOGUE_NONE
+    MatmulEpilogue epilogue = bias == NULL       ? EPILOGUE_NONE
                               : pre_gelu != NULL ? EPILOGUE_BIAS_GELU
                                                  : EPILOGUE_BIAS;
-    matmul_gemm(out, weight, inp, bias, pre_gelu, epilogue, OC, N, C, 1, 0, 1, 0, 0, 0, 0,
-                stream);
+    matmul_gemm(out, weight, inp, bias, pre_gelu, epilogue, OC, N, C, 1, 0, 1, 0, 0, 0, 0, stream);
 }
 
 // partials[chunk][o] = sum of dout[n][o] over the chunk's rows (fixed order).
@@ -228,11 +226,11 @@ static inline void matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias,
         const int block = 256;
         int num_chunks = reduce_num_chunks(N);
         dim3 grid(ceil_div(OC, block), num_chunks);
-        LLMC_LAUNCH(bias_backward_partials_kernel, grid, block, 0, stream)(scratch, dout, N, OC,
-                                                                            num_chunks);
+        LLMC_LAUNCH(bias_backward_partials_kernel, grid, block, 0, stream)
+        (scratch, dout, N, OC, num_chunks);
         cuda_check(cudaGetLastError());
-        LLMC_LAUNCH(bias_backward_finalize_kernel, ceil_div(OC, block), block, 0,
-                    stream)(dbias, scratch, OC, num_chunks);
+        LLMC_LAUNCH(bias_backward_finalize_kernel, ceil_div(OC, block), block, 0, stream)
+        (dbias, scratch, OC, num_chunks);
         cuda_check(cudaGetLastError());
     }
 }

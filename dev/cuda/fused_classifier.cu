@@ -37,7 +37,8 @@ __global__ void softmax_rows_kernel1(float *probs, const floatX *logits, int V, 
     __shared__ float shared[32];
     const floatX *x = logits + (size_t)blockIdx.x * Vp;
     float thread_max = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) thread_max = fmaxf(thread_max, to_float(x[i]));
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        thread_max = fmaxf(thread_max, to_float(x[i]));
     float row_max = block_reduce_max(thread_max, shared);
     float thread_sum = 0.0f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) thread_sum += expf(to_float(x[i]) - row_max);
@@ -101,8 +102,8 @@ int main(int argc, char **argv) {
         if (version == 1) {
             LLMC_LAUNCH(softmax_rows_kernel1, N, 512, 0, 0)(d_probs, d_work, V, Vp);
             cuda_check(cudaGetLastError());
-            LLMC_LAUNCH(crossentropy_backward_kernel1, N, 512, 0, 0)(d_work, d_losses, d_probs,
-                                                                      d_targets, dloss, V, Vp);
+            LLMC_LAUNCH(crossentropy_backward_kernel1, N, 512, 0, 0)
+            (d_work, d_losses, d_probs, d_targets, dloss, V, Vp);
             cuda_check(cudaGetLastError());
         } else {
             fused_classifier(d_work, d_losses, d_targets, dloss, N, V, Vp, 1, 0);
@@ -115,8 +116,7 @@ int main(int argc, char **argv) {
         cuda_check(cudaDeviceSynchronize());
         float *dlogits = download_to_floats(d_work, NV);
         float *losses = (float *)malloc_check((size_t)N * sizeof(float), "losses");
-        cuda_check(
-            cudaMemcpy(losses, d_losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+        cuda_check(cudaMemcpy(losses, d_losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
         all_ok &= check_close("losses", losses, losses_ref, (size_t)N, 1e-4f, 1e-5f);
         all_ok &= check_close("dlogits", dlogits, dlogits_ref, NV, 1e-6f * dloss, grad_rtol);
         free(dlogits);

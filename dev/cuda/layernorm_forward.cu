@@ -50,7 +50,8 @@ __global__ void layernorm_forward_kernel1(floatX *out, float *mean, float *rstd,
     float s = rsqrtf(var / C + LAYERNORM_EPS);
     for (int i = 0; i < C; i++) {
         float norm = (to_float(x[i]) - m) * s;
-        out[(size_t)row * C + i] = from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
+        out[(size_t)row * C + i] =
+            from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
     }
     mean[row] = m;
     rstd[row] = s;
@@ -80,7 +81,8 @@ __global__ void layernorm_forward_kernel3(floatX *out, float *mean, float *rstd,
     float s = rsqrtf(block_reduce_sum(var, reduce) / C + LAYERNORM_EPS);
     for (int i = threadIdx.x; i < C; i += blockDim.x) {
         float norm = (row_cache[i] - m) * s;
-        out[(size_t)row * C + i] = from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
+        out[(size_t)row * C + i] =
+            from_float<floatX>(norm * to_float(weight[i]) + to_float(bias[i]));
     }
     if (threadIdx.x == 0) {
         mean[row] = m;
@@ -92,22 +94,23 @@ static void run_version(int version, floatX *out, float *mean, float *rstd, cons
                         const floatX *weight, const floatX *bias, int N, int C) {
     switch (version) {
     case 1:
-        LLMC_LAUNCH(layernorm_forward_kernel1, ceil_div(N, 128), 128, 0, 0)(out, mean, rstd, inp,
-                                                                           weight, bias, N, C);
+        LLMC_LAUNCH(layernorm_forward_kernel1, ceil_div(N, 128), 128, 0, 0)
+        (out, mean, rstd, inp, weight, bias, N, C);
         break;
     case 2: // llmc/layernorm.cuh: one warp per row, coalesced loads, shuffles only
         layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, 0);
         break;
     case 3:
-        LLMC_LAUNCH(layernorm_forward_kernel3, N, 128, (size_t)C * sizeof(float),
-                    0)(out, mean, rstd, inp, weight, bias, N, C);
+        LLMC_LAUNCH(layernorm_forward_kernel3, N, 128, (size_t)C * sizeof(float), 0)
+        (out, mean, rstd, inp, weight, bias, N, C);
         break;
     }
     cuda_check(cudaGetLastError());
 }
 
 int main(int argc, char **argv) {
-    int N = DEV_EMULATED ? 64 : 8 * 1024, C = DEV_EMULATED ? 200 : 768; // C=200: not a multiple of 32
+    int N = DEV_EMULATED ? 64 : 8 * 1024,
+        C = DEV_EMULATED ? 200 : 768; // C=200: not a multiple of 32
     if (argc == 3) {
         N = atoi(argv[1]);
         C = atoi(argv[2]);
