@@ -353,14 +353,20 @@ elif grep -q "qkvw.*FAIL" "$WORK/cu_corrupt.log"; then
 else
     not_ok "test_gpt2cu failed on the corrupted reference without naming qkvw (see $WORK/cu_corrupt.log)"
 fi
-rm -rf "$WORK/cu_plain"
-if run cu_train_plain ./build/cuda/emu-fp32/train_gpt2cu -e "$MODEL" -i "$WORK/train_00*.bin" \
-    -j "$WORK/val_000.bin" -v 0 -s 0 -o "$WORK/cu_plain" -b 4 -t 64 -l 1e-4 -c 0 -x 10 -u 0 -q 1.0 &&
-    summary=$(compare_losses cu_plain "$WORK/cu_plain/main.log" "$WORK/plain.ref" 1e-3); then
-    ok "train_gpt2cu (fp32, emulated) matches PyTorch's losses: $summary"
-else
-    not_ok "train_gpt2cu (fp32, emulated) vs PyTorch: ${summary:-} (see $WORK/cu_train_plain.log)"
-fi
+for spec in "plain|-b 4 -t 64 -l 1e-4 -c 0 -x 10 -u 0 -q 1.0" \
+    "accum_cosine_wd|-b 2 -t 32 -d 256 -l 1e-3 -c 0.1 -x 12 -u 3 -q 0.1 -k cosine"; do
+    IFS='|' read -r name flags <<<"$spec"
+    rm -rf "$WORK/cu_$name"
+    summary=""
+    # shellcheck disable=SC2086
+    if run "cu_train_$name" ./build/cuda/emu-fp32/train_gpt2cu -e "$MODEL" -i "$WORK/train_00*.bin" \
+        -j "$WORK/val_000.bin" -v 0 -s 0 -o "$WORK/cu_$name" $flags &&
+        summary=$(compare_losses "cu_$name" "$WORK/cu_$name/main.log" "$WORK/$name.ref" 1e-3); then
+        ok "train_gpt2cu (fp32, emulated) $name matches PyTorch's losses: $summary"
+    else
+        not_ok "train_gpt2cu (fp32, emulated) $name vs PyTorch: $summary (see $WORK/cu_train_$name.log)"
+    fi
+done
 A=$WORK/cu_resume_a
 B=$WORK/cu_resume_b
 rm -rf "$A" "$B"
