@@ -26,7 +26,7 @@ inline int block_barrier(const char *file, int line, int predicate, BlockReduce 
     f.line = line;
     f.predicate = predicate;
     f.reduce = reduce;
-    switch_to_scheduler(*w, f);
+    wait_at_barrier(*w, f);
     return f.result;
 }
 
@@ -46,7 +46,7 @@ inline Fiber &arrive_at_warp_op(Worker *&w, WarpOp op, const char *file, int lin
 inline void warp_sync(const char *file, int line, unsigned mask = 0xffffffffu) {
     Worker *w;
     Fiber &f = arrive_at_warp_op(w, WarpOp::syncwarp, file, line, mask);
-    switch_to_scheduler(*w, f);
+    wait_at_barrier(*w, f);
 }
 
 struct WarpSyncAt {
@@ -59,7 +59,7 @@ inline int warp_vote(WarpOp op, const char *file, int line, unsigned mask, int p
     Worker *w;
     Fiber &f = arrive_at_warp_op(w, op, file, line, mask);
     f.predicate = predicate != 0;
-    switch_to_scheduler(*w, f);
+    wait_at_barrier(*w, f);
     return f.result;
 }
 
@@ -91,7 +91,7 @@ inline T warp_shuffle(WarpOp op, const char *file, int line, unsigned mask, T va
     Fiber &f = arrive_at_warp_op(w, op, file, line, mask);
     memcpy(&f.value, &value, sizeof(T));
     f.source_lane = shuffle_source(*w, op, w->current & 31, operand, width);
-    switch_to_scheduler(*w, f);
+    wait_at_barrier(*w, f);
     T result;
     memcpy(&result, &f.shuffled, sizeof(T));
     return result;

@@ -100,6 +100,7 @@ struct Worker {
     size_t dynamic_shared_bytes = 0;
 #ifdef __SANITIZE_ADDRESS__
     void *scheduler_fake_stack = nullptr;
+    bool from_scheduler = false;
     const void *scheduler_stack_bottom = nullptr;
     size_t scheduler_stack_size = 0;
 #endif
@@ -230,71 +231,9 @@ inline void install_crash_reporter() {
 }
 #endif
 
-// ----------------------------------------------------------------------------
-// Switching between the scheduler (on the worker's own stack) and fibers.
-
-inline void fiber_entry();
-
-inline void switch_to_fiber(Worker &w, Fiber &f) {
-#ifdef __SANITIZE_ADDRESS__
-    const Stack &s = w.stacks[f.stack];
-    __sanitizer_start_switch_fiber(&w.scheduler_fake_stack, s.base, s.bytes);
-#endif
-    context_switch(&w.scheduler, &f.context);
-#ifdef __SANITIZE_ADDRESS__
-    __sanitizer_finish_switch_fiber(w.scheduler_fake_stack, nullptr, nullptr);
-#endif
-}
-
-// Called on the fiber: back to the scheduler, which resumes it (or never does, once done).
-inline void switch_to_scheduler(Worker &w, Fiber &f) {
-#ifdef __SANITIZE_ADDRESS__
-    __sanitizer_start_switch_fiber(f.state == FiberState::done ? nullptr : &f.fake_stack,
-                                   w.scheduler_stack_bottom, w.scheduler_stack_size);
-#endif
-    context_switch(&f.context, &w.scheduler);
-#ifdef __SANITIZE_ADDRESS__
-    __sanitizer_finish_switch_fiber(f.fake_stack, nullptr, nullptr);
-#endif
-}
-
-inline void on_fiber_exit(Worker &w, int index);
-
 // the run queue's next slot (a compare, not a 40-cycle division: this runs once per thread)
 inline size_t ring_next(const Worker &w, size_t position) {
     return position + 1 == w.queue.size() ? 0 : position + 1;
-}
-
-// Runs CUDA threads until one has to wait. When a thread finishes and the next one in the run
-// queue has not started, that one runs right here, on the same stack, without a switch: a
-// kernel without barriers then costs one call per thread (adamw, kernel work included: 54 -> 32
-// ns per thread).
-inline void fiber_entry() {
-    Worker *w = current_worker();
-#ifdef __SANITIZE_ADDRESS__
-    __sanitizer_finish_switch_fiber(nullptr, &w->scheduler_stack_bottom, &w->scheduler_stack_size);
-#endif
-    for (;;) {
-        w->launch->run_thread(w->launch->args);
-        w = current_worker();
-        int index = w->current;
-        Fiber &finished = w->fibers[index];
-        finished.state = FiberState::done;
-        w->live--;
-        w->exited++;
-        on_fiber_exit(*w, index);
-        if (w->queue_head == w->queue_tail) break;
-        int next = w->queue[w->queue_head];
-        Fiber &successor = w->fibers[next];
-        if (successor.stack >= 0) break; // a suspended thread: the scheduler resumes it
-        w->queue_head = ring_next(*w, w->queue_head);
-        successor.stack = finished.stack;
-        finished.stack = -1;
-        w->current = next;
-        threadIdx = successor.thread_idx;
-    }
-    switch_to_scheduler(*w, w->fibers[w->current]);
-    fatal("a finished fiber was resumed"); // unreachable
 }
 
 // ----------------------------------------------------------------------------
@@ -522,6 +461,151 @@ inline void on_fiber_exit(Worker &w, int index) {
 }
 
 // ----------------------------------------------------------------------------
+// Switching. The scheduler (on the worker's own stack) starts a block's first thread; from then
+// on a thread that has to wait does the scheduler's bookkeeping itself and switches straight to
+// the next runnable thread (one switch instead of two; none when it is itself next, as the last
+// thread to reach a barrier often is). Control returns to the scheduler only when nothing is
+// runnable: the block is done, or deadlocked.
+
+inline void fiber_entry();
+
+inline void take_stack(Worker &w, Fiber &f) {
+    if (w.free_stacks.empty()) {
+        w.stacks.push_back(stack_create(config().stack_bytes, (unsigned)w.stacks.size()));
+        w.free_stacks.push_back((int)w.stacks.size() - 1);
+    }
+    f.stack = w.free_stacks.back();
+    w.free_stacks.pop_back();
+    context_start(&f.context, w.stacks[f.stack], &fiber_entry);
+}
+
+inline int queue_pop(Worker &w) {
+    int index = w.queue[w.queue_head];
+    w.queue_head = ring_next(w, w.queue_head);
+    return index;
+}
+
+// From the scheduler to fiber `index` (started here if new); returns when a fiber switches back.
+inline void switch_from_scheduler(Worker &w, int index) {
+    Fiber &f = w.fibers[index];
+    if (f.stack < 0) take_stack(w, f);
+    w.current = index;
+    threadIdx = f.thread_idx;
+#ifdef __SANITIZE_ADDRESS__
+    const Stack &s = w.stacks[f.stack];
+    w.from_scheduler = true;
+    __sanitizer_start_switch_fiber(&w.scheduler_fake_stack, s.base, s.bytes);
+#endif
+    context_switch(&w.scheduler, &f.context);
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(w.scheduler_fake_stack, nullptr, nullptr);
+#endif
+}
+
+// From the running fiber `from` to fiber `index`, or to the scheduler when `index` is -1.
+// Returns when `from` is resumed (never, once it is done).
+inline void switch_from_fiber(Worker &w, Fiber &from, int index) {
+    Context *target = &w.scheduler;
+#ifdef __SANITIZE_ADDRESS__
+    const void *bottom = w.scheduler_stack_bottom;
+    size_t size = w.scheduler_stack_size;
+#endif
+    if (index >= 0) {
+        Fiber &f = w.fibers[index];
+        if (f.stack < 0) take_stack(w, f);
+        w.current = index;
+        threadIdx = f.thread_idx;
+        target = &f.context;
+#ifdef __SANITIZE_ADDRESS__
+        bottom = w.stacks[f.stack].base;
+        size = w.stacks[f.stack].bytes;
+        w.from_scheduler = false;
+#endif
+    }
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_start_switch_fiber(from.state == FiberState::done ? nullptr : &from.fake_stack,
+                                   bottom, size);
+#endif
+    context_switch(&from.context, target);
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(from.fake_stack, nullptr, nullptr);
+#endif
+}
+
+// Called on a fiber that has just stopped at a barrier or warp collective (its state, place and
+// operands set): records the arrival, completes the barrier if it was the last one, and runs
+// whatever is runnable next. Returns when the barrier has completed for this fiber.
+inline void wait_at_barrier(Worker &w, Fiber &f) {
+    int index = w.current;
+    if (f.state == FiberState::at_block_barrier) {
+        w.at_block_barrier++;
+        if (config().strict && w.exited > 0) {
+            for (int i = 0; i < (int)w.fibers.size(); i++) {
+                const Fiber &gone = w.fibers[i];
+                if (gone.state == FiberState::done) {
+                    fatal("deadlock in %s: %s waits at __syncthreads (%s:%d) for %s, which has "
+                          "exited (undefined in CUDA C++; LLMC_EMU_STRICT=0 lets exited threads "
+                          "count as arrived, as PTX does)",
+                          where(w).c_str(), thread_name(f).c_str(), f.file, f.line,
+                          thread_name(gone).c_str());
+                }
+            }
+        }
+        if (w.at_block_barrier == w.live) complete_block_barrier(w);
+    } else {
+        w.warp_arrived[index >> 5] |= 1u << (index & 31);
+        check_warp_mask(w, index);
+        try_complete_warp_op(w, index);
+    }
+    int next = w.queue_head == w.queue_tail ? -1 : queue_pop(w);
+    if (next == index) return; // released and first in line: no switch at all
+    switch_from_fiber(w, f, next);
+}
+
+// A fiber's life: it runs CUDA threads until one has to wait. When a thread finishes and the
+// next one in the run queue has not started, that one runs right here, on the same stack,
+// without a switch: a kernel without barriers costs one call per thread (adamw, kernel work
+// included: 54 -> 32 ns per thread).
+inline void fiber_entry() {
+    Worker *w = current_worker();
+#ifdef __SANITIZE_ADDRESS__
+    // the first fiber started from the scheduler learns the scheduler's stack
+    if (w->from_scheduler && w->scheduler_stack_size == 0) {
+        __sanitizer_finish_switch_fiber(nullptr, &w->scheduler_stack_bottom,
+                                        &w->scheduler_stack_size);
+    } else {
+        __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+    }
+#endif
+    for (;;) {
+        w->launch->run_thread(w->launch->args);
+        w = current_worker();
+        int index = w->current;
+        Fiber &finished = w->fibers[index];
+        finished.state = FiberState::done;
+        w->live--;
+        w->exited++;
+        on_fiber_exit(*w, index);
+        int next = w->queue_head == w->queue_tail ? -1 : w->queue[w->queue_head];
+        if (next >= 0 && w->fibers[next].stack < 0) {
+            queue_pop(*w);
+            w->fibers[next].stack = finished.stack;
+            finished.stack = -1;
+            w->current = next;
+            threadIdx = w->fibers[next].thread_idx;
+            continue;
+        }
+        // leave this stack for good: hand it back, then switch to the next thread (suspended,
+        // so it needs no stack) or to the scheduler
+        if (next >= 0) queue_pop(*w);
+        w->free_stacks.push_back(finished.stack);
+        finished.stack = -1;
+        switch_from_fiber(*w, finished, next);
+        fatal("a finished fiber was resumed"); // unreachable
+    }
+}
+
+// ----------------------------------------------------------------------------
 // One block, start to finish, on this worker.
 
 inline void run_block(Worker &w, const LaunchInfo &launch, unsigned block_linear) {
@@ -565,53 +649,8 @@ inline void run_block(Worker &w, const LaunchInfo &launch, unsigned block_linear
     ASAN_POISON_MEMORY_REGION(w.dynamic_shared.data() + launch.shared_bytes,
                               w.dynamic_shared.size() - launch.shared_bytes);
 #endif
-    while (w.queue_head != w.queue_tail) {
-        int index = w.queue[w.queue_head];
-        w.queue_head = ring_next(w, w.queue_head);
-        Fiber &f = w.fibers[index];
-        if (f.stack < 0) {
-            if (w.free_stacks.empty()) {
-                w.stacks.push_back(stack_create(c.stack_bytes, (unsigned)w.stacks.size()));
-                w.free_stacks.push_back((int)w.stacks.size() - 1);
-            }
-            f.stack = w.free_stacks.back();
-            w.free_stacks.pop_back();
-            context_start(&f.context, w.stacks[f.stack], &fiber_entry);
-        }
-        w.current = index;
-        threadIdx = f.thread_idx;
-        switch_to_fiber(w, f);
-        // the fiber that comes back may be another thread: finished ones hand their stack on
-        index = w.current;
-        Fiber &back = w.fibers[index];
-        switch (back.state) {
-        case FiberState::done: // the fiber did the bookkeeping (on_fiber_exit)
-            w.free_stacks.push_back(back.stack);
-            back.stack = -1;
-            break;
-        case FiberState::at_block_barrier:
-            w.at_block_barrier++;
-            if (c.strict && w.exited > 0) {
-                for (const Fiber &gone : w.fibers) {
-                    if (gone.state == FiberState::done) {
-                        fatal("deadlock in %s: %s waits at __syncthreads (%s:%d) for %s, which "
-                              "has exited (undefined in CUDA C++; LLMC_EMU_STRICT=0 lets exited "
-                              "threads count as arrived, as PTX does)",
-                              where(w).c_str(), thread_name(back).c_str(), back.file, back.line,
-                              thread_name(gone).c_str());
-                    }
-                }
-            }
-            if (w.at_block_barrier == w.live) complete_block_barrier(w);
-            break;
-        case FiberState::at_warp_op:
-            w.warp_arrived[index >> 5] |= 1u << (index & 31);
-            check_warp_mask(w, index);
-            try_complete_warp_op(w, index);
-            break;
-        default: fatal("%s: a fiber stopped without a reason", where(w).c_str());
-        }
-    }
+    // back here only when nothing is runnable: the block is done, or deadlocked
+    while (w.queue_head != w.queue_tail) switch_from_scheduler(w, queue_pop(w));
     if (w.live > 0) report_deadlock(w);
 #ifdef __SANITIZE_ADDRESS__
     ASAN_UNPOISON_MEMORY_REGION(w.dynamic_shared.data(), w.dynamic_shared.size());

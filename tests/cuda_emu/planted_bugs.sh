@@ -13,7 +13,7 @@ WORK=$ROOT/build/cuda_emu/planted
 REF=$ROOT/build/cuda_emu/reference/v1000_b3_t24_wd
 rm -rf "$WORK"
 mkdir -p "$WORK"
-cp -r llmc train_gpt2.cu test_gpt2.cu "$WORK/"
+cp -r llmc ./*.c ./*.cu "$WORK/" # the .cu files include train_gpt2.c (CPU reference) too
 export OMP_WAIT_POLICY=passive
 passed=0
 failed=0
