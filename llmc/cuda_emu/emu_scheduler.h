@@ -1,7 +1,7 @@
 // Runs a kernel launch on the CPU. Blocks are handed out to worker threads (the launching thread
 // and LLMC_EMU_THREADS - 1 helpers); a block runs entirely on one worker, each of its CUDA
 // threads a fiber. A fiber runs until it finishes or reaches a barrier or warp collective;
-// then the scheduler picks the next runnable fiber in the order LLMC_EMU_ORDER names. Because
+// then the next runnable fiber runs, in the order LLMC_EMU_ORDER names. Because
 // threads run one after another between barriers, a missing __syncthreads shows up as a
 // different result in forward and reverse order; a barrier nobody can complete is a deadlock,
 // reported in one line with the kernel's name.
@@ -20,7 +20,7 @@
 
 #include "emu_fiber.h"
 
-// The built-in variables: per OS thread, set by the scheduler before each switch to a fiber.
+// The built-in variables: per OS thread, set before each switch to a fiber.
 inline thread_local uint3 threadIdx;
 inline thread_local uint3 blockIdx;
 inline thread_local dim3 blockDim;
