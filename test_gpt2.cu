@@ -101,6 +101,16 @@ static float *download_floatX(const floatX *device, size_t n) {
     return out;
 }
 
+// The loss normaliser of the reference batch: its trained targets (all B*T without a mask).
+static float reference_normaliser(const DebugState *ref) {
+    int count = ref->B * ref->T;
+    if (ref->target_mask != NULL) {
+        count = 0;
+        for (int i = 0; i < ref->B * ref->T; i++) count += ref->target_mask[i] != 0;
+    }
+    return count > 0 ? (float)count : 1.0f;
+}
+
 // Layer by layer against the CPU trainer (train_gpt2.c) on the same weights (what the GPU holds:
 // bf16-rounded in BF16 builds) and the same batch: every stored activation of the forward in
 // order, then the parameter gradients in the order backward makes them (last layer first).
@@ -155,8 +165,9 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
     float *params = gpt2_download_params(model);
     memcpy(host.params_memory, params, model->num_parameters * sizeof(float));
     free(params);
-    cpu::gpt2_forward(&host, ref->inputs, ref->targets, B, T);
-    gpt2_forward(model, ref->inputs, ref->targets, B, T, 0, 1.0f);
+    cpu::gpt2_forward_masked(&host, ref->inputs, ref->targets, ref->target_mask, B, T);
+    gpt2_forward_masked(model, ref->inputs, ref->targets, ref->target_mask, B, T, 0,
+                        reference_normaliser(ref));
     LayerCheck check = {0, 0, "", tolerance};
     printf("layer by layer against train_gpt2.c (relative L2 error <= %.0e):\n", tolerance);
     const ActivationTensors *a = &model->acts;
@@ -245,7 +256,8 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
 
 // One AdamW step on the reference batch, as the reference made its step losses.
 static float train_step(GPT2 *model, const DebugState *ref, const AdamWConfig *adamw, int t) {
-    gpt2_forward(model, ref->inputs, ref->targets, ref->B, ref->T, 1, 1.0f);
+    gpt2_forward_masked(model, ref->inputs, ref->targets, ref->target_mask, ref->B, ref->T, 1,
+                        reference_normaliser(ref));
     float loss = model->mean_loss;
     gpt2_zero_grad(model);
     gpt2_backward(model, 1.0f);
@@ -340,13 +352,17 @@ int main(int argc, char **argv) {
     cuda_check(cudaSetDevice(0));
     matmul_init();
     GPT2 model;
-    gpt2_build(&model, model_path, 0, B, T);
+    gpt2_build(&model, model_path, 0, B, T, 0);
     gpt2_config_print(&model.config, model.num_parameters);
     printf("reference: B=%d T=%d, %d step losses | %s | %s tolerances\n", B, T, ref.n_steps,
            model_precision_note(), element_wise ? "element-wise" : "relative-L2");
 
     // forward: logits (the reference has V columns, we have Vp) and loss
-    gpt2_forward(&model, ref.inputs, ref.targets, B, T, 0, 1.0f);
+    if (ref.target_mask != NULL) {
+        printf("loss mask: %.0f of %d targets trained\n", reference_normaliser(&ref), B * T);
+    }
+    gpt2_forward_masked(&model, ref.inputs, ref.targets, ref.target_mask, B, T, 0,
+                        reference_normaliser(&ref));
     printf("forward:\n");
     size_t BT = (size_t)B * T;
     float *logits_padded = download_floatX(model.acts.logits, BT * Vp);
@@ -396,7 +412,7 @@ int main(int argc, char **argv) {
         printf("AdamW steps on the same batch (lr %g, betas %g %g, eps %g, wd %g, clip %g):\n",
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);
         gpt2_free(&model);
-        gpt2_build(&model, model_path, 0, B, T); // fresh weights (the backward above is done)
+        gpt2_build(&model, model_path, 0, B, T, 0); // fresh weights (the backward above is done)
         for (int step = 0; step < n_steps; step++) {
             losses[step] = train_step(&model, &ref, &adamw, step + 1);
             double error = fabs((double)losses[step] - (double)ref.step_losses[step]);
@@ -411,7 +427,7 @@ int main(int argc, char **argv) {
     // 3 steps equals 6 straight steps bit for bit
     printf("determinism:\n");
     gpt2_free(&model);
-    gpt2_build(&model, model_path, 0, B, T);
+    gpt2_build(&model, model_path, 0, B, T, 0);
     float straight[6], resumed[3];
     OptimizerSnapshot snapshot = {NULL, NULL, NULL};
     make_dir_check(work_dir);
@@ -433,7 +449,7 @@ int main(int argc, char **argv) {
            repeat_mismatches == 0 ? "ok" : "FAIL");
     if (repeat_mismatches != 0) failures++;
     gpt2_free(&model);
-    gpt2_build(&model, saved_path, 0, B, T);
+    gpt2_build(&model, saved_path, 0, B, T, 0);
     snapshot_restore(&snapshot, &model);
     int resume_mismatches = 0;
     for (int step = 3; step < 6; step++) {

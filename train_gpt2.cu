@@ -81,20 +81,21 @@ typedef struct {
     floatX *logits;    // (B,T,Vp); overwritten by dlogits in training
     float *losses;     // (B,T)
     // scratch
-    floatX *scratch_bt4c;  // (B,T,4C): qkv, dqkv, dfch
-    floatX *scratch_btc;   // (B,T,C)
-    floatX *scratch_btc2;  // (B,T,C)
-    floatX *scratch_qkvr;  // (3,B,T,C): dq, dk, dv
-    floatX *scratch_att;   // (B,NH,T,T): datt
-    floatX *dresidual;     // (B,T,C): gradient of the residual stream
-    float *reduce_scratch; // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C
-    float *norm_scratch;   // GLOBAL_NORM_MAX_BLOCKS + 1 (the norm itself last)
-    int *inputs;           // (B,T)
-    int *targets;          // (B,T)
-    int *encoder_plan;     // 3 * B * T + 1
+    floatX *scratch_bt4c;       // (B,T,4C): qkv, dqkv, dfch
+    floatX *scratch_btc;        // (B,T,C)
+    floatX *scratch_btc2;       // (B,T,C)
+    floatX *scratch_qkvr;       // (3,B,T,C): dq, dk, dv
+    floatX *scratch_att;        // (B,NH,T,T): datt
+    floatX *dresidual;          // (B,T,C): gradient of the residual stream
+    float *reduce_scratch;      // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C
+    float *norm_scratch;        // GLOBAL_NORM_MAX_BLOCKS + 1 (the norm itself last)
+    int *inputs;                // (B,T)
+    int *targets;               // (B,T)
+    int *encoder_plan;          // 3 * B * T + 1
+    unsigned char *target_mask; // (B,T): 1 where the target is trained (SFT), when masked
 } ActivationTensors;
 
-#define NUM_ACTIVATION_BUFFERS 30
+#define NUM_ACTIVATION_BUFFERS 31
 
 // Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
 // 256-byte boundary.
@@ -137,6 +138,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->inputs, BT * I},
         {(void **)&a->targets, BT * I},
         {(void **)&a->encoder_plan, (3 * BT + 1) * I},
+        {(void **)&a->target_mask, BT},
     };
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_BUFFERS; i++) {
@@ -163,8 +165,11 @@ typedef struct {
     int *plan_counts;        // V ints, scratch of the encoder backward plan
     int *plan_host;          // 3 * max_B * max_T + 1
     int has_targets;         // the last forward had targets
+    int has_mask;            // ... and a loss mask (SFT)
     int dlogits_ready;       // logits already hold the loss gradient
-    float mean_loss;         // of the last forward, -1 without targets
+    float mean_loss;         // of the last forward: over its trained targets; -1 without targets
+    double loss_sum;         // of the last forward: sum of the trained targets' losses
+    int num_targets;         // of the last forward: trained targets (B*T without a mask)
     float *losses_host;      // (max_B * max_T)
     floatX *logits_row_host; // (Vp): one row of logits, for sampling
     cudaStream_t stream;
@@ -221,7 +226,8 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, size_t 
 
 // path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init
 // from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
-static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T) {
+static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
+                       int grow_vocab_to) {
     memset(model, 0, sizeof(*model));
     // the shape first: the memory check below runs before any large allocation
     FILE *file = NULL;
@@ -256,6 +262,8 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
         model_read_params(file, path_or_descriptor, version, params, n);
         fclose(file);
     }
+    // SFT data with chat tokens: grow V into the padded rows before the weights go to the device
+    if (grow_vocab_to > 0) gpt2_grow_vocab_params(&model->config, params, grow_vocab_to);
     model->params_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "parameters");
     model->grads_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "gradients");
     model->m_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW m");
@@ -302,10 +310,13 @@ static void gpt2_free(GPT2 *model) {
 }
 
 // Runs the model on inputs (B,T) (host memory). With targets also computes the losses and the
-// mean loss; with write_dlogits the classifier also leaves dloss * (softmax - onehot) in place of
-// the logits, dloss = loss_scale / (B*T), ready for gpt2_backward (the fused path of training).
-static void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T,
-                         int write_dlogits, float loss_scale) {
+// mean loss over the targets whose target_mask is 1 (NULL: all of them; SFT masks otherwise);
+// with write_dlogits the classifier also leaves (softmax - onehot) / normaliser in place of the
+// trained rows' logits (zero in the others), ready for gpt2_backward_normalised: the fused path
+// of training. normaliser: the number of trained targets the loss is the mean over.
+static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
+                                const unsigned char *target_mask, int B, int T, int write_dlogits,
+                                float normaliser) {
     const GPT2Config *cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
@@ -372,28 +383,49 @@ static void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int
     }
     matmul_forward(a.logits, NULL, a.lnf, p.wte, NULL, (int)BT, C, Vp, stream);
     model->has_targets = targets != NULL;
+    model->has_mask = targets != NULL && target_mask != NULL;
     model->dlogits_ready = 0;
     model->mean_loss = -1.0f;
+    model->loss_sum = 0.0;
+    model->num_targets = 0;
     if (targets != NULL) {
-        fused_classifier(a.logits, a.losses, a.targets, loss_scale / (float)BT, (int)BT, V, Vp,
-                         write_dlogits, stream);
+        if (model->has_mask) {
+            cuda_check(cudaMemcpy(a.target_mask, target_mask, BT, cudaMemcpyHostToDevice));
+        }
+        fused_classifier(a.logits, a.losses, a.targets, model->has_mask ? a.target_mask : NULL,
+                         1.0f / normaliser, (int)BT, V, Vp, write_dlogits, stream);
         model->dlogits_ready = write_dlogits;
         cuda_check(
             cudaMemcpy(model->losses_host, a.losses, BT * sizeof(float), cudaMemcpyDeviceToHost));
         double sum = 0.0;
-        for (size_t i = 0; i < BT; i++) sum += model->losses_host[i];
-        model->mean_loss = (float)(sum / BT);
+        int count = 0;
+        for (size_t i = 0; i < BT; i++) {
+            if (target_mask != NULL && target_mask[i] == 0) continue;
+            sum += model->losses_host[i];
+            count++;
+        }
+        model->loss_sum = sum;
+        model->num_targets = count;
+        model->mean_loss = count > 0 ? (float)(sum / count) : 0.0f;
     }
+}
+
+// Unmasked: the mean over all B*T targets, times loss_scale (1/grad_accum_steps when
+// accumulating); normaliser B*T / loss_scale as in train_gpt2.c.
+static inline void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T,
+                                int write_dlogits, float loss_scale) {
+    gpt2_forward_masked(model, inputs, targets, NULL, B, T, write_dlogits,
+                        (float)(B * T) / loss_scale);
 }
 
 static void gpt2_zero_grad(GPT2 *model) {
     cuda_check(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(floatX)));
 }
 
-// Backward of the last forward; parameter gradients accumulate (+=). loss_scale multiplies the
-// mean loss (1/grad_accum_steps when accumulating); it must match the forward's when that one
+// Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser";
+// parameter gradients accumulate (+=). The normaliser must match the forward's when that one
 // already wrote the dlogits.
-static void gpt2_backward(GPT2 *model, float loss_scale) {
+static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     if (!model->has_targets) fatal("internal: backward without a forward with targets");
     const GPT2Config *cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
@@ -404,8 +436,8 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
     ActivationTensors a = model->acts;
     cudaStream_t stream = model->stream;
     if (!model->dlogits_ready) {
-        fused_classifier(a.logits, a.losses, a.targets, loss_scale / (float)BT, (int)BT, V, Vp, 1,
-                         stream);
+        fused_classifier(a.logits, a.losses, a.targets, model->has_mask ? a.target_mask : NULL,
+                         1.0f / normaliser, (int)BT, V, Vp, 1, stream);
     }
     model->dlogits_ready = 0;
     model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
@@ -445,6 +477,13 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
                            stream);
     }
     encoder_backward(g.wte, g.wpe, a.dresidual, a.encoder_plan, num_unique, B, T, C, stream);
+}
+
+// Backward of the mean loss of the last forward times loss_scale (as train_gpt2.c's).
+static void gpt2_backward(GPT2 *model, float loss_scale) {
+    int count = model->has_mask ? model->num_targets : model->B * model->T;
+    // no trained target: every row is skipped, the normaliser does not matter
+    gpt2_backward_normalised(model, count > 0 ? (float)count / loss_scale : 1.0f);
 }
 
 // Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh).
@@ -515,18 +554,24 @@ static double device_bf16_peak(const char *name) {
 // Mean loss over up to max_batches validation batches from the start of the val data.
 static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
     dataloader_reset(loader);
-    double sum = 0.0;
+    double sum = 0.0, masked_sum = 0.0;
+    long long masked_count = 0;
     int batches = 0;
     for (int i = 0; i < max_batches; i++) {
         dataloader_next_batch(loader);
-        gpt2_forward(model, loader->inputs, loader->targets, loader->B, loader->T, 0, 1.0f);
+        gpt2_forward_masked(model, loader->inputs, loader->targets, loader->target_mask, loader->B,
+                            loader->T, 0, 1.0f);
         sum += model->mean_loss;
+        masked_sum += model->loss_sum;
+        masked_count += model->num_targets;
         batches++;
         if (loader->current_shard_idx == loader->num_shards - 1 &&
             loader->current_sample_idx >= loader->shard_num_samples) {
             break;
         }
     }
+    // with loss masks: the mean over all trained targets of the batches (as train_gpt2.c)
+    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
     return (float)(sum / batches);
 }
 
@@ -656,7 +701,10 @@ int main(int argc, char **argv) {
     matmul_init();
 
     GPT2 model;
-    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T);
+    // SFT data: its chat tokens may be new to the model (V grows into the padded rows)
+    int data_vocab =
+        opt.loss_mask != DATALOADER_MASKS_OFF ? dataloader_mask_vocab_size(opt.train_pattern) : 0;
+    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, data_vocab);
     gpt2_config_print(&model.config, model.num_parameters);
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0,
@@ -666,11 +714,12 @@ int main(int argc, char **argv) {
         dataloader_init_with_masks(&val_loader, opt.val_pattern, B, T, model.config.vocab_size, 0,
                                    1, 0, 0, opt.loss_mask);
     }
-    if (train_loader.has_masks || (have_val && val_loader.has_masks)) {
-        // better no run than a silently unmasked one
-        fatal("%s: SFT loss masks (.mask shards) are not supported by train_gpt2cu yet: train with "
-              "train_gpt2, or pass --mask 0 to train on every target",
-              train_loader.has_masks ? opt.train_pattern : opt.val_pattern);
+    StepBatches step_batches; // masked training loads a whole step ahead (see StepBatches)
+    memset(&step_batches, 0, sizeof(step_batches));
+    if (train_loader.has_masks) {
+        step_batches_init(&step_batches, &train_loader, opt.grad_accum_steps);
+        printf(
+            "loss masks: on (SFT); the loss is the mean over the trained targets of each step\n");
     }
     int max_steps = opt.max_steps;
     if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
@@ -735,19 +784,43 @@ int main(int argc, char **argv) {
         double start = now_seconds();
         gpt2_zero_grad(&model);
         double loss_sum = 0.0;
-        float loss_scale = 1.0f / (float)opt.grad_accum_steps;
-        for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
-            dataloader_next_batch(&train_loader);
-            gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T, 1, loss_scale);
-            gpt2_backward(&model, loss_scale);
-            loss_sum += model.mean_loss;
+        float loss;
+        int skip_update = 0;
+        if (train_loader.has_masks) {
+            // every trained target of the step weighs 1/total, whichever micro-batch holds it
+            step_batches_load(&step_batches, &train_loader);
+            long long total = step_batches.total_targets;
+            size_t BT = (size_t)B * T;
+            for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
+                if (step_batches.num_targets[micro] == 0) continue; // contributes nothing
+                gpt2_forward_masked(&model, step_batches.inputs + micro * BT,
+                                    step_batches.targets + micro * BT,
+                                    step_batches.target_mask + micro * BT, B, T, 1, (float)total);
+                gpt2_backward_normalised(&model, (float)total);
+                loss_sum += model.loss_sum;
+            }
+            loss = total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
+            skip_update = total == 0;
+        } else {
+            float loss_scale = 1.0f / (float)opt.grad_accum_steps;
+            for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
+                dataloader_next_batch(&train_loader);
+                gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T, 1,
+                             loss_scale);
+                gpt2_backward(&model, loss_scale);
+                loss_sum += model.mean_loss;
+            }
+            loss = (float)(loss_sum / opt.grad_accum_steps);
         }
-        float loss = (float)(loss_sum / opt.grad_accum_steps);
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
-        gpt2_update(&model, &adamw, step + 1, grad_scale);
+        if (skip_update) {
+            printf("step %d: no trained target in the whole step: no update\n", step + 1);
+        } else {
+            gpt2_update(&model, &adamw, step + 1, grad_scale);
+        }
         cuda_check(cudaDeviceSynchronize());
         double elapsed = now_seconds() - start;
         if (step > start_step) { // the first step includes warm-up: leave it out of the ETA
@@ -773,6 +846,7 @@ int main(int argc, char **argv) {
     }
 
     logger_free(&logger);
+    if (train_loader.has_masks) step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);
     if (have_tokenizer) tokenizer_free(&tokenizer);

@@ -2,14 +2,16 @@
 // one read pass finds the row's max and sum of exponentials (online, per thread, then merged in
 // a fixed order), the loss is log-sum-exp minus the target's logit, and with write_dlogits a
 // second pass overwrites the logits with dloss * (softmax - onehot(target)). Probabilities are
-// never stored. Padding columns (V..Vp) get zero gradient.
+// never stored. Padding columns (V..Vp) get zero gradient. With a loss mask (SFT), rows whose
+// mask is 0 still get their loss computed (callers sum only trained rows) but zero gradient.
 #ifndef LLMC_FUSED_CLASSIFIER_CUH
 #define LLMC_FUSED_CLASSIFIER_CUH
 
 #include "cuda_common.cuh"
 
 __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int *targets,
-                                        float dloss, int V, int Vp, int write_dlogits) {
+                                        const unsigned char *mask, float dloss, int V, int Vp,
+                                        int write_dlogits) {
     __shared__ float shared[32];
     size_t row = blockIdx.x;
     floatX *x = logits + row * Vp;
@@ -33,22 +35,24 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
     if (!write_dlogits) return;
     __syncthreads(); // everyone has read x[target] before it is overwritten
     float inv_sum = 1.0f / row_sum;
+    float row_dloss = mask == NULL || mask[row] != 0 ? dloss : 0.0f;
     for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
         float gradient = 0.0f;
         if (i < V) {
             float prob = expf(to_float(x[i]) - row_max) * inv_sum;
-            gradient = (prob - (i == target ? 1.0f : 0.0f)) * dloss;
+            gradient = (prob - (i == target ? 1.0f : 0.0f)) * row_dloss;
         }
         x[i] = from_float<floatX>(gradient);
     }
 }
 
-// logits (N,Vp), losses (N), targets (N) on the device.
-static inline void fused_classifier(floatX *logits, float *losses, const int *targets, float dloss,
-                                    int N, int V, int Vp, int write_dlogits, cudaStream_t stream) {
+// logits (N,Vp), losses (N), targets (N), mask (N, or NULL: every row trained) on the device.
+static inline void fused_classifier(floatX *logits, float *losses, const int *targets,
+                                    const unsigned char *mask, float dloss, int N, int V, int Vp,
+                                    int write_dlogits, cudaStream_t stream) {
     const int block = 512;
     LLMC_LAUNCH(fused_classifier_kernel, N, block, 0, stream)
-    (logits, losses, targets, dloss, V, Vp, write_dlogits);
+    (logits, losses, targets, mask, dloss, V, Vp, write_dlogits);
     cuda_check(cudaGetLastError());
 }
 

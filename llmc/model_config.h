@@ -214,6 +214,38 @@ static inline void gpt2_init_params(const GPT2Config *config, float *params, uin
     }
 }
 
+// Grows a model's vocabulary to vocab_size (at most Vp) for the chat tokens of SFT data, which
+// sit in the padded rows of wte. Rows that the model never used are still zero there; they start
+// as the mean of the real token rows, so the new tokens' logits begin at an average token's level
+// and their input embeddings at the centre of the others, not at the origin. Rows that are not all
+// zero (a model fine-tuned before) are kept.
+static inline void gpt2_grow_vocab_params(GPT2Config *cfg, float *params, int vocab_size) {
+    int old_V = cfg->vocab_size, C = cfg->channels;
+    if (vocab_size <= old_V) return;
+    if (vocab_size > cfg->padded_vocab_size) {
+        fatal("the data needs V=%d tokens but the model has only Vp=%d embedding rows", vocab_size,
+              cfg->padded_vocab_size);
+    }
+    float *wte = params; // wte is the first tensor
+    double *mean = (double *)calloc_check((size_t)C, sizeof(double), "mean embedding");
+    for (int v = 0; v < old_V; v++) {
+        for (int i = 0; i < C; i++) mean[i] += wte[(size_t)v * C + i];
+    }
+    int initialised = 0;
+    for (int v = old_V; v < vocab_size; v++) {
+        float *row = wte + (size_t)v * C;
+        int unused = 1;
+        for (int i = 0; i < C && unused; i++) unused = fabsf(row[i]) < 1e-12f;
+        if (!unused) continue;
+        for (int i = 0; i < C; i++) row[i] = (float)(mean[i] / old_V);
+        initialised++;
+    }
+    free(mean);
+    cfg->vocab_size = vocab_size;
+    printf("vocab: V %d -> %d for the chat tokens; %d unused row(s) set to the mean embedding\n",
+           old_V, vocab_size, initialised);
+}
+
 static inline void gpt2_config_print(const GPT2Config *config, size_t num_parameters) {
     printf("model: L=%d C=%d NH=%d V=%d Vp=%d maxT=%d, %.2fM parameters\n", config->num_layers,
            config->channels, config->num_heads, config->vocab_size, config->padded_vocab_size,

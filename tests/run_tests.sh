@@ -381,6 +381,43 @@ if run cu_resume_a ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train
 else
     not_ok "train_gpt2cu resume (see $WORK/cu_resume_a.log, cu_resume_b.log)"
 fi
+# SFT loss masks (section 7's data): the masked reference dump, and masked training with
+# accumulation equal to train_gpt2's losses (FP32: the same sums, so to 1e-5)
+SFT=$WORK/sft
+for precision in fp32 bf16; do
+    if [ ! -e "$SFT/v1000_b4_t19_state.bin" ]; then
+        not_ok "test_gpt2cu masked: no masked reference from section 7 ($SFT/v1000_b4_t19_state.bin)"
+        break
+    fi
+    if run "cu_masked_$precision" ./build/cuda/emu-$precision/test_gpt2cu -e "$SFT/v1000_b4_t19.bin" \
+        -s "$SFT/v1000_b4_t19_state.bin" -o "$WORK/cu_work"; then
+        ok "test_gpt2cu ($precision, emulated): masked loss (a fully masked row), gradients, steps match PyTorch"
+    else
+        not_ok "test_gpt2cu ($precision, emulated) masked (see $WORK/cu_masked_$precision.log)"
+    fi
+done
+if ls "$SFT"/alpaca_full/data_train_*.mask >/dev/null 2>&1; then
+    rm -rf "$WORK/sft_cpu" "$WORK/sft_cu"
+    SFT_FLAGS="-e d2 -i $SFT/alpaca_full/data_train_*.bin -j $SFT/alpaca_full/data_val_*.bin -t 256 -b 1 -d 512 -x 3 -v 3 -m 2 -s 0 -l 1e-3"
+    summary=""
+    # shellcheck disable=SC2086
+    if run sft_cpu ./train_gpt2 $SFT_FLAGS -o "$WORK/sft_cpu" &&
+        run sft_cu ./build/cuda/emu-fp32/train_gpt2cu $SFT_FLAGS -o "$WORK/sft_cu" &&
+        summary=$($PY -c '
+import sys
+def read(path):
+    return {l.split()[0] + l.split()[1][:4]: float(l.split()[1][4:]) for l in open(path)}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+worst = max(abs(a[k] - b[k]) for k in a)
+print("%d values, max |diff| %.1e" % (len(a), worst))
+sys.exit(0 if a.keys() == b.keys() and worst <= 1e-5 else 1)' "$WORK/sft_cpu/main.log" "$WORK/sft_cu/main.log"); then
+        ok "train_gpt2cu (fp32, emulated) SFT with loss masks and accumulation equals train_gpt2: $summary"
+    else
+        not_ok "train_gpt2cu SFT vs train_gpt2: $summary (see $WORK/sft_cpu.log, sft_cu.log)"
+    fi
+else
+    not_ok "train_gpt2cu SFT: no masked shards from section 7 in $SFT/alpaca_full"
+fi
 expect_error "train_gpt2cu: not enough GPU memory" "not enough GPU memory.*needs .* GiB" \
     ./build/cuda/emu-bf16/train_gpt2cu -e d12 -b 512 -t 1024 -x 1 -v 0 -s 0
 

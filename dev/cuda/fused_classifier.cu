@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
             (d_work, d_losses, d_probs, d_targets, dloss, V, Vp);
             cuda_check(cudaGetLastError());
         } else {
-            fused_classifier(d_work, d_losses, d_targets, dloss, N, V, Vp, 1, 0);
+            fused_classifier(d_work, d_losses, d_targets, NULL, dloss, N, V, Vp, 1, 0);
         }
     };
     int all_ok = 1;
