@@ -156,6 +156,18 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
 	build/cuda/emu-fp32-asan/test_gpt2cu)
 .PHONY: test-cuda-emu test-cuda-emu-planted
+# NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
+# tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)
+MPI_COMPILE_FLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LINK_FLAGS := $(shell mpicc --showme:link 2>/dev/null)
+EMU_MPI_FLAGS = -Illmc/cuda_emu/include -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS)
+ifneq ($(MPI_COMPILE_FLAGS),)
+  EMU_TEST_BINARIES += build/cuda_emu/test_nccl_emu
+endif
+
+build/cuda_emu/test_nccl_emu: tests/cuda_emu/test_nccl_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MPI_FLAGS) -x c++ -o $@ $< $(MPI_LINK_FLAGS) -lm
 
 build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)

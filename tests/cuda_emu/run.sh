@@ -66,8 +66,27 @@ if [ -x "$NVCC" ]; then
     run_check "nvcc compiles tests/cuda_emu/test_cuda_emu.cu (-Werror all-warnings)" "$WORK/nvcc.log" \
         "$NVCC" -std=c++17 -arch=sm_80 -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings -c \
         -o "$WORK/test_cuda_emu.o" tests/cuda_emu/test_cuda_emu.cu
+    if command -v mpicc >/dev/null; then
+        # shellcheck disable=SC2046
+        run_check "nvcc compiles tests/cuda_emu/test_nccl_emu.cu against the real NCCL and MPI" \
+            "$WORK/nvcc_nccl.log" "$NVCC" -std=c++17 -arch=sm_80 -Xcompiler -Wall,-Wextra,-Werror \
+            --Werror all-warnings -DOMPI_SKIP_MPICXX=1 $(mpicc --showme:compile) -c \
+            -o "$WORK/test_nccl_emu.o" tests/cuda_emu/test_nccl_emu.cu
+    fi
 else
     echo "# nvcc not found: the nvcc compile check of tests/cuda_emu/test_cuda_emu.cu is skipped"
+fi
+
+# NCCL over MPI: two and three emulated GPUs (built when OpenMPI is installed)
+if [ -x build/cuda_emu/test_nccl_emu ] && command -v mpirun >/dev/null; then
+    for ranks in 2 3; do
+        # OpenMPI refuses root without these (CI containers often run as root)
+        run_suite "[mpi]" "$WORK/test_nccl_emu_$ranks.log" env OMPI_ALLOW_RUN_AS_ROOT=1 \
+            OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np "$ranks" --oversubscribe \
+            ./build/cuda_emu/test_nccl_emu
+    done
+else
+    echo "# OpenMPI not installed: the NCCL-over-MPI checks are skipped"
 fi
 
 # ---------------------------------------------------------------------------------------------
