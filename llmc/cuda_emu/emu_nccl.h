@@ -99,8 +99,8 @@ inline void nccl_reduce_as(void *out, const void *in, size_t count, size_t strid
     }
 }
 
-inline ncclResult_t nccl_reduce(void *out, const void *in, size_t count, size_t stride,
-                                int nranks, ncclDataType_t type, ncclRedOp_t op) {
+inline ncclResult_t nccl_reduce(void *out, const void *in, size_t count, size_t stride, int nranks,
+                                ncclDataType_t type, ncclRedOp_t op) {
     switch (type) {
     case ncclInt8: nccl_reduce_as<int8_t, int8_t>(out, in, count, stride, nranks, op); break;
     case ncclUint8: nccl_reduce_as<uint8_t, uint8_t>(out, in, count, stride, nranks, op); break;
@@ -196,8 +196,12 @@ inline ncclResult_t ncclCommUserRank(const ncclComm_t comm, int *rank) {
     return ncclSuccess;
 }
 // Collectives complete before they return, so grouping changes nothing.
-inline ncclResult_t ncclGroupStart() { return ncclSuccess; }
-inline ncclResult_t ncclGroupEnd() { return ncclSuccess; }
+inline ncclResult_t ncclGroupStart() {
+    return ncclSuccess;
+}
+inline ncclResult_t ncclGroupEnd() {
+    return ncclSuccess;
+}
 
 inline ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
                                   ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm,

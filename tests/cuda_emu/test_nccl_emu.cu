@@ -9,7 +9,8 @@
 #include <vector>
 
 static void nccl_check_at(ncclResult_t result, const char *file, int line) {
-    if (result != ncclSuccess) fatal("NCCL error at %s:%d: %s", file, line, ncclGetErrorString(result));
+    if (result != ncclSuccess)
+        fatal("NCCL error at %s:%d: %s", file, line, ncclGetErrorString(result));
 }
 #define nccl_check(call) nccl_check_at((call), __FILE__, __LINE__)
 
@@ -99,13 +100,14 @@ int main(int argc, char **argv) {
 
     // all-gather, in place: rank r's block sits at offset r * block of the output
     for (size_t i = 0; i < block; i++) blocks[rank * block + i] = (float)(rank * 7 + (int)i);
-    cuda_check(cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(float),
-                          cudaMemcpyHostToDevice));
+    cuda_check(
+        cudaMemcpy(d_blocks, blocks.data(), blocks.size() * sizeof(float), cudaMemcpyHostToDevice));
     nccl_check(ncclAllGather(d_blocks + rank * block, d_blocks, block, ncclFloat, comm, 0));
     std::vector<float> gathered = run_collective_result(d_blocks, blocks.size());
     wrong = 0;
     for (int r = 0; r < nranks; r++) {
-        for (size_t i = 0; i < block; i++) wrong += gathered[r * block + i] != (float)(r * 7 + (int)i);
+        for (size_t i = 0; i < block; i++)
+            wrong += gathered[r * block + i] != (float)(r * 7 + (int)i);
     }
     check_all_ranks(wrong == 0, "ncclAllGather (in place) puts rank r's block at r * count");
 
