@@ -160,7 +160,14 @@ inline ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId 
     if (comm == nullptr || memcmp(id.internal, "llmc-emu-mpi", 12) != 0) return ncclInvalidArgument;
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) MPI_Init(nullptr, nullptr);
+    if (!initialized) {
+        MPI_Init(nullptr, nullptr);
+        atexit([] { // MPI_Finalize at exit, unless the program did (it owns MPI then)
+            int finalized = 0;
+            MPI_Finalized(&finalized);
+            if (!finalized) MPI_Finalize();
+        });
+    }
     int world_rank = 0, world_size = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);

@@ -79,8 +79,16 @@ int main(int argc, char **argv) {
     std::vector<float> average = run_collective_result(d_sum, n);
     std::vector<float> rank0_average(average);
     MPI_Bcast(rank0_average.data(), (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD);
-    check_all_ranks(memcmp(average.data(), rank0_average.data(), n * sizeof(float)) == 0,
-                    "ncclAllReduce avg gives every rank the same bits");
+    wrong = 0;
+    for (size_t i = 0; i < n; i++) {
+        float expected = 0.0f;
+        for (int r = 0; r < nranks; r++) expected += 1.0f / (float)(r + 3) + (float)i * 1e-3f;
+        expected /= (float)nranks;
+        wrong += fabsf(average[i] - expected) > 1e-6f * fabsf(expected);
+    }
+    check_all_ranks(wrong == 0 &&
+                        memcmp(average.data(), rank0_average.data(), n * sizeof(float)) == 0,
+                    "ncclAllReduce avg is the mean, and every rank gets the same bits");
 
     // reduce-scatter: rank r gets the sum of block r of every rank's buffer
     const size_t block = 64;
