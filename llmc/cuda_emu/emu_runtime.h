@@ -234,9 +234,10 @@ inline bool is_device_range(const void *p, size_t bytes) {
     const Allocation *a = find_allocation(p, bytes, nullptr);
     return a != nullptr && a->kind != MemoryKind::host_pinned;
 }
-inline bool is_device_pointer(const void *p) {
+// cudaMalloc memory (not managed memory, which the host may also use as a copy's host side)
+inline bool is_device_only_pointer(const void *p) {
     const Allocation *a = find_allocation(p, 0, nullptr);
-    return a != nullptr && a->kind != MemoryKind::host_pinned;
+    return a != nullptr && a->kind == MemoryKind::device;
 }
 
 inline cudaError_t allocate(void **p, size_t bytes, MemoryKind kind) {
@@ -473,14 +474,18 @@ inline cudaError_t cudaFreeHost(void *p) {
 // Copies check direction and bounds against the allocations: a copy that would run past the end
 // of a device buffer, or a host pointer given where a device one is due, fails as on the GPU.
 inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
-    using llmc_emu::is_device_pointer;
+    using llmc_emu::is_device_only_pointer;
     using llmc_emu::is_device_range;
     if (bytes == 0) return cudaSuccess;
     if (dst == nullptr || src == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
     bool ok = true;
     switch (kind) {
-    case cudaMemcpyHostToDevice: ok = is_device_range(dst, bytes) && !is_device_pointer(src); break;
-    case cudaMemcpyDeviceToHost: ok = is_device_range(src, bytes) && !is_device_pointer(dst); break;
+    case cudaMemcpyHostToDevice:
+        ok = is_device_range(dst, bytes) && !is_device_only_pointer(src);
+        break;
+    case cudaMemcpyDeviceToHost:
+        ok = is_device_range(src, bytes) && !is_device_only_pointer(dst);
+        break;
     case cudaMemcpyDeviceToDevice:
         ok = is_device_range(dst, bytes) && is_device_range(src, bytes);
         break;
