@@ -173,9 +173,10 @@ build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
 
+# (without OpenMP: this build also covers the emulation's own thread pool)
 build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_ASAN_FLAGS) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(filter-out -fopenmp,$(EMU_FLAGS)) $(EMU_ASAN_FLAGS) -x c++ -o $@ $< -lm
 
 build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
