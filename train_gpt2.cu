@@ -73,7 +73,7 @@ typedef struct {
     float *ln2_mean;   // (L,B,T)
     float *ln2_rstd;   // (L,B,T)
     floatX *fch;       // (L,B,T,4C) before GELU
-    floatX *fch_gelu;  // (L,B,T,4C)
+    floatX *fch_gelu;  // (L,B,T,4C); with recompute (-r 1) one layer's (B,T,4C), redone in backward
     floatX *residual3; // (L,B,T,C)
     floatX *lnf;       // (B,T,C)
     float *lnf_mean;   // (B,T)
@@ -100,7 +100,7 @@ typedef struct {
 // Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
 // 256-byte boundary.
 static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Config *config, int B,
-                                int T) {
+                                int T, int recompute) {
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
     size_t BT = (size_t)B * T, X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
@@ -120,7 +120,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->ln2_mean, L * BT * F},
         {(void **)&a->ln2_rstd, L * BT * F},
         {(void **)&a->fch, L * BT * 4 * C * X},
-        {(void **)&a->fch_gelu, L * BT * 4 * C * X},
+        {(void **)&a->fch_gelu, (recompute ? 1 : L) * BT * 4 * C * X},
         {(void **)&a->residual3, L * BT * C * X},
         {(void **)&a->lnf, BT * C * X},
         {(void **)&a->lnf_mean, BT * F},
@@ -158,6 +158,7 @@ typedef struct {
     float *m_memory, *v_memory; // device, AdamW moments
     float *master_memory;       // device, fp32 master weights (BF16 builds; NULL in FP32)
     int max_B, max_T;
+    int recompute;     // 1: GELU outputs redone in backward instead of kept
     char *acts_memory; // device
     ActivationTensors acts;
     int B, T;                // shape of the last forward
@@ -211,8 +212,9 @@ static float *gpt2_download_params(const GPT2 *model) {
 
 // Bytes of device memory for the model at batch B x T (parameters, gradients, optimizer,
 // activations); used to fail early with a clear message.
-static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, size_t *param_bytes,
-                                 size_t *optimizer_bytes, size_t *activation_bytes) {
+static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute,
+                                 size_t *param_bytes, size_t *optimizer_bytes,
+                                 size_t *activation_bytes) {
     size_t n = gpt2_num_parameters(config);
     ActivationTensors unused;
     *param_bytes = 2 * n * sizeof(floatX); // parameters + gradients
@@ -220,15 +222,18 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, size_t 
 #ifndef ENABLE_FP32
     *optimizer_bytes += n * sizeof(float); // master weights
 #endif
-    *activation_bytes = point_activations(&unused, NULL, config, B, T);
+    *activation_bytes = point_activations(&unused, NULL, config, B, T, recompute);
     return *param_bytes + *optimizer_bytes + *activation_bytes + (64 << 20); // + cuBLASLt, slack
 }
 
 // path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init
 // from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
+// recompute = 1: GELU outputs are not kept per layer but redone in backward (saves L*B*T*4C
+// values). grow_vocab_to > 0: SFT data's vocabulary size (see gpt2_grow_vocab_params).
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
-                       int grow_vocab_to) {
+                       int recompute, int grow_vocab_to) {
     memset(model, 0, sizeof(*model));
+    model->recompute = recompute;
     // the shape first: the memory check below runs before any large allocation
     FILE *file = NULL;
     int version = 0;
@@ -242,8 +247,8 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    size_t needed =
-        gpt2_memory_needed(&model->config, B, T, &param_bytes, &optimizer_bytes, &activation_bytes);
+    size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, &param_bytes,
+                                       &optimizer_bytes, &activation_bytes);
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (needed > free_bytes) {
@@ -331,7 +336,7 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
                   inputs[i], targets != NULL ? targets[i] : 0, V);
         }
     }
-    point_activations(&model->acts, model->acts_memory, cfg, B, T);
+    point_activations(&model->acts, model->acts_memory, cfg, B, T, model->recompute);
     model->B = B;
     model->T = T;
     size_t BT = (size_t)B * T, c = (size_t)C;
@@ -355,7 +360,7 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
         floatX *residual2 = a.residual2 + l * BT * c;
         floatX *ln2 = a.ln2 + l * BT * c;
         floatX *fch = a.fch + l * BT * 4 * c;
-        floatX *fch_gelu = a.fch_gelu + l * BT * 4 * c;
+        floatX *fch_gelu = a.fch_gelu + (model->recompute ? 0 : l * BT * 4 * c);
         floatX *residual3 = a.residual3 + l * BT * c;
         floatX *qkv = a.scratch_bt4c, *projected = a.scratch_btc;
         matmul_forward(qkv, NULL, ln1, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, (int)BT, C,
@@ -455,9 +460,10 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     for (int l = L - 1; l >= 0; l--) {
         const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
         // MLP block: dresidual holds the gradient of residual3
+        floatX *fch_gelu = a.fch_gelu + (model->recompute ? 0 : l * BT * 4 * c);
+        if (model->recompute) gelu_forward(fch_gelu, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
         matmul_backward(dbt4c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c, reduce, a.dresidual,
-                        a.fch_gelu + l * BT * 4 * c, p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C,
-                        stream);
+                        fch_gelu, p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C, stream);
         gelu_backward_inplace(dbt4c, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
         matmul_backward(dbtc, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c, reduce, dbt4c,
                         a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT, C, 4 * C, stream);
@@ -680,10 +686,15 @@ int main(int argc, char **argv) {
     train_options_defaults(&opt);
     CliOption options[TRAIN_OPTIONS_MAX];
     int num_options = train_options_table(&opt, options);
+    int recompute = 0; // the GPU trainer's own option, after the shared ones
+    options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
+                              "1: redo GELU in backward instead of keeping it per layer (less "
+                              "memory, a little more compute)"};
     cli_parse(argc, argv,
               "Trains GPT-2 on an NVIDIA GPU (" PRECISION_NAME " build). Same flags as train_gpt2.",
               options, num_options);
     train_options_validate(&opt);
+    if (recompute != 0 && recompute != 1) fatal("bad value %d for -r: expected 0 or 1", recompute);
     char resume_model_path[4096];
     int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
     int B = opt.B, T = opt.T;
@@ -704,7 +715,7 @@ int main(int argc, char **argv) {
     // SFT data: its chat tokens may be new to the model (V grows into the padded rows)
     int data_vocab =
         opt.loss_mask != DATALOADER_MASKS_OFF ? dataloader_mask_vocab_size(opt.train_pattern) : 0;
-    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, data_vocab);
+    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab);
     gpt2_config_print(&model.config, model.num_parameters);
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0,

@@ -340,7 +340,7 @@ for spec in "fp32|d2_b4_t64" "bf16|d2_b4_t64" "fp32|l3c96_b1_t37"; do
     IFS='|' read -r precision name <<<"$spec"
     if run "cu_${precision}_$name" ./build/cuda/emu-$precision/test_gpt2cu -e "$WORK/$name.bin" \
         -s "$WORK/${name}_state.bin" -o "$WORK/cu_work"; then
-        ok "test_gpt2cu ($precision, emulated) $name: logits, loss, 16 gradients, 10 AdamW steps match PyTorch; repeat and save/reload bit-identical"
+        ok "test_gpt2cu ($precision, emulated) $name: logits, loss, 16 gradients, 10 AdamW steps match PyTorch; every layer matches train_gpt2.c; repeat and save/reload bit-identical"
     else
         not_ok "test_gpt2cu ($precision, emulated) $name (see $WORK/cu_${precision}_$name.log)"
     fi
@@ -380,6 +380,18 @@ if run cu_resume_a ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train
     ok "train_gpt2cu (bf16, emulated): 6 straight steps == 3 steps + resume + 3 steps (bf16 model, master weights, AdamW state bit-identical)"
 else
     not_ok "train_gpt2cu resume (see $WORK/cu_resume_a.log, cu_resume_b.log)"
+fi
+# -r 1 (GELU redone in backward) changes nothing in FP32: the stored pre-activation is exact
+rm -rf "$WORK/cu_r0" "$WORK/cu_r1"
+R_FLAGS="-e $MODEL -i $WORK/train_00*.bin -j $WORK/val_000.bin -v 4 -m 2 -s 0 -b 2 -t 32 -d 128 -l 1e-3 -x 4"
+# shellcheck disable=SC2086
+if run cu_r0 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -o "$WORK/cu_r0" -r 0 &&
+    run cu_r1 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -o "$WORK/cu_r1" -r 1 &&
+    cmp -s "$WORK/cu_r0/main.log" "$WORK/cu_r1/main.log" &&
+    cmp -s "$WORK/cu_r0/model_00000004.bin" "$WORK/cu_r1/model_00000004.bin"; then
+    ok "train_gpt2cu (fp32, emulated): recompute -r 1 gives the same losses and weights as -r 0"
+else
+    not_ok "train_gpt2cu -r 1 differs from -r 0 (see $WORK/cu_r0.log, cu_r1.log)"
 fi
 # SFT loss masks (section 7's data): the masked reference dump, and masked training with
 # accumulation equal to train_gpt2's losses (FP32: the same sums, so to 1e-5)
