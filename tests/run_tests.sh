@@ -383,10 +383,10 @@ else
 fi
 # -r 1 (GELU redone in backward) changes nothing in FP32: the stored pre-activation is exact
 rm -rf "$WORK/cu_r0" "$WORK/cu_r1"
-R_FLAGS="-e $MODEL -i $WORK/train_00*.bin -j $WORK/val_000.bin -v 4 -m 2 -s 0 -b 2 -t 32 -d 128 -l 1e-3 -x 4"
+R_FLAGS="-e $MODEL -j $WORK/val_000.bin -v 4 -m 2 -s 0 -b 2 -t 32 -d 128 -l 1e-3 -x 4"
 # shellcheck disable=SC2086
-if run cu_r0 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -o "$WORK/cu_r0" -r 0 &&
-    run cu_r1 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -o "$WORK/cu_r1" -r 1 &&
+if run cu_r0 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r0" -r 0 &&
+    run cu_r1 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r1" -r 1 &&
     cmp -s "$WORK/cu_r0/main.log" "$WORK/cu_r1/main.log" &&
     cmp -s "$WORK/cu_r0/model_00000004.bin" "$WORK/cu_r1/model_00000004.bin"; then
     ok "train_gpt2cu (fp32, emulated): recompute -r 1 gives the same losses and weights as -r 0"
@@ -410,11 +410,14 @@ for precision in fp32 bf16; do
 done
 if ls "$SFT"/alpaca_full/data_train_*.mask >/dev/null 2>&1; then
     rm -rf "$WORK/sft_cpu" "$WORK/sft_cu"
-    SFT_FLAGS="-e d2 -i $SFT/alpaca_full/data_train_*.bin -j $SFT/alpaca_full/data_val_*.bin -t 256 -b 1 -d 512 -x 3 -v 3 -m 2 -s 0 -l 1e-3"
+    SFT_FLAGS="-e d2 -t 256 -b 1 -d 512 -x 3 -v 3 -m 2 -s 0 -l 1e-3"
+    SFT_TRAIN="$SFT/alpaca_full/data_train_*.bin"
+    SFT_VAL="$SFT/alpaca_full/data_val_*.bin"
     summary=""
     # shellcheck disable=SC2086
-    if run sft_cpu ./train_gpt2 $SFT_FLAGS -o "$WORK/sft_cpu" &&
-        run sft_cu ./build/cuda/emu-fp32/train_gpt2cu $SFT_FLAGS -o "$WORK/sft_cu" &&
+    if run sft_cpu ./train_gpt2 $SFT_FLAGS -i "$SFT_TRAIN" -j "$SFT_VAL" -o "$WORK/sft_cpu" &&
+        run sft_cu ./build/cuda/emu-fp32/train_gpt2cu $SFT_FLAGS -i "$SFT_TRAIN" -j "$SFT_VAL" \
+            -o "$WORK/sft_cu" &&
         summary=$($PY -c '
 import sys
 def read(path):
