@@ -154,7 +154,7 @@ DEV_CUDA_SOURCES := $(wildcard dev/cuda/*.cu)
 EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_asan \
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
-	build/cuda/emu-fp32-asan/test_gpt2cu)
+	build/cuda/emu-fp32-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu)
 .PHONY: test-cuda-emu test-cuda-emu-planted
 # NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)
@@ -177,6 +177,12 @@ build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu
 build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(filter-out -fopenmp,$(EMU_FLAGS)) $(EMU_ASAN_FLAGS) -x c++ -o $@ $< -lm
+
+# FP32 test_gpt2cu with GELU as its own kernel (llmc/gelu.cuh) instead of the matmul epilogue, so
+# that every kernel in llmc/*.cuh runs in CI
+build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
 
 build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)

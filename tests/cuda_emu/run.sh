@@ -96,7 +96,7 @@ for source in dev/cuda/*.cu; do
     name=$(basename "$source" .cu)
     for order in $ORDERS; do
         run_check "[$order] dev/cuda/$name.cu" "$WORK/dev_${name}_$order.log" \
-            env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 "./build/cuda_emu/dev/$name"
+            env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 "./build/cuda_emu/dev/$name"
     done
 done
 
@@ -123,15 +123,32 @@ if [ -e test_gpt2.cu ]; then
         for order in $ORDERS; do
             run_check "[$order] test_gpt2cu ($precision build, emulated) matches PyTorch" \
                 "$WORK/test_gpt2cu_${precision}_$order.log" \
-                env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 "./build/cuda/emu-$precision/test_gpt2cu" \
+                env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 \
+                "./build/cuda/emu-$precision/test_gpt2cu" \
                 -e "$model" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_${precision}_$order"
         done
     done
+    run_check "test_gpt2cu (fp32, emulated, -DLLMC_UNFUSED_GELU: GELU as its own kernel) matches PyTorch" \
+        "$WORK/test_gpt2cu_unfused_gelu.log" env LLMC_EMU_STATS=1 ./build/cuda_emu/test_gpt2cu_unfused_gelu \
+        -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_unfused"
     if [ -x build/cuda/emu-fp32-asan/test_gpt2cu ]; then
         run_check "[asan] test_gpt2cu (fp32 build, emulated, AddressSanitizer) matches PyTorch" \
             "$WORK/test_gpt2cu_fp32_asan.log" ./build/cuda/emu-fp32-asan/test_gpt2cu \
             -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_fp32_asan"
     fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Every kernel in llmc/*.cuh ran above (LLMC_EMU_STATS=1 lists each launched kernel at exit).
+defined=$(grep -ho '__global__ void [A-Za-z_0-9]*' llmc/*.cuh | awk '{print $3}' | sort -u)
+launched=$(cat "$WORK"/*.log | sed -n 's/^llmc_emu: \([A-Za-z_0-9]*\).* launches .*/\1/p' | sort -u)
+never=$(comm -23 <(echo "$defined") <(echo "$launched") | tr '\n' ' ')
+if [ -z "$defined" ]; then
+    echo "# no kernels in llmc/*.cuh"
+elif [ -z "$never" ]; then
+    ok "every kernel in llmc/*.cuh ran under the emulation ($(echo "$defined" | wc -l) kernels)"
+else
+    not_ok "kernels in llmc/*.cuh that no emulated test launched: $never"
 fi
 
 echo "$passed passed, $failed failed"
