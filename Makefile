@@ -202,7 +202,8 @@ test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units
 	bash tests/run_tests.sh
 
 format:
-	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h
+	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \
+		dev/cuda/*.cu dev/cuda/*.cuh
 	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh
 
 clean:
