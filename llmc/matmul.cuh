@@ -37,6 +37,35 @@ static inline void cublas_check_at(cublasStatus_t status, const char *file, int 
 #define cublas_check(call) cublas_check_at((call), __FILE__, __LINE__)
 #endif
 
+#ifndef LLMC_CUDA_EMU
+// The cache of cuBLASLt's algorithm choices, by everything the choice depends on.
+typedef struct {
+    int m, n, k, trans_a, trans_b, batch, accumulate, epilogue;
+    size_t stride_a, stride_b, stride_d;
+    uint32_t alignments[3];
+} MatmulAlgoKey;
+
+#define MATMUL_ALGO_CACHE_SIZE 128
+static MatmulAlgoKey matmul_algo_keys[MATMUL_ALGO_CACHE_SIZE];
+static cublasLtMatmulAlgo_t matmul_algos[MATMUL_ALGO_CACHE_SIZE];
+static int matmul_algo_count = 0;
+
+static inline const cublasLtMatmulAlgo_t *matmul_algo_cache_find(const MatmulAlgoKey *key) {
+    for (int i = 0; i < matmul_algo_count; i++) {
+        if (memcmp(&matmul_algo_keys[i], key, sizeof(*key)) == 0) return &matmul_algos[i];
+    }
+    return NULL;
+}
+
+static inline void matmul_algo_cache_add(const MatmulAlgoKey *key,
+                                         const cublasLtMatmulAlgo_t *algo) {
+    if (matmul_algo_count == MATMUL_ALGO_CACHE_SIZE) return; // full: look up again next time
+    matmul_algo_keys[matmul_algo_count] = *key;
+    matmul_algos[matmul_algo_count] = *algo;
+    matmul_algo_count++;
+}
+#endif
+
 static inline void matmul_init(void) {
 #ifndef LLMC_CUDA_EMU
     cublas_check(cublasLtCreate(&cublaslt_handle));
@@ -154,39 +183,56 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
                 sizeof(strides[i])));
         }
     }
-    cublasLtMatmulPreference_t preference;
-    cublas_check(cublasLtMatmulPreferenceCreate(&preference));
-    cublas_check(cublasLtMatmulPreferenceSetAttribute(
-        preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cublaslt_workspace_size,
-        sizeof(cublaslt_workspace_size)));
     // The heuristic assumes 256-byte aligned operands unless told otherwise; per-layer slices and
     // batch strides of odd shapes (T=37) are less aligned, so state what each operand really has.
     const void *operands[3] = {a, b, d};
     size_t strides[3] = {stride_a, stride_b, stride_d};
-    const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES};
-    for (int i = 0; i < 4; i++) {
-        int operand = i < 3 ? i : 2; // C is D
-        uint64_t bits = (uint64_t)(uintptr_t)operands[operand] | 256u;
-        if (batch > 1) bits |= (uint64_t)strides[operand] * sizeof(floatX);
-        uint32_t alignment = (uint32_t)(bits & (~bits + 1)); // lowest set bit
-        cublas_check(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i],
-                                                          &alignment, sizeof(alignment)));
+    uint32_t alignments[3];
+    for (int i = 0; i < 3; i++) {
+        uint64_t bits = (uint64_t)(uintptr_t)operands[i] | 256u;
+        if (batch > 1) bits |= (uint64_t)strides[i] * sizeof(floatX);
+        alignments[i] = (uint32_t)(bits & (~bits + 1)); // lowest set bit
     }
+    // The heuristic query costs tens of microseconds; a training step repeats the same few dozen
+    // shapes, so its answer is kept per shape (an unchanging choice also keeps runs repeatable).
+    MatmulAlgoKey key;
+    memset(&key, 0, sizeof(key));
+    key.m = m, key.n = n, key.k = k, key.trans_a = trans_a, key.trans_b = trans_b;
+    key.batch = batch, key.accumulate = accumulate, key.epilogue = (int)epilogue;
+    key.stride_a = stride_a, key.stride_b = stride_b, key.stride_d = stride_d;
+    memcpy(key.alignments, alignments, sizeof(alignments));
+    const cublasLtMatmulAlgo_t *algo = matmul_algo_cache_find(&key);
     cublasLtMatmulHeuristicResult_t heuristic;
-    int found = 0;
-    cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b, layout_d,
-                                                layout_d, preference, 1, &heuristic, &found));
-    if (found == 0) {
-        fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m, n,
-              k, trans_a, trans_b, batch, (int)epilogue);
+    if (algo == NULL) {
+        cublasLtMatmulPreference_t preference;
+        cublas_check(cublasLtMatmulPreferenceCreate(&preference));
+        cublas_check(cublasLtMatmulPreferenceSetAttribute(
+            preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cublaslt_workspace_size,
+            sizeof(cublaslt_workspace_size)));
+        const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES};
+        for (int i = 0; i < 4; i++) {
+            uint32_t alignment = alignments[i < 3 ? i : 2]; // C is D
+            cublas_check(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i],
+                                                              &alignment, sizeof(alignment)));
+        }
+        int found = 0;
+        cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b,
+                                                    layout_d, layout_d, preference, 1, &heuristic,
+                                                    &found));
+        cublas_check(cublasLtMatmulPreferenceDestroy(preference));
+        if (found == 0) {
+            fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m,
+                  n, k, trans_a, trans_b, batch, (int)epilogue);
+        }
+        matmul_algo_cache_add(&key, &heuristic.algo);
+        algo = &heuristic.algo;
     }
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublas_check(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, layout_a, b, layout_b, &beta, d,
-                                layout_d, d, layout_d, &heuristic.algo, cublaslt_workspace,
+                                layout_d, d, layout_d, algo, cublaslt_workspace,
                                 cublaslt_workspace_size, stream));
-    cublas_check(cublasLtMatmulPreferenceDestroy(preference));
     cublas_check(cublasLtMatrixLayoutDestroy(layout_a));
     cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
     cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
