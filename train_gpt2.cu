@@ -717,6 +717,10 @@ int main(int argc, char **argv) {
         opt.loss_mask != DATALOADER_MASKS_OFF ? dataloader_mask_vocab_size(opt.train_pattern) : 0;
     gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab);
     gpt2_config_print(&model.config, model.num_parameters);
+    size_t param_bytes, optimizer_bytes, activation_bytes;
+    gpt2_memory_needed(&model.config, B, T, recompute, &param_bytes, &optimizer_bytes,
+                       &activation_bytes);
+    size_t model_bytes = param_bytes + optimizer_bytes + activation_bytes;
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0,
                                1, opt.shuffle, (uint32_t)opt.seed, opt.loss_mask);
@@ -855,6 +859,12 @@ int main(int argc, char **argv) {
         printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timed_steps + 1,
                1e3 * train_seconds / timed_steps, tokens_per_step * timed_steps / train_seconds);
     }
+    // everything is allocated up front, so the memory in use now is the run's peak
+    size_t free_bytes = 0, total_bytes = 0;
+    cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
+    printf("device memory: %.2f GiB in use of %.2f (all processes; this run's buffers: %.2f)\n",
+           (total_bytes - free_bytes) / 1073741824.0, total_bytes / 1073741824.0,
+           model_bytes / 1073741824.0);
 
     logger_free(&logger);
     if (train_loader.has_masks) step_batches_free(&step_batches);
