@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# For a session that has a GPU: builds the CUDA trainer (BF16 and FP32, nvcc), runs test_gpt2cu on
+# every PyTorch reference dump in REF_DIR (made beforehand on a machine with torch, e.g. by
+# `make test`, which leaves them in build/test), every dev/cuda check, then the GPT-2 124M (d12)
+# benchmark at T=1024 with the largest B that fits: tokens/s, MFU and device memory. Raw logs go
+# to bench/results/gpu_<date>/; the last lines summarise.
+#   bash bench/bench_gpu.sh [REF_DIR]      (default build/test)
+set -u
+cd "$(dirname "$0")/.."
+REF_DIR=${1:-build/test}
+OUT=bench/results/gpu_$(date -u +%Y-%m-%d_%H%M)
+mkdir -p "$OUT"
+summary=()
+note() { echo "$1"; summary+=("$1"); }
+
+nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || true
+make -j2 train_gpt2cu test_gpt2cu >"$OUT/build_bf16.log" 2>&1 || { note "FAIL build (BF16): see $OUT/build_bf16.log"; exit 1; }
+make -j2 build/cuda/nvcc-fp32/test_gpt2cu dev_cuda >"$OUT/build_fp32.log" 2>&1 || { note "FAIL build (FP32, dev_cuda): see $OUT/build_fp32.log"; exit 1; }
+
+for state in "$REF_DIR"/*_state.bin; do
+    [ -e "$state" ] || { note "no reference dumps in $REF_DIR: test_gpt2cu not run"; break; }
+    name=$(basename "$state" _state.bin)
+    [ -e "$REF_DIR/$name.bin" ] || continue
+    for variant in nvcc-fp32 nvcc-bf16; do
+        log="$OUT/test_${variant}_$name.log"
+        if ./build/cuda/$variant/test_gpt2cu -e "$REF_DIR/$name.bin" -s "$state" -o "$OUT/work" >"$log" 2>&1; then
+            note "ok   test_gpt2cu $variant $name"
+        else
+            note "FAIL test_gpt2cu $variant $name (see $log)"
+        fi
+    done
+done
+for binary in build/cuda/nvcc-dev/*; do
+    name=$(basename "$binary")
+    if "$binary" >"$OUT/dev_$name.log" 2>&1; then
+        note "ok   dev/cuda/$name.cu: $(grep -E 'ms \|' "$OUT/dev_$name.log" | tail -1 | sed 's/  */ /g')"
+    else
+        note "FAIL dev/cuda/$name.cu (see $OUT/dev_$name.log)"
+    fi
+done
+
+# d12 at T=1024 on synthetic tokens (the speed does not depend on the text): the largest B that fits
+python3 - "$OUT/bench_train.bin" <<'PY'
+import random, struct, sys
+rng = random.Random(0)
+n = 4_000_000
+header = [0] * 256
+header[0:3] = [20240520, 1, n]
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *header))
+    f.write(struct.pack("<%dH" % n, *[rng.randrange(50257) for _ in range(n)]))
+PY
+for B in 64 48 32 24 16 8 4; do
+    log="$OUT/d12_b${B}.log"
+    ./train_gpt2cu -e d12 -b "$B" -t 1024 -x 30 -v 0 -s 0 -i "$OUT/bench_train.bin" -j "" >"$log" 2>&1
+    if grep -q "not enough GPU memory" "$log"; then continue; fi
+    if grep -q '^done:' "$log"; then
+        note "d12 B=$B T=1024: $(grep '^done:' "$log"); $(grep '^step ' "$log" | tail -1 | grep -o 'MFU [0-9.]*%'); $(grep '^device memory' "$log")"
+    else
+        note "FAIL d12 B=$B (see $log)"
+    fi
+    break
+done
+printf '%s\n' "${summary[@]}" >"$OUT/summary.txt"
+echo "logs: $OUT"
