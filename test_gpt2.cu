@@ -4,7 +4,7 @@ Checks the CUDA trainer (train_gpt2.cu) against a PyTorch reference dump
 16 gradient tensors of one batch, then the same batch layer by layer against the CPU trainer
 (train_gpt2.c, compiled in here in namespace cpu) on the same weights: every stored activation in
 forward order, then every parameter gradient in backward order, naming the first tensor that
-diverges (relative L2 error per tensor: FP32 1e-5, measured <= 7e-7; BF16 3e-2, measured <= 7.2e-3);
+diverges (relative L2 error per tensor: FP32 1e-5, measured <= 1.1e-6; BF16 3e-2, measured <= 8.6e-3);
 then the losses of the reference's AdamW steps on that batch; then determinism: the same steps again
 from a fresh model give bit-identical losses, and train 3 steps -> save model + optimizer state ->
 reload -> train 3 steps gives the same bits as 6 straight steps.
@@ -21,11 +21,12 @@ Tolerances (defaults by build, every one a flag; README lists the measured error
 - BF16 build: bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% per value) and every
   activation and gradient is rounded at each layer boundary, so element-wise tolerances would be
   meaningless for small elements. Each tensor is checked by its relative L2 error
-  ||got - ref|| / ||ref|| instead: measured 0.3% to 0.8% on every tensor of d2 and of a
-  V=1000 model (a few roundings of 0.2% compounded over the layers); the limits, 2.5% for logits
-  and 3% for gradients, leave a 4x margin. The loss, a mean over B*T positions, is much more
-  precise than any one logit (measured 1e-5 relative; limit 1e-3), and the 10 step losses stay
-  within 2e-4 relative (limit 2e-3) because the fp32 master weights carry the updates.
+  ||got - ref|| / ||ref|| instead: measured 0.3% to 1% on every tensor of d2, d4 and a V=1000
+  model (a few roundings of 0.2% compounded over the layers; d4, the deepest, is the worst); the
+  limits, 2.5% for logits and 3% for gradients, leave a 3x margin or more. The loss, a mean over
+  B*T positions, is much more precise than any one logit (measured <= 5e-5 relative; limit 1e-3),
+  and the 10 step losses stay within 4.1e-4 relative (limit 2e-3) because the fp32 master weights
+  carry the updates.
 */
 #define TESTING
 #include "train_gpt2.cu"
