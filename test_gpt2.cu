@@ -4,10 +4,10 @@ Checks the CUDA trainer (train_gpt2.cu) against a PyTorch reference dump
 16 gradient tensors of one batch, then the same batch layer by layer against the CPU trainer
 (train_gpt2.c, compiled in here in namespace cpu) on the same weights: every stored activation in
 forward order, then every parameter gradient in backward order, naming the first tensor that
-diverges (relative L2 error per tensor: FP32 1e-5, measured <= 1.1e-6; BF16 3e-2, measured <= 8.6e-3);
-then the losses of the reference's AdamW steps on that batch; then determinism: the same steps again
-from a fresh model give bit-identical losses, and train 3 steps -> save model + optimizer state ->
-reload -> train 3 steps gives the same bits as 6 straight steps.
+diverges (relative L2 error per tensor: FP32 1e-5, measured <= 1.1e-6; BF16 3e-2, measured
+<= 8.6e-3); then the losses of the reference's AdamW steps on that batch; then determinism: the same
+steps again from a fresh model give bit-identical losses, and train 3 steps -> save model +
+optimizer state -> reload -> train 3 steps gives the same bits as 6 straight steps.
 
   ./test_gpt2cu -e MODEL.bin -s DEBUG_STATE.bin
 
