@@ -333,10 +333,11 @@ emu_total=$(tail -1 "$WORK/cuda_emu.log" | awk '/passed,.*failed$/ {print $1 + $
 
 # ---------------------------------------------------------------------------------------------
 # 9. The CUDA trainer on the CPU emulation, beyond section 8's small-vocabulary check: the full
-#    GPT-2 vocabulary (d2), B=1 with an odd T and 3 heads, a corrupted reference that must fail,
+#    GPT-2 vocabulary (d2), B=1 with an odd T and 3 heads, d4 with clipping (bf16's worst case
+#    measured), a corrupted reference that must fail,
 #    train_gpt2cu's losses against PyTorch's (section 3's run), and bit-exact resume (section 4's).
 export OMP_WAIT_POLICY=passive # idle OpenMP threads would otherwise starve the emulation's workers
-for spec in "fp32|d2_b4_t64" "bf16|d2_b4_t64" "fp32|l3c96_b1_t37"; do
+for spec in "fp32|d2_b4_t64" "bf16|d2_b4_t64" "fp32|l3c96_b1_t37" "bf16|d4_b2_t19"; do
     IFS='|' read -r precision name <<<"$spec"
     if run "cu_${precision}_$name" ./build/cuda/emu-$precision/test_gpt2cu -e "$WORK/$name.bin" \
         -s "$WORK/${name}_state.bin" -o "$WORK/cu_work"; then
