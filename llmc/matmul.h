@@ -251,6 +251,34 @@ transpose_16x16_avx512(const float *src, size_t src_stride, float *dst, size_t d
 }
 #endif
 
+#ifdef __x86_64__
+// dst rows 0..7 (stride dst_stride) = columns 0..7 of the 8 x 8 block at src (stride src_stride).
+__attribute__((target("avx2"))) static inline void
+transpose_8x8_avx2(const float *src, size_t src_stride, float *dst, size_t dst_stride) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)i * src_stride);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4q + m] holds, in 128-bit lane L, column 4L + m of rows 4q .. 4q+3
+    for (int q = 0; q < 2; q++) {
+        __m256d lo0 = _mm256_castps_pd(t[4 * q]), lo1 = _mm256_castps_pd(t[4 * q + 2]);
+        __m256d hi0 = _mm256_castps_pd(t[4 * q + 1]), hi1 = _mm256_castps_pd(t[4 * q + 3]);
+        u[4 * q + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(lo0, lo1));
+        u[4 * q + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(lo0, lo1));
+        u[4 * q + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(hi0, hi1));
+        u[4 * q + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(hi0, hi1));
+    }
+    for (int m = 0; m < 4; m++) {
+        _mm256_storeu_ps(dst + (size_t)m * dst_stride,
+                         _mm256_permute2f128_ps(u[m], u[4 + m], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(4 + m) * dst_stride,
+                         _mm256_permute2f128_ps(u[m], u[4 + m], 0x31));
+    }
+}
+#endif
+
 // Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column panels, k-major inside a
 // panel (b_panel[k * NR + j]); columns past N are zero.
 static inline void sgemm_pack_b(float *dst, const float *b, size_t b_row, size_t b_col, int N,
@@ -270,6 +298,14 @@ static inline void sgemm_pack_b(float *dst, const float *b, size_t b_row, size_t
                     for (int j = 0; j < nr; j += 16) {
                         transpose_16x16_avx512(b + (size_t)(j0 + jr + j) * b_col + p0 + k, b_col,
                                                dst + (size_t)k * nr + j, (size_t)nr);
+                    }
+                }
+            } else if (valid == nr && nr % 8 == 0 && kernel.kernel == sgemm_kernel_avx2) {
+                k_done = kc / 8 * 8;
+                for (int k = 0; k < k_done; k += 8) {
+                    for (int j = 0; j < nr; j += 8) {
+                        transpose_8x8_avx2(b + (size_t)(j0 + jr + j) * b_col + p0 + k, b_col,
+                                           dst + (size_t)k * nr + j, (size_t)nr);
                     }
                 }
             }
