@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start: prepare tinyshakespeare, then train a small GPT-2 and sample from it.
-# Uses the CUDA trainer when there is a GPU and it is built (not in this version yet), else the CPU.
+# Uses the CUDA trainer (train_gpt2cu, bf16) when there is a GPU and nvcc to build it, else the CPU.
 # Extra arguments go to the trainer and override the defaults below, e.g.  -x 50 -e d2
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +10,18 @@ if [ ! -f "$DATA/tiny_shakespeare_train.bin" ] || [ ! -f "$DATA/gpt2_tokenizer.b
     bash dev/data/tinyshakespeare.sh # ./tokenizer prepare: GPT-2 BPE in C, no Python
 fi
 
-make --no-print-directory train_gpt2
 TRAINER=./train_gpt2
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-    echo "note: a GPU is present, but the CUDA trainer is not part of this version: training on the CPU"
+    if make --no-print-directory train_gpt2cu; then
+        TRAINER=./train_gpt2cu
+    else
+        echo "note: a GPU is present but train_gpt2cu did not build (nvcc?): training on the CPU"
+    fi
 fi
+if [ "$TRAINER" = ./train_gpt2 ]; then
+    make --no-print-directory train_gpt2
+fi
+echo "trainer: $TRAINER"
 
 OUT=out/quickstart
 rm -rf "$OUT"
