@@ -48,40 +48,62 @@ train_steps() {
     grep -o 'mean [0-9.]* ms/step' "$WORK/$name.log" | awk '{print $2}'
 }
 
-echo
-echo "== baseline trainer ($BASELINE)"
-base_ms=$(train_steps baseline "$BASE_DIR/train_gpt2")
-echo "mean step: $base_ms ms"
+# Shared virtual machines are noisy (neighbours come and go within seconds): ROUNDS rounds, each
+# running every contender once, interleaved; the summary uses each contender's median.
+ROUNDS=${ROUNDS:-3}
+have_torch=0
+"$TORCH_PYTHON" -c "import torch" >/dev/null 2>&1 && have_torch=1
+base_all=() cur_all=() torch_all=() fraction_all=() gflops_all=()
+for round in $(seq 1 "$ROUNDS"); do
+    echo
+    echo "== round $round/$ROUNDS"
+    base_all+=("$(train_steps baseline "$BASE_DIR/train_gpt2")")
+    cur_all+=("$(train_steps current "$ROOT/train_gpt2")")
+    ./build/bench_cpu -e "$MODEL" -b "$B" -t "$T" -n "$STEPS" >"$WORK/bench_cpu_$round.log"
+    result=$(grep '^RESULT' "$WORK/bench_cpu_$round.log")
+    fraction_all+=("$(echo "$result" | sed 's/.*matmul_fraction=\([0-9.]*\).*/\1/')")
+    gflops_all+=("$(echo "$result" | sed 's/.*matmul_gflops=\([0-9.]*\).*/\1/')")
+    line="baseline ${base_all[-1]} ms, current ${cur_all[-1]} ms, matmuls ${gflops_all[-1]} GFLOP/s ($result)"
+    if [ "$have_torch" = 1 ]; then
+        "$TORCH_PYTHON" bench/torch_step.py -e "$MODEL" -b "$B" -t "$T" -n "$STEPS" \
+            --threads "$THREADS" >"$WORK/torch_$round.log"
+        torch_all+=("$(grep '^RESULT' "$WORK/torch_$round.log" | sed 's/.*torch_step_ms=\([0-9.]*\).*/\1/')")
+        line="$line, PyTorch ${torch_all[-1]} ms"
+    fi
+    echo "$line"
+done
 
-echo
-echo "== current trainer"
-cur_ms=$(train_steps current "$ROOT/train_gpt2")
-echo "mean step: $cur_ms ms"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-echo
-echo "== bench_cpu (layer by layer)"
-./build/bench_cpu -e "$MODEL" -b "$B" -t "$T" -n "$STEPS" | tee "$WORK/bench_cpu.log"
-result=$(grep '^RESULT' "$WORK/bench_cpu.log")
-fraction=$(echo "$result" | sed 's/.*matmul_fraction=\([0-9.]*\).*/\1/')
-
-torch_ms=""
-echo
-if "$TORCH_PYTHON" -c "import torch" >/dev/null 2>&1; then
-    echo "== PyTorch (PyPI) step, same model, batch and threads"
-    "$TORCH_PYTHON" bench/torch_step.py -e "$MODEL" -b "$B" -t "$T" -n "$STEPS" --threads "$THREADS" |
-        tee "$WORK/torch.log"
-    torch_ms=$(grep '^RESULT' "$WORK/torch.log" | sed 's/.*torch_step_ms=\([0-9.]*\).*/\1/')
+# the layer table of the round whose matmul fraction is the median
+median_fraction=$(median "${fraction_all[@]}")
+for round in $(seq 1 "$ROUNDS"); do
+    if [ "${fraction_all[$((round - 1))]}" = "$median_fraction" ]; then
+        echo
+        echo "== bench_cpu, layer by layer (round $round: the median matmul fraction)"
+        cat "$WORK/bench_cpu_$round.log"
+        break
+    fi
+done
+if [ "$have_torch" = 1 ]; then
+    echo
+    echo "== PyTorch: $(grep '^RESULT' "$WORK/torch_1.log")"
 else
+    echo
     echo "== PyTorch: skipped ($TORCH_PYTHON has no torch; pip install torch into a venv and set TORCH_PYTHON)"
 fi
 
+base_ms=$(median "${base_all[@]}")
+cur_ms=$(median "${cur_all[@]}")
 echo
-echo "== summary ($MODEL B=$B T=$T, $THREADS threads)"
+echo "== summary ($MODEL B=$B T=$T, $THREADS threads, medians of $ROUNDS rounds)"
 printf 'baseline %s: %8.1f ms/step\n' "$BASELINE" "$base_ms"
 printf 'current:          %8.1f ms/step   %.2fx faster than the baseline\n' "$cur_ms" \
     "$(echo "$base_ms / $cur_ms" | bc -l)"
-if [ -n "$torch_ms" ]; then
+if [ "$have_torch" = 1 ]; then
+    torch_ms=$(median "${torch_all[@]}")
     printf 'PyTorch CPU:      %8.1f ms/step   current is %.2fx PyTorch speed\n' "$torch_ms" \
         "$(echo "$torch_ms / $cur_ms" | bc -l)"
 fi
-printf 'matmuls:          %.0f%% of the measured fp32 FMA peak\n' "$(echo "100 * $fraction" | bc -l)"
+printf 'matmuls:          %.0f%% of the measured fp32 FMA peak (rounds: %s)\n' \
+    "$(echo "100 * $median_fraction" | bc -l)" "${fraction_all[*]}"
