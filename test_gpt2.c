@@ -138,11 +138,7 @@ int main(int argc, char **argv) {
     Comparison c = compare(model.acts.logits, ref.logits, (size_t)B * T * V, (size_t)Vp, (size_t)V,
                            logits_tol, logits_tol);
     report("logits", c, model.acts.logits, ref.logits, (size_t)Vp, (size_t)V, logits_tol);
-    double loss_error = fabs((double)model.mean_loss - (double)ref.loss);
-    int loss_ok = loss_error <= loss_tol * fabs((double)ref.loss);
-    printf("  %-10s got %.7f want %.7f |diff| %.3e  %s\n", "loss", model.mean_loss, ref.loss,
-           loss_error, loss_ok ? "ok" : "FAIL");
-    if (!loss_ok) failures++;
+    if (!debug_state_check_loss(model.mean_loss, ref.loss, loss_tol)) failures++;
 
     gpt2_zero_grad(&model);
     gpt2_backward(&model, 1.0f);
@@ -188,11 +184,10 @@ int main(int argc, char **argv) {
         AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};
         for (int step = 0; step < ref.n_steps; step++) {
             gpt2_forward_masked(&model, ref.inputs, ref.targets, ref.target_mask, B, T);
-            double error = fabs((double)model.mean_loss - (double)ref.step_losses[step]);
-            int ok = error <= step_tol * fabs((double)ref.step_losses[step]);
-            printf("  step %2d: loss %.6f reference %.6f |diff| %.2e %s\n", step, model.mean_loss,
-                   ref.step_losses[step], error, ok ? "ok" : "FAIL");
-            if (!ok) failures++;
+            if (!debug_state_check_step_loss(step, model.mean_loss, ref.step_losses[step],
+                                             step_tol)) {
+                failures++;
+            }
             gpt2_zero_grad(&model);
             gpt2_backward(&model, 1.0f);
             float norm = gpt2_grad_norm(&model);

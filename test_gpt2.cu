@@ -375,11 +375,7 @@ int main(int argc, char **argv) {
     report("logits", c, logits, ref.logits, element_wise, logits_tol);
     free(logits_padded);
     free(logits);
-    double loss_error = fabs((double)model.mean_loss - (double)ref.loss);
-    int loss_ok = loss_error <= loss_tol * fabs((double)ref.loss);
-    printf("  %-10s got %.7f want %.7f |diff| %.3e  %s\n", "loss", model.mean_loss, ref.loss,
-           loss_error, loss_ok ? "ok" : "FAIL");
-    if (!loss_ok) failures++;
+    if (!debug_state_check_loss(model.mean_loss, ref.loss, loss_tol)) failures++;
 
     // backward: the 16 gradient tensors
     gpt2_zero_grad(&model);
@@ -416,11 +412,9 @@ int main(int argc, char **argv) {
         gpt2_build(&model, model_path, 0, B, T, 0, 0); // fresh weights (the backward above is done)
         for (int step = 0; step < n_steps; step++) {
             losses[step] = train_step(&model, &ref, &adamw, step + 1);
-            double error = fabs((double)losses[step] - (double)ref.step_losses[step]);
-            int ok = error <= step_tol * fabs((double)ref.step_losses[step]);
-            printf("  step %2d: loss %.6f reference %.6f |diff| %.2e %s\n", step, losses[step],
-                   ref.step_losses[step], error, ok ? "ok" : "FAIL");
-            if (!ok) failures++;
+            if (!debug_state_check_step_loss(step, losses[step], ref.step_losses[step], step_tol)) {
+                failures++;
+            }
         }
     }
 

@@ -28,6 +28,7 @@ run gives the same bits with any number of threads.
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
+#include "llmc/train_loop.h"
 #include "llmc/train_options.h"
 #include "llmc/utils.h"
 
@@ -791,12 +792,6 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
 // ----------------------------------------------------------------------------
 // Training
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int count_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -805,82 +800,51 @@ static int count_threads(void) {
 #endif
 }
 
-// Mean loss over up to max_batches validation batches from the start of the val data; with loss
-// masks, the mean over all their trained targets.
-static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
-    dataloader_reset(loader);
-    double sum = 0.0, masked_sum = 0.0;
-    long long masked_count = 0;
-    int batches = 0;
-    for (int i = 0; i < max_batches; i++) {
-        dataloader_next_batch(loader);
-        gpt2_forward_masked(model, loader->inputs, loader->targets, loader->target_mask, loader->B,
-                            loader->T);
-        sum += model->mean_loss;
-        masked_sum += model->loss_sum;
-        masked_count += model->num_targets;
-        batches++;
-        // stop after one pass over a small val set instead of wrapping around
-        if (loader->current_shard_idx == loader->num_shards - 1 &&
-            loader->current_sample_idx >= loader->shard_num_samples) {
-            break;
-        }
-    }
-    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
-    return (float)(sum / batches);
+// The model for llmc/train_loop.h: the callbacks behind a TrainModel.
+static BatchLoss batch_loss(const GPT2 *model) {
+    BatchLoss loss = {model->mean_loss, model->loss_sum, model->num_targets};
+    return loss;
 }
 
-// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
-static void sample_and_print(GPT2 *model, const Tokenizer *tokenizer, int eot_token, int num_tokens,
-                             int max_T, float temperature, int top_k, uint64_t *rng_state) {
-    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
-    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
-    float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
-    tokens[0] = eot_token;
-    Utf8Printer printer;
-    utf8_printer_init(&printer, stdout);
-    printf("generating:\n---\n");
-    for (int n = 1; n <= num_tokens; n++) {
-        // sliding window over the last max_T tokens
-        int start = n > max_T ? n - max_T : 0;
-        int length = n - start;
-        gpt2_forward(model, tokens + start, NULL, 1, length);
-        const float *logits = model->acts.logits + (size_t)(length - 1) * Vp;
-        int next = sample_token(logits, V, temperature, top_k, rng_state, work);
-        tokens[n] = next;
-        if (tokenizer != NULL) {
-            tokenizer_print_token(tokenizer, &printer, next);
-            fflush(stdout);
-        } else {
-            printf("%d ", next);
-        }
-    }
-    utf8_printer_flush(&printer);
-    printf("\n---\n");
-    free(tokens);
-    free(work);
+static BatchLoss train_forward(void *model, const int *inputs, const int *targets,
+                               const unsigned char *target_mask, int B, int T) {
+    gpt2_forward_masked((GPT2 *)model, inputs, targets, target_mask, B, T);
+    return batch_loss((GPT2 *)model);
 }
 
-static void save_checkpoint(const char *dir, int step, GPT2 *model, const DataLoader *loader,
+static BatchLoss train_forward_backward(void *model, const int *inputs, const int *targets,
+                                        const unsigned char *target_mask, int B, int T,
+                                        float normaliser, float loss_scale) {
+    GPT2 *gpt2 = (GPT2 *)model;
+    if (target_mask != NULL) {
+        gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T);
+        gpt2_backward_normalised(gpt2, normaliser);
+    } else {
+        gpt2_forward(gpt2, inputs, targets, B, T);
+        gpt2_backward(gpt2, loss_scale);
+    }
+    return batch_loss(gpt2);
+}
+
+static const float *train_last_logits(void *model, const int *tokens, int length, float *scratch) {
+    (void)scratch; // the CPU logits are already on the host
+    GPT2 *gpt2 = (GPT2 *)model;
+    gpt2_forward(gpt2, tokens, NULL, 1, length);
+    return gpt2->acts.logits + (size_t)(length - 1) * gpt2->config.padded_vocab_size;
+}
+
+static void save_checkpoint(void *model, const char *dir, int step, const DataLoader *loader,
                             uint64_t rng_state) {
+    GPT2 *gpt2 = (GPT2 *)model;
     char path[4096];
     checkpoint_path(path, sizeof(path), dir, "model", step);
-    model_write(path, &model->config, model->params_memory, MODEL_VERSION_FP32);
-    if (model->m_memory == NULL) { // a checkpoint before the first update: zero moments
-        model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
-        model->v_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW v");
+    model_write(path, &gpt2->config, gpt2->params_memory, MODEL_VERSION_FP32);
+    if (gpt2->m_memory == NULL) { // a checkpoint before the first update: zero moments
+        gpt2->m_memory = (float *)calloc_check(gpt2->num_parameters, sizeof(float), "AdamW m");
+        gpt2->v_memory = (float *)calloc_check(gpt2->num_parameters, sizeof(float), "AdamW v");
     }
-    TrainState state = {.num_processes = 1,
-                        .process_rank = 0,
-                        .use_master_weights = 0,
-                        .step = step,
-                        .rng_state = rng_state,
-                        .rng_state_last_update = rng_state,
-                        .num_parameters = model->num_parameters};
-    state_path(path, sizeof(path), dir, step, 0);
-    state_write(path, &state, model->m_memory, model->v_memory, NULL, loader);
-    checkpoint_mark_done(dir, step);
-    printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
+    checkpoint_write_state(dir, step, gpt2->num_parameters, gpt2->m_memory, gpt2->v_memory, NULL,
+                           loader, rng_state);
 }
 
 int main(int argc, char **argv) {
@@ -902,12 +866,10 @@ int main(int argc, char **argv) {
     ScheduleType schedule = opt.schedule;
     int B = opt.B, T = opt.T, total_batch_size = opt.total_batch_size, max_steps = opt.max_steps;
     int warmup_steps = opt.warmup_steps, val_every = opt.val_every;
-    int val_max_batches = opt.val_max_batches, sample_every = opt.sample_every;
-    int gen_tokens = opt.gen_tokens, checkpoint_every = opt.checkpoint_every, seed = opt.seed;
-    int shuffle = opt.shuffle, top_k = opt.top_k, grad_accum_steps = opt.grad_accum_steps;
+    int seed = opt.seed, shuffle = opt.shuffle, grad_accum_steps = opt.grad_accum_steps;
     float learning_rate = opt.learning_rate, final_lr_fraction = opt.final_lr_fraction;
     float weight_decay = opt.weight_decay, grad_clip = opt.grad_clip, beta1 = opt.beta1;
-    float beta2 = opt.beta2, eps = opt.eps, temperature = opt.temperature;
+    float beta2 = opt.beta2, eps = opt.eps;
 
     GPT2 model;
     gpt2_build(&model, model_spec, (uint32_t)seed);
@@ -935,38 +897,18 @@ int main(int argc, char **argv) {
     }
     if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, grad_accum_steps);
     Tokenizer tokenizer;
-    int have_tokenizer = tokenizer_path[0] != '\0' && file_exists(tokenizer_path);
-    if (have_tokenizer) {
-        tokenizer_init(&tokenizer, tokenizer_path);
-        if (tokenizer.vocab_size != model.config.vocab_size) {
-            printf("note: tokenizer has V=%d, model V=%d: samples print as ids\n",
-                   tokenizer.vocab_size, model.config.vocab_size);
-            tokenizer_free(&tokenizer);
-            have_tokenizer = 0;
-        }
-    }
-    int eot_token = have_tokenizer ? tokenizer.eot_token : 50256;
-    if (eot_token >= model.config.vocab_size) eot_token = model.config.vocab_size - 1;
+    int eot_token;
+    int have_tokenizer =
+        train_load_tokenizer(&tokenizer, tokenizer_path, model.config.vocab_size, &eot_token);
 
     gpt2_allocate_activations(&model, B, T);
     uint64_t rng_state = 1337;
     if (start_step > 0) {
-        char path[4096];
-        state_path(path, sizeof(path), output_dir, start_step, 0);
         model.m_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW m");
         model.v_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW v");
-        TrainState state;
-        state_read(path, &state, model.num_parameters, model.m_memory, model.v_memory, NULL,
-                   &train_loader);
-        if (state.num_processes != 1) {
-            fatal("%s: written by %d processes (header[2]); this CPU trainer runs one", path,
-                  state.num_processes);
-        }
-        if (state.step != start_step) {
-            fatal("%s: step %d in header[10] does not match the file name (step %d)", path,
-                  state.step, start_step);
-        }
-        rng_state = state.rng_state;
+        rng_state = checkpoint_read_state(output_dir, start_step, model.num_parameters,
+                                          model.m_memory, model.v_memory, NULL, &train_loader)
+                        .rng_state;
         printf("resume: from step %d of %s\n", start_step, output_dir);
     }
     if (start_step >= max_steps) {
@@ -983,56 +925,23 @@ int main(int argc, char **argv) {
            train_loader.num_shards, train_pattern, B, T, tokens_per_step, grad_accum_steps,
            max_steps, count_threads());
 
-    double train_seconds = 0.0;
-    int timed_steps = 0;
+    TrainModel train_model = {
+        &model,         model.config.vocab_size, model.config.padded_vocab_size,
+        train_forward,  train_forward_backward,  train_last_logits,
+        save_checkpoint};
+    StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
-        int last_step = step == max_steps;
-        // checkpoint first, so a resumed run repeats validation and sampling exactly
-        if (output_dir[0] != '\0' && step > start_step &&
-            ((checkpoint_every > 0 && step % checkpoint_every == 0) || last_step)) {
-            save_checkpoint(output_dir, step, &model, &train_loader, rng_state);
-        }
-        if (have_val && (step % val_every == 0 || last_step)) {
-            float val_loss = evaluate(&model, &val_loader, val_max_batches);
-            printf("step %d: val loss %.6f\n", step, val_loss);
-            logger_log_val(&logger, step, val_loss);
-        }
-        if (gen_tokens > 0 && sample_every > 0 &&
-            ((step > 0 && step % sample_every == 0) || last_step)) {
-            sample_and_print(&model, have_tokenizer ? &tokenizer : NULL, eot_token, gen_tokens, T,
-                             temperature, top_k, &rng_state);
-        }
-        if (last_step) break;
+        train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
+                                         &train_loader, have_val ? &val_loader : NULL,
+                                         have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
+                                         &logger);
+        if (step == max_steps) break;
 
         double start = now_seconds();
         gpt2_zero_grad(&model);
-        double loss_sum = 0.0;
-        float loss;
-        int skip_update = 0;
-        if (train_loader.has_masks) {
-            // every trained target of the step weighs 1/total, whichever micro-batch holds it
-            step_batches_load(&step_batches, &train_loader);
-            long long total = step_batches.total_targets;
-            size_t BT = (size_t)B * T;
-            for (int micro = 0; micro < grad_accum_steps; micro++) {
-                if (step_batches.num_targets[micro] == 0) continue; // contributes nothing
-                gpt2_forward_masked(&model, step_batches.inputs + micro * BT,
-                                    step_batches.targets + micro * BT,
-                                    step_batches.target_mask + micro * BT, B, T);
-                gpt2_backward_normalised(&model, (float)total);
-                loss_sum += model.loss_sum;
-            }
-            loss = total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
-            skip_update = total == 0;
-        } else {
-            for (int micro = 0; micro < grad_accum_steps; micro++) {
-                dataloader_next_batch(&train_loader);
-                gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T);
-                gpt2_backward(&model, 1.0f / (float)grad_accum_steps);
-                loss_sum += model.mean_loss;
-            }
-            loss = (float)(loss_sum / grad_accum_steps);
-        }
+        int skip_update;
+        float loss = train_accumulate(&train_model, &train_loader, &step_batches, grad_accum_steps,
+                                      &skip_update);
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
@@ -1042,23 +951,10 @@ int main(int argc, char **argv) {
         } else {
             gpt2_update(&model, &adamw, step + 1, grad_scale);
         }
-        double elapsed = now_seconds() - start;
-        if (step > start_step) { // the first step includes allocation: leave it out of the ETA
-            train_seconds += elapsed;
-            timed_steps++;
-        }
-        double mean_step = timed_steps > 0 ? train_seconds / timed_steps : elapsed;
-        char eta[32];
-        format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
-        printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s\n",
-               step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_step / elapsed, eta);
-        fflush(stdout);
-        logger_log_train(&logger, step, loss, lr, norm);
+        train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm,
+                          now_seconds() - start, tokens_per_step, "");
     }
-    if (timed_steps > 0) {
-        printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timed_steps + 1,
-               1e3 * train_seconds / timed_steps, tokens_per_step * timed_steps / train_seconds);
-    }
+    train_report_done(&timer, tokens_per_step);
 
     logger_free(&logger);
     step_batches_free(&step_batches);

@@ -34,6 +34,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
+#include "llmc/train_loop.h"
 #include "llmc/train_options.h"
 #include "llmc/utils.h"
 
@@ -539,12 +540,6 @@ static void gpt2_save(const GPT2 *model, const char *path) {
 // ----------------------------------------------------------------------------
 // Training
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Dense bf16 tensor-core peak (FLOP/s) for devices we know, else 0 (MFU is then not printed).
 static double device_bf16_peak(const char *name) {
     if (strstr(name, "H100") != NULL || strstr(name, "H200") != NULL || strstr(name, "GH200")) {
@@ -557,117 +552,73 @@ static double device_bf16_peak(const char *name) {
     return 0.0;
 }
 
-// Mean loss over up to max_batches validation batches from the start of the val data.
-static float evaluate(GPT2 *model, DataLoader *loader, int max_batches) {
-    dataloader_reset(loader);
-    double sum = 0.0, masked_sum = 0.0;
-    long long masked_count = 0;
-    int batches = 0;
-    for (int i = 0; i < max_batches; i++) {
-        dataloader_next_batch(loader);
-        gpt2_forward_masked(model, loader->inputs, loader->targets, loader->target_mask, loader->B,
-                            loader->T, 0, 1.0f);
-        sum += model->mean_loss;
-        masked_sum += model->loss_sum;
-        masked_count += model->num_targets;
-        batches++;
-        if (loader->current_shard_idx == loader->num_shards - 1 &&
-            loader->current_sample_idx >= loader->shard_num_samples) {
-            break;
-        }
-    }
-    // with loss masks: the mean over all trained targets of the batches (as train_gpt2.c)
-    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
-    return (float)(sum / batches);
+// The model for llmc/train_loop.h: the callbacks behind a TrainModel.
+static BatchLoss batch_loss(const GPT2 *model) {
+    BatchLoss loss = {model->mean_loss, model->loss_sum, model->num_targets};
+    return loss;
 }
 
-// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
-static void sample_and_print(GPT2 *model, const Tokenizer *tokenizer, int eot_token, int num_tokens,
-                             int max_T, float temperature, int top_k, uint64_t *rng_state) {
-    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
-    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
-    float *logits = (float *)malloc_check((size_t)Vp * sizeof(float), "sample logits");
-    float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
-    tokens[0] = eot_token;
-    Utf8Printer printer;
-    utf8_printer_init(&printer, stdout);
-    printf("generating:\n---\n");
-    for (int n = 1; n <= num_tokens; n++) {
-        int start = n > max_T ? n - max_T : 0;
-        int length = n - start;
-        gpt2_forward(model, tokens + start, NULL, 1, length, 0, 1.0f);
-        cuda_check(cudaMemcpy(model->logits_row_host,
-                              model->acts.logits + (size_t)(length - 1) * Vp,
-                              (size_t)Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
-        floatX_to_floats(logits, model->logits_row_host, (size_t)Vp);
-        int next = sample_token(logits, V, temperature, top_k, rng_state, work);
-        tokens[n] = next;
-        if (tokenizer != NULL) {
-            tokenizer_print_token(tokenizer, &printer, next);
-            fflush(stdout);
-        } else {
-            printf("%d ", next);
-        }
-    }
-    utf8_printer_flush(&printer);
-    printf("\n---\n");
-    free(tokens);
-    free(logits);
-    free(work);
+static BatchLoss train_forward(void *model, const int *inputs, const int *targets,
+                               const unsigned char *target_mask, int B, int T) {
+    gpt2_forward_masked((GPT2 *)model, inputs, targets, target_mask, B, T, 0, 1.0f);
+    return batch_loss((GPT2 *)model);
 }
 
-static void save_checkpoint(const char *dir, int step, GPT2 *model, const DataLoader *loader,
+static BatchLoss train_forward_backward(void *model, const int *inputs, const int *targets,
+                                        const unsigned char *target_mask, int B, int T,
+                                        float normaliser, float loss_scale) {
+    GPT2 *gpt2 = (GPT2 *)model;
+    if (target_mask != NULL) {
+        gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T, 1, normaliser);
+        gpt2_backward_normalised(gpt2, normaliser);
+    } else {
+        gpt2_forward(gpt2, inputs, targets, B, T, 1, loss_scale);
+        gpt2_backward(gpt2, loss_scale);
+    }
+    return batch_loss(gpt2);
+}
+
+static const float *train_last_logits(void *model, const int *tokens, int length, float *scratch) {
+    GPT2 *gpt2 = (GPT2 *)model;
+    size_t Vp = (size_t)gpt2->config.padded_vocab_size;
+    gpt2_forward(gpt2, tokens, NULL, 1, length, 0, 1.0f);
+    cuda_check(cudaMemcpy(gpt2->logits_row_host, gpt2->acts.logits + (size_t)(length - 1) * Vp,
+                          Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
+    floatX_to_floats(scratch, gpt2->logits_row_host, Vp);
+    return scratch;
+}
+
+static void save_checkpoint(void *model, const char *dir, int step, const DataLoader *loader,
                             uint64_t rng_state) {
+    GPT2 *gpt2 = (GPT2 *)model;
     char path[4096];
     checkpoint_path(path, sizeof(path), dir, "model", step);
-    gpt2_save(model, path);
-    size_t n = model->num_parameters;
+    gpt2_save(gpt2, path);
+    size_t n = gpt2->num_parameters;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = NULL;
-    cuda_check(cudaMemcpy(m, model->m_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
-    cuda_check(cudaMemcpy(v, model->v_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
-    if (model->master_memory != NULL) {
+    cuda_check(cudaMemcpy(m, gpt2->m_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+    cuda_check(cudaMemcpy(v, gpt2->v_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+    if (gpt2->master_memory != NULL) {
         master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
         cuda_check(
-            cudaMemcpy(master, model->master_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
+            cudaMemcpy(master, gpt2->master_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
     }
-    TrainState state;
-    memset(&state, 0, sizeof(state));
-    state.num_processes = 1;
-    state.process_rank = 0;
-    state.use_master_weights = master != NULL;
-    state.step = step;
-    state.rng_state = rng_state;
-    state.rng_state_last_update = rng_state;
-    state.num_parameters = n;
-    state_path(path, sizeof(path), dir, step, 0);
-    state_write(path, &state, m, v, master, loader);
-    checkpoint_mark_done(dir, step);
+    checkpoint_write_state(dir, step, n, m, v, master, loader, rng_state);
     free(m);
     free(v);
     free(master);
-    printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
 }
 
-// Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file.
+// Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file;
+// returns the sampler's rng state.
 static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *loader) {
-    char path[4096];
-    state_path(path, sizeof(path), dir, step, 0);
     size_t n = model->num_parameters;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
-    TrainState state;
-    state_read(path, &state, n, m, v, master, loader);
-    if (state.num_processes != 1) {
-        fatal("%s: written by %d processes (header[2]); this trainer runs one", path,
-              state.num_processes);
-    }
-    if (state.step != step) {
-        fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
-              step);
-    }
+    TrainState state = checkpoint_read_state(dir, step, n, m, v, master, loader);
     cuda_check(cudaMemcpy(model->m_memory, m, n * sizeof(float), cudaMemcpyHostToDevice));
     cuda_check(cudaMemcpy(model->v_memory, v, n * sizeof(float), cudaMemcpyHostToDevice));
     // without master weights in the file (FP32 runs, CPU trainer) the model file's are exact
@@ -739,18 +690,9 @@ int main(int argc, char **argv) {
     int max_steps = opt.max_steps;
     if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
     Tokenizer tokenizer;
-    int have_tokenizer = opt.tokenizer_path[0] != '\0' && file_exists(opt.tokenizer_path);
-    if (have_tokenizer) {
-        tokenizer_init(&tokenizer, opt.tokenizer_path);
-        if (tokenizer.vocab_size != model.config.vocab_size) {
-            printf("note: tokenizer has V=%d, model V=%d: samples print as ids\n",
-                   tokenizer.vocab_size, model.config.vocab_size);
-            tokenizer_free(&tokenizer);
-            have_tokenizer = 0;
-        }
-    }
-    int eot_token = have_tokenizer ? tokenizer.eot_token : 50256;
-    if (eot_token >= model.config.vocab_size) eot_token = model.config.vocab_size - 1;
+    int eot_token;
+    int have_tokenizer =
+        train_load_tokenizer(&tokenizer, opt.tokenizer_path, model.config.vocab_size, &eot_token);
 
     uint64_t rng_state = 1337;
     if (start_step > 0) {
@@ -776,57 +718,23 @@ int main(int argc, char **argv) {
            train_loader.num_shards, opt.train_pattern, B, T, tokens_per_step, opt.grad_accum_steps,
            max_steps);
 
-    double train_seconds = 0.0;
-    int timed_steps = 0;
+    TrainModel train_model = {
+        &model,         model.config.vocab_size, model.config.padded_vocab_size,
+        train_forward,  train_forward_backward,  train_last_logits,
+        save_checkpoint};
+    StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
-        int last_step = step == max_steps;
-        if (opt.output_dir[0] != '\0' && step > start_step &&
-            ((opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0) || last_step)) {
-            save_checkpoint(opt.output_dir, step, &model, &train_loader, rng_state);
-        }
-        if (have_val && (step % opt.val_every == 0 || last_step)) {
-            float val_loss = evaluate(&model, &val_loader, opt.val_max_batches);
-            printf("step %d: val loss %.6f\n", step, val_loss);
-            logger_log_val(&logger, step, val_loss);
-        }
-        if (opt.gen_tokens > 0 && opt.sample_every > 0 &&
-            ((step > 0 && step % opt.sample_every == 0) || last_step)) {
-            sample_and_print(&model, have_tokenizer ? &tokenizer : NULL, eot_token, opt.gen_tokens,
-                             T, opt.temperature, opt.top_k, &rng_state);
-        }
-        if (last_step) break;
+        train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
+                                         &train_loader, have_val ? &val_loader : NULL,
+                                         have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
+                                         &logger);
+        if (step == max_steps) break;
 
         double start = now_seconds();
         gpt2_zero_grad(&model);
-        double loss_sum = 0.0;
-        float loss;
-        int skip_update = 0;
-        if (train_loader.has_masks) {
-            // every trained target of the step weighs 1/total, whichever micro-batch holds it
-            step_batches_load(&step_batches, &train_loader);
-            long long total = step_batches.total_targets;
-            size_t BT = (size_t)B * T;
-            for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
-                if (step_batches.num_targets[micro] == 0) continue; // contributes nothing
-                gpt2_forward_masked(&model, step_batches.inputs + micro * BT,
-                                    step_batches.targets + micro * BT,
-                                    step_batches.target_mask + micro * BT, B, T, 1, (float)total);
-                gpt2_backward_normalised(&model, (float)total);
-                loss_sum += model.loss_sum;
-            }
-            loss = total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
-            skip_update = total == 0;
-        } else {
-            float loss_scale = 1.0f / (float)opt.grad_accum_steps;
-            for (int micro = 0; micro < opt.grad_accum_steps; micro++) {
-                dataloader_next_batch(&train_loader);
-                gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T, 1,
-                             loss_scale);
-                gpt2_backward(&model, loss_scale);
-                loss_sum += model.mean_loss;
-            }
-            loss = (float)(loss_sum / opt.grad_accum_steps);
-        }
+        int skip_update;
+        float loss = train_accumulate(&train_model, &train_loader, &step_batches,
+                                      opt.grad_accum_steps, &skip_update);
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
@@ -838,27 +746,15 @@ int main(int argc, char **argv) {
         }
         cuda_check(cudaDeviceSynchronize());
         double elapsed = now_seconds() - start;
-        if (step > start_step) { // the first step includes warm-up: leave it out of the ETA
-            train_seconds += elapsed;
-            timed_steps++;
-        }
-        double mean_step = timed_steps > 0 ? train_seconds / timed_steps : elapsed;
-        char eta[32], mfu[32] = "";
-        format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
-        double tokens_per_second = tokens_per_step / elapsed;
+        char mfu[32] = "";
         if (peak_flops > 0.0) {
             snprintf(mfu, sizeof(mfu), " | MFU %.1f%%",
-                     100.0 * tokens_per_second * flops_per_token / peak_flops);
+                     100.0 * (tokens_per_step / elapsed) * flops_per_token / peak_flops);
         }
-        printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s%s\n",
-               step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_second, eta, mfu);
-        fflush(stdout);
-        logger_log_train(&logger, step, loss, lr, norm);
+        train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm, elapsed,
+                          tokens_per_step, mfu);
     }
-    if (timed_steps > 0) {
-        printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timed_steps + 1,
-               1e3 * train_seconds / timed_steps, tokens_per_step * timed_steps / train_seconds);
-    }
+    train_report_done(&timer, tokens_per_step);
     // everything is allocated up front, so the memory in use now is the run's peak
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));

@@ -201,4 +201,46 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
     atomic_commit(&out);
 }
 
+// A one-process trainer's state file for step (AdamW moments, master weights when not NULL, the
+// loader's position, the sampler's rng), then the DONE marker that completes the checkpoint. The
+// trainer writes the model file first.
+static inline void checkpoint_write_state(const char *dir, int step, size_t num_parameters,
+                                          const float *m, const float *v, const float *master,
+                                          const DataLoader *loader, uint64_t rng_state) {
+    TrainState state;
+    memset(&state, 0, sizeof(state));
+    state.num_processes = 1;
+    state.process_rank = 0;
+    state.use_master_weights = master != NULL;
+    state.step = step;
+    state.rng_state = rng_state;
+    state.rng_state_last_update = rng_state;
+    state.num_parameters = num_parameters;
+    char path[4096];
+    state_path(path, sizeof(path), dir, step, 0);
+    state_write(path, &state, m, v, master, loader);
+    checkpoint_mark_done(dir, step);
+    printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
+}
+
+// Reads the state file of step for a one-process trainer into m, v (and master, when not NULL
+// and the file has master weights: see the result's use_master_weights) and positions the loader.
+static inline TrainState checkpoint_read_state(const char *dir, int step, size_t num_parameters,
+                                               float *m, float *v, float *master,
+                                               DataLoader *loader) {
+    char path[4096];
+    state_path(path, sizeof(path), dir, step, 0);
+    TrainState state;
+    state_read(path, &state, num_parameters, m, v, master, loader);
+    if (state.num_processes != 1) {
+        fatal("%s: written by %d processes (header[2]); this trainer runs one", path,
+              state.num_processes);
+    }
+    if (state.step != step) {
+        fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
+              step);
+    }
+    return state;
+}
+
 #endif // LLMC_CHECKPOINT_H

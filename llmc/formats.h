@@ -4,6 +4,7 @@
 #ifndef LLMC_FORMATS_H
 #define LLMC_FORMATS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -231,6 +232,25 @@ static inline void debug_state_free(DebugState *state) {
     free(state->grads);
     free(state->step_losses);
     free(state->target_mask);
+}
+
+// The tests' check of a loss against the reference's (relative tolerance): prints its line and
+// returns 1 when it is within.
+static inline int debug_state_check_loss(float got, float want, double rel_tol) {
+    double error = fabs((double)got - (double)want);
+    int ok = error <= rel_tol * fabs((double)want);
+    printf("  %-10s got %.7f want %.7f |diff| %.3e  %s\n", "loss", got, want, error,
+           ok ? "ok" : "FAIL");
+    return ok;
+}
+
+// The same for the loss before AdamW step `step` (0-based) of the reference's steps.
+static inline int debug_state_check_step_loss(int step, float got, float want, double rel_tol) {
+    double error = fabs((double)got - (double)want);
+    int ok = error <= rel_tol * fabs((double)want);
+    printf("  step %2d: loss %.6f reference %.6f |diff| %.2e %s\n", step, got, want, error,
+           ok ? "ok" : "FAIL");
+    return ok;
 }
 
 #endif // LLMC_FORMATS_H

@@ -1,0 +1,222 @@
+// The parts of a training run that do not depend on where the model runs, shared by train_gpt2.c
+// (CPU, fp32) and train_gpt2.cu (GPU): the micro-batches of a step, validation, sampling, the
+// checkpoint / validation / sample cadence and the progress lines. A trainer describes its model
+// with a TrainModel: the model as void * and callbacks for what differs (forward, backward,
+// logits, checkpoint files).
+#ifndef LLMC_TRAIN_LOOP_H
+#define LLMC_TRAIN_LOOP_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "dataloader.h"
+#include "logger.h"
+#include "sampler.h"
+#include "tokenizer.h"
+#include "train_options.h"
+#include "utils.h"
+
+// The losses of one forward.
+typedef struct {
+    float mean_loss; // over its trained targets
+    double loss_sum; // sum of the trained targets' losses
+    int num_targets; // trained targets (B*T without a mask)
+} BatchLoss;
+
+typedef struct {
+    void *model;
+    int vocab_size, padded_vocab_size; // V, Vp
+    // forward only (validation); target_mask may be NULL
+    BatchLoss (*forward)(void *model, const int *inputs, const int *targets,
+                         const unsigned char *target_mask, int B, int T);
+    // forward and backward of a training micro-batch, gradients accumulating. With a mask the
+    // loss is the trained targets' sum / normaliser (the step's trained target count); without,
+    // the batch's mean loss times loss_scale (1/grad_accum_steps).
+    BatchLoss (*forward_backward)(void *model, const int *inputs, const int *targets,
+                                  const unsigned char *target_mask, int B, int T, float normaliser,
+                                  float loss_scale);
+    // the host logits (Vp floats) of the last position after a forward of tokens[0..length);
+    // scratch (Vp floats) may hold them
+    const float *(*last_logits)(void *model, const int *tokens, int length, float *scratch);
+    // writes the model and state files of step and its DONE marker (see llmc/checkpoint.h)
+    void (*save_checkpoint)(void *model, const char *dir, int step, const DataLoader *loader,
+                            uint64_t rng_state);
+} TrainModel;
+
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Forward and backward over the grad_accum_steps micro-batches of one optimizer step; returns the
+// step's loss. With loss masks every trained target of the step weighs 1/total, whichever
+// micro-batch holds it, and *skip_update says that the step has none.
+static inline float train_accumulate(const TrainModel *m, DataLoader *loader, StepBatches *batches,
+                                     int grad_accum_steps, int *skip_update) {
+    int B = loader->B, T = loader->T;
+    double loss_sum = 0.0;
+    *skip_update = 0;
+    if (loader->has_masks) {
+        step_batches_load(batches, loader);
+        long long total = batches->total_targets;
+        size_t BT = (size_t)B * T;
+        for (int micro = 0; micro < grad_accum_steps; micro++) {
+            if (batches->num_targets[micro] == 0) continue; // contributes nothing
+            BatchLoss loss = m->forward_backward(
+                m->model, batches->inputs + micro * BT, batches->targets + micro * BT,
+                batches->target_mask + micro * BT, B, T, (float)total, 1.0f);
+            loss_sum += loss.loss_sum;
+        }
+        *skip_update = total == 0;
+        return total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
+    }
+    float loss_scale = 1.0f / (float)grad_accum_steps;
+    for (int micro = 0; micro < grad_accum_steps; micro++) {
+        dataloader_next_batch(loader);
+        BatchLoss loss = m->forward_backward(m->model, loader->inputs, loader->targets, NULL, B, T,
+                                             0.0f, loss_scale);
+        loss_sum += loss.mean_loss;
+    }
+    return (float)(loss_sum / grad_accum_steps);
+}
+
+// Mean loss over up to max_batches validation batches from the start of the val data; with loss
+// masks, the mean over all their trained targets.
+static inline float evaluate(const TrainModel *m, DataLoader *loader, int max_batches) {
+    dataloader_reset(loader);
+    double sum = 0.0, masked_sum = 0.0;
+    long long masked_count = 0;
+    int batches = 0;
+    for (int i = 0; i < max_batches; i++) {
+        dataloader_next_batch(loader);
+        BatchLoss loss = m->forward(m->model, loader->inputs, loader->targets, loader->target_mask,
+                                    loader->B, loader->T);
+        sum += loss.mean_loss;
+        masked_sum += loss.loss_sum;
+        masked_count += loss.num_targets;
+        batches++;
+        // stop after one pass over a small val set instead of wrapping around
+        if (loader->current_shard_idx == loader->num_shards - 1 &&
+            loader->current_sample_idx >= loader->shard_num_samples) {
+            break;
+        }
+    }
+    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
+    return (float)(sum / batches);
+}
+
+// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
+static inline void sample_and_print(const TrainModel *m, const Tokenizer *tokenizer, int eot_token,
+                                    int num_tokens, int max_T, float temperature, int top_k,
+                                    uint64_t *rng_state) {
+    int V = m->vocab_size, Vp = m->padded_vocab_size;
+    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
+    float *scratch = (float *)malloc_check((size_t)Vp * sizeof(float), "sample logits");
+    float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
+    tokens[0] = eot_token;
+    Utf8Printer printer;
+    utf8_printer_init(&printer, stdout);
+    printf("generating:\n---\n");
+    for (int n = 1; n <= num_tokens; n++) {
+        // sliding window over the last max_T tokens
+        int start = n > max_T ? n - max_T : 0;
+        const float *logits = m->last_logits(m->model, tokens + start, n - start, scratch);
+        int next = sample_token(logits, V, temperature, top_k, rng_state, work);
+        tokens[n] = next;
+        if (tokenizer != NULL) {
+            tokenizer_print_token(tokenizer, &printer, next);
+            fflush(stdout);
+        } else {
+            printf("%d ", next);
+        }
+    }
+    utf8_printer_flush(&printer);
+    printf("\n---\n");
+    free(tokens);
+    free(scratch);
+    free(work);
+}
+
+// The tokenizer for samples, when -z names one whose vocabulary is the model's; else samples
+// print as ids. Returns whether it is loaded; *eot_token is the token samples start from.
+static inline int train_load_tokenizer(Tokenizer *tokenizer, const char *path, int vocab_size,
+                                       int *eot_token) {
+    int have_tokenizer = path[0] != '\0' && file_exists(path);
+    if (have_tokenizer) {
+        tokenizer_init(tokenizer, path);
+        if (tokenizer->vocab_size != vocab_size) {
+            printf("note: tokenizer has V=%d, model V=%d: samples print as ids\n",
+                   tokenizer->vocab_size, vocab_size);
+            tokenizer_free(tokenizer);
+            have_tokenizer = 0;
+        }
+    }
+    *eot_token = have_tokenizer ? tokenizer->eot_token : 50256;
+    if (*eot_token >= vocab_size) *eot_token = vocab_size - 1;
+    return have_tokenizer;
+}
+
+// What runs before training step `step` (and once after the last): a checkpoint, validation on
+// val_loader (NULL: none) and a sample, each at its cadence. The checkpoint comes first, so a
+// resumed run repeats validation and sampling exactly.
+static inline void train_checkpoint_validate_sample(const TrainModel *m, const TrainOptions *opt,
+                                                    int step, int start_step, int max_steps,
+                                                    const DataLoader *train_loader,
+                                                    DataLoader *val_loader,
+                                                    const Tokenizer *tokenizer, int eot_token,
+                                                    uint64_t *rng_state, Logger *logger) {
+    int last_step = step == max_steps;
+    if (opt->output_dir[0] != '\0' && step > start_step &&
+        ((opt->checkpoint_every > 0 && step % opt->checkpoint_every == 0) || last_step)) {
+        m->save_checkpoint(m->model, opt->output_dir, step, train_loader, *rng_state);
+    }
+    if (val_loader != NULL && (step % opt->val_every == 0 || last_step)) {
+        float val_loss = evaluate(m, val_loader, opt->val_max_batches);
+        printf("step %d: val loss %.6f\n", step, val_loss);
+        logger_log_val(logger, step, val_loss);
+    }
+    if (opt->gen_tokens > 0 && opt->sample_every > 0 &&
+        ((step > 0 && step % opt->sample_every == 0) || last_step)) {
+        sample_and_print(m, tokenizer, eot_token, opt->gen_tokens, opt->T, opt->temperature,
+                         opt->top_k, rng_state);
+    }
+}
+
+// Step times for the ETA and the summary; the first step of a run (allocation, warm-up) is left
+// out.
+typedef struct {
+    double train_seconds;
+    int timed_steps;
+} StepTimer;
+
+// The progress line of step (0-based) that took elapsed seconds, and its main.log line; suffix
+// ends the line ("" or the trainer's own fields).
+static inline void train_report_step(StepTimer *timer, Logger *logger, int step, int start_step,
+                                     int max_steps, float loss, float lr, float norm,
+                                     double elapsed, int tokens_per_step, const char *suffix) {
+    if (step > start_step) {
+        timer->train_seconds += elapsed;
+        timer->timed_steps++;
+    }
+    double mean_step = timer->timed_steps > 0 ? timer->train_seconds / timer->timed_steps : elapsed;
+    char eta[32];
+    format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
+    printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s%s\n",
+           step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_step / elapsed, eta,
+           suffix);
+    fflush(stdout);
+    logger_log_train(logger, step, loss, lr, norm);
+}
+
+static inline void train_report_done(const StepTimer *timer, int tokens_per_step) {
+    if (timer->timed_steps > 0) {
+        printf("done: %d steps, mean %.1f ms/step, %.0f tok/s\n", timer->timed_steps + 1,
+               1e3 * timer->train_seconds / timer->timed_steps,
+               tokens_per_step * timer->timed_steps / timer->train_seconds);
+    }
+}
+
+#endif // LLMC_TRAIN_LOOP_H
