@@ -741,15 +741,6 @@ float gpt2_grad_norm(const GPT2 *model) {
     return (float)sqrt(total);
 }
 
-// The factor that brings the global gradient norm to at most max_norm (PyTorch's
-// clip_grad_norm_); 1 when no clipping is needed. gpt2_update applies it while it reads the
-// gradients, which saves a pass over them.
-float gpt2_clip_scale(float norm, float max_norm) {
-    if (max_norm <= 0.0f) return 1.0f;
-    float coef = max_norm / (norm + 1e-6f);
-    return coef < 1.0f ? coef : 1.0f;
-}
-
 typedef struct {
     float learning_rate, beta1, beta2, eps, weight_decay;
 } AdamWConfig;
@@ -906,9 +897,10 @@ int main(int argc, char **argv) {
     if (start_step > 0) {
         model.m_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW m");
         model.v_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW v");
-        rng_state = checkpoint_read_state(output_dir, start_step, model.num_parameters,
-                                          model.m_memory, model.v_memory, NULL, &train_loader)
-                        .rng_state;
+        TrainState state =
+            checkpoint_read_state(output_dir, start_step, model.num_parameters, model.m_memory,
+                                  model.v_memory, NULL, &train_loader);
+        rng_state = state.rng_state;
         printf("resume: from step %d of %s\n", start_step, output_dir);
     }
     if (start_step >= max_steps) {

@@ -503,13 +503,6 @@ static float gpt2_grad_norm(GPT2 *model) {
     return norm;
 }
 
-// PyTorch's clip_grad_norm_ factor (1 when no clipping is needed), as in train_gpt2.c.
-static float gpt2_clip_scale(float norm, float max_norm) {
-    if (max_norm <= 0.0f) return 1.0f;
-    float coef = max_norm / (norm + 1e-6f);
-    return coef < 1.0f ? coef : 1.0f;
-}
-
 // AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only.
 static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];

@@ -51,6 +51,15 @@ static inline double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// The factor that brings the global gradient norm to at most max_norm (PyTorch's
+// clip_grad_norm_); 1 when no clipping is needed. The trainers' gpt2_update applies it while it
+// reads the gradients, which saves a pass over them.
+static inline float gpt2_clip_scale(float norm, float max_norm) {
+    if (max_norm <= 0.0f) return 1.0f;
+    float coef = max_norm / (norm + 1e-6f);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
 // Forward and backward over the grad_accum_steps micro-batches of one optimizer step; returns the
 // step's loss. With loss masks every trained target of the step weighs 1/total, whichever
 // micro-batch holds it, and *skip_update says that the step has none.
