@@ -34,6 +34,24 @@ static inline void read_header(FILE *file, const char *path, int32_t header[HEAD
 }
 
 // Reads a model header and checks it; fills config and returns the version (3 or 5).
+// Opens a tokenizer file and reads its header, checking the size and magic; the version and the
+// rest are the caller's (decoding takes v1 or v2, encoding needs v2 with merges).
+static inline FILE *tokenizer_file_open(const char *path, int32_t header[HEADER_INTS],
+                                        size_t *file_size) {
+    FILE *file = fopen_check(path, "rb");
+    *file_size = file_size_check(file, path);
+    if (*file_size < HEADER_BYTES) {
+        fatal("%s: not a tokenizer file: %zu bytes, shorter than the 1024-byte header", path,
+              *file_size);
+    }
+    read_header(file, path, header);
+    if (header[0] != TOKENIZER_MAGIC) {
+        fatal("%s: bad magic %d in header[0], expected %d (tokenizer file)", path, header[0],
+              TOKENIZER_MAGIC);
+    }
+    return file;
+}
+
 static inline int model_read_header(FILE *file, const char *path, GPT2Config *config) {
     size_t file_size = file_size_check(file, path);
     if (file_size < HEADER_BYTES) {

@@ -19,18 +19,9 @@ typedef struct {
 } Tokenizer;
 
 static inline void tokenizer_init(Tokenizer *tokenizer, const char *path) {
-    FILE *file = fopen_check(path, "rb");
-    size_t file_size = file_size_check(file, path);
-    if (file_size < HEADER_BYTES) {
-        fatal("%s: not a tokenizer file: %zu bytes, shorter than the 1024-byte header", path,
-              file_size);
-    }
     int32_t header[HEADER_INTS];
-    read_header(file, path, header);
-    if (header[0] != TOKENIZER_MAGIC) {
-        fatal("%s: bad magic %d in header[0], expected %d (tokenizer file)", path, header[0],
-              TOKENIZER_MAGIC);
-    }
+    size_t file_size;
+    FILE *file = tokenizer_file_open(path, header, &file_size);
     if (header[1] != 1 && header[1] != 2) {
         fatal("%s: unsupported tokenizer version %d in header[1], expected 1 or 2", path,
               header[1]);
