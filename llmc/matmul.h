@@ -157,37 +157,8 @@ typedef struct {
     const char *name;
 } SgemmKernel;
 
-// The best micro-kernel this CPU runs. LLMC_SGEMM=portable|avx2|avx512 forces one (for tests).
-static inline SgemmKernel sgemm_select_kernel(void) {
-    static SgemmKernel chosen = {NULL, 0, NULL};
-    if (chosen.kernel != NULL) return chosen;
-    SgemmKernel portable = {sgemm_kernel_portable, SGEMM_PORTABLE_NR, "portable"};
-    SgemmKernel best = portable;
-    const char *force = getenv("LLMC_SGEMM");
-#ifdef __x86_64__
-    __builtin_cpu_init();
-    int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    int has_avx512 = __builtin_cpu_supports("avx512f");
-    SgemmKernel avx2 = {sgemm_kernel_avx2, SGEMM_AVX2_NR, "avx2"};
-    SgemmKernel avx512 = {sgemm_kernel_avx512, SGEMM_AVX512_NR, "avx512"};
-    if (has_avx512)
-        best = avx512;
-    else if (has_avx2)
-        best = avx2;
-    if (force != NULL && strcmp(force, "avx2") == 0) {
-        if (!has_avx2) fatal("LLMC_SGEMM=avx2 but this CPU lacks AVX2/FMA");
-        best = avx2;
-    } else if (force != NULL && strcmp(force, "avx512") == 0) {
-        if (!has_avx512) fatal("LLMC_SGEMM=avx512 but this CPU lacks AVX-512");
-        best = avx512;
-    }
-#endif
-    if (force != NULL && strcmp(force, "portable") == 0) best = portable;
-    chosen = best;
-    return chosen;
-}
-
-// Every kernel this CPU can run, portable first (for tests); returns how many.
+// Every kernel this CPU can run, narrowest first (the portable one is always there); returns how
+// many. Tests run them all; sgemm uses the widest.
 static inline int sgemm_available_kernels(SgemmKernel out[3]) {
     int count = 0;
     out[count++] = (SgemmKernel){sgemm_kernel_portable, SGEMM_PORTABLE_NR, "portable"};
@@ -199,6 +170,25 @@ static inline int sgemm_available_kernels(SgemmKernel out[3]) {
         out[count++] = (SgemmKernel){sgemm_kernel_avx512, SGEMM_AVX512_NR, "avx512"};
 #endif
     return count;
+}
+
+// The best micro-kernel this CPU runs. LLMC_SGEMM=portable|avx2|avx512 forces one (for tests).
+static inline SgemmKernel sgemm_select_kernel(void) {
+    static SgemmKernel chosen = {NULL, 0, NULL};
+    if (chosen.kernel != NULL) return chosen;
+    SgemmKernel available[3];
+    int count = sgemm_available_kernels(available);
+    chosen = available[count - 1];
+    const char *force = getenv("LLMC_SGEMM");
+    if (force != NULL && (strcmp(force, "portable") == 0 || strcmp(force, "avx2") == 0 ||
+                          strcmp(force, "avx512") == 0)) {
+        int found = 0;
+        for (int i = 0; i < count; i++) {
+            if (strcmp(available[i].name, force) == 0) chosen = available[i], found = 1;
+        }
+        if (!found) fatal("LLMC_SGEMM=%s but this CPU cannot run that kernel", force);
+    }
+    return chosen;
 }
 
 // Packs rows [i0, i0+mc) x depth [p0, p0+kc) of A into MR-row panels, k-major inside a panel
