@@ -96,6 +96,27 @@ ifneq ($(USE_CUDNN),0)
   $(error USE_CUDNN=$(USE_CUDNN): the cuDNN attention path is not written yet; use USE_CUDNN=0)
 endif
 PRECISION_LOWER = $(if $(filter FP32,$(PRECISION)),fp32,bf16)
+# Data parallelism in train_gpt2cu (llmc/multi_gpu.cuh): MPI (Debian: libopenmpi-dev openmpi-bin)
+# and NCCL (with the CUDA toolkit; the emulation maps it onto MPI). MULTI_GPU=auto builds it in
+# when mpicc is found; MULTI_GPU=0 builds a one-process trainer without either.
+MULTI_GPU ?= auto
+MPI_COMPILE_FLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LINK_FLAGS := $(shell mpicc --showme:link 2>/dev/null)
+ifeq ($(MULTI_GPU),auto)
+  MULTI_GPU_ON := $(if $(MPI_COMPILE_FLAGS),1,0)
+else
+  MULTI_GPU_ON := $(MULTI_GPU)
+endif
+ifeq ($(MULTI_GPU_ON),1)
+  ifeq ($(MPI_COMPILE_FLAGS),)
+    $(error MULTI_GPU=1 needs MPI: mpicc not found (Debian: apt-get install libopenmpi-dev openmpi-bin))
+  endif
+  NVCC_MULTI_GPU_FLAGS = -DLLMC_MULTI_GPU -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS)
+  NVCC_MULTI_GPU_LIBS = -lnccl $(MPI_LINK_FLAGS)
+  EMU_MULTI_GPU_FLAGS = -DLLMC_MULTI_GPU -Illmc/cuda_emu/include -DOMPI_SKIP_MPICXX=1 \
+	-DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS)
+  EMU_MULTI_GPU_LIBS = $(MPI_LINK_FLAGS)
+endif
 CUDA_HEADERS := $(wildcard llmc/*.cuh) $(wildcard llmc/cuda_emu/*.h) $(HEADERS)
 ifeq ($(CUDA_EMU),1)
   CUDA_VARIANT = emu-$(PRECISION_LOWER)$(if $(filter 1,$(EMU_ASAN)),-asan)
@@ -117,7 +138,8 @@ test_gpt2cu: $(CUDA_DIR)/test_gpt2cu
 
 build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_MULTI_GPU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
+		$(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS)
 
 build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
@@ -126,7 +148,7 @@ build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HE
 
 build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< $(EMU_MULTI_GPU_LIBS) -lm
 
 build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
@@ -157,8 +179,6 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 .PHONY: test-cuda-emu test-cuda-emu-planted
 # NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)
-MPI_COMPILE_FLAGS := $(shell mpicc --showme:compile 2>/dev/null)
-MPI_LINK_FLAGS := $(shell mpicc --showme:link 2>/dev/null)
 EMU_MPI_FLAGS = -Illmc/cuda_emu/include -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS)
 ifneq ($(MPI_COMPILE_FLAGS),)
   EMU_TEST_BINARIES += build/cuda_emu/test_nccl_emu

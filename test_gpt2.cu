@@ -353,7 +353,7 @@ int main(int argc, char **argv) {
     cuda_check(cudaSetDevice(0));
     matmul_init();
     GPT2 model;
-    gpt2_build(&model, model_path, 0, B, T, 0, 0);
+    gpt2_build(&model, model_path, 0, B, T, 0, 0, NULL);
     gpt2_config_print(&model.config, model.num_parameters);
     printf("reference: B=%d T=%d, %d step losses | %s | %s tolerances\n", B, T, ref.n_steps,
            model_precision_note(), element_wise ? "element-wise" : "relative-L2");
@@ -409,7 +409,7 @@ int main(int argc, char **argv) {
         printf("AdamW steps on the same batch (lr %g, betas %g %g, eps %g, wd %g, clip %g):\n",
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);
         gpt2_free(&model);
-        gpt2_build(&model, model_path, 0, B, T, 0, 0); // fresh weights (the backward above is done)
+        gpt2_build(&model, model_path, 0, B, T, 0, 0, NULL); // fresh weights (the backward above is done)
         for (int step = 0; step < n_steps; step++) {
             losses[step] = train_step(&model, &ref, &adamw, step + 1);
             if (!debug_state_check_step_loss(step, losses[step], ref.step_losses[step], step_tol)) {
@@ -422,7 +422,7 @@ int main(int argc, char **argv) {
     // 3 steps equals 6 straight steps bit for bit
     printf("determinism:\n");
     gpt2_free(&model);
-    gpt2_build(&model, model_path, 0, B, T, 0, 0);
+    gpt2_build(&model, model_path, 0, B, T, 0, 0, NULL);
     float straight[6], resumed[3];
     OptimizerSnapshot snapshot = {NULL, NULL, NULL};
     make_dir_check(work_dir);
@@ -444,7 +444,7 @@ int main(int argc, char **argv) {
            repeat_mismatches == 0 ? "ok" : "FAIL");
     if (repeat_mismatches != 0) failures++;
     gpt2_free(&model);
-    gpt2_build(&model, saved_path, 0, B, T, 0, 0);
+    gpt2_build(&model, saved_path, 0, B, T, 0, 0, NULL);
     snapshot_restore(&snapshot, &model);
     int resume_mismatches = 0;
     for (int step = 3; step < 6; step++) {

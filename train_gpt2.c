@@ -805,7 +805,8 @@ static BatchLoss train_forward(void *model, const int *inputs, const int *target
 
 static BatchLoss train_forward_backward(void *model, const int *inputs, const int *targets,
                                         const unsigned char *target_mask, int B, int T,
-                                        float normaliser, float loss_scale) {
+                                        float normaliser, float loss_scale, int last_micro_step) {
+    (void)last_micro_step; // one process: nothing to reduce
     GPT2 *gpt2 = (GPT2 *)model;
     if (target_mask != NULL) {
         gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T);
@@ -847,7 +848,7 @@ int main(int argc, char **argv) {
     cli_parse(argc, argv,
               "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
               options, num_options);
-    train_options_validate(&opt);
+    train_options_validate(&opt, 1);
     // resume: the newest complete checkpoint in the output directory replaces -e
     char resume_model_path[4096];
     int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
@@ -920,7 +921,8 @@ int main(int argc, char **argv) {
     TrainModel train_model = {
         &model,         model.config.vocab_size, model.config.padded_vocab_size,
         train_forward,  train_forward_backward,  train_last_logits,
-        save_checkpoint};
+        save_checkpoint, 0,
+        1,              NULL};
     StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,

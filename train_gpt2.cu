@@ -31,6 +31,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/logger.h"
 #include "llmc/matmul.cuh"
 #include "llmc/model_config.h"
+#include "llmc/multi_gpu.cuh"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -156,8 +157,14 @@ typedef struct {
     ParameterTensors params;
     floatX *grads_memory; // device
     ParameterTensors grads;
-    float *m_memory, *v_memory; // device, AdamW moments
+    float *m_memory, *v_memory; // device, AdamW moments (of this process's shard)
     float *master_memory;       // device, fp32 master weights (BF16 builds; NULL in FP32)
+    // Data parallelism (NULL: one process). Parameters and gradients are padded to
+    // padded_parameters, a multiple of the process count; with ZeRO-1 this process owns the
+    // AdamW state and master weights of [shard_offset, shard_offset + shard_size), else all.
+    MultiGpu *multi;
+    size_t padded_parameters, shard_offset, shard_size;
+    int reduce_in_backward; // this backward completes the step: reduce each layer as it is done
     int max_B, max_T;
     int recompute;     // 1: GELU outputs redone in backward instead of kept
     char *acts_memory; // device
@@ -194,9 +201,12 @@ static void gpt2_upload_params(GPT2 *model, const float *params) {
     cuda_check(
         cudaMemcpy(model->params_memory, converted, n * sizeof(floatX), cudaMemcpyHostToDevice));
     free(converted);
-    if (model->master_memory != NULL) {
-        cuda_check(
-            cudaMemcpy(model->master_memory, params, n * sizeof(float), cudaMemcpyHostToDevice));
+    if (model->master_memory != NULL) { // this process's shard; the padding past n stays 0
+        size_t offset = model->shard_offset;
+        size_t count = offset < n ? (n - offset < model->shard_size ? n - offset : model->shard_size)
+                                  : 0;
+        cuda_check(cudaMemcpy(model->master_memory, params + offset, count * sizeof(float),
+                              cudaMemcpyHostToDevice));
     }
 }
 
@@ -213,15 +223,17 @@ static float *gpt2_download_params(const GPT2 *model) {
 
 // Bytes of device memory for the model at batch B x T (parameters, gradients, optimizer,
 // activations); used to fail early with a clear message.
-static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute,
+// shards: 1, or the process count with ZeRO-1 (each keeps 1/shards of the optimizer state).
+static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute, int shards,
                                  size_t *param_bytes, size_t *optimizer_bytes,
                                  size_t *activation_bytes) {
     size_t n = gpt2_num_parameters(config);
+    size_t shard = (n + (size_t)shards - 1) / (size_t)shards;
     ActivationTensors unused;
     *param_bytes = 2 * n * sizeof(floatX); // parameters + gradients
-    *optimizer_bytes = 2 * n * sizeof(float);
+    *optimizer_bytes = 2 * shard * sizeof(float);
 #ifndef ENABLE_FP32
-    *optimizer_bytes += n * sizeof(float); // master weights
+    *optimizer_bytes += shard * sizeof(float); // master weights
 #endif
     *activation_bytes = point_activations(&unused, NULL, config, B, T, recompute);
     return *param_bytes + *optimizer_bytes + *activation_bytes + (64 << 20); // + cuBLASLt, slack
@@ -231,10 +243,12 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int rec
 // from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
 // recompute = 1: GELU outputs are not kept per layer but redone in backward (saves L*B*T*4C
 // values). grow_vocab_to > 0: SFT data's vocabulary size (see gpt2_grow_vocab_params).
+// multi: the processes of a data-parallel run (NULL: one).
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
-                       int recompute, int grow_vocab_to) {
+                       int recompute, int grow_vocab_to, MultiGpu *multi) {
     memset(model, 0, sizeof(*model));
     model->recompute = recompute;
+    model->multi = multi;
     // the shape first: the memory check below runs before any large allocation
     FILE *file = NULL;
     int version = 0;
@@ -247,8 +261,10 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
+    int processes = multi != NULL ? multi->num_processes : 1;
+    int shards = multi != NULL && multi->zero_stage == 1 ? processes : 1;
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, &param_bytes,
+    size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, shards, &param_bytes,
                                        &optimizer_bytes, &activation_bytes);
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -261,6 +277,11 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
               free_bytes / 1073741824.0, total_bytes / 1073741824.0);
     }
     size_t n = model->num_parameters;
+    // padded so that every process's shard has the same size (reduce-scatter, all-gather)
+    model->padded_parameters = (n + (size_t)processes - 1) / (size_t)processes * processes;
+    model->shard_size = shards > 1 ? model->padded_parameters / (size_t)shards : n;
+    model->shard_offset = shards > 1 ? (size_t)multi->process_rank * model->shard_size : 0;
+    size_t padded = model->padded_parameters, shard = model->shard_size;
     float *params = (float *)malloc_check(n * sizeof(float), "parameters");
     if (from_descriptor) {
         gpt2_init_params(&model->config, params, seed);
@@ -270,15 +291,17 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     }
     // SFT data with chat tokens: grow V into the padded rows before the weights go to the device
     if (grow_vocab_to > 0) gpt2_grow_vocab_params(&model->config, params, grow_vocab_to);
-    model->params_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "parameters");
-    model->grads_memory = (floatX *)cuda_malloc_check(n * sizeof(floatX), "gradients");
-    model->m_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW m");
-    model->v_memory = (float *)cuda_malloc_check(n * sizeof(float), "AdamW v");
-    cuda_check(cudaMemset(model->grads_memory, 0, n * sizeof(floatX)));
-    cuda_check(cudaMemset(model->m_memory, 0, n * sizeof(float)));
-    cuda_check(cudaMemset(model->v_memory, 0, n * sizeof(float)));
+    model->params_memory = (floatX *)cuda_malloc_check(padded * sizeof(floatX), "parameters");
+    model->grads_memory = (floatX *)cuda_malloc_check(padded * sizeof(floatX), "gradients");
+    model->m_memory = (float *)cuda_malloc_check(shard * sizeof(float), "AdamW m");
+    model->v_memory = (float *)cuda_malloc_check(shard * sizeof(float), "AdamW v");
+    cuda_check(cudaMemset(model->params_memory, 0, padded * sizeof(floatX)));
+    cuda_check(cudaMemset(model->grads_memory, 0, padded * sizeof(floatX)));
+    cuda_check(cudaMemset(model->m_memory, 0, shard * sizeof(float)));
+    cuda_check(cudaMemset(model->v_memory, 0, shard * sizeof(float)));
 #ifndef ENABLE_FP32
-    model->master_memory = (float *)cuda_malloc_check(n * sizeof(float), "master weights");
+    model->master_memory = (float *)cuda_malloc_check(shard * sizeof(float), "master weights");
+    cuda_check(cudaMemset(model->master_memory, 0, shard * sizeof(float)));
 #endif
     point_parameters(&model->params, model->params_memory, &model->config);
     point_parameters(&model->grads, model->grads_memory, &model->config);
@@ -425,7 +448,85 @@ static inline void gpt2_forward(GPT2 *model, const int *inputs, const int *targe
 }
 
 static void gpt2_zero_grad(GPT2 *model) {
-    cuda_check(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(floatX)));
+    cuda_check(cudaMemset(model->grads_memory, 0, model->padded_parameters * sizeof(floatX)));
+}
+
+// ----------------------------------------------------------------------------
+// Data parallelism: gradients summed over the processes (each ran its own micro-batches with the
+// loss scaled by 1/processes), by NCCL on the multi-GPU stream.
+
+static int gpt2_uses_nccl(const GPT2 *model) {
+    return model->multi != NULL && model->multi->use_nccl;
+}
+
+#ifdef LLMC_MULTI_GPU
+// The collective stream starts once the compute stream has written what it reads.
+static void gpt2_collective_after_compute(GPT2 *model) {
+    MultiGpu *mg = model->multi;
+    cuda_check(cudaEventRecord(mg->ready, model->stream));
+    cuda_check(cudaStreamWaitEvent(mg->stream, mg->ready, 0));
+}
+
+// All-reduce (sum) of the gradient slices of the tensors in kinds[] (layer: that layer's slice
+// of each; -1: the whole tensor), overlapping with the backward of the layers below.
+static void gpt2_all_reduce_gradients(GPT2 *model, const int *kinds, int count, int layer) {
+    MultiGpu *mg = model->multi;
+    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(&model->config, sizes);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        offsets[k] = offset;
+        offset += sizes[k];
+    }
+    gpt2_collective_after_compute(model);
+    nccl_check(mg, ncclGroupStart());
+    for (int i = 0; i < count; i++) {
+        int k = kinds[i];
+        size_t n = layer < 0 ? sizes[k] : sizes[k] / (size_t)model->config.num_layers;
+        floatX *slice = model->grads_memory + offsets[k] + (layer < 0 ? 0 : (size_t)layer * n);
+        nccl_check(mg, ncclAllReduce(slice, slice, n, nccl_floatX(), ncclSum, mg->comm, mg->stream));
+    }
+    nccl_check(mg, ncclGroupEnd());
+}
+#endif
+
+// After layer's backward (layer < 0: the embeddings and the final layernorm, done last).
+static void gpt2_reduce_layer_gradients(GPT2 *model, int layer) {
+#ifdef LLMC_MULTI_GPU
+    if (!model->reduce_in_backward) return;
+    // ParameterTensors order: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b,
+    // fcw, fcb, fcprojw, fcprojb, lnfw, lnfb
+    static const int per_layer[] = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    static const int shared[] = {0, 1, 14, 15};
+    if (layer >= 0) {
+        gpt2_all_reduce_gradients(model, per_layer, 12, layer);
+    } else {
+        gpt2_all_reduce_gradients(model, shared, 4, -1);
+    }
+#else
+    (void)model;
+    (void)layer;
+#endif
+}
+
+// Completes the step's gradient reduction: ZeRO-0 waits for the all-reduces started during the
+// last backward; ZeRO-1 reduce-scatters, leaving this process the sum of its own shard.
+static void gpt2_reduce_gradients(GPT2 *model) {
+#ifdef LLMC_MULTI_GPU
+    if (!gpt2_uses_nccl(model)) return;
+    MultiGpu *mg = model->multi;
+    if (mg->zero_stage == 1) {
+        gpt2_collective_after_compute(model);
+        nccl_check(mg, ncclReduceScatter(model->grads_memory, model->grads_memory + model->shard_offset,
+                                         model->shard_size, nccl_floatX(), ncclSum, mg->comm,
+                                         mg->stream));
+        multi_gpu_wait(mg, mg->stream, "the gradient reduce-scatter");
+    } else {
+        multi_gpu_wait(mg, mg->stream, "the gradient all-reduce");
+    }
+#else
+    (void)model;
+#endif
 }
 
 // Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser";
@@ -482,8 +583,11 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
         layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
                            p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C,
                            stream);
+        gpt2_reduce_layer_gradients(model, l); // data parallel: layer l's gradients are final
     }
     encoder_backward(g.wte, g.wpe, a.dresidual, a.encoder_plan, num_unique, B, T, C, stream);
+    gpt2_reduce_layer_gradients(model, -1);
+    model->reduce_in_backward = 0;
 }
 
 // Backward of the mean loss of the last forward times loss_scale (as train_gpt2.c's).
@@ -493,9 +597,20 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
     gpt2_backward_normalised(model, count > 0 ? (float)count / loss_scale : 1.0f);
 }
 
-// Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh).
+// Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh). With ZeRO-1 each
+// process holds the reduced gradients of its shard only: the squares are summed across them.
 static float gpt2_grad_norm(GPT2 *model) {
     float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
+    if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
+        global_norm_squared(norm_device, model->acts.norm_scratch,
+                            model->grads_memory + model->shard_offset, model->shard_size,
+                            model->stream);
+        float squares;
+        cuda_check(cudaMemcpy(&squares, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        double total = squares;
+        multi_gpu_sum(model->multi, &total, 1, "the gradient norm");
+        return (float)sqrt(total);
+    }
     global_norm(norm_device, model->acts.norm_scratch, model->grads_memory, model->num_parameters,
                 model->stream);
     float norm;
@@ -503,20 +618,36 @@ static float gpt2_grad_norm(GPT2 *model) {
     return norm;
 }
 
-// AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only.
+// AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only. With
+// ZeRO-1 each process updates the part of each tensor inside its shard, then the processes
+// all-gather the parameters. The rounding of element i depends on i and t only, so ZeRO-1 and
+// ZeRO-0 store the same bits.
 static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
     // stochastic rounding seed: a function of the step only, so a resumed run rounds the same way
     uint32_t seed = hash_u32((uint32_t)t, 0x5eed1234u);
+    size_t shard_begin = model->shard_offset, shard_end = model->shard_offset + model->shard_size;
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        float *master = model->master_memory != NULL ? model->master_memory + offset : NULL;
-        adamw_update(model->params_memory + offset, master, model->grads_memory + offset,
-                     model->m_memory + offset, model->v_memory + offset, sizes[k], opt, t,
-                     gpt2_tensor_is_decayed(k), grad_scale, seed, offset, model->stream);
+        size_t begin = offset > shard_begin ? offset : shard_begin;
+        size_t end = offset + sizes[k] < shard_end ? offset + sizes[k] : shard_end;
         offset += sizes[k];
+        if (begin >= end) continue; // none of this tensor is in the shard
+        size_t local = begin - shard_begin;
+        float *master = model->master_memory != NULL ? model->master_memory + local : NULL;
+        adamw_update(model->params_memory + begin, master, model->grads_memory + begin,
+                     model->m_memory + local, model->v_memory + local, end - begin, opt, t,
+                     gpt2_tensor_is_decayed(k), grad_scale, seed, begin, model->stream);
     }
+#ifdef LLMC_MULTI_GPU
+    if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
+        MultiGpu *mg = model->multi;
+        nccl_check(mg, ncclAllGather(model->params_memory + model->shard_offset,
+                                     model->params_memory, model->shard_size, nccl_floatX(),
+                                     mg->comm, model->stream));
+    }
+#endif
 }
 
 static void gpt2_save(const GPT2 *model, const char *path) {
@@ -559,8 +690,11 @@ static BatchLoss train_forward(void *model, const int *inputs, const int *target
 
 static BatchLoss train_forward_backward(void *model, const int *inputs, const int *targets,
                                         const unsigned char *target_mask, int B, int T,
-                                        float normaliser, float loss_scale) {
+                                        float normaliser, float loss_scale, int last_micro_step) {
     GPT2 *gpt2 = (GPT2 *)model;
+    // the last backward of a step reduces each layer's gradients as soon as they are done
+    gpt2->reduce_in_backward = last_micro_step && gpt2_uses_nccl(gpt2) &&
+                               gpt2->multi->zero_stage == 0;
     if (target_mask != NULL) {
         gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T, 1, normaliser);
         gpt2_backward_normalised(gpt2, normaliser);
@@ -581,13 +715,31 @@ static const float *train_last_logits(void *model, const int *tokens, int length
     return scratch;
 }
 
+static void sum_across_processes(void *model, double *values, int count) {
+    multi_gpu_sum(((GPT2 *)model)->multi, values, count, "a sum of losses or target counts");
+}
+
+static StateOwner gpt2_state_owner(const GPT2 *model) {
+    StateOwner owner = {0, 1, 0};
+    if (model->multi != NULL) {
+        owner.process_rank = model->multi->process_rank;
+        owner.num_processes = model->multi->num_processes;
+        owner.zero_stage = model->multi->zero_stage;
+    }
+    return owner;
+}
+
+// Rank 0 writes the model file (every rank has the same parameters), each rank its own state
+// file (its shard of the optimizer with ZeRO-1, and its loader's position); the DONE marker
+// follows once all of them are written.
 static void save_checkpoint(void *model, const char *dir, int step, const DataLoader *loader,
                             uint64_t rng_state) {
     GPT2 *gpt2 = (GPT2 *)model;
+    StateOwner owner = gpt2_state_owner(gpt2);
     char path[4096];
     checkpoint_path(path, sizeof(path), dir, "model", step);
-    gpt2_save(gpt2, path);
-    size_t n = gpt2->num_parameters;
+    if (owner.process_rank == 0) gpt2_save(gpt2, path);
+    size_t n = gpt2->shard_size;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = NULL;
@@ -598,20 +750,27 @@ static void save_checkpoint(void *model, const char *dir, int step, const DataLo
         cuda_check(
             cudaMemcpy(master, gpt2->master_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
     }
-    checkpoint_write_state(dir, step, n, m, v, master, loader, rng_state);
+    checkpoint_write_process_state(dir, step, owner, n, m, v, master, loader, rng_state);
     free(m);
     free(v);
     free(master);
+    if (gpt2->multi != NULL) multi_gpu_barrier(gpt2->multi, "the checkpoint's state files");
+    if (owner.process_rank == 0) {
+        checkpoint_mark_done(dir, step);
+        printf("checkpoint: wrote %s/model_%08d.bin and %d state file(s) (step %d)\n", dir, step,
+               owner.num_processes, step);
+    }
 }
 
 // Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file;
 // returns the sampler's rng state.
 static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *loader) {
-    size_t n = model->num_parameters;
+    size_t n = model->shard_size;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
-    TrainState state = checkpoint_read_state(dir, step, n, m, v, master, loader);
+    TrainState state =
+        checkpoint_read_process_state(dir, step, gpt2_state_owner(model), n, m, v, master, loader);
     cuda_check(cudaMemcpy(model->m_memory, m, n * sizeof(float), cudaMemcpyHostToDevice));
     cuda_check(cudaMemcpy(model->v_memory, v, n * sizeof(float), cudaMemcpyHostToDevice));
     // without master weights in the file (FP32 runs, CPU trainer) the model file's are exact
@@ -634,44 +793,57 @@ int main(int argc, char **argv) {
     options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
                               "1: redo GELU in backward instead of keeping it per layer (less "
                               "memory, a little more compute)"};
+    MultiGpuOptions multi_options; // data parallelism: llmc/multi_gpu.cuh, docs/multi_gpu.md
+    multi_gpu_options_defaults(&multi_options);
+    num_options += multi_gpu_options_table(&multi_options, options + num_options);
     cli_parse(argc, argv,
-              "Trains GPT-2 on an NVIDIA GPU (" PRECISION_NAME " build). Same flags as train_gpt2.",
+              "Trains GPT-2 on NVIDIA GPUs (" PRECISION_NAME " build). Same flags as train_gpt2, "
+              "plus data parallelism: mpirun -np N ./train_gpt2cu ... (docs/multi_gpu.md).",
               options, num_options);
-    train_options_validate(&opt);
     if (recompute != 0 && recompute != 1) fatal("bad value %d for -r: expected 0 or 1", recompute);
+    MultiGpu multi;
+    multi_gpu_init(&multi, &multi_options, &argc, &argv);
+    int rank = multi.process_rank, processes = multi.num_processes;
+    // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
+    if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
+    train_options_validate(&opt, processes);
     char resume_model_path[4096];
     int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
     int B = opt.B, T = opt.T;
 
-    int device_count = 0;
-    cuda_check(cudaGetDeviceCount(&device_count));
-    if (device_count < 1) fatal("no CUDA device found");
-    cuda_check(cudaSetDevice(0));
     cudaDeviceProp props;
-    cuda_check(cudaGetDeviceProperties(&props, 0));
+    cuda_check(cudaGetDeviceProperties(&props, multi.local_device));
     double peak_flops = device_bf16_peak(props.name);
     printf("device: %s, %d SMs, %.1f GiB, compute %d.%d | %s\n", props.name,
            props.multiProcessorCount, props.totalGlobalMem / 1073741824.0, props.major, props.minor,
            model_precision_note());
+    if (multi.use_nccl) {
+        printf("data parallel: %d process(es) via %s, NCCL id check %02x | ZeRO-%d: %s\n",
+               processes, multi.method, multi.id_check, multi.zero_stage,
+               multi.zero_stage == 1 ? "AdamW state and master weights sharded across ranks"
+                                     : "every rank keeps all optimizer state");
+    }
+    multi_gpu_after_init(&multi, &multi_options);
     matmul_init();
 
     GPT2 model;
     // SFT data: its chat tokens may be new to the model (V grows into the padded rows)
     int data_vocab =
         opt.loss_mask != DATALOADER_MASKS_OFF ? dataloader_mask_vocab_size(opt.train_pattern) : 0;
-    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab);
+    gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab, &multi);
     gpt2_config_print(&model.config, model.num_parameters);
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    gpt2_memory_needed(&model.config, B, T, recompute, &param_bytes, &optimizer_bytes,
-                       &activation_bytes);
+    gpt2_memory_needed(&model.config, B, T, recompute, multi.zero_stage == 1 ? processes : 1,
+                       &param_bytes, &optimizer_bytes, &activation_bytes);
     size_t model_bytes = param_bytes + optimizer_bytes + activation_bytes;
+    // each rank reads its own B rows of every window of processes * B rows (llmc/dataloader.h)
     DataLoader train_loader, val_loader;
-    dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size, 0,
-                               1, opt.shuffle, (uint32_t)opt.seed, opt.loss_mask);
+    dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size,
+                               rank, processes, opt.shuffle, (uint32_t)opt.seed, opt.loss_mask);
     int have_val = opt.val_pattern[0] != '\0' && opt.val_every > 0;
     if (have_val) {
-        dataloader_init_with_masks(&val_loader, opt.val_pattern, B, T, model.config.vocab_size, 0,
-                                   1, 0, 0, opt.loss_mask);
+        dataloader_init_with_masks(&val_loader, opt.val_pattern, B, T, model.config.vocab_size,
+                                   rank, processes, 0, 0, opt.loss_mask);
     }
     StepBatches step_batches; // masked training loads a whole step ahead (see StepBatches)
     memset(&step_batches, 0, sizeof(step_batches));
@@ -697,7 +869,7 @@ int main(int argc, char **argv) {
     }
     if (opt.output_dir[0] != '\0') make_dir_check(opt.output_dir);
     Logger logger;
-    logger_init(&logger, opt.output_dir, start_step > 0);
+    logger_init(&logger, rank == 0 ? opt.output_dir : "", start_step > 0);
     LRScheduler scheduler = {opt.schedule, opt.learning_rate, opt.warmup_steps, max_steps,
                              opt.final_lr_fraction};
     AdamWConfig adamw = {opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
@@ -707,14 +879,19 @@ int main(int argc, char **argv) {
     // weighted sum, 6 * L * C * T (PaLM's accounting, which llm.c also uses)
     double flops_per_token = 6.0 * (double)model.num_parameters +
                              6.0 * cfg->num_layers * (double)cfg->channels * (double)T;
-    printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps\n",
-           train_loader.num_shards, opt.train_pattern, B, T, tokens_per_step, opt.grad_accum_steps,
-           max_steps);
+    printf("train: %zu shard(s) from %s | B=%d T=%d x %d process(es), %d tokens/step (%d "
+           "micro-steps) | %d steps\n",
+           train_loader.num_shards, opt.train_pattern, B, T, processes, tokens_per_step,
+           opt.grad_accum_steps, max_steps);
 
     TrainModel train_model = {
         &model,         model.config.vocab_size, model.config.padded_vocab_size,
         train_forward,  train_forward_backward,  train_last_logits,
-        save_checkpoint};
+        save_checkpoint, 0,
+        1,              NULL};
+    train_model.process_rank = rank;
+    train_model.num_processes = processes;
+    train_model.sum_across_processes = sum_across_processes;
     StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
@@ -728,6 +905,7 @@ int main(int argc, char **argv) {
         int skip_update;
         float loss = train_accumulate(&train_model, &train_loader, &step_batches,
                                       opt.grad_accum_steps, &skip_update);
+        gpt2_reduce_gradients(&model);
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
@@ -737,12 +915,16 @@ int main(int argc, char **argv) {
         } else {
             gpt2_update(&model, &adamw, step + 1, grad_scale);
         }
+#ifdef LLMC_MULTI_GPU
+        if (multi.use_nccl) multi_gpu_wait(&multi, model.stream, "the step's parameter update");
+#endif
         cuda_check(cudaDeviceSynchronize());
         double elapsed = now_seconds() - start;
         char mfu[32] = "";
-        if (peak_flops > 0.0) {
+        if (peak_flops > 0.0) { // per GPU: the step's tokens are spread over the processes
             snprintf(mfu, sizeof(mfu), " | MFU %.1f%%",
-                     100.0 * (tokens_per_step / elapsed) * flops_per_token / peak_flops);
+                     100.0 * (tokens_per_step / elapsed) * flops_per_token /
+                         (peak_flops * processes));
         }
         train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm, elapsed,
                           tokens_per_step, mfu);
@@ -762,6 +944,7 @@ int main(int argc, char **argv) {
     if (have_tokenizer) tokenizer_free(&tokenizer);
     gpt2_free(&model);
     matmul_free();
+    multi_gpu_free(&multi);
     return 0;
 }
 #endif // TESTING

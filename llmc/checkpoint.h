@@ -16,6 +16,7 @@
 typedef struct {
     int num_processes;
     int process_rank;
+    int zero_stage; // 1: m, v and master weights are this process's shard (ZeRO-1)
     int use_master_weights;
     int step;                       // optimizer steps completed
     uint64_t rng_state;             // sampler
@@ -53,6 +54,7 @@ static inline void state_write(const char *path, const TrainState *state, const 
     header[3] = state->process_rank;
     header[4] = state->use_master_weights;
     header[5] = loader->should_shuffle;
+    header[6] = state->zero_stage;
     header[10] = state->step;
     put_u64(&header[20], state->rng_state);
     put_u64(&header[22], state->rng_state_last_update);
@@ -106,6 +108,7 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     state->num_processes = header[2];
     state->process_rank = header[3];
     state->use_master_weights = header[4];
+    state->zero_stage = header[6];
     state->step = header[10];
     state->rng_state = get_u64(&header[20]);
     state->rng_state_last_update = get_u64(&header[22]);
@@ -201,46 +204,94 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
     atomic_commit(&out);
 }
 
-// A one-process trainer's state file for step (AdamW moments, master weights when not NULL, the
-// loader's position, the sampler's rng), then the DONE marker that completes the checkpoint. The
-// trainer writes the model file first.
-static inline void checkpoint_write_state(const char *dir, int step, size_t num_parameters,
-                                          const float *m, const float *v, const float *master,
-                                          const DataLoader *loader, uint64_t rng_state) {
+// Which process a state file belongs to: its rank among num_processes, and whether its optimizer
+// state is a shard (ZeRO-1) or the whole.
+typedef struct {
+    int process_rank, num_processes, zero_stage;
+} StateOwner;
+
+// The state file of step for process owner (AdamW moments, master weights when not NULL, the
+// loader's position, the sampler's rng). The model file comes first and the DONE marker
+// (checkpoint_mark_done) after every process has written its state.
+static inline void checkpoint_write_process_state(const char *dir, int step, StateOwner owner,
+                                                  size_t num_parameters, const float *m,
+                                                  const float *v, const float *master,
+                                                  const DataLoader *loader, uint64_t rng_state) {
     TrainState state;
     memset(&state, 0, sizeof(state));
-    state.num_processes = 1;
-    state.process_rank = 0;
+    state.num_processes = owner.num_processes;
+    state.process_rank = owner.process_rank;
+    state.zero_stage = owner.zero_stage;
     state.use_master_weights = master != NULL;
     state.step = step;
     state.rng_state = rng_state;
     state.rng_state_last_update = rng_state;
     state.num_parameters = num_parameters;
     char path[4096];
-    state_path(path, sizeof(path), dir, step, 0);
+    state_path(path, sizeof(path), dir, step, owner.process_rank);
     state_write(path, &state, m, v, master, loader);
+}
+
+// A one-process trainer's state file for step, then the DONE marker that completes the
+// checkpoint. The trainer writes the model file first.
+static inline void checkpoint_write_state(const char *dir, int step, size_t num_parameters,
+                                          const float *m, const float *v, const float *master,
+                                          const DataLoader *loader, uint64_t rng_state) {
+    StateOwner owner = {0, 1, 0};
+    checkpoint_write_process_state(dir, step, owner, num_parameters, m, v, master, loader,
+                                   rng_state);
     checkpoint_mark_done(dir, step);
     printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
 }
 
-// Reads the state file of step for a one-process trainer into m, v (and master, when not NULL
-// and the file has master weights: see the result's use_master_weights) and positions the loader.
-static inline TrainState checkpoint_read_state(const char *dir, int step, size_t num_parameters,
-                                               float *m, float *v, float *master,
-                                               DataLoader *loader) {
+// Reads the state file of step for process owner into m, v (and master, when not NULL and the
+// file has master weights: see the result's use_master_weights) and positions the loader. A file
+// written by another number of processes or ZeRO stage is refused: the shards and the loaders'
+// positions would not line up.
+static inline TrainState checkpoint_read_process_state(const char *dir, int step, StateOwner owner,
+                                                       size_t num_parameters, float *m, float *v,
+                                                       float *master, DataLoader *loader) {
     char path[4096];
-    state_path(path, sizeof(path), dir, step, 0);
+    state_path(path, sizeof(path), dir, step, owner.process_rank);
+    if (!file_exists(path)) {
+        fatal("%s: missing: this checkpoint was written by fewer processes than the %d of this "
+              "run; resume with the same number of processes",
+              path, owner.num_processes);
+    }
+    // the header first: a mismatch in processes or ZeRO stage must name itself, not a size
+    FILE *file = fopen_check(path, "rb");
+    int32_t header[HEADER_INTS] = {0};
+    if (file_size_check(file, path) >= HEADER_BYTES) read_header(file, path, header);
+    fclose(file);
+    if (header[0] == STATE_MAGIC && header[2] != owner.num_processes) {
+        fatal("%s: written by %d processes (header[2]), this run has %d: resume with the same "
+              "number of processes",
+              path, header[2], owner.num_processes);
+    }
+    if (header[0] == STATE_MAGIC && header[6] != owner.zero_stage) {
+        fatal("%s: written with ZeRO stage %d (header[6]), this run has -z %d: resume with the "
+              "same -z",
+              path, header[6], owner.zero_stage);
+    }
     TrainState state;
     state_read(path, &state, num_parameters, m, v, master, loader);
-    if (state.num_processes != 1) {
-        fatal("%s: written by %d processes (header[2]); this trainer runs one", path,
-              state.num_processes);
+    if (state.process_rank != owner.process_rank) {
+        fatal("%s: written by rank %d (header[3]), read by rank %d", path, state.process_rank,
+              owner.process_rank);
     }
     if (state.step != step) {
         fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
               step);
     }
     return state;
+}
+
+// The one-process trainer's: checkpoint_read_process_state for rank 0 of 1.
+static inline TrainState checkpoint_read_state(const char *dir, int step, size_t num_parameters,
+                                               float *m, float *v, float *master,
+                                               DataLoader *loader) {
+    StateOwner owner = {0, 1, 0};
+    return checkpoint_read_process_state(dir, step, owner, num_parameters, m, v, master, loader);
 }
 
 #endif // LLMC_CHECKPOINT_H

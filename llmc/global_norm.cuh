@@ -25,24 +25,36 @@ __global__ void global_norm_partials_kernel(float *partials, const floatX *grads
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
+// take_sqrt = 0 leaves the sum of squares (a shard's part, for processes to add up).
 __global__ void global_norm_finalize_kernel(float *norm_out, const float *partials,
-                                            int num_partials) {
+                                            int num_partials, int take_sqrt) {
     __shared__ float shared[32];
     float sum = 0.0f;
     for (int i = threadIdx.x; i < num_partials; i += blockDim.x) sum += partials[i];
     sum = block_reduce_sum(sum, shared);
-    if (threadIdx.x == 0) norm_out[0] = sqrtf(sum);
+    if (threadIdx.x == 0) norm_out[0] = take_sqrt ? sqrtf(sum) : sum;
+}
+
+static inline void global_norm_launch(float *out, float *scratch, const floatX *grads, size_t n,
+                                      int take_sqrt, cudaStream_t stream) {
+    const int block = 256;
+    int blocks = global_norm_num_blocks(n);
+    LLMC_LAUNCH(global_norm_partials_kernel, blocks, block, 0, stream)(scratch, grads, n);
+    cuda_check(cudaGetLastError());
+    LLMC_LAUNCH(global_norm_finalize_kernel, 1, 1024, 0, stream)(out, scratch, blocks, take_sqrt);
+    cuda_check(cudaGetLastError());
 }
 
 // scratch: GLOBAL_NORM_MAX_BLOCKS floats.
 static inline void global_norm(float *norm_out, float *scratch, const floatX *grads, size_t n,
                                cudaStream_t stream) {
-    const int block = 256;
-    int blocks = global_norm_num_blocks(n);
-    LLMC_LAUNCH(global_norm_partials_kernel, blocks, block, 0, stream)(scratch, grads, n);
-    cuda_check(cudaGetLastError());
-    LLMC_LAUNCH(global_norm_finalize_kernel, 1, 1024, 0, stream)(norm_out, scratch, blocks);
-    cuda_check(cudaGetLastError());
+    global_norm_launch(norm_out, scratch, grads, n, 1, stream);
+}
+
+// The sum of squares instead of its root.
+static inline void global_norm_squared(float *out, float *scratch, const floatX *grads, size_t n,
+                                       cudaStream_t stream) {
+    global_norm_launch(out, scratch, grads, n, 0, stream);
 }
 
 #endif // LLMC_GLOBAL_NORM_CUH

@@ -34,16 +34,28 @@ typedef struct {
     // forward and backward of a training micro-batch, gradients accumulating. With a mask the
     // loss is the trained targets' sum / normaliser (the step's trained target count); without,
     // the batch's mean loss times loss_scale (1/grad_accum_steps).
+    // last_micro_step: this backward completes the step's gradients (a data-parallel trainer
+    // starts reducing them across processes while it runs).
     BatchLoss (*forward_backward)(void *model, const int *inputs, const int *targets,
                                   const unsigned char *target_mask, int B, int T, float normaliser,
-                                  float loss_scale);
+                                  float loss_scale, int last_micro_step);
     // the host logits (Vp floats) of the last position after a forward of tokens[0..length);
     // scratch (Vp floats) may hold them
     const float *(*last_logits)(void *model, const int *tokens, int length, float *scratch);
     // writes the model and state files of step and its DONE marker (see llmc/checkpoint.h)
     void (*save_checkpoint)(void *model, const char *dir, int step, const DataLoader *loader,
                             uint64_t rng_state);
+    // data parallelism: this process's rank among num_processes (each with its own part of the
+    // data), and a sum of host values over all of them, in place (NULL for one process)
+    int process_rank, num_processes;
+    void (*sum_across_processes)(void *model, double *values, int count);
 } TrainModel;
+
+static inline void train_sum_across_processes(const TrainModel *m, double *values, int count) {
+    if (m->num_processes > 1 && m->sum_across_processes != NULL) {
+        m->sum_across_processes(m->model, values, count);
+    }
+}
 
 static inline double now_seconds(void) {
     struct timespec ts;
@@ -61,35 +73,48 @@ static inline float gpt2_clip_scale(float norm, float max_norm) {
 }
 
 // Forward and backward over the grad_accum_steps micro-batches of one optimizer step; returns the
-// step's loss. With loss masks every trained target of the step weighs 1/total, whichever
-// micro-batch holds it, and *skip_update says that the step has none.
+// step's loss (over all processes). With loss masks every trained target of the step, on any
+// process, weighs 1/total, whichever micro-batch holds it, and *skip_update says that the step
+// has none. The gradients are the step's over all processes once summed across them.
 static inline float train_accumulate(const TrainModel *m, DataLoader *loader, StepBatches *batches,
                                      int grad_accum_steps, int *skip_update) {
-    int B = loader->B, T = loader->T;
+    int B = loader->B, T = loader->T, P = m->num_processes > 1 ? m->num_processes : 1;
     double loss_sum = 0.0;
     *skip_update = 0;
     if (loader->has_masks) {
         step_batches_load(batches, loader);
-        long long total = batches->total_targets;
+        double total = (double)batches->total_targets;
+        train_sum_across_processes(m, &total, 1);
         size_t BT = (size_t)B * T;
-        for (int micro = 0; micro < grad_accum_steps; micro++) {
-            if (batches->num_targets[micro] == 0) continue; // contributes nothing
+        int last = grad_accum_steps - 1;
+        // one process skips micro-batches without trained targets (they add nothing); several
+        // run them all, so that every process reduces its gradients at the same point
+        if (P == 1) {
+            while (last >= 0 && batches->num_targets[last] == 0) last--;
+        }
+        for (int micro = 0; micro <= last; micro++) {
+            if (P == 1 && batches->num_targets[micro] == 0) continue;
             BatchLoss loss = m->forward_backward(
                 m->model, batches->inputs + micro * BT, batches->targets + micro * BT,
-                batches->target_mask + micro * BT, B, T, (float)total, 1.0f);
+                batches->target_mask + micro * BT, B, T, total > 0 ? (float)total : 1.0f, 1.0f,
+                micro == last);
             loss_sum += loss.loss_sum;
         }
+        train_sum_across_processes(m, &loss_sum, 1);
         *skip_update = total == 0;
-        return total > 0 ? (float)(loss_sum / (double)total) : 0.0f;
+        return total > 0 ? (float)(loss_sum / total) : 0.0f;
     }
-    float loss_scale = 1.0f / (float)grad_accum_steps;
+    // each process's mean loss weighs 1/P: the sum over processes is the whole step's mean
+    float loss_scale = 1.0f / (float)(grad_accum_steps * P);
     for (int micro = 0; micro < grad_accum_steps; micro++) {
         dataloader_next_batch(loader);
         BatchLoss loss = m->forward_backward(m->model, loader->inputs, loader->targets, NULL, B, T,
-                                             0.0f, loss_scale);
+                                             0.0f, loss_scale, micro == grad_accum_steps - 1);
         loss_sum += loss.mean_loss;
     }
-    return (float)(loss_sum / grad_accum_steps);
+    double step_loss = loss_sum / grad_accum_steps;
+    train_sum_across_processes(m, &step_loss, 1);
+    return (float)(step_loss / P);
 }
 
 // Mean loss over up to max_batches validation batches from the start of the val data; with loss
@@ -113,8 +138,11 @@ static inline float evaluate(const TrainModel *m, DataLoader *loader, int max_ba
             break;
         }
     }
-    if (loader->has_masks) return masked_count > 0 ? (float)(masked_sum / masked_count) : 0.0f;
-    return (float)(sum / batches);
+    // each process saw its own part of the val data (the same number of batches)
+    double totals[4] = {sum, masked_sum, (double)masked_count, (double)batches};
+    train_sum_across_processes(m, totals, 4);
+    if (loader->has_masks) return totals[2] > 0 ? (float)(totals[1] / totals[2]) : 0.0f;
+    return (float)(totals[0] / totals[3]);
 }
 
 // Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
@@ -187,7 +215,7 @@ static inline void train_checkpoint_validate_sample(const TrainModel *m, const T
         printf("step %d: val loss %.6f\n", step, val_loss);
         logger_log_val(logger, step, val_loss);
     }
-    if (opt->gen_tokens > 0 && opt->sample_every > 0 &&
+    if (m->process_rank == 0 && opt->gen_tokens > 0 && opt->sample_every > 0 &&
         ((step > 0 && step % opt->sample_every == 0) || last_step)) {
         sample_and_print(m, tokenizer, eot_token, opt->gen_tokens, opt->T, opt->temperature,
                          opt->top_k, rng_state);

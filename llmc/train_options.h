@@ -111,15 +111,21 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
     return count;
 }
 
-// Checks the flags before any file is touched; sets schedule and grad_accum_steps.
-static inline void train_options_validate(TrainOptions *o) {
+// Checks the flags before any file is touched; sets schedule and grad_accum_steps. -d counts the
+// tokens of a step over all num_processes processes (each runs B*T per micro-batch).
+static inline void train_options_validate(TrainOptions *o, int num_processes) {
     if (!schedule_from_name(o->schedule_name, &o->schedule)) {
         fatal("bad value '%s' for -k: expected cosine, linear, constant or wsd", o->schedule_name);
     }
     if (o->B <= 0) fatal("bad value %d for -b: must be >= 1", o->B);
     if (o->T <= 0) fatal("bad value %d for -t: must be >= 1", o->T);
-    if (o->total_batch_size == -1) o->total_batch_size = o->B * o->T;
-    if (o->total_batch_size <= 0 || o->total_batch_size % (o->B * o->T) != 0) {
+    int tokens_per_micro_step = o->B * o->T * num_processes;
+    if (o->total_batch_size == -1) o->total_batch_size = tokens_per_micro_step;
+    if (o->total_batch_size <= 0 || o->total_batch_size % tokens_per_micro_step != 0) {
+        if (num_processes > 1) {
+            fatal("bad value %d for -d: must be a positive multiple of B*T*processes = %d*%d*%d",
+                  o->total_batch_size, o->B, o->T, num_processes);
+        }
         fatal("bad value %d for -d: must be a positive multiple of B*T = %d", o->total_batch_size,
               o->B * o->T);
     }
@@ -143,7 +149,7 @@ static inline void train_options_validate(TrainOptions *o) {
     if (o->loss_mask < -1 || o->loss_mask > 1) {
         fatal("bad value %d for --mask: expected -1, 0 or 1", o->loss_mask);
     }
-    o->grad_accum_steps = o->total_batch_size / (o->B * o->T);
+    o->grad_accum_steps = o->total_batch_size / tokens_per_micro_step;
 }
 
 // With -y 1, points model_spec at the newest complete checkpoint in -o (path stored in

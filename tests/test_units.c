@@ -403,6 +403,36 @@ static int test_loader_two_ranks(void) {
     return 1;
 }
 
+// Shuffled, with 3 ranks: in one epoch no window is read by two ranks and every whole window of
+// 3 is read (999 / 48 = 20 and 699 / 48 = 14 samples per rank).
+static int test_loader_three_ranks_shuffled(void) {
+    static int reads[2][1000];
+    memset(reads, 0, sizeof(reads));
+    const int samples[2] = {20, 14};
+    for (int rank = 0; rank < 3; rank++) {
+        DataLoader l;
+        open_loader(&l, rank, 3, 1, 11);
+        for (int k = 0; k < samples[0] + samples[1]; k++) {
+            dataloader_next_batch(&l);
+            int shard = l.inputs[0] / SHARD_STRIDE, pos = l.inputs[0] % SHARD_STRIDE;
+            CHECK(shard < 2 && pos % (3 * LBT) == rank * LBT,
+                  "rank %d batch %d starts at token %d, not its slot of a window of 3", rank, k,
+                  l.inputs[0]);
+            if (!batch_is_window(&l, l.inputs[0])) return 0;
+            for (int i = 0; i < LBT; i++) reads[shard][pos + i]++;
+        }
+        dataloader_free(&l);
+    }
+    for (int s = 0; s < 2; s++) {
+        for (int p = 0; p < shard_tokens[s]; p++) {
+            int want = p < samples[s] * 3 * LBT ? 1 : 0;
+            CHECK(reads[s][p] == want, "shard %d position %d read %d times by the three ranks", s,
+                  p, reads[s][p]);
+        }
+    }
+    return 1;
+}
+
 // One shuffled epoch (105 batches): order[k] = shard * 1000 + sample of batch k.
 static int shuffled_epoch(DataLoader *l, int *order) {
     static int seen[2][62];
@@ -758,7 +788,7 @@ static int test_state_round_trip(void) {
     DataLoader a, b;
     open_loader(&a, 0, 1, 0, 0);
     for (int k = 0; k < 70; k++) dataloader_next_batch(&a);
-    TrainState saved = {1, 0, 1, 70, 0x123456789ABCDEF0ull, 0x0FEDCBA987654321ull, n};
+    TrainState saved = {1, 0, 0, 1, 70, 0x123456789ABCDEF0ull, 0x0FEDCBA987654321ull, n};
     char path[4200];
     work_path(path, sizeof(path), "state_plain.bin");
     state_write(path, &saved, m, v, master, &a);
@@ -810,7 +840,7 @@ static int test_state_shuffled(void) {
     DataLoader a, b;
     open_loader(&a, 0, 1, 1, 7);
     for (int k = 0; k < 70; k++) dataloader_next_batch(&a);
-    TrainState saved = {1, 0, 0, 70, 99, 98, n};
+    TrainState saved = {1, 0, 0, 0, 70, 99, 98, n};
     char path[4200];
     work_path(path, sizeof(path), "state_shuffled.bin");
     state_write(path, &saved, m, v, NULL, &a);
@@ -941,6 +971,8 @@ int main(int argc, char **argv) {
     run_check("loader: next shard, then wrap to the first", test_loader_shards_and_wrap);
     run_check("loader: 2 ranks read disjoint windows covering every sample", test_loader_two_ranks);
     run_check("loader: shuffled epochs cover each sample once, seeded", test_loader_shuffle);
+    run_check("loader: 3 shuffled ranks never read the same window, together cover the epoch",
+              test_loader_three_ranks_shuffled);
     run_check("loader: resume continues with the same batches", test_loader_resume);
     run_check("loader: uint32 shard", test_loader_uint32);
     run_check("tokenizer v2 + UTF-8 printer output bytes", test_tokenizer_utf8);

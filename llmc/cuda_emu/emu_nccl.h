@@ -147,11 +147,19 @@ inline ncclResult_t ncclGetVersion(int *version) {
     return ncclSuccess;
 }
 
-// The id carries nothing: ranks meet through MPI_COMM_WORLD.
+// Ranks meet through MPI_COMM_WORLD; the id carries a random nonce after its tag, and
+// ncclCommInitRank checks that every rank was handed the same id (so a program's own exchange of
+// the id, over TCP or a file, is tested too).
 inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     if (id == nullptr) return ncclInvalidArgument;
     memset(id, 0, sizeof(*id));
     memcpy(id->internal, "llmc-emu-mpi", 12);
+    FILE *urandom = fopen("/dev/urandom", "rb");
+    if (urandom == nullptr || fread(id->internal + 16, 1, 16, urandom) != 16) {
+        if (urandom != nullptr) fclose(urandom);
+        return ncclSystemError;
+    }
+    fclose(urandom);
     return ncclSuccess;
 }
 
@@ -172,6 +180,15 @@ inline ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId 
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     if (nranks != world_size || rank != world_rank) return ncclInvalidUsage;
+    std::vector<char> ids((size_t)world_size * NCCL_UNIQUE_ID_BYTES);
+    MPI_Allgather(id.internal, NCCL_UNIQUE_ID_BYTES, MPI_BYTE, ids.data(), NCCL_UNIQUE_ID_BYTES,
+                  MPI_BYTE, MPI_COMM_WORLD);
+    for (int r = 0; r < world_size; r++) {
+        if (memcmp(ids.data() + (size_t)r * NCCL_UNIQUE_ID_BYTES, id.internal,
+                   NCCL_UNIQUE_ID_BYTES) != 0) {
+            return ncclInvalidUsage; // ranks were handed different ids
+        }
+    }
     llmc_emu_nccl_comm *c = new llmc_emu_nccl_comm;
     if (MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi) != MPI_SUCCESS) {
         delete c;
@@ -187,6 +204,17 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (comm == nullptr) return ncclInvalidArgument;
     MPI_Comm_free(&comm->mpi);
     delete comm;
+    return ncclSuccess;
+}
+// Collectives are blocking here, so there is never an asynchronous error to report.
+inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *async_error) {
+    if (comm == nullptr || async_error == nullptr) return ncclInvalidArgument;
+    *async_error = ncclSuccess;
+    return ncclSuccess;
+}
+inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
+    if (comm == nullptr) return ncclInvalidArgument;
+    MPI_Abort(comm->mpi, 1);
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommFinalize(ncclComm_t comm) {
