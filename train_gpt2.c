@@ -918,11 +918,16 @@ int main(int argc, char **argv) {
            train_loader.num_shards, train_pattern, B, T, tokens_per_step, grad_accum_steps,
            max_steps, count_threads());
 
-    TrainModel train_model = {
-        &model,         model.config.vocab_size, model.config.padded_vocab_size,
-        train_forward,  train_forward_backward,  train_last_logits,
-        save_checkpoint, 0,
-        1,              NULL};
+    TrainModel train_model = {&model,
+                              model.config.vocab_size,
+                              model.config.padded_vocab_size,
+                              train_forward,
+                              train_forward_backward,
+                              train_last_logits,
+                              save_checkpoint,
+                              0,
+                              1,
+                              NULL};
     StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,

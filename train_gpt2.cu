@@ -203,8 +203,8 @@ static void gpt2_upload_params(GPT2 *model, const float *params) {
     free(converted);
     if (model->master_memory != NULL) { // this process's shard; the padding past n stays 0
         size_t offset = model->shard_offset;
-        size_t count = offset < n ? (n - offset < model->shard_size ? n - offset : model->shard_size)
-                                  : 0;
+        size_t count =
+            offset < n ? (n - offset < model->shard_size ? n - offset : model->shard_size) : 0;
         cuda_check(cudaMemcpy(model->master_memory, params + offset, count * sizeof(float),
                               cudaMemcpyHostToDevice));
     }
@@ -484,7 +484,8 @@ static void gpt2_all_reduce_gradients(GPT2 *model, const int *kinds, int count, 
         int k = kinds[i];
         size_t n = layer < 0 ? sizes[k] : sizes[k] / (size_t)model->config.num_layers;
         floatX *slice = model->grads_memory + offsets[k] + (layer < 0 ? 0 : (size_t)layer * n);
-        nccl_check(mg, ncclAllReduce(slice, slice, n, nccl_floatX(), ncclSum, mg->comm, mg->stream));
+        nccl_check(mg,
+                   ncclAllReduce(slice, slice, n, nccl_floatX(), ncclSum, mg->comm, mg->stream));
     }
     nccl_check(mg, ncclGroupEnd());
 }
@@ -517,9 +518,9 @@ static void gpt2_reduce_gradients(GPT2 *model) {
     MultiGpu *mg = model->multi;
     if (mg->zero_stage == 1) {
         gpt2_collective_after_compute(model);
-        nccl_check(mg, ncclReduceScatter(model->grads_memory, model->grads_memory + model->shard_offset,
-                                         model->shard_size, nccl_floatX(), ncclSum, mg->comm,
-                                         mg->stream));
+        nccl_check(
+            mg, ncclReduceScatter(model->grads_memory, model->grads_memory + model->shard_offset,
+                                  model->shard_size, nccl_floatX(), ncclSum, mg->comm, mg->stream));
         multi_gpu_wait(mg, mg->stream, "the gradient reduce-scatter");
     } else {
         multi_gpu_wait(mg, mg->stream, "the gradient all-reduce");
@@ -643,9 +644,9 @@ static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_s
 #ifdef LLMC_MULTI_GPU
     if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
         MultiGpu *mg = model->multi;
-        nccl_check(mg, ncclAllGather(model->params_memory + model->shard_offset,
-                                     model->params_memory, model->shard_size, nccl_floatX(),
-                                     mg->comm, model->stream));
+        nccl_check(mg,
+                   ncclAllGather(model->params_memory + model->shard_offset, model->params_memory,
+                                 model->shard_size, nccl_floatX(), mg->comm, model->stream));
     }
 #endif
 }
@@ -693,8 +694,8 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
                                         float normaliser, float loss_scale, int last_micro_step) {
     GPT2 *gpt2 = (GPT2 *)model;
     // the last backward of a step reduces each layer's gradients as soon as they are done
-    gpt2->reduce_in_backward = last_micro_step && gpt2_uses_nccl(gpt2) &&
-                               gpt2->multi->zero_stage == 0;
+    gpt2->reduce_in_backward =
+        last_micro_step && gpt2_uses_nccl(gpt2) && gpt2->multi->zero_stage == 0;
     if (target_mask != NULL) {
         gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T, 1, normaliser);
         gpt2_backward_normalised(gpt2, normaliser);
@@ -884,11 +885,16 @@ int main(int argc, char **argv) {
            train_loader.num_shards, opt.train_pattern, B, T, processes, tokens_per_step,
            opt.grad_accum_steps, max_steps);
 
-    TrainModel train_model = {
-        &model,         model.config.vocab_size, model.config.padded_vocab_size,
-        train_forward,  train_forward_backward,  train_last_logits,
-        save_checkpoint, 0,
-        1,              NULL};
+    TrainModel train_model = {&model,
+                              model.config.vocab_size,
+                              model.config.padded_vocab_size,
+                              train_forward,
+                              train_forward_backward,
+                              train_last_logits,
+                              save_checkpoint,
+                              0,
+                              1,
+                              NULL};
     train_model.process_rank = rank;
     train_model.num_processes = processes;
     train_model.sum_across_processes = sum_across_processes;

@@ -3,7 +3,8 @@
 //   mpi: launched by mpirun or srun --mpi=pmix; MPI gives rank, size, the ranks on this host, and
 //        carries the NCCL id from rank 0 to the others;
 //   tcp: rank 0 listens on --init-server HOST:PORT and hands the id to every rank that connects;
-//   fs:  rank 0 writes the id into --init-dir (a filesystem all nodes share), the others wait for it.
+//   fs:  rank 0 writes the id into --init-dir (a filesystem all nodes share), the others wait for
+//   it.
 // With tcp and fs, rank and size come from --process-rank / --num-processes or the launcher's
 // environment (Slurm, OpenMPI), so no MPI library is used at run time.
 // Every wait on a collective has a deadline (--nccl-timeout) and checks NCCL's asynchronous errors:
@@ -147,8 +148,7 @@ static inline ncclDataType_t nccl_floatX(void) {
 }
 
 // HOST:PORT into its parts; fatal with the flag's name otherwise.
-static inline void multi_gpu_parse_server(const char *server, char *host, size_t size,
-                                          char *port) {
+static inline void multi_gpu_parse_server(const char *server, char *host, size_t size, char *port) {
     const char *colon = strrchr(server, ':');
     if (server[0] == '\0' || colon == NULL || colon == server || colon[1] == '\0' ||
         (size_t)(colon - server) >= size || strlen(colon + 1) > 5) {
@@ -334,7 +334,8 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
     if (o->zero_stage != 0 && o->zero_stage != 1) {
         fatal("bad value %d for -z: expected 0 or 1 (ZeRO stage)", o->zero_stage);
     }
-    if (o->timeout_seconds < 1) fatal("bad value %d for --nccl-timeout: must be >= 1", o->timeout_seconds);
+    if (o->timeout_seconds < 1)
+        fatal("bad value %d for --nccl-timeout: must be >= 1", o->timeout_seconds);
     int is_mpi = strcmp(o->init_method, "mpi") == 0, is_tcp = strcmp(o->init_method, "tcp") == 0;
     int is_fs = strcmp(o->init_method, "fs") == 0;
     if (!is_mpi && !is_tcp && !is_fs) {
@@ -347,6 +348,12 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
     int local = 0;
     // launched by mpirun / srun? (a plain ./train_gpt2cu runs alone without touching MPI)
     int launched = multi_gpu_env_int(multi_gpu_size_vars, 2, -1) >= 0 || getenv("PMIX_RANK");
+    static const char *const srun_tasks[] = {"SLURM_STEP_NUM_TASKS"};
+    if (is_mpi && !launched && multi_gpu_env_int(srun_tasks, 1, 1) > 1) {
+        fatal("srun started %s tasks without MPI: launch with srun --mpi=pmix, or use "
+              "--init-method tcp or fs",
+              getenv("SLURM_STEP_NUM_TASKS"));
+    }
     if (is_mpi && launched) {
 #ifdef LLMC_MULTI_GPU
         MPI_Init(argc, argv);
@@ -366,10 +373,10 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
               "it runs one process");
 #endif
     } else if (is_tcp || is_fs) {
-        mg->num_processes = o->num_processes >= 0 ? o->num_processes
-                                                  : multi_gpu_env_int(multi_gpu_size_vars, 4, 1);
-        mg->process_rank = o->process_rank >= 0 ? o->process_rank
-                                                : multi_gpu_env_int(multi_gpu_rank_vars, 5, 0);
+        mg->num_processes =
+            o->num_processes >= 0 ? o->num_processes : multi_gpu_env_int(multi_gpu_size_vars, 4, 1);
+        mg->process_rank =
+            o->process_rank >= 0 ? o->process_rank : multi_gpu_env_int(multi_gpu_rank_vars, 5, 0);
         if (mg->num_processes < 1 || mg->process_rank >= mg->num_processes) {
             fatal("rank %d of %d processes: the rank must be below the count (--process-rank, "
                   "--num-processes)",
@@ -412,8 +419,8 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
         nccl_check(mg, ncclCommInitRank(&mg->comm, mg->num_processes, id, mg->process_rank));
         cuda_check(cudaStreamCreate(&mg->stream));
         cuda_check(cudaEventCreateWithFlags(&mg->ready, cudaEventDisableTiming));
-        mg->scratch = (double *)cuda_malloc_check(MULTI_GPU_SCRATCH * sizeof(double),
-                                                  "multi-GPU scratch");
+        mg->scratch =
+            (double *)cuda_malloc_check(MULTI_GPU_SCRATCH * sizeof(double), "multi-GPU scratch");
     }
 #endif
     (void)argc;

@@ -438,6 +438,208 @@ expect_error "train_gpt2cu: not enough GPU memory" "not enough GPU memory.*needs
     ./build/cuda/emu-bf16/train_gpt2cu -e d12 -b 512 -t 1024 -x 1 -v 0 -s 0
 
 # ---------------------------------------------------------------------------------------------
+# 10. Data parallelism (docs/multi_gpu.md) on the CPU emulation, NCCL mapped onto MPI:
+#     `mpirun -np 2` = two emulated GPUs. (a) 2 ranks x B = 1 rank x 2B, (b) ZeRO-1 = ZeRO-0,
+#     (c) save on 2 ranks + resume on 2 = straight run, bit for bit; tcp and fs init, refusals,
+#     a killed rank, SFT's loss normaliser over ranks.
+MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun --oversubscribe)
+CU32=./build/cuda/emu-fp32/train_gpt2cu
+CU16=./build/cuda/emu-bf16/train_gpt2cu
+# model_diff A B TOL: max |difference| of two model files (fp32 v3 or bf16 v5)
+model_diff() {
+    $PY - "$1" "$2" "$3" <<'EOF'
+import sys, numpy as np
+def load(path):
+    raw = open(path, "rb").read()
+    version = np.frombuffer(raw[:1024], dtype=np.int32)[1]
+    if version == 5:
+        bits = np.frombuffer(raw[1024:], dtype=np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32)
+    return np.frombuffer(raw[1024:], dtype=np.float32)
+a, b = load(sys.argv[1]), load(sys.argv[2])
+worst = float(np.abs(a - b).max()) if a.size == b.size else float("inf")
+print("%d params, max |diff| %.2e (tolerance %g)" % (a.size, worst, float(sys.argv[3])))
+sys.exit(0 if worst <= float(sys.argv[3]) else 1)
+EOF
+}
+# log_diff A B TOL: max |difference| of the train and val losses of two main.log files
+log_diff() {
+    $PY - "$1" "$2" "$3" <<'EOF'
+import sys
+def read(path):
+    return {l.split()[0] + l.split()[1][:4]: float(l.split()[1][4:]) for l in open(path)}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+worst = max(abs(a[k] - b[k]) for k in a) if a and a.keys() == b.keys() else float("inf")
+print("%d losses, max |diff| %.1e (tolerance %g)" % (len(a), worst, float(sys.argv[3])))
+sys.exit(0 if worst <= float(sys.argv[3]) else 1)
+EOF
+}
+if ! command -v mpirun >/dev/null; then
+    not_ok "data parallelism: mpirun not found (Debian: apt-get install libopenmpi-dev openmpi-bin)"
+else
+    DP=$WORK/dp
+    rm -rf "$DP"
+    mkdir -p "$DP"
+    # (a) accumulation (2 micro-steps), clipping, weight decay, cosine: the same data, split by rank
+    DP_FLAGS="-e d2 -j $WORK/val_000.bin -t 32 -d 256 -x 4 -v 4 -m 2 -s 0 -l 1e-3 -c 0.1 -u 1 -q 0.1"
+    summary=""
+    wsummary=""
+    # shellcheck disable=SC2086
+    if run dp_1x4 $CU32 $DP_FLAGS -i "$WORK/train_00*.bin" -b 4 -o "$DP/1x4" &&
+        run dp_2x2 "${MPI_RUN[@]}" -np 2 $CU32 $DP_FLAGS -i "$WORK/train_00*.bin" -b 2 -o "$DP/2x2" &&
+        summary=$(log_diff "$DP/1x4/main.log" "$DP/2x2/main.log" 1e-5) &&
+        wsummary=$(model_diff "$DP/1x4/model_00000004.bin" "$DP/2x2/model_00000004.bin" 1e-4); then
+        # AdamW's m/sqrt(v) turns last-bit differences of tiny gradients into up to ~lr/30
+        ok "data parallel (fp32, emulated): 2 ranks x B=2 == 1 rank x B=4: $summary; weights $wsummary"
+    else
+        not_ok "data parallel 2x2 vs 1x4: $summary $wsummary (see $WORK/dp_1x4.log, dp_2x2.log)"
+    fi
+    # NCCL with one rank changes nothing
+    # shellcheck disable=SC2086
+    if run dp_np1 "${MPI_RUN[@]}" -np 1 $CU32 $DP_FLAGS -i "$WORK/train_00*.bin" -b 4 -o "$DP/np1" &&
+        grep -q "data parallel: 1 process(es) via mpi" "$WORK/dp_np1.log" &&
+        cmp -s "$DP/1x4/model_00000004.bin" "$DP/np1/model_00000004.bin"; then
+        ok "data parallel (fp32, emulated): mpirun -np 1 (NCCL, one rank) is bit-identical to a plain run"
+    else
+        not_ok "mpirun -np 1 differs from a plain run (see $WORK/dp_np1.log)"
+    fi
+    # (b) ZeRO-1 = ZeRO-0: without clipping the same bits (the same sums, the same rounding of
+    # each element); with clipping the norm is summed per shard, so the same to rounding
+    ZB="-e d2 -j $WORK/val_000.bin -b 2 -t 32 -d 256 -x 4 -v 4 -m 2 -s 0 -l 1e-3 -c 0.1"
+    # shellcheck disable=SC2086
+    if run dp_z0 "${MPI_RUN[@]}" -np 2 $CU16 $ZB -i "$WORK/train_00*.bin" --grad-clip 0 -z 0 -o "$DP/z0" &&
+        run dp_z1 "${MPI_RUN[@]}" -np 2 $CU16 $ZB -i "$WORK/train_00*.bin" --grad-clip 0 -z 1 -o "$DP/z1" &&
+        grep -q "ZeRO-1" "$WORK/dp_z1.log" &&
+        cmp -s "$DP/z0/model_00000004.bin" "$DP/z1/model_00000004.bin" &&
+        cmp -s "$DP/z0/main.log" "$DP/z1/main.log"; then
+        ok "ZeRO-1 (bf16, emulated, 2 ranks, sharded master weights and AdamW state): model and losses bit-identical to ZeRO-0"
+    else
+        not_ok "ZeRO-1 differs from ZeRO-0 (see $WORK/dp_z0.log, dp_z1.log)"
+    fi
+    summary=""
+    wsummary=""
+    # shellcheck disable=SC2086
+    if run dp_z1_clip "${MPI_RUN[@]}" -np 2 $CU32 $DP_FLAGS -i "$WORK/train_00*.bin" -b 2 -z 1 -o "$DP/z1clip" &&
+        summary=$(log_diff "$DP/2x2/main.log" "$DP/z1clip/main.log" 1e-6) &&
+        wsummary=$(model_diff "$DP/2x2/model_00000004.bin" "$DP/z1clip/model_00000004.bin" 1e-6); then
+        ok "ZeRO-1 with clipping (fp32, emulated) == ZeRO-0: $summary; weights $wsummary"
+    else
+        not_ok "ZeRO-1 with clipping vs ZeRO-0: $summary $wsummary (see $WORK/dp_z1_clip.log)"
+    fi
+    # (c) save on 2 ranks, resume on 2 ranks: bit-identical (ZeRO-1, bf16, shuffled, accumulating)
+    RA=$DP/resume_a
+    RB=$DP/resume_b
+    RES="-e d2 --seed 7 -j $WORK/val_000.bin -b 2 -t 32 -d 256 -x 6 -n 3 -l 1e-3 -u 2 -v 3 -m 2 -s 3 -g 4 -z 1 --shuffle 1"
+    # shellcheck disable=SC2086
+    if run dp_resume_a "${MPI_RUN[@]}" -np 2 $CU16 $RES -i "$WORK/train_00*.bin" -o "$RA" &&
+        mkdir -p "$RB" && cp "$RA/model_00000003.bin" "$RA"/state_00000003_*.bin "$RA/DONE_00000003" "$RB/" &&
+        run dp_resume_b "${MPI_RUN[@]}" -np 2 $CU16 $RES -i "$WORK/train_00*.bin" -o "$RB" -y 1 &&
+        cmp -s "$RA/model_00000006.bin" "$RB/model_00000006.bin" &&
+        cmp -s "$RA/state_00000006_00000.bin" "$RB/state_00000006_00000.bin" &&
+        cmp -s "$RA/state_00000006_00001.bin" "$RB/state_00000006_00001.bin" &&
+        grep -q "resume: from step 3" "$WORK/dp_resume_b.log"; then
+        ok "ZeRO-1 (bf16, emulated): 2 ranks x 6 steps == 3 steps + resume on 2 ranks + 3 steps (model, both state shards bit-identical)"
+    else
+        not_ok "2-rank resume (see $WORK/dp_resume_a.log, dp_resume_b.log)"
+    fi
+    # shellcheck disable=SC2086
+    expect_error "resume of a 2-rank checkpoint on 1 process is refused" \
+        "written by 2 processes (header\[2\]), this run has 1" \
+        $CU16 $RES -i "$WORK/train_00*.bin" -o "$RB" -y 1 -x 9
+    # shellcheck disable=SC2086
+    if run dp_wrong_zero "${MPI_RUN[@]}" -np 2 $CU16 $RES -i "$WORK/train_00*.bin" -o "$RB" -y 1 -x 9 -z 0; then
+        not_ok "a ZeRO-1 checkpoint resumed with -z 0"
+    elif grep -q "written with ZeRO stage 1 (header\[6\]), this run has -z 0" "$WORK/dp_wrong_zero.log"; then
+        ok "resume of a ZeRO-1 checkpoint with -z 0 is refused, naming header[6]"
+    else
+        not_ok "-z mismatch on resume: no clear error (see $WORK/dp_wrong_zero.log)"
+    fi
+    if run dp_bad_d "${MPI_RUN[@]}" -np 2 $CU16 -e d2 -b 4 -t 64 -d 192 -x 1; then
+        not_ok "-d 192 with 2 ranks x 4 x 64 accepted"
+    elif grep -q "bad value 192 for -d: must be a positive multiple of B\*T\*processes = 4\*64\*2" \
+        "$WORK/dp_bad_d.log"; then
+        ok "-d that is not a multiple of B*T*processes is refused"
+    else
+        not_ok "-d check with 2 ranks (see $WORK/dp_bad_d.log)"
+    fi
+    # tcp and fs init give the same run as mpi (the emulated NCCL checks all ranks got one id)
+    for method in "tcp|--init-server 127.0.0.1:$((29000 + RANDOM % 2000))" "fs|--init-dir $DP/fs_init"; do
+        IFS='|' read -r name flags <<<"$method"
+        # shellcheck disable=SC2086
+        if run "dp_$name" "${MPI_RUN[@]}" -np 2 $CU32 $DP_FLAGS -i "$WORK/train_00*.bin" -b 2 \
+            -o "$DP/$name" --init-method $name $flags &&
+            grep -q "data parallel: 2 process(es) via $name" "$WORK/dp_$name.log" &&
+            cmp -s "$DP/2x2/model_00000004.bin" "$DP/$name/model_00000004.bin"; then
+            ok "init via $name (emulated, 2 ranks): the same model as via mpi"
+        else
+            not_ok "init via $name (see $WORK/dp_$name.log)"
+        fi
+    done
+    if [ -d "$DP/fs_init" ] && [ -z "$(ls -A "$DP/fs_init")" ]; then
+        ok "init via fs: rank 0 removes the NCCL id file once every rank has joined"
+    else
+        not_ok "init via fs: $DP/fs_init missing or not emptied"
+    fi
+    expect_error "tcp init: rank 0 unreachable ends with a timeout naming the rank" \
+        "rank 1: cannot reach rank 0 at 127.0.0.1:9 within 2 s" \
+        $CU16 -e d2 -x 1 --init-method tcp --init-server 127.0.0.1:9 --num-processes 2 \
+        --process-rank 1 --nccl-timeout 2
+    expect_error "fs init: no id file ends with a timeout naming the rank" \
+        "rank 1: .*ncclUniqueId.bin did not appear within 1 s" \
+        $CU16 -e d2 -x 1 --init-method fs --init-dir "$DP/empty" --num-processes 2 \
+        --process-rank 1 --nccl-timeout 1
+    expect_error "bad --init-server" "bad value 'localhost' for --init-server: expected HOST:PORT" \
+        $CU16 --init-method tcp --init-server localhost --num-processes 2 --process-rank 1
+    expect_error "bad --init-method" "bad value 'nfs' for --init-method" $CU16 --init-method nfs
+    expect_error "bad -z" "bad value 2 for -z" $CU16 -z 2
+    # a rank killed mid-run: mpirun ends the job naming it; the last checkpoint resumes and
+    # finishes with the straight run's weights
+    KA=$DP/kill_straight
+    KB=$DP/kill
+    KFLAGS="-e d2 -b 2 -t 32 -x 5 -n 2 -s 0 -v 0 -l 1e-3"
+    # shellcheck disable=SC2086
+    run dp_kill_straight "${MPI_RUN[@]}" -np 2 $CU16 $KFLAGS -i "$WORK/train_00*.bin" -o "$KA"
+    # shellcheck disable=SC2086
+    "${MPI_RUN[@]}" -np 2 $CU16 $KFLAGS -i "$WORK/train_00*.bin" -o "$KB" >"$WORK/dp_kill.log" 2>&1 &
+    mpirun_pid=$!
+    for _ in $(seq 1 600); do [ -e "$KB/DONE_00000002" ] && break; sleep 0.1; done
+    for pid in $(pgrep -f "emu-bf16/train_gpt2cu.*$KB"); do
+        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then
+            kill -9 "$pid"
+        fi
+    done
+    wait "$mpirun_pid"
+    kill_status=$?
+    # shellcheck disable=SC2086
+    if [ "$kill_status" -ne 0 ] && grep -q "process rank 1 .*exited on signal 9" "$WORK/dp_kill.log" &&
+        [ ! -e "$KB/DONE_00000005" ] &&
+        run dp_kill_resume "${MPI_RUN[@]}" -np 2 $CU16 $KFLAGS -i "$WORK/train_00*.bin" -o "$KB" -y 1 &&
+        grep -q "resume: from step [24]" "$WORK/dp_kill_resume.log" &&
+        cmp -s "$KA/model_00000005.bin" "$KB/model_00000005.bin"; then
+        ok "a rank killed mid-run ends the job naming rank 1 (exit $kill_status); resuming from the last checkpoint gives the straight run's weights"
+    else
+        not_ok "killed rank (exit $kill_status; see $WORK/dp_kill.log, dp_kill_resume.log)"
+    fi
+    # SFT: the step's trained targets are counted over all ranks (the loss normaliser)
+    if ls "$SFT"/alpaca_full/data_train_*.mask >/dev/null 2>&1; then
+        summary=""
+        SFT_DP="-e d2 -t 256 -d 512 -x 3 -v 3 -m 2 -s 0 -l 1e-3"
+        # shellcheck disable=SC2086
+        if run dp_sft_1 $CU32 $SFT_DP -b 2 -i "$SFT/alpaca_full/data_train_*.bin" \
+            -j "$SFT/alpaca_full/data_val_*.bin" -o "$DP/sft1" &&
+            run dp_sft_2 "${MPI_RUN[@]}" -np 2 $CU32 $SFT_DP -b 1 -i "$SFT/alpaca_full/data_train_*.bin" \
+                -j "$SFT/alpaca_full/data_val_*.bin" -o "$DP/sft2" &&
+            summary=$(log_diff "$DP/sft1/main.log" "$DP/sft2/main.log" 1e-5); then
+            ok "data parallel SFT (fp32, emulated): masked loss on 2 ranks x B=1 == 1 rank x B=2: $summary"
+        else
+            not_ok "data parallel SFT: $summary (see $WORK/dp_sft_1.log, dp_sft_2.log)"
+        fi
+    else
+        not_ok "data parallel SFT: no masked shards from section 7 in $SFT/alpaca_full"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
