@@ -409,8 +409,8 @@ int main(int argc, char **argv) {
         printf("AdamW steps on the same batch (lr %g, betas %g %g, eps %g, wd %g, clip %g):\n",
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);
         gpt2_free(&model);
-        gpt2_build(&model, model_path, 0, B, T, 0, 0,
-                   NULL); // fresh weights (the backward above is done)
+        // fresh weights (the backward above is done)
+        gpt2_build(&model, model_path, 0, B, T, 0, 0, NULL);
         for (int step = 0; step < n_steps; step++) {
             losses[step] = train_step(&model, &ref, &adamw, step + 1);
             if (!debug_state_check_step_loss(step, losses[step], ref.step_losses[step], step_tol)) {
