@@ -892,12 +892,9 @@ int main(int argc, char **argv) {
                               train_forward_backward,
                               train_last_logits,
                               save_checkpoint,
-                              0,
-                              1,
-                              NULL};
-    train_model.process_rank = rank;
-    train_model.num_processes = processes;
-    train_model.sum_across_processes = sum_across_processes;
+                              rank,
+                              processes,
+                              sum_across_processes};
     StepTimer timer = {0.0, 0};
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
