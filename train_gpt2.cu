@@ -512,7 +512,7 @@ static void gpt2_reduce_layer_gradients(GPT2 *model, int layer) {
 
 // Completes the step's gradient reduction: ZeRO-0 waits for the all-reduces started during the
 // last backward; ZeRO-1 reduce-scatters, leaving this process the sum of its own shard.
-static void gpt2_reduce_gradients(GPT2 *model) {
+static inline void gpt2_reduce_gradients(GPT2 *model) {
 #ifdef LLMC_MULTI_GPU
     if (!gpt2_uses_nccl(model)) return;
     MultiGpu *mg = model->multi;
