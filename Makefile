@@ -160,8 +160,14 @@ cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
 # dev/cuda kernel experiments built with nvcc, for a GPU (the emulated builds are below).
+# dev/cuda/nccl_all_reduce.cu times NCCL's collectives: built with MPI and NCCL, run under mpirun.
 .PHONY: dev_cuda
 dev_cuda: $(patsubst dev/cuda/%.cu,build/cuda/nvcc-dev/%,$(wildcard dev/cuda/*.cu))
+
+build/cuda/nvcc-dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS) -o $@ $< \
+		$(NVCC_LDLIBS) -lnccl $(MPI_LINK_FLAGS)
 
 build/cuda/nvcc-dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
@@ -171,7 +177,7 @@ build/cuda/nvcc-dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | c
 # The CUDA sources on the CPU emulation (issue 3, docs/cuda_emu.md): the emulation's own tests
 # (tests/cuda_emu/), every dev/cuda/*.cu kernel check and test_gpt2cu (FP32, BF16), each run in
 # forward, reverse and random scheduling order, plus AddressSanitizer builds (tests/cuda_emu/run.sh).
-DEV_CUDA_SOURCES := $(wildcard dev/cuda/*.cu)
+DEV_CUDA_SOURCES := $(filter-out dev/cuda/nccl_all_reduce.cu,$(wildcard dev/cuda/*.cu))
 EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_asan \
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
@@ -181,7 +187,7 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)
 EMU_MPI_FLAGS = -Illmc/cuda_emu/include -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS)
 ifneq ($(MPI_COMPILE_FLAGS),)
-  EMU_TEST_BINARIES += build/cuda_emu/test_nccl_emu
+  EMU_TEST_BINARIES += build/cuda_emu/test_nccl_emu build/cuda_emu/dev/nccl_all_reduce
 endif
 
 build/cuda_emu/test_nccl_emu: tests/cuda_emu/test_nccl_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
@@ -202,6 +208,10 @@ build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_em
 build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
+
+build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MPI_FLAGS) -x c++ -o $@ $< $(MPI_LINK_FLAGS) -lm
 
 build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)

@@ -2,7 +2,9 @@
 # For a session that has a GPU: builds the CUDA trainer (BF16 and FP32, nvcc), runs test_gpt2cu on
 # every PyTorch reference dump in REF_DIR (made beforehand on a machine with torch, e.g. by
 # `make test`, which leaves them in build/test), every dev/cuda check, then the GPT-2 124M (d12)
-# benchmark at T=1024 with the largest B that fits: tokens/s, MFU and device memory. Raw logs go
+# benchmark at T=1024 with the largest B that fits: tokens/s, MFU and device memory; then the same
+# run through NCCL with one rank (-z 0, -z 1), dev/cuda/nccl_all_reduce on every GPU here and the
+# data-parallel scaling estimate from the two (docs/multi_gpu.md). Raw logs go
 # to bench/results/gpu_<date>/; the last lines summarise.
 #   bash bench/bench_gpu.sh [REF_DIR]      (default build/test)
 set -u
@@ -32,6 +34,7 @@ for state in "$REF_DIR"/*_state.bin; do
 done
 for binary in build/cuda/nvcc-dev/*; do
     name=$(basename "$binary")
+    [ "$name" = nccl_all_reduce ] && continue # under mpirun, below
     if "$binary" >"$OUT/dev_$name.log" 2>&1; then
         note "ok   dev/cuda/$name.cu: $(grep -E 'ms \|' "$OUT/dev_$name.log" | tail -1 | sed 's/  */ /g')"
     else
@@ -56,10 +59,51 @@ for B in 64 48 32 24 16 8 4; do
     if grep -q "not enough GPU memory" "$log"; then continue; fi
     if grep -q '^done:' "$log"; then
         note "d12 B=$B T=1024: $(grep '^done:' "$log"); $(grep '^step ' "$log" | tail -1 | grep -o 'MFU [0-9.]*%'); $(grep '^device memory' "$log")"
+        BEST_B=$B
     else
         note "FAIL d12 B=$B (see $log)"
     fi
     break
 done
+
+# Data parallelism (docs/multi_gpu.md): the same d12 run through NCCL with one rank (ZeRO-0 and
+# ZeRO-1), the collectives' bus bandwidth on every GPU here, and the scaling estimate from both.
+if command -v mpirun >/dev/null && [ -n "${BEST_B:-}" ]; then
+    MPI=(mpirun --allow-run-as-root --oversubscribe)
+    for zero in 0 1; do
+        log="$OUT/d12_b${BEST_B}_np1_z$zero.log"
+        "${MPI[@]}" -np 1 ./train_gpt2cu -e d12 -b "$BEST_B" -t 1024 -x 30 -v 0 -s 0 -z "$zero" \
+            -i "$OUT/bench_train.bin" -j "" >"$log" 2>&1
+        if grep -q '^done:' "$log"; then
+            note "d12 B=$BEST_B mpirun -np 1 -z $zero (NCCL, one rank): $(grep '^done:' "$log")"
+        else
+            note "FAIL d12 mpirun -np 1 -z $zero (see $log)"
+        fi
+    done
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    log="$OUT/nccl_all_reduce_np$gpus.log"
+    if "${MPI[@]}" -np "$gpus" ./build/cuda/nvcc-dev/nccl_all_reduce >"$log" 2>&1; then
+        note "nccl_all_reduce on $gpus GPU(s), 124M values: $(grep '124475904' "$log" | sed 's/  */ /g')"
+    else
+        note "FAIL nccl_all_reduce (see $log)"
+    fi
+    # compute ms per step (the plain run) against the all-reduce of 124M bf16 gradients on P GPUs
+    # at the measured bus bandwidth (or 300 GB/s, NVLink-class, when only one GPU was measured)
+    step_ms=$(grep '^done:' "$OUT/d12_b${BEST_B}.log" | grep -o 'mean [0-9.]*' | grep -o '[0-9.]*')
+    busbw=$(grep '124475904' "$log" 2>/dev/null | grep -o 'busbw *[0-9.]*' | head -1 | grep -o '[0-9.]*$')
+    python3 - "$step_ms" "${busbw:-0}" "$gpus" <<'PY' | while read -r line; do note "$line"; done
+import sys
+step_ms, busbw, gpus = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+source = "measured on %d GPUs" % gpus
+if gpus < 2 or busbw <= 0:
+    busbw, source = 300.0, "assumed (one GPU: nothing to measure)"
+grad_bytes = 2 * 124475904
+for p in (2, 8, 16):
+    comm_ms = 2 * (p - 1) / p * grad_bytes / (busbw * 1e9) * 1e3
+    print("scaling estimate P=%d: compute %.1f ms/step, all-reduce %.1f ms at %.0f GB/s busbw (%s): "
+          "efficiency >= %.1f%% without overlap" % (p, step_ms, comm_ms, busbw, source,
+                                                    100 * step_ms / (step_ms + comm_ms)))
+PY
+fi
 printf '%s\n' "${summary[@]}" >"$OUT/summary.txt"
 echo "logs: $OUT"

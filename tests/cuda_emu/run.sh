@@ -84,6 +84,10 @@ if [ -x build/cuda_emu/test_nccl_emu ] && command -v mpirun >/dev/null; then
         run_suite "[mpi]" "$WORK/test_nccl_emu_$ranks.log" env OMPI_ALLOW_RUN_AS_ROOT=1 \
             OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np "$ranks" --oversubscribe \
             ./build/cuda_emu/test_nccl_emu
+        run_check "[mpi] dev/cuda/nccl_all_reduce.cu on $ranks ranks: all-reduce, reduce-scatter + all-gather exact" \
+            "$WORK/dev_nccl_all_reduce_$ranks.log" env OMPI_ALLOW_RUN_AS_ROOT=1 \
+            OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np "$ranks" --oversubscribe \
+            ./build/cuda_emu/dev/nccl_all_reduce
     done
 else
     echo "# OpenMPI not installed: the NCCL-over-MPI checks are skipped"
@@ -94,6 +98,7 @@ fi
 for source in dev/cuda/*.cu; do
     [ -e "$source" ] || continue
     name=$(basename "$source" .cu)
+    [ "$name" = nccl_all_reduce ] && continue # runs under mpirun, above
     for order in $ORDERS; do
         run_check "[$order] dev/cuda/$name.cu" "$WORK/dev_${name}_$order.log" \
             env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 "./build/cuda_emu/dev/$name"
