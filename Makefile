@@ -156,7 +156,8 @@ build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEA
 
 # CI: nvcc builds both binaries (BF16) and links them against cuBLAS/cuBLASLt; no GPU is needed
 # to build, and `--help` runs without one.
-cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu
+cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
+	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
 # dev/cuda kernel experiments built with nvcc, for a GPU (the emulated builds are below).
