@@ -4,7 +4,8 @@ CPU trainer benchmark: where a training step's time goes, against the machine's 
   make bench_cpu && OMP_NUM_THREADS=2 ./build/bench_cpu [-e d12] [-b 4] [-t 64] [-n 5]
 
 Prints the measured peak (an FMA loop on every thread), the time of each layer's forward and
-backward for one step (each called L times, as in the model, on the model's own buffers), the
+backward for one step (each called L times, as in the model, on the model's own buffers; the
+fastest of 3 passes over the table, as the peak is the best of 5 runs), the
 matmuls' GFLOP/s and fraction of peak, AdamW, and the whole step (forward, backward, clip,
 update). bench/bench_cpu.sh runs this beside the Foundation version and PyTorch.
 */
@@ -91,11 +92,21 @@ typedef struct {
 static Timing timings[MAX_TIMINGS];
 static int num_timings = 0;
 
+// The table is timed TABLE_PASSES times and each entry keeps its fastest pass: the peak above
+// is a best of 5, so a neighbour's burst during one pass must not count against the layers either.
+#define TABLE_PASSES 3
+static int table_pass = 0, table_index = 0;
+
 static void record(const char *name, double seconds, double gflop) {
-    timings[num_timings].name = name;
-    timings[num_timings].ms = seconds * 1e3;
-    timings[num_timings].gflop = gflop;
-    num_timings++;
+    if (table_pass == 0) {
+        timings[num_timings].name = name;
+        timings[num_timings].ms = seconds * 1e3;
+        timings[num_timings].gflop = gflop;
+        num_timings++;
+    } else if (seconds * 1e3 < timings[table_index].ms) {
+        timings[table_index].ms = seconds * 1e3;
+    }
+    table_index++;
 }
 
 #define TIME_REPEATED(name, gflop, repeats, call)                                                  \
@@ -169,59 +180,68 @@ int main(int argc, char **argv) {
     ParameterTensors p = model.params, g = model.grads;
     double mm = 2.0 * N / 1e9; // GFLOP per (in x out) weight element
     size_t c = (size_t)C;
-    TIME_REPEATED("encoder fwd", 0, 1, encoder_forward(a.encoded, tokens, p.wte, p.wpe, B, T, C));
-    TIME_REPEATED(
-        "layernorm fwd", 0, 2 * L + 1,
-        layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, N, C));
-    TIME_REPEATED("matmul qkv fwd", L * mm * 3 * c * c, L,
-                  matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C));
-    TIME_REPEATED("attention fwd", 0, L, attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH));
-    TIME_REPEATED("matmul attproj fwd", L * mm * c * c, L,
-                  matmul_forward(a.attproj, a.atty, p.attprojw, p.attprojb, N, C, C));
-    TIME_REPEATED("residual fwd", 0, 2 * L,
-                  residual_forward(a.residual2, a.encoded, a.attproj, (size_t)N * C));
-    TIME_REPEATED("matmul fc fwd", L * mm * 4 * c * c, L,
-                  matmul_forward(a.fch, a.ln2, p.fcw, p.fcb, N, C, 4 * C));
-    TIME_REPEATED("gelu fwd", 0, L, gelu_forward(a.fch_gelu, a.fch, (size_t)N * 4 * C));
-    TIME_REPEATED("matmul fcproj fwd", L * mm * 4 * c * c, L,
-                  matmul_forward(a.fcproj, a.fch_gelu, p.fcprojw, p.fcprojb, N, 4 * C, C));
-    TIME_REPEATED("matmul classifier fwd", mm * Vp * c, 1,
-                  matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp));
-    TIME_REPEATED("crossentropy fwd", 0, 1,
-                  crossentropy_softmax_forward(a.probs, a.losses, a.logits, tokens + 1, N, V, Vp));
-    TIME_REPEATED(
-        "crossentropy bwd", 0, 1,
-        crossentropy_softmax_backward(ga.logits, a.probs, tokens + 1, NULL, (float)N, N, V, Vp));
-    TIME_REPEATED("matmul classifier bwd", 2 * mm * Vp * c, 1,
-                  matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, N, C, Vp));
-    TIME_REPEATED("layernorm bwd", 0, 2 * L + 1,
-                  layernorm_backward(ga.ln1, g.ln1w, g.ln1b, ga.ln1, a.encoded, p.ln1w, a.ln1_mean,
-                                     a.ln1_rstd, N, C));
-    TIME_REPEATED("residual bwd", 0, 2 * L,
-                  residual_backward(ga.residual2, ga.fcproj, ga.residual3, (size_t)N * C));
-    TIME_REPEATED("matmul fcproj bwd", 2 * L * mm * 4 * c * c, L,
-                  matmul_backward(ga.fch_gelu, g.fcprojw, g.fcprojb, ga.fcproj, a.fch_gelu,
-                                  p.fcprojw, N, 4 * C, C));
-    TIME_REPEATED("gelu bwd", 0, L, gelu_backward(ga.fch, a.fch, ga.fch_gelu, (size_t)N * 4 * C));
-    TIME_REPEATED("matmul fc bwd", 2 * L * mm * 4 * c * c, L,
-                  matmul_backward(ga.ln2, g.fcw, g.fcb, ga.fch, a.ln2, p.fcw, N, C, 4 * C));
-    TIME_REPEATED(
-        "matmul attproj bwd", 2 * L * mm * c * c, L,
-        matmul_backward(ga.atty, g.attprojw, g.attprojb, ga.attproj, a.atty, p.attprojw, N, C, C));
-    TIME_REPEATED("attention bwd", 0, L,
-                  attention_backward(ga.qkv, ga.atty, a.qkv, a.att_lse, B, T, C, NH));
-    TIME_REPEATED("matmul qkv bwd", 2 * L * mm * 3 * c * c, L,
-                  matmul_backward(ga.ln1, g.qkvw, g.qkvb, ga.qkv, a.ln1, p.qkvw, N, C, 3 * C));
-    TIME_REPEATED("encoder bwd", 0, 1, encoder_backward(g.wte, g.wpe, ga.encoded, tokens, B, T, C));
-    TIME_REPEATED("zero grad", 0, 1, gpt2_zero_grad(&model));
-    float norm = 0.0f;
-    TIME_REPEATED("grad norm", 0, 1, norm = gpt2_grad_norm(&model));
-    TIME_REPEATED("adamw (with clipping)", 0, 1,
-                  gpt2_update(&model, &adamw, steps + 2, gpt2_clip_scale(norm, 1.0f)));
+    for (table_pass = 0; table_pass < TABLE_PASSES; table_pass++) {
+        table_index = 0;
+        TIME_REPEATED("encoder fwd", 0, 1,
+                      encoder_forward(a.encoded, tokens, p.wte, p.wpe, B, T, C));
+        TIME_REPEATED(
+            "layernorm fwd", 0, 2 * L + 1,
+            layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, N, C));
+        TIME_REPEATED("matmul qkv fwd", L * mm * 3 * c * c, L,
+                      matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, N, C, 3 * C));
+        TIME_REPEATED("attention fwd", 0, L,
+                      attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH));
+        TIME_REPEATED("matmul attproj fwd", L * mm * c * c, L,
+                      matmul_forward(a.attproj, a.atty, p.attprojw, p.attprojb, N, C, C));
+        TIME_REPEATED("residual fwd", 0, 2 * L,
+                      residual_forward(a.residual2, a.encoded, a.attproj, (size_t)N * C));
+        TIME_REPEATED("matmul fc fwd", L * mm * 4 * c * c, L,
+                      matmul_forward(a.fch, a.ln2, p.fcw, p.fcb, N, C, 4 * C));
+        TIME_REPEATED("gelu fwd", 0, L, gelu_forward(a.fch_gelu, a.fch, (size_t)N * 4 * C));
+        TIME_REPEATED("matmul fcproj fwd", L * mm * 4 * c * c, L,
+                      matmul_forward(a.fcproj, a.fch_gelu, p.fcprojw, p.fcprojb, N, 4 * C, C));
+        TIME_REPEATED("matmul classifier fwd", mm * Vp * c, 1,
+                      matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp));
+        TIME_REPEATED(
+            "crossentropy fwd", 0, 1,
+            crossentropy_softmax_forward(a.probs, a.losses, a.logits, tokens + 1, N, V, Vp));
+        TIME_REPEATED("crossentropy bwd", 0, 1,
+                      crossentropy_softmax_backward(ga.logits, a.probs, tokens + 1, NULL, (float)N,
+                                                    N, V, Vp));
+        TIME_REPEATED("matmul classifier bwd", 2 * mm * Vp * c, 1,
+                      matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, N, C, Vp));
+        TIME_REPEATED("layernorm bwd", 0, 2 * L + 1,
+                      layernorm_backward(ga.ln1, g.ln1w, g.ln1b, ga.ln1, a.encoded, p.ln1w,
+                                         a.ln1_mean, a.ln1_rstd, N, C));
+        TIME_REPEATED("residual bwd", 0, 2 * L,
+                      residual_backward(ga.residual2, ga.fcproj, ga.residual3, (size_t)N * C));
+        TIME_REPEATED("matmul fcproj bwd", 2 * L * mm * 4 * c * c, L,
+                      matmul_backward(ga.fch_gelu, g.fcprojw, g.fcprojb, ga.fcproj, a.fch_gelu,
+                                      p.fcprojw, N, 4 * C, C));
+        TIME_REPEATED("gelu bwd", 0, L,
+                      gelu_backward(ga.fch, a.fch, ga.fch_gelu, (size_t)N * 4 * C));
+        TIME_REPEATED("matmul fc bwd", 2 * L * mm * 4 * c * c, L,
+                      matmul_backward(ga.ln2, g.fcw, g.fcb, ga.fch, a.ln2, p.fcw, N, C, 4 * C));
+        TIME_REPEATED("matmul attproj bwd", 2 * L * mm * c * c, L,
+                      matmul_backward(ga.atty, g.attprojw, g.attprojb, ga.attproj, a.atty,
+                                      p.attprojw, N, C, C));
+        TIME_REPEATED("attention bwd", 0, L,
+                      attention_backward(ga.qkv, ga.atty, a.qkv, a.att_lse, B, T, C, NH));
+        TIME_REPEATED("matmul qkv bwd", 2 * L * mm * 3 * c * c, L,
+                      matmul_backward(ga.ln1, g.qkvw, g.qkvb, ga.qkv, a.ln1, p.qkvw, N, C, 3 * C));
+        TIME_REPEATED("encoder bwd", 0, 1,
+                      encoder_backward(g.wte, g.wpe, ga.encoded, tokens, B, T, C));
+        TIME_REPEATED("zero grad", 0, 1, gpt2_zero_grad(&model));
+        float norm = 0.0f;
+        TIME_REPEATED("grad norm", 0, 1, norm = gpt2_grad_norm(&model));
+        TIME_REPEATED(
+            "adamw (with clipping)", 0, 1,
+            gpt2_update(&model, &adamw, steps + 2 + table_pass, gpt2_clip_scale(norm, 1.0f)));
+    }
     (void)c;
 
     double layer_total = 0.0, matmul_ms = 0.0, matmul_gflop = 0.0;
-    printf("\n%-24s %10s %12s %10s\n", "layer (per step)", "ms", "GFLOP/s", "of peak");
+    printf("\n%-24s %10s %12s %10s\n", "layer (per step, best of 3)", "ms", "GFLOP/s", "of peak");
     for (int i = 0; i < num_timings; i++) {
         Timing *t = &timings[i];
         layer_total += t->ms;
