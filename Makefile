@@ -163,7 +163,8 @@ cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_
 # dev/cuda kernel experiments built with nvcc, for a GPU (the emulated builds are below).
 # dev/cuda/nccl_all_reduce.cu times NCCL's collectives: built with MPI and NCCL, run under mpirun.
 .PHONY: dev_cuda
-dev_cuda: $(patsubst dev/cuda/%.cu,build/cuda/nvcc-dev/%,$(wildcard dev/cuda/*.cu))
+dev_cuda: $(patsubst dev/cuda/%.cu,build/cuda/nvcc-dev/%,$(if $(MPI_COMPILE_FLAGS),$(wildcard \
+	dev/cuda/*.cu),$(filter-out dev/cuda/nccl_all_reduce.cu,$(wildcard dev/cuda/*.cu))))
 
 build/cuda/nvcc-dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
