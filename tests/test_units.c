@@ -376,18 +376,22 @@ static int test_loader_shards_and_wrap(void) {
     return 1;
 }
 
-static int test_loader_two_ranks(void) {
+// One epoch on each of procs ranks (shuffled or not): every batch is its rank's slot of a window
+// of procs batches, no window is read by two ranks, and together they read every whole window
+// (samples[s] per rank in shard s).
+static int loader_ranks_cover_epoch(int procs, int shuffle, uint32_t seed, const int samples[2]) {
     static int reads[2][1000];
     memset(reads, 0, sizeof(reads));
-    const int samples[2] = {31, 21}; // (ntok - 1) / (2 * 16)
-    for (int rank = 0; rank < 2; rank++) {
+    for (int rank = 0; rank < procs; rank++) {
         DataLoader l;
-        open_loader(&l, rank, 2, 0, 0);
+        open_loader(&l, rank, procs, shuffle, seed);
         for (int k = 0; k < samples[0] + samples[1]; k++) {
             dataloader_next_batch(&l);
             int shard = l.inputs[0] / SHARD_STRIDE, pos = l.inputs[0] % SHARD_STRIDE;
-            CHECK(shard < 2 && pos + LBT <= shard_tokens[shard] && pos % (2 * LBT) == rank * LBT,
-                  "rank %d batch %d starts at token %d", rank, k, l.inputs[0]);
+            CHECK(shard < 2 && pos + LBT <= shard_tokens[shard] &&
+                      pos % (procs * LBT) == rank * LBT,
+                  "rank %d of %d batch %d starts at token %d, not its slot of a window", rank,
+                  procs, k, l.inputs[0]);
             if (!batch_is_window(&l, l.inputs[0])) return 0;
             for (int i = 0; i < LBT; i++) reads[shard][pos + i]++;
         }
@@ -395,42 +399,23 @@ static int test_loader_two_ranks(void) {
     }
     for (int s = 0; s < 2; s++) {
         for (int p = 0; p < shard_tokens[s]; p++) {
-            int want = p < samples[s] * 2 * LBT ? 1 : 0;
-            CHECK(reads[s][p] == want, "shard %d position %d read %d times by the two ranks", s, p,
-                  reads[s][p]);
+            int want = p < samples[s] * procs * LBT ? 1 : 0;
+            CHECK(reads[s][p] == want, "shard %d position %d read %d times by the %d ranks", s, p,
+                  reads[s][p], procs);
         }
     }
     return 1;
 }
 
-// Shuffled, with 3 ranks: in one epoch no window is read by two ranks and every whole window of
-// 3 is read (999 / 48 = 20 and 699 / 48 = 14 samples per rank).
+static int test_loader_two_ranks(void) {
+    const int samples[2] = {31, 21}; // (ntok - 1) / (2 * 16)
+    return loader_ranks_cover_epoch(2, 0, 0, samples);
+}
+
+// shuffled, 3 ranks: 999 / 48 = 20 and 699 / 48 = 14 samples per rank
 static int test_loader_three_ranks_shuffled(void) {
-    static int reads[2][1000];
-    memset(reads, 0, sizeof(reads));
     const int samples[2] = {20, 14};
-    for (int rank = 0; rank < 3; rank++) {
-        DataLoader l;
-        open_loader(&l, rank, 3, 1, 11);
-        for (int k = 0; k < samples[0] + samples[1]; k++) {
-            dataloader_next_batch(&l);
-            int shard = l.inputs[0] / SHARD_STRIDE, pos = l.inputs[0] % SHARD_STRIDE;
-            CHECK(shard < 2 && pos % (3 * LBT) == rank * LBT,
-                  "rank %d batch %d starts at token %d, not its slot of a window of 3", rank, k,
-                  l.inputs[0]);
-            if (!batch_is_window(&l, l.inputs[0])) return 0;
-            for (int i = 0; i < LBT; i++) reads[shard][pos + i]++;
-        }
-        dataloader_free(&l);
-    }
-    for (int s = 0; s < 2; s++) {
-        for (int p = 0; p < shard_tokens[s]; p++) {
-            int want = p < samples[s] * 3 * LBT ? 1 : 0;
-            CHECK(reads[s][p] == want, "shard %d position %d read %d times by the three ranks", s,
-                  p, reads[s][p]);
-        }
-    }
-    return 1;
+    return loader_ranks_cover_epoch(3, 1, 11, samples);
 }
 
 // One shuffled epoch (105 batches): order[k] = shard * 1000 + sample of batch k.
