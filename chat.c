@@ -37,12 +37,6 @@ static void byte_list_push(ByteList *list, uint8_t byte) {
     list->data[list->size++] = byte;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     GPT2 model;
     BPE bpe;
@@ -154,7 +148,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
     size_t capacity = 0;
     int seen = 0, correct = 0, formatted = 0, line_number = 0;
     ByteList answer = {0};
-    double start = seconds_now();
+    double start = now_seconds();
     while (count <= 0 || seen < count) {
         ssize_t length = getline(&line, &capacity, file);
         if (length < 0) break;
@@ -190,7 +184,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
     printf("gsm8k exact match: %d / %d = %.1f%% (%s, first %d problems, temperature %g, %.1f s); "
            "%d answers give a '#### N' final answer\n",
            correct, seen, seen > 0 ? 100.0 * correct / seen : 0.0, path, seen, s->temperature,
-           seconds_now() - start, formatted);
+           now_seconds() - start, formatted);
     return 0;
 }
 

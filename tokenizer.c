@@ -100,12 +100,6 @@ static void temp_file_remove(const char *temp_path) {
 // ----------------------------------------------------------------------------------------------
 // small helpers
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();

@@ -24,12 +24,6 @@ static int count_threads_bench(void) {
 #endif
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Independent FMA chains, enough to cover latency x ports; returns a value so nothing is elided.
 #ifdef __x86_64__
 __attribute__((target("avx512f"))) static float fma_loop_avx512(long iterations) {
@@ -64,7 +58,7 @@ static double measure_fma_peak(int *lanes_out) {
     int lanes = 1;
     long iterations = 20000000;
     float sink = 0.0f;
-    double start = seconds_now();
+    double start = now_seconds();
 #ifdef __x86_64__
     SgemmKernel kernel = sgemm_select_kernel();
     lanes = strcmp(kernel.name, "avx512") == 0 ? 16 : strcmp(kernel.name, "avx2") == 0 ? 8 : 1;
@@ -76,7 +70,7 @@ static double measure_fma_peak(int *lanes_out) {
             sink += fma_loop_avx2(iterations);
     }
 #endif
-    double elapsed = seconds_now() - start;
+    double elapsed = now_seconds() - start;
     *lanes_out = lanes;
     if (lanes == 1 || sink == 12345.0f) return 0.0;
     return (double)count_threads_bench() * iterations * 12 * lanes * 2 / elapsed / 1e9;
@@ -111,11 +105,11 @@ static void record(const char *name, double seconds, double gflop) {
 
 #define TIME_REPEATED(name, gflop, repeats, call)                                                  \
     do {                                                                                           \
-        double t0_ = seconds_now();                                                                \
+        double t0_ = now_seconds();                                                                \
         for (int r_ = 0; r_ < (repeats); r_++) {                                                   \
             call;                                                                                  \
         }                                                                                          \
-        record(name, seconds_now() - t0_, gflop);                                                  \
+        record(name, now_seconds() - t0_, gflop);                                                  \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -155,17 +149,17 @@ int main(int argc, char **argv) {
     double step_total = 0.0, phase_total[4] = {0};
     for (int step = 0; step <= steps; step++) {
         double t[5];
-        t[0] = seconds_now();
+        t[0] = now_seconds();
         gpt2_zero_grad(&model);
         gpt2_forward(&model, tokens, tokens + 1, B, T);
-        t[1] = seconds_now();
+        t[1] = now_seconds();
         gpt2_backward(&model, 1.0f);
-        t[2] = seconds_now();
+        t[2] = now_seconds();
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, 1.0f);
-        t[3] = seconds_now();
+        t[3] = now_seconds();
         gpt2_update(&model, &adamw, step + 1, grad_scale);
-        t[4] = seconds_now();
+        t[4] = now_seconds();
         if (step == 0) continue; // step 0 allocates
         step_total += t[4] - t[0];
         for (int i = 0; i < 4; i++) phase_total[i] += t[i + 1] - t[i];

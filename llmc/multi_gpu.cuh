@@ -123,12 +123,6 @@ static const char *const multi_gpu_rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_
 static const char *const multi_gpu_local_vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
                                                    "SLURM_LOCALID", "LOCAL_RANK"};
 
-static inline double multi_gpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 #ifdef LLMC_MULTI_GPU
 static inline void nccl_check_at(ncclResult_t status, const MultiGpu *mg, const char *file,
                                  int line) {
@@ -169,7 +163,7 @@ static inline int multi_gpu_socket_io(int fd, void *data, size_t bytes, int send
                                       double deadline) {
     unsigned char *p = (unsigned char *)data;
     while (bytes > 0) {
-        int wait_ms = (int)((deadline - multi_gpu_now()) * 1e3);
+        int wait_ms = (int)((deadline - now_seconds()) * 1e3);
         if (wait_ms <= 0) return 0;
         struct pollfd pfd = {fd, (short)(sending ? POLLOUT : POLLIN), 0};
         if (poll(&pfd, 1, wait_ms) <= 0) return 0;
@@ -193,7 +187,7 @@ typedef struct {
 static inline void multi_gpu_tcp_exchange(MultiGpu *mg, const char *server, ncclUniqueId *id) {
     char host[256], port[8];
     multi_gpu_parse_server(server, host, sizeof(host), port);
-    double deadline = multi_gpu_now() + mg->timeout_seconds;
+    double deadline = now_seconds() + mg->timeout_seconds;
     struct addrinfo hints, *addresses = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -212,7 +206,7 @@ static inline void multi_gpu_tcp_exchange(MultiGpu *mg, const char *server, nccl
         freeaddrinfo(addresses);
         MultiGpuHello hello = {MULTI_GPU_HELLO_MAGIC, mg->num_processes, *id};
         for (int joined = 1; joined < mg->num_processes; joined++) {
-            int wait_ms = (int)((deadline - multi_gpu_now()) * 1e3);
+            int wait_ms = (int)((deadline - now_seconds()) * 1e3);
             struct pollfd pfd = {listener, POLLIN, 0};
             if (wait_ms <= 0 || poll(&pfd, 1, wait_ms) <= 0) {
                 fatal("rank 0: only %d of %d ranks connected to %s within %d s (--nccl-timeout)",
@@ -254,7 +248,7 @@ static inline void multi_gpu_tcp_exchange(MultiGpu *mg, const char *server, nccl
             *id = hello.id;
             return;
         }
-        if (multi_gpu_now() > deadline) {
+        if (now_seconds() > deadline) {
             fatal("rank %d: cannot reach rank 0 at %s within %d s (--init-server, --nccl-timeout)",
                   mg->process_rank, server, (int)mg->timeout_seconds);
         }
@@ -281,7 +275,7 @@ static inline void multi_gpu_fs_exchange(MultiGpu *mg, const char *dir, ncclUniq
         atomic_commit(&out);
         return;
     }
-    double deadline = multi_gpu_now() + mg->timeout_seconds;
+    double deadline = now_seconds() + mg->timeout_seconds;
     for (;;) {
         FILE *file = fopen(path, "rb");
         if (file != NULL) {
@@ -290,7 +284,7 @@ static inline void multi_gpu_fs_exchange(MultiGpu *mg, const char *dir, ncclUniq
             if (got != 1) fatal("rank %d: %s is not an NCCL id file", mg->process_rank, path);
             return;
         }
-        if (multi_gpu_now() > deadline) {
+        if (now_seconds() > deadline) {
             fatal("rank %d: %s did not appear within %d s (is --init-dir shared, and rank 0 up?)",
                   mg->process_rank, path, (int)mg->timeout_seconds);
         }
@@ -301,7 +295,7 @@ static inline void multi_gpu_fs_exchange(MultiGpu *mg, const char *dir, ncclUniq
 // Waits for stream while watching the communicator: an NCCL error or the deadline ends the job
 // (after aborting the communicator, so no rank stays blocked in it).
 static inline void multi_gpu_wait(MultiGpu *mg, cudaStream_t stream, const char *what) {
-    double deadline = multi_gpu_now() + mg->timeout_seconds;
+    double deadline = now_seconds() + mg->timeout_seconds;
     for (;;) {
         cudaError_t status = cudaStreamQuery(stream);
         if (status == cudaSuccess) return;
@@ -313,7 +307,7 @@ static inline void multi_gpu_wait(MultiGpu *mg, cudaStream_t stream, const char 
             fatal("rank %d: NCCL failed during %s: %s (did another rank die?)", mg->process_rank,
                   what, ncclGetErrorString(async_status));
         }
-        if (multi_gpu_now() > deadline) {
+        if (now_seconds() > deadline) {
             ncclCommAbort(mg->comm);
             fatal("rank %d: %s did not finish within %d s (--nccl-timeout): another rank died or "
                   "hangs",

@@ -57,12 +57,6 @@ static inline void train_sum_across_processes(const TrainModel *m, double *value
     }
 }
 
-static inline double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // The factor that brings the global gradient norm to at most max_norm (PyTorch's
 // clip_grad_norm_); 1 when no clipping is needed. The trainers' gpt2_update applies it while it
 // reads the gradients, which saves a pass over them.

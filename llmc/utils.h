@@ -10,7 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+// Seconds on a monotonic clock, for timing and deadlines.
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 // Prints "error: <message>" on one line and exits with status 1.
 static inline void fatal(const char *format, ...) __attribute__((noreturn, format(printf, 1, 2)));
