@@ -85,10 +85,19 @@ static inline void state_write(const char *path, const TrainState *state, const 
     atomic_commit(&out);
 }
 
+// Which process a state file belongs to: its rank among num_processes, and whether its optimizer
+// state is a shard (ZeRO-1) or the whole.
+typedef struct {
+    int process_rank, num_processes, zero_stage;
+} StateOwner;
+
 // Reads a state file written by state_write (or llm.c) and positions the loader.
 // expected_parameters: what this process holds; m, v (and master if requested) are filled.
+// owner (NULL: not checked): the process that must have written it; a file of another process
+// count or ZeRO stage is refused, since the shards and the loaders' positions would not line up.
 static inline void state_read(const char *path, TrainState *state, size_t expected_parameters,
-                              float *m, float *v, float *master, DataLoader *loader) {
+                              float *m, float *v, float *master, DataLoader *loader,
+                              const StateOwner *owner) {
     FILE *file = fopen_check(path, "rb");
     size_t file_size = file_size_check(file, path);
     if (file_size < HEADER_BYTES) {
@@ -104,6 +113,20 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     if (header[1] != STATE_VERSION) {
         fatal("%s: unsupported state version %d in header[1], expected %d", path, header[1],
               STATE_VERSION);
+    }
+    if (owner != NULL && header[2] != owner->num_processes) {
+        fatal("%s: written by %d processes (header[2]), this run has %d: resume with the same "
+              "number of processes",
+              path, header[2], owner->num_processes);
+    }
+    if (owner != NULL && header[6] != owner->zero_stage) {
+        fatal("%s: written with ZeRO stage %d (header[6]), this run has -z %d: resume with the "
+              "same -z",
+              path, header[6], owner->zero_stage);
+    }
+    if (owner != NULL && header[3] != owner->process_rank) {
+        fatal("%s: written by rank %d (header[3]), read by rank %d", path, header[3],
+              owner->process_rank);
     }
     state->num_processes = header[2];
     state->process_rank = header[3];
@@ -204,12 +227,6 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
     atomic_commit(&out);
 }
 
-// Which process a state file belongs to: its rank among num_processes, and whether its optimizer
-// state is a shard (ZeRO-1) or the whole.
-typedef struct {
-    int process_rank, num_processes, zero_stage;
-} StateOwner;
-
 // The state file of step for process owner (AdamW moments, master weights when not NULL, the
 // loader's position, the sampler's rng). The model file comes first and the DONE marker
 // (checkpoint_mark_done) after every process has written its state.
@@ -245,9 +262,8 @@ static inline void checkpoint_write_state(const char *dir, int step, size_t num_
 }
 
 // Reads the state file of step for process owner into m, v (and master, when not NULL and the
-// file has master weights: see the result's use_master_weights) and positions the loader. A file
-// written by another number of processes or ZeRO stage is refused: the shards and the loaders'
-// positions would not line up.
+// file has master weights: see the result's use_master_weights) and positions the loader; a file
+// of another process count or ZeRO stage is refused (state_read).
 static inline TrainState checkpoint_read_process_state(const char *dir, int step, StateOwner owner,
                                                        size_t num_parameters, float *m, float *v,
                                                        float *master, DataLoader *loader) {
@@ -258,27 +274,8 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
               "run; resume with the same number of processes",
               path, owner.num_processes);
     }
-    // the header first: a mismatch in processes or ZeRO stage must name itself, not a size
-    FILE *file = fopen_check(path, "rb");
-    int32_t header[HEADER_INTS] = {0};
-    if (file_size_check(file, path) >= HEADER_BYTES) read_header(file, path, header);
-    fclose(file);
-    if (header[0] == STATE_MAGIC && header[2] != owner.num_processes) {
-        fatal("%s: written by %d processes (header[2]), this run has %d: resume with the same "
-              "number of processes",
-              path, header[2], owner.num_processes);
-    }
-    if (header[0] == STATE_MAGIC && header[6] != owner.zero_stage) {
-        fatal("%s: written with ZeRO stage %d (header[6]), this run has -z %d: resume with the "
-              "same -z",
-              path, header[6], owner.zero_stage);
-    }
     TrainState state;
-    state_read(path, &state, num_parameters, m, v, master, loader);
-    if (state.process_rank != owner.process_rank) {
-        fatal("%s: written by rank %d (header[3]), read by rank %d", path, state.process_rank,
-              owner.process_rank);
-    }
+    state_read(path, &state, num_parameters, m, v, master, loader, &owner);
     if (state.step != step) {
         fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
               step);

@@ -797,7 +797,7 @@ static int test_state_round_trip(void) {
     open_loader(&b, 0, 1, 0, 0);
     TrainState loaded;
     memset(&loaded, 0, sizeof(loaded));
-    state_read(path, &loaded, n, got, got + n, got + 2 * n, &b);
+    state_read(path, &loaded, n, got, got + n, got + 2 * n, &b, NULL);
     CHECK(memcmp(got, m, 3 * n * sizeof(float)) == 0, "m, v or master weights differ");
     CHECK(loaded.step == 70 && loaded.rng_state == saved.rng_state &&
               loaded.rng_state_last_update == saved.rng_state_last_update &&
@@ -835,7 +835,7 @@ static int test_state_shuffled(void) {
     CHECK(memcmp(a.shard_indices, b.shard_indices, 2 * sizeof(int)) != 0,
           "seeds 7 and 1234 give the same shard order");
     TrainState loaded;
-    state_read(path, &loaded, n, m2, v2, NULL, &b);
+    state_read(path, &loaded, n, m2, v2, NULL, &b, NULL);
     CHECK(memcmp(m, m2, sizeof(m)) == 0 && memcmp(v, v2, sizeof(v)) == 0, "m or v differ");
     CHECK(memcmp(a.shard_indices, b.shard_indices, 2 * sizeof(int)) == 0,
           "shard order not restored");
