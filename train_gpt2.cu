@@ -223,7 +223,12 @@ static float *gpt2_download_params(const GPT2 *model) {
 
 // Bytes of device memory for the model at batch B x T (parameters, gradients, optimizer,
 // activations); used to fail early with a clear message.
-// shards: 1, or the process count with ZeRO-1 (each keeps 1/shards of the optimizer state).
+// How many processes share the optimizer state: all of them with ZeRO-1, else each holds it whole.
+static int gpt2_optimizer_shards(const MultiGpu *multi) {
+    return multi != NULL && multi->zero_stage == 1 ? multi->num_processes : 1;
+}
+
+// shards: gpt2_optimizer_shards (each process keeps 1/shards of the optimizer state).
 static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute, int shards,
                                  size_t *param_bytes, size_t *optimizer_bytes,
                                  size_t *activation_bytes) {
@@ -262,7 +267,7 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
     int processes = multi != NULL ? multi->num_processes : 1;
-    int shards = multi != NULL && multi->zero_stage == 1 ? processes : 1;
+    int shards = gpt2_optimizer_shards(multi);
     size_t param_bytes, optimizer_bytes, activation_bytes;
     size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, shards, &param_bytes,
                                        &optimizer_bytes, &activation_bytes);
@@ -834,8 +839,8 @@ int main(int argc, char **argv) {
     gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab, &multi);
     gpt2_config_print(&model.config, model.num_parameters);
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    gpt2_memory_needed(&model.config, B, T, recompute, multi.zero_stage == 1 ? processes : 1,
-                       &param_bytes, &optimizer_bytes, &activation_bytes);
+    gpt2_memory_needed(&model.config, B, T, recompute, gpt2_optimizer_shards(&multi), &param_bytes,
+                       &optimizer_bytes, &activation_bytes);
     size_t model_bytes = param_bytes + optimizer_bytes + activation_bytes;
     // each rank reads its own B rows of every window of processes * B rows (llmc/dataloader.h)
     DataLoader train_loader, val_loader;

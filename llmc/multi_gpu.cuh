@@ -116,8 +116,20 @@ static inline int multi_gpu_env_int(const char *const *names, int count, int fal
     return fallback;
 }
 
+#define MULTI_GPU_ENV_INT(names, fallback)                                                         \
+    multi_gpu_env_int((names), (int)(sizeof(names) / sizeof((names)[0])), (fallback))
+
+// set by mpirun (OpenMPI, MPICH) and srun --mpi=pmix: MPI can be initialised
+static const char *const multi_gpu_launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
+                                                      "PMIX_RANK"};
+static const char *const multi_gpu_srun_tasks_vars[] = {"SLURM_STEP_NUM_TASKS"};
 static const char *const multi_gpu_size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
                                                   "SLURM_NTASKS", "WORLD_SIZE"};
+#ifndef LLMC_MULTI_GPU
+static const char multi_gpu_not_built[] =
+    "this train_gpt2cu was built without MPI and NCCL (see the Makefile: MULTI_GPU): it runs one "
+    "process";
+#endif
 static const char *const multi_gpu_rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
                                                   "SLURM_PROCID", "RANK"};
 static const char *const multi_gpu_local_vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
@@ -341,9 +353,8 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
     if (device_count < 1) fatal("no CUDA device found");
     int local = 0;
     // launched by mpirun / srun? (a plain ./train_gpt2cu runs alone without touching MPI)
-    int launched = multi_gpu_env_int(multi_gpu_size_vars, 2, -1) >= 0 || getenv("PMIX_RANK");
-    static const char *const srun_tasks[] = {"SLURM_STEP_NUM_TASKS"};
-    if (is_mpi && !launched && multi_gpu_env_int(srun_tasks, 1, 1) > 1) {
+    int launched = MULTI_GPU_ENV_INT(multi_gpu_launcher_vars, -1) >= 0;
+    if (is_mpi && !launched && MULTI_GPU_ENV_INT(multi_gpu_srun_tasks_vars, 1) > 1) {
         fatal("srun started %s tasks without MPI: launch with srun --mpi=pmix, or use "
               "--init-method tcp or fs",
               getenv("SLURM_STEP_NUM_TASKS"));
@@ -363,27 +374,25 @@ static inline void multi_gpu_init(MultiGpu *mg, const MultiGpuOptions *o, int *a
 #else
         (void)argc;
         (void)argv;
-        fatal("this train_gpt2cu was built without MPI and NCCL (see the Makefile: MULTI_GPU): "
-              "it runs one process");
+        fatal("%s", multi_gpu_not_built);
 #endif
     } else if (is_tcp || is_fs) {
         mg->num_processes =
-            o->num_processes >= 0 ? o->num_processes : multi_gpu_env_int(multi_gpu_size_vars, 4, 1);
+            o->num_processes >= 0 ? o->num_processes : MULTI_GPU_ENV_INT(multi_gpu_size_vars, 1);
         mg->process_rank =
-            o->process_rank >= 0 ? o->process_rank : multi_gpu_env_int(multi_gpu_rank_vars, 5, 0);
+            o->process_rank >= 0 ? o->process_rank : MULTI_GPU_ENV_INT(multi_gpu_rank_vars, 0);
         if (mg->num_processes < 1 || mg->process_rank >= mg->num_processes) {
             fatal("rank %d of %d processes: the rank must be below the count (--process-rank, "
                   "--num-processes)",
                   mg->process_rank, mg->num_processes);
         }
         int per_node = o->gpus_per_node > 0 ? o->gpus_per_node : device_count;
-        local = multi_gpu_env_int(multi_gpu_local_vars, 4, mg->process_rank % per_node);
+        local = MULTI_GPU_ENV_INT(multi_gpu_local_vars, mg->process_rank % per_node);
 #ifdef LLMC_MULTI_GPU
         mg->use_nccl = 1;
 #else
         if (mg->num_processes > 1) {
-            fatal("this train_gpt2cu was built without MPI and NCCL (see the Makefile: "
-                  "MULTI_GPU): it runs one process");
+            fatal("%s", multi_gpu_not_built);
         }
 #endif
     }
