@@ -44,11 +44,18 @@ static inline void matmul_reference(float *c, size_t ldc, const float *a, size_t
 // Blocking. MR x NR is the micro-kernel's tile of C held in registers; KC is the depth of one
 // packed panel; a packed A block is MC x KC and a packed B block KC x (at most) NC, both in L2.
 // A deep KC means C is read and written fewer times, which matters for the classifier's weight
-// gradient (C is 50304 x C there); KC = 384 measured best of 128/256/384 on our shapes.
+// gradient (C is 50304 x C there); KC = 384 measured best of 128/192/256/384 on our shapes.
+// -DSGEMM_KC=... (and _MC, _NC) override them for tuning runs; results do not change with them.
 #define SGEMM_MR 6
+#ifndef SGEMM_KC
 #define SGEMM_KC 384
+#endif
+#ifndef SGEMM_MC
 #define SGEMM_MC 96
+#endif
+#ifndef SGEMM_NC
 #define SGEMM_NC 512
+#endif
 #define SGEMM_MAX_NR 64
 
 typedef void (*sgemm_kernel_fn)(int kc, const float *a_panel, const float *b_panel, float *c,
@@ -360,6 +367,45 @@ static inline float *sgemm_thread_panel(void) {
     return panels[thread];
 }
 
+// How the threads split C: a grid of grid_rows x grid_cols blocks, one per thread, in whole
+// micro-panels. Each thread re-reads its rows of packed A once per NC-wide slice of its columns
+// and packs its columns of B once, so the grid is the one that moves the least data: column
+// blocks when M is small (the forward and dx products, M = B*T), row blocks when M is large
+// (dW = dout^T x, M = OC up to 50304, where column tiles would each stream all of A again).
+// The split only decides which thread computes an element, never the order of its additions,
+// so results do not depend on the thread count.
+typedef struct {
+    int grid_rows, grid_cols; // threads along M and along N
+    int rows_each, cols_each; // per block, multiples of MR and NR
+} SgemmGrid;
+
+static inline SgemmGrid sgemm_choose_grid(int M, int N, int K, int nr, int threads) {
+    int m_panels = (M + SGEMM_MR - 1) / SGEMM_MR, n_panels = (N + nr - 1) / nr;
+    SgemmGrid best = {1, 1, m_panels * SGEMM_MR, n_panels * nr};
+    double best_cost = -1.0;
+    for (int gr = 1; gr <= threads; gr++) {
+        if (threads % gr != 0) continue;
+        int gc = threads / gr;
+        if (gr > m_panels || gc > n_panels) continue;
+        int rows = (m_panels + gr - 1) / gr * SGEMM_MR, cols = (n_panels + gc - 1) / gc * nr;
+        // floats moved per thread: A's rows read per NC slice, B's columns read and written
+        double cost = (double)rows * K * ((cols + SGEMM_NC - 1) / SGEMM_NC) + 2.0 * K * cols;
+        if (best_cost < 0 || cost < best_cost) {
+            best_cost = cost;
+            best = (SgemmGrid){gr, gc, rows, cols};
+        }
+    }
+    return best;
+}
+
+static inline int sgemm_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 // C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate, with a given micro-kernel
 // (tests run every kernel the CPU has; the trainer calls sgemm below).
 static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, const float *a,
@@ -373,14 +419,7 @@ static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, c
         return;
     }
     int nr = kernel.nr;
-    // Threads split C by columns; each takes whole column tiles (all rows), so each packed B
-    // block is used for every row of A. About 8 tiles balance 2-8 threads; the tile width
-    // depends only on N, never on the thread count, so results do not either.
-    int tile_width = (N + 7) / 8;
-    tile_width = (tile_width + nr - 1) / nr * nr;
-    if (tile_width > SGEMM_NC) tile_width = SGEMM_NC;
-    int col_tiles = (N + tile_width - 1) / tile_width;
-    // A is packed once, for all column tiles: K-blocks of MR-row panels, block p0 at
+    // A is packed once, shared by all threads: K-blocks of MR-row panels, block p0 at
     // a_pack + p0 * M_padded (row panel ir of it at + ir * kc)
     int m_padded = (M + SGEMM_MR - 1) / SGEMM_MR * SGEMM_MR;
     float *a_pack = sgemm_workspace((size_t)m_padded * K);
@@ -396,22 +435,31 @@ static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, c
                          mc, p0, kc);
         }
     }
-#pragma omp parallel
+    int threads = sgemm_max_threads();
+    SgemmGrid grid = sgemm_choose_grid(M, N, K, nr, threads);
+#pragma omp parallel num_threads(threads)
     {
+        int thread = 0;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
         float *b_pack = sgemm_thread_panel();
         float edge[SGEMM_MR * SGEMM_MAX_NR]; // C tile at the bottom/right edges
-#pragma omp for schedule(static)
-        for (int jt = 0; jt < col_tiles; jt++) {
-            int j0 = jt * tile_width;
-            int nc = N - j0 < tile_width ? N - j0 : tile_width;
+        int row_start = thread / grid.grid_cols * grid.rows_each;
+        int col_start = thread % grid.grid_cols * grid.cols_each;
+        int row_end = row_start + grid.rows_each < M ? row_start + grid.rows_each : M;
+        int col_end = col_start + grid.cols_each < N ? col_start + grid.cols_each : N;
+        if (thread >= grid.grid_rows * grid.grid_cols) row_end = row_start; // idle thread
+        for (int j0 = col_start; j0 < col_end; j0 += SGEMM_NC) {
+            int nc = col_end - j0 < SGEMM_NC ? col_end - j0 : SGEMM_NC;
             int nc_padded = (nc + nr - 1) / nr * nr;
-            for (int p0 = 0; p0 < K; p0 += SGEMM_KC) {
+            for (int p0 = 0; p0 < K && row_start < row_end; p0 += SGEMM_KC) {
                 int kc = K - p0 < SGEMM_KC ? K - p0 : SGEMM_KC;
                 int add = accumulate || p0 > 0;
                 sgemm_pack_b(b_pack, b, b_row, b_col, N, j0, nc_padded, p0, kc, kernel);
                 const float *a_block_k = a_pack + (size_t)p0 * m_padded;
-                for (int i0 = 0; i0 < M; i0 += SGEMM_MC) {
-                    int mc = M - i0 < SGEMM_MC ? M - i0 : SGEMM_MC;
+                for (int i0 = row_start; i0 < row_end; i0 += SGEMM_MC) {
+                    int mc = row_end - i0 < SGEMM_MC ? row_end - i0 : SGEMM_MC;
                     const float *a_block = a_block_k + (size_t)i0 * kc;
                     for (int jr = 0; jr < nc; jr += nr) {
                         const float *b_panel = b_pack + (size_t)jr * kc;

@@ -873,14 +873,15 @@ static int test_find_latest(void) {
 
 // sgemm against matmul_reference for every kernel this CPU has: the trainer's three layouts
 // (forward: B = W^T; backward: B plain; weight gradient: A = dout^T), odd sizes that leave
-// partial tiles, K across several KC blocks, accumulation, and 1 vs 2 threads bit-identical.
+// partial tiles, K across several KC blocks, accumulation, and bit-identical across thread counts.
 static int test_sgemm_kernels(void) {
     SgemmKernel kernels[3];
     int num_kernels = sgemm_available_kernels(kernels);
-    const int shapes[][3] = {{37, 83, 401}, {6, 16, 1}, {64, 130, 768}, {5, 7, 3}};
+    // {400, 70, 50}: M much larger than N, so threads split C by rows (the dW products)
+    const int shapes[][3] = {{37, 83, 401}, {6, 16, 1}, {64, 130, 768}, {5, 7, 3}, {400, 70, 50}};
     TorchGenerator gen;
     torch_manual_seed(&gen, 7);
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < 5; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *a = (float *)malloc_check((size_t)M * K * sizeof(float), "a");
         float *b = (float *)malloc_check((size_t)K * N * sizeof(float), "b");
@@ -905,8 +906,9 @@ static int test_sgemm_kernels(void) {
                     sgemm_with_kernel(kernels[kn], got, N, a, lay[0], lay[1], b, lay[2], lay[3], M,
                                       N, K, accumulate);
 #ifdef _OPENMP
+                    // another thread count: 1, or 3 (a split of C in rows or columns)
                     int threads = omp_get_max_threads();
-                    omp_set_num_threads(threads == 1 ? 2 : 1);
+                    omp_set_num_threads(threads == 1 ? 3 : 1);
 #endif
                     sgemm_with_kernel(kernels[kn], got1, N, a, lay[0], lay[1], b, lay[2], lay[3], M,
                                       N, K, accumulate);
