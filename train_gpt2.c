@@ -186,11 +186,17 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     sgemm(dinp, (size_t)C, dout, (size_t)OC, 1, weight, (size_t)C, 1, N, C, OC, 1);
     sgemm(dweight, (size_t)C, dout, 1, (size_t)OC, inp, (size_t)C, 1, OC, C, N, 1);
     if (dbias != NULL) {
+        // 64 columns at a time, walking dout's rows: each column still adds its rows in order,
+        // but the loop vectorises across columns instead of striding down one (13 -> 1 ms on d12)
 #pragma omp parallel for
-        for (int o = 0; o < OC; o++) {
-            float sum = 0.0f;
-            for (int n = 0; n < N; n++) sum += dout[(size_t)n * OC + o];
-            dbias[o] += sum;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            float sum[64] = {0};
+            int width = OC - o0 < 64 ? OC - o0 : 64;
+            for (int n = 0; n < N; n++) {
+                const float *row = dout + (size_t)n * OC + o0;
+                for (int j = 0; j < width; j++) sum[j] += row[j];
+            }
+            for (int j = 0; j < width; j++) dbias[o0 + j] += sum[j];
         }
     }
 }
