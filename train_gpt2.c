@@ -472,8 +472,9 @@ typedef struct {
     ParameterTensors params;
     float *grads_memory;
     ParameterTensors grads;
-    float *m_memory; // AdamW first moment
-    float *v_memory; // AdamW second moment
+    int grads_are_zero; // known all zero: just allocated, or cleared by the update that read them
+    float *m_memory;    // AdamW first moment
+    float *v_memory;    // AdamW second moment
     // activations, allocated on first forward for at most max_B x max_T
     int max_B, max_T;
     float *acts_memory;
@@ -624,7 +625,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 }
 
 void gpt2_zero_grad(GPT2 *model) {
-    if (model->grads_memory == NULL) return;
+    if (model->grads_memory == NULL || model->grads_are_zero) return;
     const size_t chunk = 1 << 20;
     size_t n = model->num_parameters;
 #pragma omp parallel for
@@ -632,6 +633,7 @@ void gpt2_zero_grad(GPT2 *model) {
         memset(model->grads_memory + start, 0,
                (n - start < chunk ? n - start : chunk) * sizeof(float));
     }
+    model->grads_are_zero = 1;
 }
 
 // Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser".
@@ -650,6 +652,7 @@ void gpt2_backward_normalised(GPT2 *model, float normaliser) {
             (float *)calloc_check(model->num_parameters, sizeof(float), "gradients");
         point_parameters(&model->grads, model->grads_memory, cfg);
     }
+    model->grads_are_zero = 0;
     if (model->grads_acts_memory == NULL) {
         model->grads_acts_memory =
             (float *)malloc_check(model->num_activations * sizeof(float), "activation gradients");
@@ -756,7 +759,8 @@ typedef struct {
 } AdamWConfig;
 
 // AdamW step t (1-based) on gradients times grad_scale (clipping), written the way
-// torch.optim.AdamW computes it so the two agree closely. Weight decay only on matrices.
+// torch.optim.AdamW computes it so the two agree closely. Weight decay only on matrices. It
+// clears each gradient as it reads it, which saves gpt2_zero_grad a pass over all of them.
 void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     if (model->m_memory == NULL) {
         model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
@@ -773,12 +777,13 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
         float decay =
             gpt2_tensor_is_decayed(k) ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
         float *param = model->params_memory + offset;
-        const float *grad = model->grads_memory + offset;
+        float *grad = model->grads_memory + offset;
         float *m = model->m_memory + offset;
         float *v = model->v_memory + offset;
 #pragma omp parallel for
         for (size_t i = 0; i < sizes[k]; i++) {
             float g = grad[i] * grad_scale;
+            grad[i] = 0.0f; // consumed: the next gpt2_zero_grad has nothing left to do
             param[i] *= decay;
             m[i] += (g - m[i]) * (1.0f - opt->beta1);
             v[i] = v[i] * opt->beta2 + (1.0f - opt->beta2) * g * g;
@@ -787,6 +792,7 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
         }
         offset += sizes[k];
     }
+    model->grads_are_zero = 1;
 }
 
 #ifndef TESTING
