@@ -100,14 +100,6 @@ static void temp_file_remove(const char *temp_path) {
 // ----------------------------------------------------------------------------------------------
 // small helpers
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 static void set_threads(int threads) {
     if (threads < 0) fatal("bad value %d for --threads: expected 0 (all cores) or more", threads);
 #ifdef _OPENMP

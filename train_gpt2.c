@@ -799,14 +799,6 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
 // ----------------------------------------------------------------------------
 // Training
 
-static int count_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // The model for llmc/train_loop.h: the callbacks behind a TrainModel.
 static BatchLoss batch_loss(const GPT2 *model) {
     BatchLoss loss = {model->mean_loss, model->loss_sum, model->num_targets};
@@ -932,7 +924,7 @@ int main(int argc, char **argv) {
     printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps | "
            "%d threads\n",
            train_loader.num_shards, train_pattern, B, T, tokens_per_step, grad_accum_steps,
-           max_steps, count_threads());
+           max_steps, max_threads());
 
     TrainModel train_model = {&model,
                               model.config.vocab_size,

@@ -16,14 +16,6 @@ update). bench/bench_cpu.sh runs this beside the Foundation version and PyTorch.
 #include <immintrin.h>
 #endif
 
-static int count_threads_bench(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // Independent FMA chains, enough to cover latency x ports; returns a value so nothing is elided.
 #ifdef __x86_64__
 __attribute__((target("avx512f"))) static float fma_loop_avx512(long iterations) {
@@ -73,7 +65,7 @@ static double measure_fma_peak(int *lanes_out) {
     double elapsed = now_seconds() - start;
     *lanes_out = lanes;
     if (lanes == 1 || sink == 12345.0f) return 0.0;
-    return (double)count_threads_bench() * iterations * 12 * lanes * 2 / elapsed / 1e9;
+    return (double)max_threads() * iterations * 12 * lanes * 2 / elapsed / 1e9;
 }
 
 typedef struct {
@@ -133,7 +125,7 @@ int main(int argc, char **argv) {
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     int N = B * T;
     printf("model %s: %.1fM parameters, B=%d T=%d, %d threads, sgemm kernel %s\n", model_spec,
-           model.num_parameters / 1e6, B, T, count_threads_bench(), sgemm_select_kernel().name);
+           model.num_parameters / 1e6, B, T, max_threads(), sgemm_select_kernel().name);
     int lanes;
     double peak = 0.0;
     int peak_runs = 0;

@@ -398,14 +398,6 @@ static inline SgemmGrid sgemm_choose_grid(int M, int N, int K, int nr, int threa
     return best;
 }
 
-static inline int sgemm_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // C (M,N) = A (M,K) * B (K,N), plus C's old value if accumulate, with a given micro-kernel
 // (tests run every kernel the CPU has; the trainer calls sgemm below).
 static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, const float *a,
@@ -435,7 +427,7 @@ static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, c
                          mc, p0, kc);
         }
     }
-    int threads = sgemm_max_threads();
+    int threads = max_threads();
     SgemmGrid grid = sgemm_choose_grid(M, N, K, nr, threads);
 #pragma omp parallel num_threads(threads)
     {

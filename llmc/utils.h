@@ -12,6 +12,18 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// Threads an OpenMP parallel region will use (1 in a build without OpenMP).
+static inline int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 // Seconds on a monotonic clock, for timing and deadlines.
 static inline double now_seconds(void) {
