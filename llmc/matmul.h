@@ -441,11 +441,12 @@ static inline void sgemm_with_kernel(SgemmKernel kernel, float *c, size_t ldc, c
         int col_start = thread % grid.grid_cols * grid.cols_each;
         int row_end = row_start + grid.rows_each < M ? row_start + grid.rows_each : M;
         int col_end = col_start + grid.cols_each < N ? col_start + grid.cols_each : N;
-        if (thread >= grid.grid_rows * grid.grid_cols) row_end = row_start; // idle thread
+        // a thread past the grid, or a block past the last row, has nothing to pack or multiply
+        if (thread >= grid.grid_rows * grid.grid_cols || row_start >= row_end) col_end = col_start;
         for (int j0 = col_start; j0 < col_end; j0 += SGEMM_NC) {
             int nc = col_end - j0 < SGEMM_NC ? col_end - j0 : SGEMM_NC;
             int nc_padded = (nc + nr - 1) / nr * nr;
-            for (int p0 = 0; p0 < K && row_start < row_end; p0 += SGEMM_KC) {
+            for (int p0 = 0; p0 < K; p0 += SGEMM_KC) {
                 int kc = K - p0 < SGEMM_KC ? K - p0 : SGEMM_KC;
                 int add = accumulate || p0 > 0;
                 sgemm_pack_b(b_pack, b, b_row, b_col, N, j0, nc_padded, p0, kc, kernel);
