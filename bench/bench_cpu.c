@@ -68,6 +68,14 @@ static double measure_fma_peak(int *lanes_out) {
     return (double)max_threads() * iterations * 12 * lanes * 2 / elapsed / 1e9;
 }
 
+// `runs` more runs of the peak loop: keeps the best in *peak and counts them in *total_runs.
+static void sample_fma_peak(int runs, double *peak, int *lanes, int *total_runs) {
+    for (int i = 0; i < runs; i++, (*total_runs)++) {
+        double run = measure_fma_peak(lanes);
+        if (run > *peak) *peak = run;
+    }
+}
+
 typedef struct {
     const char *name;
     double ms;
@@ -129,10 +137,7 @@ int main(int argc, char **argv) {
     int lanes;
     double peak = 0.0;
     int peak_runs = 0;
-    for (int i = 0; i < 5; i++, peak_runs++) { // best of 5: turbo and neighbours make runs noisy
-        double run = measure_fma_peak(&lanes);
-        if (run > peak) peak = run;
-    }
+    sample_fma_peak(5, &peak, &lanes, &peak_runs); // best of 5: turbo and neighbours add noise
     printf("fp32 FMA peak (measured, %d lanes, all threads): %.1f GFLOP/s at the start\n", lanes,
            peak);
 
@@ -175,10 +180,7 @@ int main(int argc, char **argv) {
         table_index = 0;
         // the peak is sampled between passes too, so that it and the layers' best times come
         // from the same stretch of time: on a shared host the speed of both drifts for seconds
-        for (int i = 0; i < 2; i++, peak_runs++) {
-            double run = measure_fma_peak(&lanes);
-            if (run > peak) peak = run;
-        }
+        sample_fma_peak(2, &peak, &lanes, &peak_runs);
         TIME_REPEATED("encoder fwd", 0, 1,
                       encoder_forward(a.encoded, tokens, p.wte, p.wpe, B, T, C));
         TIME_REPEATED(
