@@ -84,7 +84,10 @@ NVCC_TEST_FLAGS = -Xcompiler -fopenmp
 NVCC_TEST_LDLIBS = -lgomp
 # the emulation: C++17 with the same warnings; OpenMP for llmc/matmul.h's sgemm
 EMU_CXX ?= g++
-EMU_FLAGS = -std=c++17 -O2 $(ARCH) -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
+# -ffp-contract=off: in C++ g++ fuses a*b+c into FMA by default, and whether it does depends on
+# -march=native's tuning (it avoids FMA chains on AMD Zen), so emulated results would change from
+# machine to machine; without it they round as written, as the C11 builds do
+EMU_FLAGS = -std=c++17 -O2 $(ARCH) -ffp-contract=off -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
 # EMU_ASAN=1 (with CUDA_EMU=1): AddressSanitizer, which reports out-of-bounds accesses to device
 # memory and to dynamic shared memory (build/cuda/emu-<precision>-asan/)
 EMU_ASAN ?= 0
@@ -211,11 +214,11 @@ build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
 
-build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
+build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MPI_FLAGS) -x c++ -o $@ $< $(MPI_LINK_FLAGS) -lm
 
-build/cuda_emu/dev/%: dev/cuda/%.cu $(CUDA_HEADERS)
+build/cuda_emu/dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
 
@@ -228,9 +231,15 @@ test-cuda-emu-planted: test-cuda-emu
 	bash tests/cuda_emu/planted_bugs.sh
 
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
-test: train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units $(EMU_TEST_BINARIES) \
-	build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu
-	bash tests/run_tests.sh
+# The binaries are built first (a sub-make, so `make -j test` builds in parallel and the timer the
+# suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
+TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
+	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu
+test:
+	@start=$$(date +%s); \
+	$(if $(NVCC),,echo "note: no nvcc on PATH or in CUDA_HOME: the nvcc build of the CUDA trainer is not checked (the emulated builds are);";) \
+	$(MAKE) --no-print-directory $(TEST_BINARIES) $(if $(NVCC),cuda_compile_check) && \
+	LLMC_TEST_START=$$start bash tests/run_tests.sh
 
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \

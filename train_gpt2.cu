@@ -603,13 +603,16 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
     gpt2_backward_normalised(model, count > 0 ? (float)count / loss_scale : 1.0f);
 }
 
-// Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh). With ZeRO-1 each
-// process holds the reduced gradients of its shard only: the squares are summed across them.
+// Global L2 norm of the gradients (deterministic; see llmc/global_norm.cuh). With several
+// processes each sums the squares of its 1/processes slice of the reduced gradients (with ZeRO-1
+// the only part it holds reduced), and the processes add those up: ZeRO-0 and ZeRO-1 then round
+// the same sums in the same order and clip by the same bits.
 static float gpt2_grad_norm(GPT2 *model) {
     float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
-    if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
+    if (gpt2_uses_nccl(model)) {
+        size_t slice = model->padded_parameters / (size_t)model->multi->num_processes;
         global_norm_squared(norm_device, model->acts.norm_scratch,
-                            model->grads_memory + model->shard_offset, model->shard_size,
+                            model->grads_memory + (size_t)model->multi->process_rank * slice, slice,
                             model->stream);
         float squares;
         cuda_check(cudaMemcpy(&squares, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
