@@ -93,8 +93,26 @@ int main(int argc, char **argv) {
     const char *state_path_arg = "";
     const char *init_descriptor = "";
     int seed = 42;
-    float logits_tol = 1e-5f, loss_tol = 1e-5f, grad_tol = 1e-4f, grad_floor = 2e-5f,
-          step_tol = 1e-5f;
+    // Both sides compute in fp32 (u = 2^-24 = 6e-8) and differ only in the order of additions
+    // (our sgemm's K blocks, FMA or not; PyTorch's BLAS; layernorm in double here). A sum of K
+    // terms then differs by ~sqrt(K)*u*sum|terms| (random-walk rounding; worst case K*u).
+    // logits: the last of ~4L+2 such sums of K <= 4C terms on O(1) normalised activations: at d4
+    // (K = 1024, 18 sums) sqrt(18)*sqrt(1024)*u = 8e-6 of 1 + |logit|, under 1e-5 (measured 9e-7).
+    float logits_tol = 1e-5f;
+    // loss: the fp32 mean of n = B*T <= 256 losses of ~10.8, two running sums differing by
+    // ~u*sqrt(2n/3)*10.8 = 8.5e-6 = 8e-7 relative; the logits' errors average out (measured 9e-8).
+    float loss_tol = 1e-5f;
+    // gradients: sums over B*T <= 256 positions of backward signals whose chain is ~2x the
+    // forward's: ~2x the logits' error, 1e-4 * |ref| leaves a margin over it; an element whose sum
+    // cancels (|ref| << its terms, each at most ~max|ref|) keeps the terms' absolute error: the
+    // floor.
+    float grad_tol = 1e-4f, grad_floor = 2e-5f;
+    // step losses: AdamW's lr*m/sqrt(v) is scale-free, so a weight whose gradient is well above the
+    // rounding noise moves by the same lr*(1 +- u); one whose gradient is at noise level may move
+    // by up to lr the other way, but the loss is first-order insensitive to it (its gradient is
+    // that noise): the losses keep the loss's own rounding plus lr * noise (measured <= 1e-7
+    // relative).
+    float step_tol = 1e-5f;
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},

@@ -5,7 +5,8 @@
 // It reuses the CPU trainer's layer functions (encoder, layernorm, matmul, gelu, residual), so it
 // is included after them: `#define TESTING` + `#include "train_gpt2.c"`, then this header
 // (chat.c, tests/test_sft.c). Only attention has its own one-query version here, written as
-// attention_forward computes one row, so the logits equal the full forward's (tests/test_sft.c).
+// attention_forward computes one row; the matmuls of one row sum in another order than the full
+// forward's, so the logits agree to rounding (1e-5 relative, tests/test_sft.c).
 #ifndef LLMC_KV_CACHE_H
 #define LLMC_KV_CACHE_H
 

@@ -3,7 +3,8 @@
 # ./tokenizer against tiktoken (built offline from ../shared/data/gpt2) on tinyshakespeare, gsm8k,
 # code_alpaca_2k and a fuzz corpus of random Unicode; round trips; shards from prepare; BPE training
 # against tests/tokenizer_reference.py's plain trainer; bad inputs. The reference side needs a
-# python with tiktoken (pip install tiktoken): $TOKENIZER_PYTHON, $PYTHON, python3, /usr/bin/python3.
+# python with tiktoken: $TOKENIZER_PYTHON, build/venv-tiktoken (scripts/install_deps.sh test), $PYTHON,
+# python3, /usr/bin/python3.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -30,7 +31,8 @@ make --no-print-directory -s tokenizer build/test_tokenizer_units >"$WORK/build.
     { cat "$WORK/build.log"; echo "error: make tokenizer failed"; echo "0 passed, 1 failed"; exit 1; }
 
 find_python() {
-    for candidate in "${TOKENIZER_PYTHON:-}" "${PYTHON:-}" python3 /usr/bin/python3 "$HOME/.pyenv/shims/python3"; do
+    for candidate in "${TOKENIZER_PYTHON:-}" "$ROOT/build/venv-tiktoken/bin/python" "${PYTHON:-}" python3 \
+        /usr/bin/python3; do
         if [ -n "$candidate" ] && "$candidate" -c "import tiktoken, regex" >/dev/null 2>&1; then
             echo "$candidate"
             return 0
@@ -44,7 +46,7 @@ if PY=$(find_python); then
 else
     PY=""
     REF=false
-    not_ok "no python with tiktoken found (pip install tiktoken, or set TOKENIZER_PYTHON): every comparison with tiktoken is skipped"
+    not_ok "no python with tiktoken found (bash scripts/install_deps.sh test makes build/venv-tiktoken, or set TOKENIZER_PYTHON): the comparisons with tiktoken cannot run"
 fi
 
 # same NAME A B: ok when files A and B are identical

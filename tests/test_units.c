@@ -239,6 +239,8 @@ static int test_num_parameters(void) {
 // ---------------------------------------------------------------------------------------------
 // 4. Learning-rate schedules
 
+// lr_scheduler_get computes in double and returns a float: one rounding, <= 2^-24 = 5.96e-8
+// relative, plus double roundings (~1e-13 relative even where 1 + cos cancels to 6e-4): 1e-7.
 static int close_rel(double got, double want) {
     return fabs(got - want) <= 1e-7 * fabs(want) + 1e-30;
 }
@@ -619,6 +621,8 @@ static int frequencies_match(float temperature, int top_k) {
         counts[sample_token(sampler_logits, 5, temperature, top_k, &rng, work)]++;
     for (int i = 0; i < 5; i++) {
         double freq = counts[i] / 20000.0;
+        // sampling, not rounding: binomial sd sqrt(p (1 - p) / 20000) <= 0.0035, so 0.02 is >= 5.6
+        // sd (the seeded draws are fixed); a wrong temperature or top_k +-1 moves some p by >= 0.09
         CHECK(fabs(freq - p[i] / sum) <= 0.02, "T=%g top_k=%d: token %d frequency %.4f, p=%.4f",
               (double)temperature, top_k, i, freq, p[i] / sum);
     }
@@ -871,10 +875,55 @@ static int test_find_latest(void) {
 
 // ---------------------------------------------------------------------------------------------
 
+// The rounding bound for C[i][j] of sgemm against matmul_reference. Both add the K products to C's
+// old value (accumulate) in the same order, k = 0..K-1 (sgemm's KC blocks carry on from C in
+// fp32); a kernel differs only in using FMA (the portable one does not: built as C11, without
+// contraction, it equals the reference bit for bit). Running error bound of recursive summation
+// (Higham, Accuracy and Stability 4.2): each add is off by <= u |its result| and each rounded
+// product by <= u |a b|, u = 2^-24, so |result - exact| <= u sum_k |s_k| (+ u sum_k |a_k b_k| with
+// product rounding), s_k the partial sums. Two results: <= u (2 sum|s_k| + sum|a_k b_k|), with 1%
+// for the FMA chain's partial sums differing from the reference's (by K u of them at most, K u <
+// 1e-4 here). Independent of the kernel, CPU and thread count.
+static float sgemm_error_bound(const float *a, size_t a_row, size_t a_col, const float *b,
+                               size_t b_row, size_t b_col, float c_old, int i, int j, int K,
+                               int accumulate) {
+    float sum = accumulate ? c_old : 0.0f;
+    double partial_sums = 0.0, products = 0.0;
+    for (int k = 0; k < K; k++) {
+        float product =
+            a[(size_t)i * a_row + (size_t)k * a_col] * b[(size_t)k * b_row + (size_t)j * b_col];
+        sum += product;
+        partial_sums += fabsf(sum);
+        products += fabsf(product);
+    }
+    return (float)(1.01 * 0x1p-24 * (2.0 * partial_sums + products));
+}
+
+// How many elements of got (M,N) lie outside sgemm_error_bound of want (the reference for A, B and
+// the old C c0); the first one is described in detail.
+static int sgemm_outside_bound(const float *got, const float *want, const float *a,
+                               const size_t *lay, const float *b, const float *c0, int M, int N,
+                               int K, int accumulate, const char *kernel, int layout) {
+    int outside = 0;
+    for (int i = 0; i < M * N; i++) {
+        float bound = sgemm_error_bound(a, lay[0], lay[1], b, lay[2], lay[3], c0[i], i / N, i % N,
+                                        K, accumulate);
+        if (!(fabsf(got[i] - want[i]) <= bound) && outside++ == 0) {
+            snprintf(detail, sizeof(detail),
+                     "%s, %dx%dx%d layout %d acc %d: C[%d] = %.7g, reference %.7g, bound %.2g",
+                     kernel, M, N, K, layout, accumulate, i, (double)got[i], (double)want[i],
+                     (double)bound);
+        }
+    }
+    return outside;
+}
+
 // sgemm against matmul_reference for every kernel this CPU has: the trainer's three layouts
 // (forward: B = W^T; backward: B plain; weight gradient: A = dout^T), odd sizes that leave
 // partial tiles, K across several KC blocks, accumulation, and bit-identical across thread counts.
-static int test_sgemm_kernels(void) {
+// planted = 1: sgemm runs with K - 1 (the last product left out, an off-by-one), which must fall
+// outside the bound somewhere for every kernel, shape, layout and accumulation.
+static int sgemm_against_reference(int planted) {
     SgemmKernel kernels[3];
     int num_kernels = sgemm_available_kernels(kernels);
     // {400, 70, 50}: M much larger than N, so threads split C by rows (the dW products)
@@ -904,7 +953,16 @@ static int test_sgemm_kernels(void) {
                     matmul_reference(want, N, a, lay[0], lay[1], b, lay[2], lay[3], M, N, K,
                                      accumulate);
                     sgemm_with_kernel(kernels[kn], got, N, a, lay[0], lay[1], b, lay[2], lay[3], M,
-                                      N, K, accumulate);
+                                      N, K - planted, accumulate);
+                    if (planted) {
+                        int outside = sgemm_outside_bound(got, want, a, lay, b, c0, M, N, K,
+                                                          accumulate, kernels[kn].name, l);
+                        CHECK(outside > 0,
+                              "%s, %dx%dx%d layout %d acc %d: the last product left out, yet every "
+                              "element is within the bound",
+                              kernels[kn].name, M, N, K, l, accumulate);
+                        continue;
+                    }
 #ifdef _OPENMP
                     // another thread count: 1, or 3 (a split of C in rows or columns)
                     int threads = omp_get_max_threads();
@@ -915,13 +973,12 @@ static int test_sgemm_kernels(void) {
 #ifdef _OPENMP
                     omp_set_num_threads(threads);
 #endif
+                    if (sgemm_outside_bound(got, want, a, lay, b, c0, M, N, K, accumulate,
+                                            kernels[kn].name, l) > 0) {
+                        return 0; // detail says which element
+                    }
                     for (int i = 0; i < M * N; i++) {
-                        // rounding of a K-term sum of N(0,1) products in another order
-                        float tol = 1e-6f * (float)K + 1e-6f;
-                        CHECK(fabsf(got[i] - want[i]) <= tol,
-                              "%s, %dx%dx%d layout %d acc %d: C[%d] = %.7g, reference %.7g",
-                              kernels[kn].name, M, N, K, l, accumulate, i, (double)got[i],
-                              (double)want[i]);
+                        // bit-exact by design: the split decides who computes C[i], not its order
                         CHECK(got[i] == got1[i], "%s, %dx%dx%d: results depend on thread count",
                               kernels[kn].name, M, N, K);
                     }
@@ -931,6 +988,14 @@ static int test_sgemm_kernels(void) {
         free(a), free(b), free(c0), free(want), free(got), free(got1);
     }
     return 1;
+}
+
+static int test_sgemm_kernels(void) {
+    return sgemm_against_reference(0);
+}
+
+static int test_sgemm_planted(void) {
+    return sgemm_against_reference(1);
 }
 
 int main(int argc, char **argv) {
@@ -968,6 +1033,8 @@ int main(int argc, char **argv) {
     run_check("sampler: frequencies within 0.02 of softmax", test_sampler_frequencies);
     run_check("sgemm: every kernel here matches matmul_reference in all layouts",
               test_sgemm_kernels);
+    run_check("sgemm: the bound catches a planted error (the last product left out) everywhere",
+              test_sgemm_planted);
     run_check("xorshift64* reference outputs", test_xorshift_reference);
     run_check("sampler: deterministic per seed", test_sampler_deterministic);
     run_check("cli: short and long flags fill int, float, string", test_cli_parse);

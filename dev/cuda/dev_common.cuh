@@ -48,25 +48,48 @@ static inline float *download_to_floats(const floatX *device, size_t n) {
     return host;
 }
 
-// Every element within atol + rtol * |want|; prints the worst error and the first bad element.
+// Unit roundoff of fp32 (round to nearest: |fl(x) - x| <= U_FP32 |x|) and of bf16 (8 significant
+// bits: 2^-8, e.g. 1 + 2^-8 lies halfway between 1 and the next bf16, 1 + 2^-7). The dev/cuda
+// tolerances are built from these (each file's header derives its own).
+#define U_FP32 0x1p-24
+#define U_BF16 0x1p-8
+
+// Every element within atol + rtol * |want|; prints the worst error, the largest fraction of its
+// tolerance any element used, and the first bad element.
 static inline int check_close(const char *name, const float *got, const float *want, size_t n,
                               float atol, float rtol) {
-    double worst = 0.0;
+    double worst = 0.0, worst_fraction = 0.0;
     size_t first_bad = (size_t)-1;
     for (size_t i = 0; i < n; i++) {
         double error = fabs((double)got[i] - (double)want[i]);
-        if (!(error <= atol + rtol * fabs((double)want[i])) && first_bad == (size_t)-1) {
-            first_bad = i;
-        }
+        double tolerance = atol + rtol * fabs((double)want[i]);
+        if (!(error <= tolerance) && first_bad == (size_t)-1) first_bad = i;
         if (!(error <= worst)) worst = error;
+        double fraction = tolerance > 0.0 ? error / tolerance : error > 0.0 ? INFINITY : 0.0;
+        if (!(fraction <= worst_fraction)) worst_fraction = fraction;
     }
-    printf("  %-12s max|diff| %.3e (tolerance %.1e + %.1e * |ref|) %s\n", name, worst, atol, rtol,
-           first_bad == (size_t)-1 ? "ok" : "FAIL");
+    printf("  %-12s max|diff| %.3e (tolerance %.2e + %.2e * |ref|, worst element at %.3f of it) "
+           "%s\n",
+           name, worst, atol, rtol, worst_fraction, first_bad == (size_t)-1 ? "ok" : "FAIL");
     if (first_bad != (size_t)-1) {
         printf("    first bad [%zu]: got %.8g want %.8g\n", first_bad, got[first_bad],
                want[first_bad]);
     }
     return first_bad == (size_t)-1;
+}
+
+// The other direction: a result computed with a known bug (planted) must fall outside the same
+// tolerance somewhere, which shows the tolerance can fail. One line; returns 1 when caught.
+static inline int check_catches(const char *name, const float *planted, const float *want, size_t n,
+                                float atol, float rtol) {
+    size_t outside = 0;
+    for (size_t i = 0; i < n; i++) {
+        double error = fabs((double)planted[i] - (double)want[i]);
+        outside += !(error <= atol + rtol * fabs((double)want[i]));
+    }
+    printf("  planted error, %s: %zu of %zu outside the tolerance %s\n", name, outside, n,
+           outside > 0 ? "ok" : "FAIL (the tolerance cannot catch it)");
+    return outside > 0;
 }
 
 // Peak DRAM bandwidth (bytes/s) and dense bf16 tensor FLOP/s of known devices; 0 if unknown.

@@ -9,20 +9,33 @@ traffic per FLOP).
   make build/cuda_emu/dev/fused_classifier   (CPU emulation; tests/cuda_emu/run.sh runs it)
   make dev_cuda && ./build/cuda/nvcc-dev/fused_classifier [N V]   (on a GPU)
 
-Tolerance: losses fp32: 1e-4 + 1e-5 |ref| (a log-sum-exp over V values summed in fp32).
-dlogits in floatX: bf16 rounds each to 2^-9 relative, so 1e-2 |ref| + 1e-6 * dloss; FP32 1e-4.
+Tolerances, from the arithmetic (u = 2^-24; worst case over every summation order, FMA or not, so
+they hold for both versions, the emulation's scheduling orders and a GPU; the reference is double
+on the same floatX-rounded logits, so its only error is its final rounding to float, u |ref|).
+A term exp(x - max): x - max (|.| <= 8 for logits in [-4, 4]) rounds by <= 8u, expf is within
+2 ulp (CUDA; 4u), so 12u. Version 2 (online, per thread k = ceil(V / 512) values): up to k - 1
+rescales of the running sum by expf (13u each) and k - 1 adds, one final rescale (13u) and the
+block's 10-level tree: the row sum S is within (14k + 21)u, relative (version 1 is within less).
+  losses: log S: S's relative error plus logf's 1 ulp (2u log V); two adds and the reference's
+          rounding of values <= log V + 8: (14k + 21)u + (5 ln V + 20)u
+  dlogits, relative: p = expf(.) * (1/S): S's error + 12u + 2u; - onehot (p << 1/2 here, so
+          |p - 1| keeps p's relative error), * dloss and the reference: 3u; bf16 rounds once more,
+          <= 2^-8 relative (8 significant bits). Padding columns are exactly 0 on both sides.
+A result computed with a known bug (the padding columns V..Vp counted in the softmax's sum) must
+fail the same tolerances: the planted-error lines.
 */
 #include "dev_common.cuh"
 
 #include "../../llmc/fused_classifier.cuh"
 
+// CPU reference in double. summed = V; a planted bug: summed = Vp, the padding columns count too.
 static void classifier_cpu(float *dlogits, float *losses, const float *logits, const int *targets,
-                           float dloss, int N, int V, int Vp) {
+                           float dloss, int N, int V, int Vp, int summed) {
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * Vp;
         double maxval = -INFINITY, sum = 0.0;
-        for (int i = 0; i < V; i++) maxval = fmax(maxval, x[i]);
-        for (int i = 0; i < V; i++) sum += exp(x[i] - maxval);
+        for (int i = 0; i < summed; i++) maxval = fmax(maxval, x[i]);
+        for (int i = 0; i < summed; i++) sum += exp(x[i] - maxval);
         losses[n] = (float)(log(sum) + maxval - x[targets[n]]);
         for (int i = 0; i < Vp; i++) {
             double p = i < V ? exp(x[i] - maxval) / sum : 0.0;
@@ -83,7 +96,7 @@ int main(int argc, char **argv) {
     float dloss = 1.0f / N;
     float *dlogits_ref = (float *)malloc_check(NV * sizeof(float), "dlogits_ref");
     float *losses_ref = (float *)malloc_check((size_t)N * sizeof(float), "losses_ref");
-    classifier_cpu(dlogits_ref, losses_ref, logits, targets, dloss, N, V, Vp);
+    classifier_cpu(dlogits_ref, losses_ref, logits, targets, dloss, N, V, Vp, V);
 
     floatX *d_logits = upload_floatX(logits, NV);
     floatX *d_work = (floatX *)cuda_malloc_check(NV * sizeof(floatX), "logits copy");
@@ -91,10 +104,14 @@ int main(int argc, char **argv) {
     float *d_losses = (float *)cuda_malloc_check((size_t)N * sizeof(float), "losses");
     int *d_targets = (int *)cuda_malloc_check((size_t)N * sizeof(int), "targets");
     cuda_check(cudaMemcpy(d_targets, targets, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+    // the bounds of the file header
+    const double u = U_FP32, k = ceil_div(V, 512), sum_rtol = (14 * k + 21) * u;
+    const float loss_atol = (float)(sum_rtol + (5 * log((double)V) + 20) * u);
+    const double grad_fp32 = sum_rtol + 17 * u;
 #ifdef ENABLE_FP32
-    const float grad_rtol = 1e-4f;
+    const float grad_rtol = (float)grad_fp32;
 #else
-    const float grad_rtol = 1e-2f;
+    const float grad_rtol = (float)(U_BF16 + (1 + U_BF16) * grad_fp32);
 #endif
     // each version overwrites d_work (a copy of the logits) with the gradient
     auto run_version = [&](int version) {
@@ -117,10 +134,26 @@ int main(int argc, char **argv) {
         float *dlogits = download_to_floats(d_work, NV);
         float *losses = (float *)malloc_check((size_t)N * sizeof(float), "losses");
         cuda_check(cudaMemcpy(losses, d_losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
-        all_ok &= check_close("losses", losses, losses_ref, (size_t)N, 1e-4f, 1e-5f);
-        all_ok &= check_close("dlogits", dlogits, dlogits_ref, NV, 1e-6f * dloss, grad_rtol);
+        all_ok &= check_close("losses", losses, losses_ref, (size_t)N, loss_atol, 0.0f);
+        all_ok &= check_close("dlogits", dlogits, dlogits_ref, NV, 0.0f, grad_rtol);
         free(dlogits);
         free(losses);
+    }
+    {
+        // the same tolerances against a result with a known bug, stored as the kernels store it
+        // (the first 64 rows at most: the GPU's sizes would double the reference's time)
+        int rows = N < 64 ? N : 64;
+        size_t rows_V = (size_t)rows * Vp;
+        float *dlogits_bug = (float *)malloc_check(rows_V * sizeof(float), "dlogits_bug");
+        float *losses_bug = (float *)malloc_check((size_t)rows * sizeof(float), "losses_bug");
+        classifier_cpu(dlogits_bug, losses_bug, logits, targets, dloss, rows, V, Vp, Vp);
+        round_to_floatX(dlogits_bug, rows_V);
+        all_ok &= check_catches("losses with the padding columns in the sum", losses_bug,
+                                losses_ref, (size_t)rows, loss_atol, 0.0f);
+        all_ok &= check_catches("dlogits with the padding columns in the sum", dlogits_bug,
+                                dlogits_ref, rows_V, 0.0f, grad_rtol);
+        free(dlogits_bug);
+        free(losses_bug);
     }
     printf("timing (%d repeats; each includes a copy of the logits, counted in the bytes):\n",
            repeats);

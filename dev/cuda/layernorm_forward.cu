@@ -6,24 +6,36 @@ layernorm moves N*C values in and out and does little arithmetic, so bandwidth i
   make build/cuda_emu/dev/layernorm_forward   (CPU emulation; tests/cuda_emu/run.sh runs it)
   make dev_cuda && ./build/cuda/nvcc-dev/layernorm_forward [N C]   (on a GPU)
 
-Tolerance: outputs in floatX. In bf16 each output is one rounding of an fp32 value (relative
-2^-9) plus fp32 summation differences, so |diff| <= 1e-2 + 1e-2 |ref| (outputs are O(1-4));
-mean and rstd stay fp32: 1e-5 relative. In FP32 builds 1e-5 for everything.
+Tolerances, from the arithmetic (u = 2^-24; worst case over every summation order, FMA or not, so
+they hold for each version, the emulation's scheduling orders and a GPU; the reference is double
+on the same floatX-rounded inputs, so its only error is its final rounding to float, u |ref|):
+  mean: a C-term fp32 sum, (C-1) u sum|x|, divided by C (+ u |mean|)
+  rstd, relative: var sums C non-negative terms ((C-1) u), each (x - m)^2 within 3u, then / C and
+        + eps (2u); the square root halves that; rsqrtf is within 2 ulp (4u): ((C + 4) / 2 + 4) u
+        (m's own error changes var only by C dm^2: negligible)
+  out before its rounding to floatX: |w| (rstd |d mean| + |norm| d rstd) plus the roundings of
+        x - m, * rstd, * w (each <= u |norm w|) and + b (u |out|)
+  floatX: FP32 stores that; bf16 rounds it once more, <= 2^-8 |out| (8 significant bits)
+The magnitudes (sum|x|/C, rstd, |norm|, |w|, |out|) are the largest in this run's reference. A
+result computed with a known bug (the mean missing the row's last element, the variance divided by
+C - 1) must fail the same tolerances: the planted-error lines.
 */
 #include "dev_common.cuh"
 
 #include "../../llmc/layernorm.cuh"
 
-// CPU reference in double, on the same (floatX-rounded) inputs.
+// CPU reference in double, on the same (floatX-rounded) inputs. planted = 1: a bug, the mean's sum
+// misses the row's last element; planted = 2: a bug, the variance is divided by C - 1.
 static void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp,
-                                  const float *weight, const float *bias, int N, int C) {
+                                  const float *weight, const float *bias, int N, int C,
+                                  int planted) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         double sum = 0.0, var = 0.0;
-        for (int i = 0; i < C; i++) sum += x[i];
+        for (int i = 0; i < (planted == 1 ? C - 1 : C); i++) sum += x[i];
         double m = sum / C;
         for (int i = 0; i < C; i++) var += (x[i] - m) * (x[i] - m);
-        double s = 1.0 / sqrt(var / C + 1e-5);
+        double s = 1.0 / sqrt(var / (planted == 2 ? C - 1 : C) + 1e-5);
         for (int i = 0; i < C; i++) {
             out[(size_t)n * C + i] = (float)((x[i] - m) * s * weight[i] + bias[i]);
         }
@@ -134,17 +146,37 @@ int main(int argc, char **argv) {
     float *out_ref = (float *)malloc_check(NC * sizeof(float), "out_ref");
     float *mean_ref = (float *)malloc_check((size_t)N * sizeof(float), "mean_ref");
     float *rstd_ref = (float *)malloc_check((size_t)N * sizeof(float), "rstd_ref");
-    layernorm_forward_cpu(out_ref, mean_ref, rstd_ref, inp, weight, bias, N, C);
+    layernorm_forward_cpu(out_ref, mean_ref, rstd_ref, inp, weight, bias, N, C, 0);
 
     floatX *d_inp = upload_floatX(inp, NC), *d_weight = upload_floatX(weight, (size_t)C);
     floatX *d_bias = upload_floatX(bias, (size_t)C);
     floatX *d_out = (floatX *)cuda_malloc_check(NC * sizeof(floatX), "out");
     float *d_mean = (float *)cuda_malloc_check((size_t)N * sizeof(float), "mean");
     float *d_rstd = (float *)cuda_malloc_check((size_t)N * sizeof(float), "rstd");
+    // the magnitudes in the bounds (file header), the largest of this run
+    double abs_x = 0.0, mean_max = 0.0, rstd_max = 0.0, norm_max = 0.0, w_max = 0.0, out_max = 0.0;
+    for (int i = 0; i < C; i++) w_max = fmax(w_max, fabs(weight[i]));
+    for (int n = 0; n < N; n++) {
+        double row_abs = 0.0;
+        for (int i = 0; i < C; i++) {
+            size_t k = (size_t)n * C + i;
+            row_abs += fabs(inp[k]);
+            norm_max = fmax(norm_max, fabs((inp[k] - (double)mean_ref[n]) * rstd_ref[n]));
+            out_max = fmax(out_max, fabs(out_ref[k]));
+        }
+        abs_x = fmax(abs_x, row_abs / C);
+        mean_max = fmax(mean_max, fabs(mean_ref[n]));
+        rstd_max = fmax(rstd_max, rstd_ref[n]);
+    }
+    const double u = U_FP32;
+    const double mean_atol = (C - 1) * u * abs_x + 2 * u * mean_max; // sum, / C; reference u
+    const double rstd_rtol = ((C + 4) / 2.0 + 4) * u + u;            // + the reference's rounding
+    const double out_fp32 =
+        w_max * (rstd_max * mean_atol + norm_max * (rstd_rtol + 3 * u)) + u * out_max;
 #ifdef ENABLE_FP32
-    const float out_atol = 1e-5f, out_rtol = 1e-5f;
+    const float out_atol = (float)out_fp32, out_rtol = (float)u; // reference rounding
 #else
-    const float out_atol = 1e-2f, out_rtol = 1e-2f;
+    const float out_atol = (float)(out_fp32 * (1 + U_BF16)), out_rtol = (float)(U_BF16 + 2 * u);
 #endif
     int all_ok = 1;
     for (int version = 1; version <= 3; version++) {
@@ -158,11 +190,29 @@ int main(int argc, char **argv) {
         cuda_check(cudaMemcpy(mean, d_mean, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
         cuda_check(cudaMemcpy(rstd, d_rstd, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
         all_ok &= check_close("out", out, out_ref, NC, out_atol, out_rtol);
-        all_ok &= check_close("mean", mean, mean_ref, (size_t)N, 1e-5f, 1e-5f);
-        all_ok &= check_close("rstd", rstd, rstd_ref, (size_t)N, 1e-5f, 1e-5f);
+        all_ok &= check_close("mean", mean, mean_ref, (size_t)N, (float)mean_atol, 0.0f);
+        all_ok &= check_close("rstd", rstd, rstd_ref, (size_t)N, 0.0f, (float)rstd_rtol);
         free(out);
         free(mean);
         free(rstd);
+    }
+    {
+        // the same tolerances against results with a known bug, stored as the kernels store them
+        float *out_bug = (float *)malloc_check(NC * sizeof(float), "out_bug");
+        float *mean_bug = (float *)malloc_check((size_t)N * sizeof(float), "mean_bug");
+        float *rstd_bug = (float *)malloc_check((size_t)N * sizeof(float), "rstd_bug");
+        layernorm_forward_cpu(out_bug, mean_bug, rstd_bug, inp, weight, bias, N, C, 1);
+        all_ok &= check_catches("mean without the row's last element", mean_bug, mean_ref,
+                                (size_t)N, (float)mean_atol, 0.0f);
+        layernorm_forward_cpu(out_bug, mean_bug, rstd_bug, inp, weight, bias, N, C, 2);
+        round_to_floatX(out_bug, NC);
+        all_ok &= check_catches("out with the variance divided by C - 1", out_bug, out_ref, NC,
+                                out_atol, out_rtol);
+        all_ok &= check_catches("rstd with the variance divided by C - 1", rstd_bug, rstd_ref,
+                                (size_t)N, 0.0f, (float)rstd_rtol);
+        free(out_bug);
+        free(mean_bug);
+        free(rstd_bug);
     }
     printf("timing (%d repeats):\n", repeats);
     // bytes: input and output rows, weight and bias, mean and rstd

@@ -8,19 +8,36 @@ and as a fraction of the device's dense bf16 tensor peak (matmuls are compute-bo
   make build/cuda_emu/dev/matmul_forward   (CPU emulation; tests/cuda_emu/run.sh runs it)
   make dev_cuda && ./build/cuda/nvcc-dev/matmul_forward [N C OC]   (on a GPU)
 
-Tolerance: fp32 accumulation over C products, then one rounding to floatX: bf16 |diff| <=
-1e-2 |ref| + 1e-3 (inputs are O(1), outputs O(sqrt(C) / 4)); FP32 1e-4 |ref| + 1e-5.
+Tolerances, from the arithmetic (u = 2^-24; the reference is double on the same floatX-rounded
+inputs, so its only error is its final rounding to float, u |ref|):
+  pre-GELU before its rounding to floatX: C products (exact in fp32 for bf16 inputs, else rounded)
+        and the bias summed in fp32 in an order the reference does not share (sgemm's, cuBLASLt's
+        tensor cores, split-K): the probabilistic bound sqrt(C + 1) u sum|terms|, with
+        sum|terms| <= C max|inp| max|w| + max|bias| = 0.5 C + 0.5 for these inputs. The worst case,
+        C u sum|terms|, is 0.035 at C = 768 and would hide real bugs. For random-sign products the
+        error is the sum of the partial sums' roundings, spread about 0.1 C u, so the bound is
+        ~50 of those spreads at C = 96 (the emulation) and ~140 at C = 768.
+  GELU out: GELU's slope is <= 1.13, so 1.13 times that and the reference's rounding of pre
+        (u |pre|), plus gelu_value's own fp32 roundings in the kernel and in the reference (tanhf
+        2 ulp and 6 more roundings: <= 6u |pre| each): 1.13 (pre bound) + 14u max|pre|.
+        On a GPU the GELU is cuBLASLt's epilogue, whose formula and accuracy NVIDIA does not state
+        (a tanh.approx.f32 has 2^-11 relative error): that check keeps an empirical 1e-3 there.
+  floatX: FP32 stores the fp32 value; bf16 rounds it once more, <= 2^-8 relative (8 significant
+        bits).
+A result computed with a known bug (the sum missing the last product, an off-by-one in the K
+loop) must fail the same tolerances: the planted-error lines.
 */
 #include "dev_common.cuh"
 
 #include "../../llmc/matmul.cuh"
 
+// CPU reference in double: terms = C; a planted bug: terms = C - 1, the last product left out.
 static void matmul_forward_cpu(float *out, float *pre_gelu, const float *inp, const float *weight,
-                               const float *bias, int N, int C, int OC) {
+                               const float *bias, int N, int C, int OC, int terms) {
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) {
             double sum = bias[o];
-            for (int i = 0; i < C; i++) {
+            for (int i = 0; i < terms; i++) {
                 sum += (double)inp[(size_t)n * C + i] * weight[(size_t)o * C + i];
             }
             pre_gelu[(size_t)n * OC + o] = (float)sum;
@@ -71,16 +88,25 @@ int main(int argc, char **argv) {
     round_to_floatX(bias, (size_t)OC);
     float *out_ref = (float *)malloc_check(NOC * sizeof(float), "out_ref");
     float *pre_ref = (float *)malloc_check(NOC * sizeof(float), "pre_ref");
-    matmul_forward_cpu(out_ref, pre_ref, inp, weight, bias, N, C, OC);
+    matmul_forward_cpu(out_ref, pre_ref, inp, weight, bias, N, C, OC, C);
 
     floatX *d_inp = upload_floatX(inp, NC), *d_weight = upload_floatX(weight, OCC);
     floatX *d_bias = upload_floatX(bias, (size_t)OC);
     floatX *d_out = (floatX *)cuda_malloc_check(NOC * sizeof(floatX), "out");
     floatX *d_pre = (floatX *)cuda_malloc_check(NOC * sizeof(floatX), "pre_gelu");
+    // the bounds of the file header (inputs from the fill ranges: |inp| <= 1, |w|, |bias| <= 0.5)
+    const double u = U_FP32, sum_abs = 0.5 * C + 0.5;
+    double pre_max = 0.0;
+    for (size_t i = 0; i < NOC; i++) pre_max = fmax(pre_max, fabs(pre_ref[i]));
+    const double pre_fp32 = sqrt(C + 1.0) * u * sum_abs;
+    double gelu_fp32 = 1.13 * pre_fp32 + 14 * u * pre_max;
+    if (!DEV_EMULATED) gelu_fp32 = fmax(gelu_fp32, 1e-3); // cuBLASLt's GELU: see the header
 #ifdef ENABLE_FP32
-    const float atol = 1e-5f, rtol = 1e-4f;
+    const float atol = (float)pre_fp32, gelu_atol = (float)gelu_fp32, rtol = (float)u;
 #else
-    const float atol = 1e-3f, rtol = 1e-2f;
+    const float atol = (float)(pre_fp32 * (1 + U_BF16)),
+                gelu_atol = (float)(gelu_fp32 * (1 + U_BF16));
+    const float rtol = (float)(U_BF16 + 2 * u);
 #endif
     auto run_version = [&](int version) {
         if (version == 1) {
@@ -106,9 +132,26 @@ int main(int argc, char **argv) {
         free(pre);
         if (version == 3) {
             float *out = download_to_floats(d_out, NOC);
-            all_ok &= check_close("GELU out", out, out_ref, NOC, atol, rtol);
+            all_ok &= check_close("GELU out", out, out_ref, NOC, gelu_atol, rtol);
             free(out);
         }
+    }
+    {
+        // the same tolerances against a result with a known bug, stored as the kernels store it
+        // (the first 64 rows at most: the GPU's sizes would double the reference's time)
+        int rows = N < 64 ? N : 64;
+        size_t rows_OC = (size_t)rows * OC;
+        float *out_bug = (float *)malloc_check(rows_OC * sizeof(float), "out_bug");
+        float *pre_bug = (float *)malloc_check(rows_OC * sizeof(float), "pre_bug");
+        matmul_forward_cpu(out_bug, pre_bug, inp, weight, bias, rows, C, OC, C - 1);
+        round_to_floatX(out_bug, rows_OC);
+        round_to_floatX(pre_bug, rows_OC);
+        all_ok &= check_catches("pre-GELU without the last product", pre_bug, pre_ref, rows_OC,
+                                atol, rtol);
+        all_ok &= check_catches("GELU out without the last product", out_bug, out_ref, rows_OC,
+                                gelu_atol, rtol);
+        free(out_bug);
+        free(pre_bug);
     }
     double bandwidth, peak;
     device_roofline(props.name, &bandwidth, &peak);

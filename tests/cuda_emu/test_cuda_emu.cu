@@ -56,7 +56,7 @@ static void test_block_reduction(void) {
     to_host(out.data(), d_out, blocks);
     int wrong = 0;
     for (int b = 0; b < blocks; b++) {
-        float expected = 0.0f; // small integers: every order of summation is exact
+        float expected = 0.0f; // integers, |partial sums| <= 8000 < 2^24: exact in any order
         for (int i = 0; i < n; i++) expected += inp[(size_t)b * n + i];
         wrong += out[b] != expected;
     }
@@ -227,7 +227,7 @@ static void test_shuffles(void) {
     to_host(out.data(), d_sums, out.size());
     int wrong = 0;
     for (int w = 0; w < n / 32; w++) {
-        float sum = 0.0f, largest = -INFINITY;
+        float sum = 0.0f, largest = -INFINITY; // integers <= 32 * 100 < 2^24: exact in any order
         for (int i = 0; i < 32; i++) {
             sum += inp[w * 32 + i];
             largest = fmaxf(largest, inp[w * 32 + i]);
@@ -352,6 +352,7 @@ static void test_atomics(void) {
         want.shifted += (unsigned long long)t << 20;
         want.largest = max(want.largest, (int)((t * 7919u) % 100003u));
     }
+    // the float sum of n = 16384 ones is exact in any order: every partial sum is an integer < 2^24
     check(got.count == n && got.tid_mod_7 == want.tid_mod_7 && got.shifted == want.shifted &&
               got.ones == (float)n && got.largest == want.largest && got.cas_count == (unsigned)n,
           "atomicAdd (int, unsigned, unsigned long long, float), atomicMax, atomicCAS loop from %d "
@@ -599,6 +600,8 @@ static void test_runtime(void) {
     cuda_check(cudaEventElapsedTime(&ms, start, end));
     cudaError_t no_timing = cudaEventElapsedTime(&ms_untimed, start, untimed);
     (void)cudaGetLastError();
+    // nanosleep sleeps >= 30 ms; 1 ms below for the clocks' (microsecond) resolution, 2 s above
+    // for a loaded machine: a timing bound, not a rounding one
     check(ms >= 29.0f && ms < 2000.0f && no_timing == cudaErrorInvalidResourceHandle,
           "events around a 30 ms pause measure %.2f ms; with cudaEventDisableTiming: %s", ms,
           cudaGetErrorName(no_timing));
