@@ -110,7 +110,7 @@ if [ "$purpose" = test ]; then
         python3 -m venv "$VENV"
         # shellcheck disable=SC2086
         "$VENV/bin/pip" install --quiet --disable-pip-version-check $REQUIREMENTS || {
-            echo "error: pip install $REQUIREMENTS into $VENV failed (no access to PyPI?)" >&2
+            echo "error: pip install $REQUIREMENTS into $VENV failed (no access to PyPI? behind a proxy: PIP_INDEX_URL, PIP_CERT)" >&2
             exit 1
         }
         echo "$REQUIREMENTS" >"$VENV/requirements.txt"

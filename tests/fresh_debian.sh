@@ -29,7 +29,17 @@ cp -a "$DIR/base" "$NEW"
 mkdir -p "$NEW/src"
 git clone -q "$ROOT" "$NEW/src/llmc"
 [ -d "$ROOT/../shared" ] && cp -a "$ROOT/../shared" "$NEW/src/shared"
+# the network's set-up, as any machine on it has: DNS, and where PyPI is reached through a proxy
+# with its own CA, pip's configuration and that CA bundle (nothing of the project's)
 cp /etc/resolv.conf "$NEW/etc/resolv.conf"
+if [ -f /etc/pip.conf ]; then
+    cp /etc/pip.conf "$NEW/etc/pip.conf"
+    bundle=$(sed -n 's/^ *cert *= *//p' /etc/pip.conf | head -n 1)
+    if [ -n "$bundle" ] && [ -f "$bundle" ]; then
+        mkdir -p "$NEW$(dirname "$bundle")"
+        cp "$bundle" "$NEW$bundle"
+    fi
+fi
 mount -t proc proc "$NEW/proc"
 mount --rbind /dev "$NEW/dev"
 mount --make-rslave "$NEW/dev"
