@@ -39,6 +39,11 @@ if [ -f /etc/pip.conf ]; then
         mkdir -p "$NEW$(dirname "$bundle")"
         cp "$bundle" "$NEW$bundle"
     fi
+    # (and the local CAs themselves: installing ca-certificates there rebuilds the bundle from them)
+    if [ -d /usr/local/share/ca-certificates ]; then
+        mkdir -p "$NEW/usr/local/share/ca-certificates"
+        cp -r /usr/local/share/ca-certificates/. "$NEW/usr/local/share/ca-certificates/"
+    fi
 fi
 mount -t proc proc "$NEW/proc"
 mount --rbind /dev "$NEW/dev"
