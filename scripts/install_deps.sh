@@ -87,7 +87,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     mkdir -p build
     echo "deps: installing ${#missing[@]} Debian package(s) for '$purpose'${SUDO:+ (with sudo)}:"
     printf '%s\n' "${reasons[@]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || {
+        echo "error: apt-get update failed (network? apt sources?): cannot install ${missing[*]}" >&2
+        exit 1
+    }
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >build/apt-install.log 2>&1 || {
         tail -n 20 build/apt-install.log >&2
