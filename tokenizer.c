@@ -1611,7 +1611,21 @@ static int cmd_prepare(int argc, char **argv) {
     if (args.num_inputs == 0) fatal("prepare needs inputs (-i PATH...)");
     if (out_dir[0] == '\0') fatal("prepare needs an output directory (-o DIR)");
     if (shard_size <= 0) fatal("bad value %d for --shard-size: expected at least 1", shard_size);
-    if (name[0] == '\0' || strchr(name, '/') != NULL) fatal("bad value '%s' for --name", name);
+    // names are file names in -o: a '/' would leave it, a glob character would make the stale-
+    // shard cleanup match other data sets' files
+    const char *name_problem = file_name_problem(name);
+    if (name_problem != NULL) {
+        fatal("bad value '%s' for --name: %s (expected a file name: no '/', no * ? [ ] \\, not "
+              "starting with '.')",
+              name, name_problem);
+    }
+    const char *tokenizer_name_problem =
+        tokenizer_name[0] != '\0' ? file_name_problem(tokenizer_name) : NULL;
+    if (tokenizer_name_problem != NULL) {
+        fatal("bad value '%s' for --tokenizer-name: %s (expected a file name: no '/', no * ? [ ] "
+              "\\, not starting with '.'; empty: none)",
+              tokenizer_name, tokenizer_name_problem);
+    }
     char *end = NULL;
     double val_fraction = strtod(val_fraction_text, &end);
     if (end == val_fraction_text || *end != '\0' || !(val_fraction >= 0 && val_fraction < 1)) {
@@ -1624,7 +1638,9 @@ static int cmd_prepare(int argc, char **argv) {
         if (!sft_format_from_name(sft, &sft_options.format)) {
             fatal("bad value '%s' for --sft: expected alpaca, messages, sharegpt or gsm8k", sft);
         }
-        if (seq_len < 2) fatal("bad value %d for --seq-len: expected at least 2", seq_len);
+        if (seq_len < 2 || seq_len > GPT2_MAX_SEQ_LEN) { // the model's maxT cap
+            fatal("bad value %d for --seq-len: expected 2..%d", seq_len, GPT2_MAX_SEQ_LEN);
+        }
         if (val_tokens >= 0) fatal("--val-tokens does not apply to --sft (use --val-fraction)");
         return prepare_sft(&sft_options, &args);
     }

@@ -457,10 +457,12 @@ static size_t point_activations(ActivationTensors *a, float *memory, const GPT2C
                                        {&a->logits, BT * Vp},
                                        {&a->probs, BT * Vp},
                                        {&a->losses, BT}};
+    // within the model caps (llmc/model_config.h) and B*T <= 2^31 (-b, -t) no product above
+    // passes 2^62; the sum is checked
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
         if (memory != NULL) *table[i].field = memory + total;
-        total += table[i].size;
+        total = size_add_check(total, table[i].size, "activations");
     }
     return total;
 }
@@ -532,8 +534,8 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->max_B = B;
     model->max_T = T;
     model->num_activations = point_activations(&model->acts, NULL, &model->config, B, T);
-    model->acts_memory =
-        (float *)malloc_check(model->num_activations * sizeof(float), "activations");
+    model->acts_memory = (float *)malloc_check(
+        size_mul_check(model->num_activations, sizeof(float), "activations"), "activations");
 }
 
 // Runs the model on inputs (B,T); with targets also computes the mean loss over the targets whose

@@ -106,6 +106,11 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
     size_t BT = (size_t)B * T, X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
+    // the attention probabilities, B*NH*T*T per layer, are the one product that can pass 64 bits
+    // within the model caps (llmc/model_config.h) and B*T <= 2^31; the others stay below 2^62
+    size_t att =
+        size_mul_check(size_mul_check(B * NH * (size_t)T, T, "activations"), X, "activations");
+    size_t all_layers_att = size_mul_check(L, att, "activations");
     struct {
         void **field;
         size_t bytes;
@@ -115,7 +120,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->ln1_mean, L * BT * F},
         {(void **)&a->ln1_rstd, L * BT * F},
         {(void **)&a->qkvr, L * BT * 3 * C * X},
-        {(void **)&a->att, L * B * NH * T * T * X},
+        {(void **)&a->att, all_layers_att},
         {(void **)&a->atty, L * BT * C * X},
         {(void **)&a->residual2, L * BT * C * X},
         {(void **)&a->ln2, L * BT * C * X},
@@ -133,7 +138,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->scratch_btc, BT * C * X},
         {(void **)&a->scratch_btc2, BT * C * X},
         {(void **)&a->scratch_qkvr, BT * 3 * C * X},
-        {(void **)&a->scratch_att, B * NH * T * T * X},
+        {(void **)&a->scratch_att, att},
         {(void **)&a->dresidual, BT * C * X},
         {(void **)&a->reduce_scratch, 2 * REDUCE_MAX_CHUNKS * 4 * C * F},
         {(void **)&a->norm_scratch, (GLOBAL_NORM_MAX_BLOCKS + 1) * F},
@@ -145,7 +150,8 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_BUFFERS; i++) {
         if (memory != NULL) *table[i].field = memory + total;
-        total += (table[i].bytes + 255) / 256 * 256;
+        size_t aligned = size_add_check(table[i].bytes, 255, "activations") / 256 * 256;
+        total = size_add_check(total, aligned, "activations");
     }
     return total;
 }
@@ -241,7 +247,8 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int rec
     *optimizer_bytes += shard * sizeof(float); // master weights
 #endif
     *activation_bytes = point_activations(&unused, NULL, config, B, T, recompute);
-    return *param_bytes + *optimizer_bytes + *activation_bytes + (64 << 20); // + cuBLASLt, slack
+    size_t fixed = *param_bytes + *optimizer_bytes + (64 << 20); // + cuBLASLt, slack
+    return size_add_check(fixed, *activation_bytes, "device memory");
 }
 
 // path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init

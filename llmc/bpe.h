@@ -718,12 +718,22 @@ static inline void bpe_read_file(BPE *bpe, const char *path) {
     }
     int V = header[2], num_merges = header[5], num_special = header[6];
     if (V < 257 || V > BPE_MAX_VOCAB) fatal("%s: bad vocabulary size %d in header[2]", path, V);
-    if (num_special < 1 || num_merges < 0 || num_merges + num_special + 256 != V) {
+    // summed in 64 bits: two int32 counts near 2^31 would overflow an int
+    if (num_special < 1 || num_merges < 0 ||
+        (int64_t)num_merges + (int64_t)num_special + 256 != (int64_t)V) {
         fatal("%s: header[5] merges (%d) + header[6] special tokens (%d) + 256 bytes != V (%d)",
               path, num_merges, num_special, V);
     }
     if (header[7] < 0 || header[7] >= SPLIT_NUM_PATTERNS) {
         fatal("%s: unknown split pattern %d in header[7] (0 = gpt2, 1 = gpt4)", path, header[7]);
+    }
+    // records of at least 2 bytes, then the merges and specials: checked before allocating
+    size_t minimum =
+        HEADER_BYTES + 2 * (size_t)V + 8 * (size_t)num_merges + 4 * (size_t)num_special;
+    if (file_size < minimum) {
+        fatal("%s: file is %zu bytes, too short for header[2..6]: V=%d, %d merges, %d special "
+              "tokens need at least %zu",
+              path, file_size, V, num_merges, num_special, minimum);
     }
     bpe_begin(bpe, V, path);
     for (int id = 0; id < V; id++) {

@@ -187,8 +187,9 @@ static inline void bpe_load_tiktoken(BPE *bpe, const char *path) {
     size_t size = file.size, pos = 0, line_number = 0, num_tokens = 0;
     for (size_t i = 0; i < size; i++) num_tokens += text[i] == '\n';
     if (size > 0 && text[size - 1] != '\n') num_tokens++;
-    if (num_tokens < 256)
-        fatal("%s: %zu lines, expected at least 256 ranked tokens", path, num_tokens);
+    if (num_tokens < 256 || num_tokens >= BPE_MAX_VOCAB) { // the +1 below stays an int
+        fatal("%s: %zu lines, expected 256..%d ranked tokens", path, num_tokens, BPE_MAX_VOCAB - 1);
+    }
     bpe_begin(bpe, (int)num_tokens + 1, path);
     size_t count = 0;
     while (pos < size) {

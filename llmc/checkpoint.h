@@ -61,27 +61,30 @@ static inline void state_write(const char *path, const TrainState *state, const 
     put_u64(&header[30], loader->current_shard_idx);
     put_u64(&header[32], loader->current_sample_idx);
     put_u64(&header[40], state->num_parameters);
+    header[CHECKSUM_KIND_SLOT] = CHECKSUM_CRC32C;
+    uint32_t crc = 0;
     AtomicFile out;
     atomic_open(&out, path);
     fwrite_check(header, sizeof(int32_t), HEADER_INTS, out.file, path);
-    fwrite_check(m, sizeof(float), state->num_parameters, out.file, path);
-    fwrite_check(v, sizeof(float), state->num_parameters, out.file, path);
+    fwrite_crc(m, sizeof(float), state->num_parameters, out.file, path, &crc);
+    fwrite_crc(v, sizeof(float), state->num_parameters, out.file, path, &crc);
     if (state->use_master_weights) {
         if (master == NULL) {
             fatal("internal: state %s says master weights but none were given", path);
         }
-        fwrite_check(master, sizeof(float), state->num_parameters, out.file, path);
+        fwrite_crc(master, sizeof(float), state->num_parameters, out.file, path, &crc);
     }
     if (loader->should_shuffle) {
         uint64_t num_shards = loader->num_shards;
         uint64_t num_samples = loader->shard_num_samples;
-        fwrite_check(&num_shards, sizeof(num_shards), 1, out.file, path);
-        fwrite_check(loader->shard_indices, sizeof(int), loader->num_shards, out.file, path);
-        fwrite_check(&num_samples, sizeof(num_samples), 1, out.file, path);
-        fwrite_check(loader->intra_shard_indices, sizeof(int), loader->shard_num_samples, out.file,
-                     path);
-        fwrite_check(&loader->shuffle_rng, sizeof(mt19937_state), 1, out.file, path);
+        fwrite_crc(&num_shards, sizeof(num_shards), 1, out.file, path, &crc);
+        fwrite_crc(loader->shard_indices, sizeof(int), loader->num_shards, out.file, path, &crc);
+        fwrite_crc(&num_samples, sizeof(num_samples), 1, out.file, path, &crc);
+        fwrite_crc(loader->intra_shard_indices, sizeof(int), loader->shard_num_samples, out.file,
+                   path, &crc);
+        fwrite_crc(&loader->shuffle_rng, sizeof(mt19937_state), 1, out.file, path, &crc);
     }
+    header_checksum_write(out.file, path, header, crc);
     atomic_commit(&out);
 }
 
@@ -91,7 +94,24 @@ typedef struct {
     int process_rank, num_processes, zero_stage;
 } StateOwner;
 
-// Reads a state file written by state_write (or llm.c) and positions the loader.
+// A saved order (what: which one) must hold each of 0..n-1 exactly once: it indexes shards and
+// samples.
+static inline void state_check_permutation(const char *path, const char *what, const int *order,
+                                           size_t n) {
+    unsigned char *seen = (unsigned char *)calloc_check(n, 1, "permutation check");
+    for (size_t i = 0; i < n; i++) {
+        if (order[i] < 0 || (size_t)order[i] >= n || seen[order[i]]) {
+            fatal("%s: %s: expected a permutation of 0..%zu, found %d at entry %zu", path, what,
+                  n - 1, order[i], i);
+        }
+        seen[order[i]] = 1;
+    }
+    free(seen);
+}
+
+// Reads a state file written by state_write (or llm.c) and positions the loader. Every field is
+// checked before it is used (against the file's length, the run and the data), and the checksum
+// when the file has one, before anything reaches the loader.
 // expected_parameters: what this process holds; m, v (and master if requested) are filled.
 // owner (NULL: not checked): the process that must have written it; a file of another process
 // count or ZeRO stage is refused, since the shards and the loaders' positions would not line up.
@@ -128,6 +148,21 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
         fatal("%s: written by rank %d (header[3]), read by rank %d", path, header[3],
               owner->process_rank);
     }
+    if (header[2] < 1 || header[3] < 0 || header[3] >= header[2]) {
+        fatal("%s: header[2..3]: expected a process count >= 1 and a rank below it, found %d and "
+              "%d",
+              path, header[2], header[3]);
+    }
+    const int flag_slots[3] = {4, 5, 6};
+    const char *flag_names[3] = {"master weights", "loader shuffling", "ZeRO stage"};
+    for (int k = 0; k < 3; k++) {
+        int32_t value = header[flag_slots[k]];
+        if (value != 0 && value != 1) {
+            fatal("%s: header[%d] (%s): expected 0 or 1, found %d", path, flag_slots[k],
+                  flag_names[k], value);
+        }
+    }
+    int checksum = header_has_checksum(header, path);
     state->num_processes = header[2];
     state->process_rank = header[3];
     state->use_master_weights = header[4];
@@ -135,8 +170,8 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     state->step = header[10];
     state->rng_state = get_u64(&header[20]);
     state->rng_state_last_update = get_u64(&header[22]);
-    size_t shard_idx = (size_t)get_u64(&header[30]);
-    size_t sample_idx = (size_t)get_u64(&header[32]);
+    uint64_t shard_idx = get_u64(&header[30]);
+    uint64_t sample_idx = get_u64(&header[32]);
     uint64_t stored_parameters = get_u64(&header[40]);
     if (stored_parameters != 0 && stored_parameters != expected_parameters) {
         fatal("%s: holds %llu parameters (header[40..41]) but the model has %zu", path,
@@ -150,54 +185,116 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     if (state->step < 0) {
         fatal("%s: bad step %d in header[10]", path, state->step);
     }
+    if (state->rng_state == 0) { // xorshift never leaves 0: sampling would repeat one token
+        fatal("%s: header[20..21] (sampler rng state): expected a nonzero value, found 0", path);
+    }
+    if (shard_idx >= loader->num_shards) {
+        fatal("%s: header[30..31] (loader shard index): expected < %zu (the shards -i matches), "
+              "found %llu",
+              path, loader->num_shards, (unsigned long long)shard_idx);
+    }
+    // the optimizer state's length, then the loader's, against the file's before any is read
     state->num_parameters = expected_parameters;
-    size_t floats = expected_parameters * (state->use_master_weights ? 3 : 2);
-    if (file_size < HEADER_BYTES + floats * sizeof(float)) {
-        fatal("%s: file is %zu bytes, too short for %zu parameters of optimizer state", path,
-              file_size, expected_parameters);
+    size_t floats = size_mul_check(expected_parameters, state->use_master_weights ? 3 : 2, path);
+    size_t optimizer_end = size_add_check(HEADER_BYTES, size_mul_check(floats, 4, path), path);
+    size_t shuffle_min = 2 * sizeof(uint64_t) + sizeof(mt19937_state); // counts and generator
+    if (loader->should_shuffle
+            ? file_size < optimizer_end || file_size - optimizer_end < shuffle_min
+            : file_size != optimizer_end) {
+        fatal("%s: file is %zu bytes, expected %s%zu for %zu parameters of optimizer state%s "
+              "(header[4] = %d, header[5] = %d)",
+              path, file_size, loader->should_shuffle ? "more than " : "", optimizer_end,
+              expected_parameters, state->use_master_weights ? " with master weights" : "",
+              header[4], header[5]);
     }
-    fread_check(m, sizeof(float), expected_parameters, file, path, "AdamW m");
-    fread_check(v, sizeof(float), expected_parameters, file, path, "AdamW v");
-    if (state->use_master_weights) {
-        if (master == NULL) {
-            fseek_check(file, (long)(expected_parameters * sizeof(float)), SEEK_CUR, path);
-        } else {
-            fread_check(master, sizeof(float), expected_parameters, file, path, "master weights");
+    uint32_t crc = 0;
+    fread_crc(m, sizeof(float), expected_parameters, file, path, "AdamW m", &crc);
+    fread_crc(v, sizeof(float), expected_parameters, file, path, "AdamW v", &crc);
+    if (state->use_master_weights && master != NULL) {
+        fread_crc(master, sizeof(float), expected_parameters, file, path, "master weights", &crc);
+    } else if (state->use_master_weights && checksum) { // not wanted, but checksummed
+        const size_t chunk = 1 << 20;
+        float *buffer = (float *)malloc_check(chunk * sizeof(float), "master weights (skipped)");
+        for (size_t done = 0; done < expected_parameters; done += chunk) {
+            size_t count = expected_parameters - done < chunk ? expected_parameters - done : chunk;
+            fread_crc(buffer, sizeof(float), count, file, path, "master weights", &crc);
         }
+        free(buffer);
+    } else if (state->use_master_weights) {
+        fseek_check(file, (long)(expected_parameters * sizeof(float)), SEEK_CUR, path);
     }
+    int *sample_order = NULL;
+    uint64_t num_samples = 0;
+    mt19937_state shuffle_rng;
     if (loader->should_shuffle) {
-        uint64_t num_shards, num_samples;
-        fread_check(&num_shards, sizeof(num_shards), 1, file, path, "loader shard count");
+        uint64_t num_shards;
+        fread_crc(&num_shards, sizeof(num_shards), 1, file, path, "loader shard count", &crc);
         if (num_shards != loader->num_shards) {
-            fatal("%s: saved loader had %llu shards, the -i pattern now matches %zu", path,
-                  (unsigned long long)num_shards, loader->num_shards);
+            fatal("%s: loader shard count (after the optimizer state): saved %llu shards, the -i "
+                  "pattern now matches %zu",
+                  path, (unsigned long long)num_shards, loader->num_shards);
         }
-        fread_check(loader->shard_indices, sizeof(int), loader->num_shards, file, path,
-                    "loader shard order");
-        fread_check(&num_samples, sizeof(num_samples), 1, file, path, "loader sample count");
-        if (num_samples > (1ull << 31)) {
-            fatal("%s: bad loader sample count %llu", path, (unsigned long long)num_samples);
+        if ((file_size - optimizer_end - shuffle_min) / sizeof(int) < num_shards) {
+            fatal("%s: file is %zu bytes, too short for the shard order of %llu shards", path,
+                  file_size, (unsigned long long)num_shards);
         }
-        int *order = (int *)malloc_check(num_samples * sizeof(int), "loader sample order");
-        fread_check(order, sizeof(int), num_samples, file, path, "loader sample order");
-        fread_check(&loader->shuffle_rng, sizeof(mt19937_state), 1, file, path, "loader rng");
-        dataloader_resume(loader, shard_idx, sample_idx);
+        fread_crc(loader->shard_indices, sizeof(int), loader->num_shards, file, path,
+                  "loader shard order", &crc);
+        state_check_permutation(path, "loader shard order (after the optimizer state)",
+                                loader->shard_indices, loader->num_shards);
+        fread_crc(&num_samples, sizeof(num_samples), 1, file, path, "loader sample count", &crc);
+        // the saved (now checked) shard order says which shard this is: its sample count must be
+        // the saved one, and the file must hold exactly that many indices, before any allocation
+        dataloader_load_shard(loader, (size_t)shard_idx);
         if (num_samples != loader->shard_num_samples) {
-            fatal("%s: saved shard had %llu samples, %s now has %zu (data or B/T changed)", path,
-                  (unsigned long long)num_samples, loader->shard_path, loader->shard_num_samples);
+            fatal("%s: loader sample count (after the shard order): saved %llu samples, %s now "
+                  "has %zu (data or -b/-t changed)",
+                  path, (unsigned long long)num_samples, loader->shard_path,
+                  loader->shard_num_samples);
         }
-        free(loader->intra_shard_indices);
-        loader->intra_shard_indices = order;
-        loader->intra_capacity = num_samples;
+        long position = ftell(file);
+        size_t rest = position < 0 ? 0 : file_size - (size_t)position;
+        size_t order_bytes = size_mul_check((size_t)num_samples, sizeof(int), path);
+        if (rest != size_add_check(order_bytes, sizeof(mt19937_state), path)) {
+            fatal("%s: %zu bytes after the loader sample count, expected %zu for %llu sample "
+                  "indices and the loader rng (truncated or corrupt)",
+                  path, rest, order_bytes + sizeof(mt19937_state), (unsigned long long)num_samples);
+        }
+        sample_order = (int *)malloc_check(order_bytes, "loader sample order");
+        fread_crc(sample_order, sizeof(int), (size_t)num_samples, file, path, "loader sample order",
+                  &crc);
+        state_check_permutation(path, "loader sample order (after the sample count)", sample_order,
+                                (size_t)num_samples);
+        fread_crc(&shuffle_rng, sizeof(shuffle_rng), 1, file, path, "loader rng", &crc);
+        const char *problem = mt19937_state_problem(&shuffle_rng);
+        if (problem != NULL) {
+            fatal("%s: loader rng (mt19937 state, the last %zu bytes): %s; found left %d, "
+                  "next %u",
+                  path, sizeof(mt19937_state), problem, shuffle_rng.left, shuffle_rng.next);
+        }
     } else {
-        dataloader_resume(loader, shard_idx, sample_idx);
+        dataloader_load_shard(loader, (size_t)shard_idx);
+    }
+    if (sample_idx > loader->shard_num_samples) {
+        fatal("%s: header[32..33] (loader sample index): expected <= %zu (the samples of %s), "
+              "found %llu",
+              path, loader->shard_num_samples, loader->shard_path, (unsigned long long)sample_idx);
     }
     long position = ftell(file);
     if (position < 0 || (size_t)position != file_size) {
         fatal("%s: %zu unexpected trailing bytes (corrupt, or written for other settings)", path,
               file_size - (size_t)position);
     }
+    if (checksum) header_checksum_verify(header, crc, path);
     fclose(file);
+    // everything checked: the loader takes the saved position, order and generator
+    if (loader->should_shuffle) {
+        free(loader->intra_shard_indices);
+        loader->intra_shard_indices = sample_order;
+        loader->intra_capacity = (size_t)num_samples;
+        loader->shuffle_rng = shuffle_rng;
+    }
+    dataloader_resume(loader, (size_t)shard_idx, (size_t)sample_idx);
 }
 
 // The newest step in dir with a DONE marker, or -1 if there is none.

@@ -88,7 +88,8 @@ static inline size_t dataloader_check_shard(FILE *file, const char *path, int *t
         fatal("%s: bad token count %d in header[2]", path, header[2]);
     }
     size_t num_tokens = (size_t)header[2];
-    size_t expected = HEADER_BYTES + num_tokens * (size_t)*token_bytes;
+    size_t expected =
+        size_add_check(HEADER_BYTES, size_mul_check(num_tokens, (size_t)*token_bytes, path), path);
     if (file_size != expected) {
         fatal(
             "%s: file is %zu bytes, expected %zu for %zu tokens (header[2]): truncated or corrupt",
@@ -107,7 +108,9 @@ static inline void dataloader_load_shard(DataLoader *loader, size_t shard_positi
     loader->file = fopen_check(loader->shard_path, "rb");
     loader->shard_num_tokens =
         dataloader_check_shard(loader->file, loader->shard_path, &loader->token_bytes);
-    size_t window = (size_t)loader->num_processes * loader->B * loader->T;
+    size_t window = size_mul_check(
+        size_mul_check((size_t)loader->num_processes, (size_t)loader->B, "loader window"),
+        (size_t)loader->T, "loader window");
     loader->shard_num_samples = (loader->shard_num_tokens - 1) / window;
     if (loader->has_masks) {
         if (loader->mask_file != NULL) fclose(loader->mask_file);
@@ -217,7 +220,14 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
         fatal("glob failed for %s (status %d)", pattern, status);
     }
     loader->num_shards = loader->glob_result.gl_pathc;
-    size_t needed = (size_t)num_processes * B * T + 1;
+    if (loader->num_shards > 2147483647u) { // shard orders are int
+        fatal("%s matches %zu files, more than 2147483647", pattern, loader->num_shards);
+    }
+    const char *what = "data loader: processes * B * T";
+    size_t needed = size_add_check(
+        size_mul_check(size_mul_check((size_t)num_processes, (size_t)B, what), (size_t)T, what), 1,
+        what);
+    size_t row_tokens = size_mul_check((size_t)B, (size_t)T + 1, what); // masked: B rows of T+1
     char mask_path[4096 + 8];
     const char *first = loader->glob_result.gl_pathv[0];
     int first_has_mask =
@@ -248,13 +258,14 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
                   path, num_tokens, num_processes, B, T, needed);
         }
     }
-    size_t buffer_tokens = needed > (size_t)B * (T + 1) ? needed : (size_t)B * (T + 1);
-    loader->read_buffer = (unsigned char *)malloc_check(buffer_tokens * 4, "loader buffer");
+    size_t buffer_tokens = needed > row_tokens ? needed : row_tokens;
+    loader->read_buffer =
+        (unsigned char *)malloc_check(size_mul_check(buffer_tokens, 4, what), "loader buffer");
     loader->inputs = (int *)malloc_check((size_t)B * T * sizeof(int), "loader inputs");
     loader->targets = (int *)malloc_check((size_t)B * T * sizeof(int), "loader targets");
     loader->num_targets = B * T;
     if (loader->has_masks) {
-        loader->mask_buffer = (unsigned char *)malloc_check((size_t)B * (T + 1), "mask buffer");
+        loader->mask_buffer = (unsigned char *)malloc_check(row_tokens, "mask buffer");
         loader->target_mask = (unsigned char *)malloc_check((size_t)B * T, "target mask");
     }
     loader->shard_indices = (int *)malloc_check(loader->num_shards * sizeof(int), "shard order");

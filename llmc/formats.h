@@ -33,6 +33,54 @@ static inline void read_header(FILE *file, const char *path, int32_t header[HEAD
     fread_check(header, sizeof(int32_t), HEADER_INTS, file, path, "header (256 int32)");
 }
 
+// Checksum of our model and state files (docs/formats.md): header[254] = CHECKSUM_CRC32C ("C32C")
+// says header[255] holds the CRC-32C of the bytes after the header followed by the header itself
+// with header[255] read as 0. llm.c leaves both slots at 0 and never reads them; 0 means no
+// checksum (llm.c's files, our reference script's), so such files still load. The kind is not a
+// 0/1 flag, so one flipped bit cannot turn the check off.
+#define CHECKSUM_KIND_SLOT 254
+#define CHECKSUM_VALUE_SLOT 255
+#define CHECKSUM_CRC32C 0x43323343
+
+// Whether the file of header carries a checksum (exits on an unknown kind).
+static inline int header_has_checksum(const int32_t header[HEADER_INTS], const char *path) {
+    int32_t kind = header[CHECKSUM_KIND_SLOT];
+    if (kind == 0) return 0;
+    if (kind != CHECKSUM_CRC32C) {
+        fatal("%s: header[254] (checksum kind): expected 0 (none) or %d (CRC-32C), found %d", path,
+              CHECKSUM_CRC32C, kind);
+    }
+    return 1;
+}
+
+// The checksum of a file whose bytes after the header give payload_crc.
+static inline uint32_t header_checksum(const int32_t header[HEADER_INTS], uint32_t payload_crc) {
+    int32_t copy[HEADER_INTS];
+    memcpy(copy, header, HEADER_BYTES);
+    copy[CHECKSUM_VALUE_SLOT] = 0;
+    return crc32c_update(payload_crc, copy, HEADER_BYTES);
+}
+
+static inline void header_checksum_verify(const int32_t header[HEADER_INTS], uint32_t payload_crc,
+                                          const char *path) {
+    uint32_t want = (uint32_t)header[CHECKSUM_VALUE_SLOT],
+             got = header_checksum(header, payload_crc);
+    if (got != want) {
+        fatal("%s: header[255] (CRC-32C checksum): expected 0x%08x for the file's contents, found "
+              "0x%08x: the file is corrupt",
+              path, got, want);
+    }
+}
+
+// A writer's last step before atomic_commit: header (as written at the start of file, with
+// header[254] = CHECKSUM_CRC32C) gets its checksum in header[255], in memory and in the file.
+static inline void header_checksum_write(FILE *file, const char *path, int32_t header[HEADER_INTS],
+                                         uint32_t payload_crc) {
+    header[CHECKSUM_VALUE_SLOT] = (int32_t)header_checksum(header, payload_crc);
+    fseek_check(file, (long)(CHECKSUM_VALUE_SLOT * sizeof(int32_t)), SEEK_SET, path);
+    fwrite_check(&header[CHECKSUM_VALUE_SLOT], sizeof(int32_t), 1, file, path);
+}
+
 // Reads a model header and checks it; fills config and returns the version (3 or 5).
 // Opens a tokenizer file and reads its header, checking the size and magic; the version and the
 // rest are the caller's (decoding takes v1 or v2, encoding needs v2 with merges).
@@ -77,12 +125,15 @@ static inline int model_read_header(FILE *file, const char *path, GPT2Config *co
     config->padded_vocab_size = header[7];
     const char *problem = gpt2_config_problem(config);
     if (problem != NULL) {
-        fatal("%s: bad model header (maxT=%d V=%d L=%d NH=%d C=%d Vp=%d): %s", path,
+        fatal("%s: bad model header (header[2..7]: maxT=%d V=%d L=%d NH=%d C=%d Vp=%d): %s", path,
               config->max_seq_len, config->vocab_size, config->num_layers, config->num_heads,
               config->channels, config->padded_vocab_size, problem);
     }
+    header_has_checksum(header, path); // an unknown kind fails here, before any allocation
+    // within the caps above these cannot overflow; checked all the same
     size_t bytes_per_param = version == MODEL_VERSION_FP32 ? 4 : 2;
-    size_t expected = HEADER_BYTES + gpt2_num_parameters(config) * bytes_per_param;
+    size_t expected = size_add_check(
+        HEADER_BYTES, size_mul_check(gpt2_num_parameters(config), bytes_per_param, path), path);
     if (file_size != expected) {
         fatal("%s: file is %zu bytes, expected %zu for a version-%d model with this header "
               "(truncated or corrupt)",
@@ -91,23 +142,32 @@ static inline int model_read_header(FILE *file, const char *path, GPT2Config *co
     return version;
 }
 
-// Loads parameters into params (fp32, num_parameters long), converting bf16 if needed.
+// Loads parameters into params (fp32, num_parameters long), converting bf16 if needed, after
+// model_read_header; verifies the file's checksum when it has one.
 static inline void model_read_params(FILE *file, const char *path, int version, float *params,
                                      size_t num_parameters) {
+    int32_t header[HEADER_INTS]; // read again: the checksum covers it too
+    fseek_check(file, 0, SEEK_SET, path);
+    read_header(file, path, header);
+    int checksum = header_has_checksum(header, path);
+    uint32_t crc = 0;
     if (version == MODEL_VERSION_FP32) {
         fread_check(params, sizeof(float), num_parameters, file, path, "parameters");
-        return;
-    }
-    const size_t chunk = 1 << 20;
-    uint16_t *buffer = (uint16_t *)malloc_check(chunk * sizeof(uint16_t), "bf16 read buffer");
-    for (size_t done = 0; done < num_parameters; done += chunk) {
-        size_t count = num_parameters - done < chunk ? num_parameters - done : chunk;
-        fread_check(buffer, sizeof(uint16_t), count, file, path, "bf16 parameters");
-        for (size_t i = 0; i < count; i++) {
-            params[done + i] = bf16_to_float(buffer[i]);
+        if (checksum) crc = crc32c_update(0, params, num_parameters * sizeof(float));
+    } else {
+        const size_t chunk = 1 << 20;
+        uint16_t *buffer = (uint16_t *)malloc_check(chunk * sizeof(uint16_t), "bf16 read buffer");
+        for (size_t done = 0; done < num_parameters; done += chunk) {
+            size_t count = num_parameters - done < chunk ? num_parameters - done : chunk;
+            fread_check(buffer, sizeof(uint16_t), count, file, path, "bf16 parameters");
+            if (checksum) crc = crc32c_update(crc, buffer, count * sizeof(uint16_t));
+            for (size_t i = 0; i < count; i++) {
+                params[done + i] = bf16_to_float(buffer[i]);
+            }
         }
+        free(buffer);
     }
-    free(buffer);
+    if (checksum) header_checksum_verify(header, crc, path);
 }
 
 // Writes a model checkpoint atomically; version 3 (fp32) or 5 (bf16).
@@ -123,12 +183,14 @@ static inline void model_write(const char *path, const GPT2Config *config, const
     header[5] = config->num_heads;
     header[6] = config->channels;
     header[7] = config->padded_vocab_size;
+    header[CHECKSUM_KIND_SLOT] = CHECKSUM_CRC32C;
     size_t num_parameters = gpt2_num_parameters(config);
+    uint32_t crc = 0;
     AtomicFile out;
     atomic_open(&out, path);
     fwrite_check(header, sizeof(int32_t), HEADER_INTS, out.file, path);
     if (version == MODEL_VERSION_FP32) {
-        fwrite_check(params, sizeof(float), num_parameters, out.file, path);
+        fwrite_crc(params, sizeof(float), num_parameters, out.file, path, &crc);
     } else {
         const size_t chunk = 1 << 20;
         uint16_t *buffer = (uint16_t *)malloc_check(chunk * sizeof(uint16_t), "bf16 write buffer");
@@ -137,10 +199,11 @@ static inline void model_write(const char *path, const GPT2Config *config, const
             for (size_t i = 0; i < count; i++) {
                 buffer[i] = float_to_bf16(params[done + i]);
             }
-            fwrite_check(buffer, sizeof(uint16_t), count, out.file, path);
+            fwrite_crc(buffer, sizeof(uint16_t), count, out.file, path, &crc);
         }
         free(buffer);
     }
+    header_checksum_write(out.file, path, header, crc);
     atomic_commit(&out);
 }
 
@@ -193,15 +256,22 @@ static inline void debug_state_read(const char *path, const GPT2Config *config, 
     state->eps = int_bits_to_float(header[8]);
     state->weight_decay = int_bits_to_float(header[9]);
     state->grad_clip = int_bits_to_float(header[10]);
+    // B*T positions are indexed with int: at most INT_MAX of them
     size_t BT = (size_t)state->B * state->T;
+    if (BT > 2147483647u) {
+        fatal("%s: header[2..3]: expected B*T <= 2147483647, found B=%d T=%d", path, state->B,
+              state->T);
+    }
     size_t num_parameters = gpt2_num_parameters(config);
     if (header[11] != 0 && header[11] != 1) {
         fatal("%s: bad loss-mask flag %d in header[11], expected 0 or 1", path, header[11]);
     }
     int masked = header[11] == 1;
-    size_t expected = HEADER_BYTES + BT * 2 * sizeof(int32_t) + BT * state->V * sizeof(float) +
-                      sizeof(float) + num_parameters * sizeof(float) +
-                      (size_t)state->n_steps * sizeof(float) + (masked ? BT * sizeof(int32_t) : 0);
+    // int32 counts: BT * (2 inputs/targets + V logits + mask), floats: loss, gradients, steps
+    size_t values_per_position = 2 + (size_t)state->V + (masked ? 1 : 0);
+    size_t values = size_mul_check(BT, values_per_position, path);
+    values = size_add_check(values, 1 + num_parameters + (size_t)state->n_steps, path);
+    size_t expected = size_add_check(HEADER_BYTES, size_mul_check(values, 4, path), path);
     if (file_size != expected) {
         fatal("%s: file is %zu bytes, expected %zu for B=%d T=%d V=%d, %zu parameters and %d step "
               "losses (truncated, or made for another model)",

@@ -33,6 +33,9 @@ static inline int mask_path_of(const char *token_path, char *out, size_t size) {
 }
 
 static inline void mask_header_fill(int32_t header[HEADER_INTS], const MaskShardInfo *info) {
+    if (info->num_tokens > 2147483647u) { // header[2] is an int32
+        fatal("internal: mask shard of %zu tokens, more than header[2] holds", info->num_tokens);
+    }
     memset(header, 0, HEADER_BYTES);
     header[0] = MASK_MAGIC;
     header[1] = MASK_VERSION;
@@ -68,6 +71,13 @@ static inline MaskShardInfo mask_read_header(FILE *file, const char *path) {
     info.seq_len = header[3];
     info.vocab_size = header[4];
     info.trained = (size_t)(uint32_t)header[5] | ((size_t)(uint32_t)header[6] << 32);
+    if (info.vocab_size <= 0) {
+        fatal("%s: header[4] (tokenizer V): expected >= 1, found %d", path, info.vocab_size);
+    }
+    if (info.trained > info.num_tokens) {
+        fatal("%s: header[5..6] (trained tokens): expected <= %zu (header[2]), found %zu", path,
+              info.num_tokens, info.trained);
+    }
     if (info.num_tokens % ((size_t)info.seq_len + 1) != 0) {
         fatal("%s: %zu tokens (header[2]) is not a whole number of rows of T+1 = %d (header[3])",
               path, info.num_tokens, info.seq_len + 1);

@@ -23,33 +23,50 @@ typedef struct {
 
 #define NUM_PARAMETER_TENSORS 16
 
+// The largest shape a model file or descriptor may have (docs/formats.md): far beyond any GPT-2-
+// class model (GPT-3 175B: L 96, C 12288, NH 96), small enough that every size derived from them
+// (parameters, bytes, activations for B*T <= 2^31 tokens) fits in 64 bits. A crafted header is
+// refused before anything is allocated from it.
+#define GPT2_MAX_SEQ_LEN 1048576 // maxT (2^20)
+#define GPT2_MAX_VOCAB 16777216  // V and Vp (2^24, the tokenizer's limit too)
+#define GPT2_MAX_LAYERS 1024     // L
+#define GPT2_MAX_HEADS 1024      // NH
+#define GPT2_MAX_CHANNELS 65536  // C
+#define GPT2_STRINGIFY_(x) #x
+#define GPT2_STRINGIFY(x) GPT2_STRINGIFY_(x)
+
 static const char *const parameter_tensor_names[NUM_PARAMETER_TENSORS] = {
     "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw",     "lnfb"};
 
-// Element counts of the 16 tensors, in checkpoint order.
+// Element counts of the 16 tensors, in checkpoint order. The products are checked: a shape that
+// passed gpt2_config_problem cannot overflow them, but a wrapped count would pass a file's length
+// check with a tiny file.
 static inline void gpt2_parameter_sizes(const GPT2Config *config,
                                         size_t sizes[NUM_PARAMETER_TENSORS]) {
+    const char *what = "model shape: parameter count";
     size_t Vp = (size_t)config->padded_vocab_size;
     size_t C = (size_t)config->channels;
     size_t maxT = (size_t)config->max_seq_len;
     size_t L = (size_t)config->num_layers;
-    sizes[0] = Vp * C;         // wte
-    sizes[1] = maxT * C;       // wpe
-    sizes[2] = L * C;          // ln1w
-    sizes[3] = L * C;          // ln1b
-    sizes[4] = L * 3 * C * C;  // qkvw
-    sizes[5] = L * 3 * C;      // qkvb
-    sizes[6] = L * C * C;      // attprojw
-    sizes[7] = L * C;          // attprojb
-    sizes[8] = L * C;          // ln2w
-    sizes[9] = L * C;          // ln2b
-    sizes[10] = L * 4 * C * C; // fcw
-    sizes[11] = L * 4 * C;     // fcb
-    sizes[12] = L * C * 4 * C; // fcprojw
-    sizes[13] = L * C;         // fcprojb
-    sizes[14] = C;             // lnfw
-    sizes[15] = C;             // lnfb
+    size_t LC = size_mul_check(L, C, what);
+    size_t LCC = size_mul_check(LC, C, what);
+    sizes[0] = size_mul_check(Vp, C, what);   // wte
+    sizes[1] = size_mul_check(maxT, C, what); // wpe
+    sizes[2] = LC;                            // ln1w
+    sizes[3] = LC;                            // ln1b
+    sizes[4] = size_mul_check(3, LCC, what);  // qkvw
+    sizes[5] = size_mul_check(3, LC, what);   // qkvb
+    sizes[6] = LCC;                           // attprojw
+    sizes[7] = LC;                            // attprojb
+    sizes[8] = LC;                            // ln2w
+    sizes[9] = LC;                            // ln2b
+    sizes[10] = size_mul_check(4, LCC, what); // fcw
+    sizes[11] = size_mul_check(4, LC, what);  // fcb
+    sizes[12] = size_mul_check(4, LCC, what); // fcprojw
+    sizes[13] = LC;                           // fcprojb
+    sizes[14] = C;                            // lnfw
+    sizes[15] = C;                            // lnfb
 }
 
 static inline size_t gpt2_num_parameters(const GPT2Config *config) {
@@ -57,7 +74,7 @@ static inline size_t gpt2_num_parameters(const GPT2Config *config) {
     gpt2_parameter_sizes(config, sizes);
     size_t total = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        total += sizes[i];
+        total = size_add_check(total, sizes[i], "model shape: parameter count");
     }
     return total;
 }
@@ -73,13 +90,18 @@ static inline int round_up_int(int value, int multiple) {
 }
 
 // Checks a shape for consistency; returns NULL if fine, else a description of the bad field.
+// Each dimension is within its cap (GPT2_MAX_*).
 static inline const char *gpt2_config_problem(const GPT2Config *c) {
-    if (c->max_seq_len <= 0) return "maxT must be > 0";
-    if (c->vocab_size <= 0) return "V must be > 0";
+#define GPT2_RANGE(field, name, max)                                                               \
+    if (c->field <= 0 || c->field > max) return name " must be in 1.." GPT2_STRINGIFY(max)
+    GPT2_RANGE(max_seq_len, "maxT", GPT2_MAX_SEQ_LEN);
+    GPT2_RANGE(vocab_size, "V", GPT2_MAX_VOCAB);
+    GPT2_RANGE(padded_vocab_size, "Vp", GPT2_MAX_VOCAB);
+    GPT2_RANGE(num_layers, "L", GPT2_MAX_LAYERS);
+    GPT2_RANGE(num_heads, "NH", GPT2_MAX_HEADS);
+    GPT2_RANGE(channels, "C", GPT2_MAX_CHANNELS);
+#undef GPT2_RANGE
     if (c->padded_vocab_size < c->vocab_size) return "Vp must be >= V";
-    if (c->num_layers <= 0) return "L must be > 0";
-    if (c->num_heads <= 0) return "NH must be > 0";
-    if (c->channels <= 0) return "C must be > 0";
     if (c->channels % c->num_heads != 0) return "C must be divisible by NH";
     return NULL;
 }

@@ -28,6 +28,21 @@ typedef struct {
     uint32_t matrix_a[2];
 } mt19937_state;
 
+// Why a saved state cannot be used (NULL if it can): the next draws read state[next] onward
+// until left runs out (left draws are left before the table is refilled), so next + left - 1 must
+// stay within the table. A fresh generator has left 1, next 0; after any draw left + next = 625.
+// matrix_a holds the twister's two constants.
+static inline const char *mt19937_state_problem(const mt19937_state *s) {
+    if (s->left < 1 || s->left > MT_STATE_SIZE) return "'left' must be in 1..624";
+    if ((uint64_t)s->next + (uint64_t)s->left > MT_STATE_SIZE + 1) {
+        return "position 'next' plus 'left' must be <= 625 (the draws stay in the 624-word table)";
+    }
+    if (s->matrix_a[0] != 0x0u || s->matrix_a[1] != 0x9908b0dfu) {
+        return "'matrix_a' must be {0, 0x9908b0df}";
+    }
+    return NULL;
+}
+
 // PyTorch keeps one cached normal from the double-precision Box-Muller path (tensors < 16
 // elements); manual_seed clears it. llm.c's struct has no room for it, so it lives beside it.
 typedef struct {

@@ -36,6 +36,12 @@ static inline void tokenizer_init(Tokenizer *tokenizer, const char *path) {
               tokenizer->eot_token, tokenizer->vocab_size);
     }
     int V = tokenizer->vocab_size;
+    // each record is at least 2 bytes: a V the file cannot hold is refused before allocating
+    if ((file_size - HEADER_BYTES) / 2 < (size_t)V) {
+        fatal("%s: header[2] (V): %d tokens need at least %zu bytes after the header, the file "
+              "has %zu",
+              path, V, 2 * (size_t)V, file_size - HEADER_BYTES);
+    }
     tokenizer->token_bytes =
         (unsigned char **)calloc_check((size_t)V, sizeof(unsigned char *), "tokenizer table");
     tokenizer->token_lengths = (int *)calloc_check((size_t)V, sizeof(int), "tokenizer lengths");

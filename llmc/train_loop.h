@@ -144,7 +144,7 @@ static inline void sample_and_print(const TrainModel *m, const Tokenizer *tokeni
                                     int num_tokens, int max_T, float temperature, int top_k,
                                     uint64_t *rng_state) {
     int V = m->vocab_size, Vp = m->padded_vocab_size;
-    int *tokens = (int *)malloc_check((size_t)(num_tokens + 1) * sizeof(int), "sample tokens");
+    int *tokens = (int *)malloc_check(((size_t)num_tokens + 1) * sizeof(int), "sample tokens");
     float *scratch = (float *)malloc_check((size_t)Vp * sizeof(float), "sample logits");
     float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
     tokens[0] = eot_token;

@@ -120,7 +120,16 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
     }
     if (o->B <= 0) fatal("bad value %d for -b: must be >= 1", o->B);
     if (o->T <= 0) fatal("bad value %d for -t: must be >= 1", o->T);
-    int tokens_per_micro_step = o->B * o->T * num_processes;
+    // a micro-step's positions are indexed with int everywhere: B*T*processes must fit one
+    size_t micro_tokens;
+    if (!size_mul_ok((size_t)o->B * (size_t)o->T, (size_t)num_processes, &micro_tokens) ||
+        micro_tokens > 2147483647u) {
+        fatal("bad values -b %d -t %d: B*T%s = %.0f tokens per micro-step, expected at most "
+              "2147483647",
+              o->B, o->T, num_processes > 1 ? "*processes" : "",
+              (double)o->B * o->T * num_processes);
+    }
+    int tokens_per_micro_step = (int)micro_tokens;
     if (o->total_batch_size == -1) o->total_batch_size = tokens_per_micro_step;
     if (o->total_batch_size <= 0 || o->total_batch_size % tokens_per_micro_step != 0) {
         if (num_processes > 1) {
