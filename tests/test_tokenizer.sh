@@ -14,17 +14,8 @@ DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
 GPT2=$DATA/gpt2
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-failed_names=()
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
-check() { # check NAME CMD...: ok if CMD succeeds
-    local name=$1
-    shift
-    if "$@" >"$WORK/check.log" 2>&1; then ok "$name"; else not_ok "$name: $(tail -c 300 "$WORK/check.log")"; fi
-}
+# shellcheck source=tests/lib_checks.sh
+source "$ROOT/tests/lib_checks.sh"
 
 T=$ROOT/tokenizer
 make --no-print-directory -s tokenizer build/test_tokenizer_units >"$WORK/build.log" 2>&1 ||
@@ -379,9 +370,4 @@ for command in encode decode prepare train; do
 done
 
 # ---------------------------------------------------------------------------------------------
-if [ "$failed" -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
-fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary

@@ -712,6 +712,137 @@ static int temp_files_left(void) {
     return count;
 }
 
+// The file's checksum recomputed from its bytes as docs/formats.md describes it (the bytes after
+// the header, then the header with slot 255 as 0); 1 if header[255] holds it.
+static int file_checksum_matches(const char *path) {
+    FILE *f = fopen_check(path, "rb");
+    size_t size = file_size_check(f, path);
+    unsigned char *bytes = (unsigned char *)malloc_check(size, "file bytes");
+    fread_check(bytes, 1, size, f, path, "file");
+    fclose(f);
+    int32_t header[HEADER_INTS];
+    memcpy(header, bytes, HEADER_BYTES);
+    uint32_t stored = (uint32_t)header[255];
+    header[255] = 0;
+    uint32_t crc = crc32c_update_portable(0, bytes + HEADER_BYTES, size - HEADER_BYTES);
+    crc = crc32c_update_portable(crc, header, HEADER_BYTES);
+    free(bytes);
+    return header[254] == CHECKSUM_CRC32C && crc == stored;
+}
+
+// Rewrites header slots 254..255 of path (0, 0: a file as llm.c writes it, without checksum).
+static void set_checksum_slots(const char *path, int32_t kind, int32_t value) {
+    FILE *f = fopen(path, "r+b");
+    if (f == NULL) fatal("cannot open %s for update", path);
+    int32_t slots[2] = {kind, value};
+    fseek_check(f, 254 * 4, SEEK_SET, path);
+    fwrite_check(slots, 4, 2, f, path);
+    fclose(f);
+}
+
+static int test_crc32c(void) {
+    // the standard check value, and RFC 3720's 32 zero bytes / 32 bytes 0xff test vectors
+    uint32_t check = crc32c_update(0, "123456789", 9);
+    CHECK(check == 0xE3069283u, "crc32c(\"123456789\") = 0x%08x, expected 0xe3069283", check);
+    CHECK(crc32c_update_portable(0, "123456789", 9) == 0xE3069283u, "portable version differs");
+    unsigned char zeros[32] = {0}, ones[32];
+    memset(ones, 0xff, sizeof(ones));
+    CHECK(crc32c_update(0, zeros, 32) == 0x8A9136AAu, "32 zero bytes: 0x%08x",
+          crc32c_update(0, zeros, 32));
+    CHECK(crc32c_update(0, ones, 32) == 0x62A8AB43u, "32 0xff bytes: 0x%08x",
+          crc32c_update(0, ones, 32));
+    // random bytes, every length and alignment up to 70, in one piece and continued in two
+    unsigned char data[200];
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < sizeof(data); i++) data[i] = (unsigned char)xorshift_u32(&state);
+    for (size_t offset = 0; offset < 9; offset++) {
+        for (size_t n = 0; n <= 70; n++) {
+            uint32_t whole = crc32c_update(0, data + offset, n);
+            uint32_t portable = crc32c_update_portable(0, data + offset, n);
+            uint32_t split = crc32c_update(crc32c_update(0, data + offset, n / 3),
+                                           data + offset + n / 3, n - n / 3);
+            CHECK(whole == portable && whole == split,
+                  "offset %zu length %zu: 0x%08x, portable 0x%08x, in two pieces 0x%08x", offset, n,
+                  whole, portable, split);
+        }
+    }
+    // one flipped bit changes it
+    uint32_t before = crc32c_update(0, data, sizeof(data));
+    data[77] ^= 0x10;
+    CHECK(crc32c_update(0, data, sizeof(data)) != before, "a flipped bit keeps the CRC");
+    return 1;
+}
+
+static int test_size_checks(void) {
+    size_t out = 0;
+    CHECK(size_mul_ok(1ull << 31, 1ull << 32, &out) && out == 1ull << 63, "2^31 * 2^32");
+    CHECK(!size_mul_ok(1ull << 32, 1ull << 32, &out), "2^32 * 2^32 does not overflow");
+    CHECK(!size_mul_ok(SIZE_MAX / 3 + 1, 3, &out), "(max/3 + 1) * 3 does not overflow");
+    CHECK(size_add_ok(SIZE_MAX - 1, 1, &out) && out == SIZE_MAX, "max-1 + 1");
+    CHECK(!size_add_ok(SIZE_MAX, 1, &out), "max + 1 does not overflow");
+    CHECK(size_mul_check(65536, 65536, "test") == 1ull << 32, "size_mul_check");
+    const char *good[] = {"data", "tinyshakespeare", "tok-1.bin", "a.b"};
+    const char *bad[] = {"", "*", "a*", "x?", "[ab]", "../x", "a/b", ".hidden", ".", "..", "a\\b"};
+    for (int i = 0; i < 4; i++) {
+        CHECK(file_name_problem(good[i]) == NULL, "'%s' refused: %s", good[i],
+              file_name_problem(good[i]));
+    }
+    for (int i = 0; i < 11; i++) {
+        CHECK(file_name_problem(bad[i]) != NULL, "'%s' accepted as a file name", bad[i]);
+    }
+    return 1;
+}
+
+// Model shapes beyond a cap are refused; at the caps every size still fits.
+static int test_model_caps(void) {
+    GPT2Config c;
+    gpt2_config_from_descriptor("L=2,C=64,NH=4,V=1000,maxT=128", &c);
+    CHECK(gpt2_config_problem(&c) == NULL, "a small model is refused");
+    GPT2Config big = {GPT2_MAX_SEQ_LEN, GPT2_MAX_VOCAB, GPT2_MAX_VOCAB,
+                      GPT2_MAX_LAYERS,  GPT2_MAX_HEADS, GPT2_MAX_CHANNELS};
+    CHECK(gpt2_config_problem(&big) == NULL, "the largest shape is refused: %s",
+          gpt2_config_problem(&big));
+    size_t n = gpt2_num_parameters(&big); // 12 L C^2 + ... ~ 5.4e13: no overflow
+    CHECK(n > 12ull * GPT2_MAX_LAYERS * GPT2_MAX_CHANNELS * GPT2_MAX_CHANNELS, "%zu", n);
+    int *fields[] = {&c.max_seq_len, &c.vocab_size, &c.num_layers, &c.num_heads, &c.channels};
+    const int limits[] = {GPT2_MAX_SEQ_LEN, GPT2_MAX_VOCAB, GPT2_MAX_LAYERS, GPT2_MAX_HEADS,
+                          GPT2_MAX_CHANNELS};
+    for (int k = 0; k < 5; k++) {
+        GPT2Config saved = c;
+        *fields[k] = limits[k] + 1;
+        const char *problem = gpt2_config_problem(&c);
+        c = saved;
+        CHECK(problem != NULL, "field %d above its cap accepted", k);
+    }
+    return 1;
+}
+
+// The generator's saved position: every state reached by drawing passes, out-of-table ones fail.
+static int test_mt19937_state_check(void) {
+    TorchGenerator gen;
+    torch_manual_seed(&gen, 42);
+    for (int draws = 0; draws < 1500; draws++) {
+        const char *problem = mt19937_state_problem(&gen.mt);
+        CHECK(problem == NULL, "after %d draws (left %d, next %u): %s", draws, gen.mt.left,
+              gen.mt.next, problem);
+        mt19937_u32(&gen.mt);
+    }
+    mt19937_state bad = gen.mt;
+    bad.next = 624;
+    bad.left = 2; // would read state[624]
+    CHECK(mt19937_state_problem(&bad) != NULL, "next 624 with left 2 accepted");
+    bad = gen.mt;
+    bad.next = 0xFFFFFFF0u; // next + left wraps in 32 bits
+    CHECK(mt19937_state_problem(&bad) != NULL, "next 0xFFFFFFF0 accepted");
+    bad = gen.mt;
+    bad.left = 0;
+    CHECK(mt19937_state_problem(&bad) != NULL, "left 0 accepted");
+    bad = gen.mt;
+    bad.matrix_a[1] ^= 1;
+    CHECK(mt19937_state_problem(&bad) != NULL, "a changed matrix_a accepted");
+    return 1;
+}
+
 static int test_model_round_trip(void) {
     GPT2Config c, back;
     gpt2_config_from_descriptor("L=1,C=32,NH=2,V=100,maxT=16", &c);
@@ -736,16 +867,30 @@ static int test_model_round_trip(void) {
                   raw[4] == 1 && raw[5] == 2 && raw[6] == 32 && raw[7] == 128,
               "v%d header %d %d %d %d %d %d %d %d", version, raw[0], raw[1], raw[2], raw[3], raw[4],
               raw[5], raw[6], raw[7]);
-        for (int i = 8; i < HEADER_INTS; i++) {
+        for (int i = 8; i < CHECKSUM_KIND_SLOT; i++) {
             CHECK(raw[i] == 0, "v%d header slot %d is %d, unused slots must be 0", version, i,
                   raw[i]);
         }
+        CHECK(file_checksum_matches(path),
+              "v%d: header[254..255] = 0x%08x 0x%08x is not the "
+              "CRC-32C of docs/formats.md",
+              version, raw[254], raw[255]);
         fseek_check(f, 0, SEEK_SET, path);
         int got_version = model_read_header(f, path, &back);
         CHECK(got_version == version && memcmp(&back, &c, sizeof(c)) == 0,
               "read back version %d, config differs", got_version);
         model_read_params(f, path, version, read, n);
         fclose(f);
+        // without checksum slots (as llm.c writes it) the same file loads the same
+        set_checksum_slots(path, 0, 0);
+        float *again = (float *)malloc_check(n * sizeof(float), "again");
+        f = fopen_check(path, "rb");
+        model_read_header(f, path, &back);
+        model_read_params(f, path, version, again, n);
+        fclose(f);
+        int same = memcmp(again, read, n * sizeof(float)) == 0;
+        free(again);
+        CHECK(same, "v%d without checksum reads other parameters", version);
         for (size_t i = 0; i < n; i++) {
             float want_value = version == 3 ? params[i] : bf16_to_float(float_to_bf16(params[i]));
             CHECK(bits_of(read[i]) == bits_of(want_value), "v%d parameter %zu: %g, expected %g",
@@ -795,6 +940,11 @@ static int test_state_round_trip(void) {
     want[22] = (int32_t)0x87654321, want[23] = 0x0FEDCBA9; // rng_state_last_update
     want[30] = 1, want[32] = 8;                            // loader shard, sample
     want[40] = 1000;                                       // number of parameters
+    want[254] = CHECKSUM_CRC32C, want[255] = raw[255];     // checked below
+    CHECK(file_checksum_matches(path),
+          "header[254..255] = 0x%08x 0x%08x is not the CRC-32C of "
+          "docs/formats.md",
+          raw[254], raw[255]);
     for (int i = 0; i < HEADER_INTS; i++) {
         CHECK(raw[i] == want[i], "header slot %d is %d, expected %d", i, raw[i], want[i]);
     }
@@ -838,6 +988,8 @@ static int test_state_shuffled(void) {
     open_loader(&b, 0, 1, 1, 1234);
     CHECK(memcmp(a.shard_indices, b.shard_indices, 2 * sizeof(int)) != 0,
           "seeds 7 and 1234 give the same shard order");
+    CHECK(file_checksum_matches(path), "shuffled state: header[255] is not its CRC-32C");
+    set_checksum_slots(path, 0, 0); // as llm.c writes it: loads without the check
     TrainState loaded;
     state_read(path, &loaded, n, m2, v2, NULL, &b, NULL);
     CHECK(memcmp(m, m2, sizeof(m)) == 0 && memcmp(v, v2, sizeof(v)) == 0, "m or v differ");
@@ -1038,7 +1190,16 @@ int main(int argc, char **argv) {
     run_check("xorshift64* reference outputs", test_xorshift_reference);
     run_check("sampler: deterministic per seed", test_sampler_deterministic);
     run_check("cli: short and long flags fill int, float, string", test_cli_parse);
-    run_check("model file v3/v5 round trip, size, atomic write", test_model_round_trip);
+    run_check("CRC-32C: check value, RFC 3720 vectors, portable == hardware, continued",
+              test_crc32c);
+    run_check("overflow-checked sizes; file names without '/', glob characters, leading '.'",
+              test_size_checks);
+    run_check("model shape caps: the largest shape fits 64 bits, one more is refused",
+              test_model_caps);
+    run_check("mt19937 saved state: every reachable position passes, out-of-table ones fail",
+              test_mt19937_state_check);
+    run_check("model file v3/v5 round trip, size, checksum, atomic write; loads without checksum",
+              test_model_round_trip);
     run_check("state file round trip (m, v, master, step, rng, loader)", test_state_round_trip);
     run_check("state file restores a shuffled loader exactly", test_state_shuffled);
     run_check("checkpoint_find_latest picks the newest DONE marker", test_find_latest);
