@@ -226,6 +226,7 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     int *sample_order = NULL;
     uint64_t num_samples = 0;
     mt19937_state shuffle_rng;
+    memset(&shuffle_rng, 0, sizeof(shuffle_rng));
     if (loader->should_shuffle) {
         uint64_t num_shards;
         fread_crc(&num_shards, sizeof(num_shards), 1, file, path, "loader shard count", &crc);
