@@ -52,6 +52,12 @@ static inline void run_dir_lock(const char *dir) {
     gethostname(my_host, sizeof(my_host) - 1);
     my_host[sizeof(my_host) - 1] = '\0';
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == ENOLCK || errno == EOPNOTSUPP) { // a file system without locks
+            printf("warning: %s: cannot lock (%s): a second trainer on %s would not be stopped\n",
+                   path, strerror(errno), dir);
+            close(fd);
+            return;
+        }
         if (errno != EWOULDBLOCK) fatal("%s: flock failed: %s", path, strerror(errno));
         // the holder writes its PID just after it takes the lock, over the previous holder's:
         // wait a moment for a PID that is alive (another host's cannot be checked from here)

@@ -702,6 +702,20 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 11. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
+#     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
+#     DONE marker, main.log write errors. Each of its checks counts here.
+run_dirs_seen=0
+while IFS= read -r line; do
+    case "$line" in
+    "ok - "*) ok "run dirs: ${line#ok - }" && run_dirs_seen=$((run_dirs_seen + 1)) ;;
+    "FAIL - "*) not_ok "run dirs: ${line#FAIL - }" && run_dirs_seen=$((run_dirs_seen + 1)) ;;
+    esac
+done < <(bash tests/test_run_dirs.sh "$WORK" 2>&1 | tee "$WORK/run_dirs.log")
+run_dirs_total=$(tail -1 "$WORK/run_dirs.log" | awk '/passed,.*failed$/ {print $1 + $3}')
+[ "${run_dirs_total:-x}" = "$run_dirs_seen" ] || not_ok "tests/test_run_dirs.sh did not finish (see $WORK/run_dirs.log)"
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
