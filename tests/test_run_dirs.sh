@@ -2,12 +2,12 @@
 # Output directories (part of `make test`; alone: bash tests/test_run_dirs.sh [DIR]): two trainers
 # on one -o (the second stops at once naming the first's PID; the first finishes with the
 # checkpoints of a run alone), resume with a changed -e, -b, -t or -d (refused or stated, the loader
-# moved to the same token), stale *.tmpPID files removed at start and a failed write's on exit,
-# main.log after a resume equal to an uninterrupted run's, a stray DONE marker passed over with a
-# warning, main.log write errors. Both trainers (train_gpt2cu on the CPU emulation). DIR holds
-# train_000.bin, train_001.bin and val_000.bin (tests/run_tests.sh passes its work directory);
-# without it the script writes its own. Ends with one line "N passed, N failed"; exits non-zero if
-# anything failed.
+# moved to the same token), stale *.tmpPID files removed at start (trainers, tokenizer prepare) and
+# a failed write's as it ends, main.log after a resume equal to an uninterrupted run's, a stray DONE
+# marker passed over with a warning, main.log write errors. Both trainers (train_gpt2cu on the CPU
+# emulation). DIR holds train_000.bin, train_001.bin and val_000.bin (tests/run_tests.sh passes its
+# work directory); without it the script writes its own. Ends with one line "N passed, N failed";
+# exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -53,7 +53,7 @@ copy_checkpoint() {
     cp "$1/model_$name.bin" "$1/state_${name}_00000.bin" "$1/DONE_$name" "$3/"
 }
 
-make --no-print-directory -s train_gpt2 build/cuda/emu-bf16/train_gpt2cu >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s train_gpt2 tokenizer build/cuda/emu-bf16/train_gpt2cu >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 CPU=./train_gpt2
 CU=./build/cuda/emu-bf16/train_gpt2cu
@@ -239,6 +239,19 @@ if run stale $CPU "${FLAGS[@]}" -x 3 -o "$WORK/stale" -y 1 &&
     ok "stale model_00000001.bin.tmp$dead (dead PID) removed at start and reported; a live PID's and notes.tmpfile kept"
 else
     not_ok "stale temporary files (see $WORK/stale.log; left: $(cd "$WORK/stale" && echo *))"
+fi
+# tokenizer prepare cleans its output directory the same way
+PREP=$WORK/prepare
+mkdir -p "$PREP"
+head -c 100000 /dev/urandom >"$PREP/.data_train_000000.bin.tmp$dead"
+head -c 100 /dev/urandom >"$PREP/.data_val_000000.bin.tmp$$"
+for i in $(seq 1 200); do echo "Line $i of a small text to prepare, with $((i * 7919 % 1000)) in it."; done >"$WORK/text.txt"
+if run prepare ./tokenizer prepare -i "$WORK/text.txt" -o "$PREP" --val-fraction 0 &&
+    [ ! -e "$PREP/.data_train_000000.bin.tmp$dead" ] && [ -e "$PREP/.data_val_000000.bin.tmp$$" ] &&
+    [ -e "$PREP/data_train_000000.bin" ] && grep -q "removed 1 temporary file(s)" "$WORK/prepare.log"; then
+    ok "tokenizer prepare removes a dead PID's temporary file in -o, keeps a live one's"
+else
+    not_ok "tokenizer prepare and stale temporary files (see $WORK/prepare.log; left: $(cd "$PREP" && echo .* *))"
 fi
 for trainer in CPU CU; do
     rm -rf "$WORK/efbig_$trainer"
