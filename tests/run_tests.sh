@@ -10,12 +10,8 @@ ROOT=$(pwd)
 WORK=${LLMC_TEST_DIR:-$ROOT/build/test}
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-failed_names=()
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
+# shellcheck source=tests/lib.sh
+source tests/lib.sh # ok, not_ok, run, expect_error, finish
 
 # A Python with torch: $PYTHON, else Debian's system python3 (python3-torch), else python3.
 find_python() {
@@ -31,27 +27,19 @@ PY=$(find_python) || { echo "error: no python with torch found (apt-get install 
 REF="$PY $ROOT/scripts/train_gpt2.py"
 echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
 
-# run NAME CMD...: runs CMD, logs its output to $WORK/NAME.log, returns its status.
-run() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1
-}
-
-# expect_error NAME PATTERN CMD...: CMD must exit 1 with exactly one stderr line, "error: ...",
-# matching PATTERN (the file or field it names).
-expect_error() {
-    local name=$1 pattern=$2
+# include_checks LABEL LOG CMD...: runs a test script, its output also in LOG; each of its ok/FAIL
+# lines counts here as "LABEL: ...", and a script that stops before its summary line fails.
+include_checks() {
+    local label=$1 log=$2 seen=0 line total
     shift 2
-    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-    local status=$?
-    local lines
-    lines=$(wc -l <"$WORK/$name.err")
-    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$WORK/$name.err"; then
-        ok "$name: $(cat "$WORK/$name.err")"
-    else
-        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$WORK/$name.err")"
-    fi
+    while IFS= read -r line; do
+        case "$line" in
+        "ok - "*) ok "$label: ${line#ok - }" && seen=$((seen + 1)) ;;
+        "FAIL - "*) not_ok "$label: ${line#FAIL - }" && seen=$((seen + 1)) ;;
+        esac
+    done < <("$@" 2>&1 | tee "$log")
+    total=$(tail -1 "$log" | awk '/passed,.*failed$/ {print $1 + $3}')
+    [ "${total:-x}" = "$seen" ] || not_ok "$* did not finish (see $log)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -329,42 +317,18 @@ after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 
 # ---------------------------------------------------------------------------------------------
 # 6. Tokenizer (tests/test_tokenizer.sh, against tiktoken): each of its checks counts here.
-tokenizer_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "tokenizer: ${line#ok - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
-    "FAIL - "*) not_ok "tokenizer: ${line#FAIL - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
-    esac
-done < <(bash tests/test_tokenizer.sh 2>&1 | tee "$WORK/tokenizer.log")
-tokenizer_total=$(tail -1 "$WORK/tokenizer.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${tokenizer_total:-x}" = "$tokenizer_seen" ] || not_ok "tests/test_tokenizer.sh did not finish (see $WORK/tokenizer.log)"
+include_checks tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 
 # ---------------------------------------------------------------------------------------------
 # 7. SFT (tests/test_sft.sh): chat template, prepare --sft / show, masked loss and gradients vs
 #    PyTorch, KV cache, chat. Each of its checks counts here.
-sft_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "sft: ${line#ok - }" && sft_seen=$((sft_seen + 1)) ;;
-    "FAIL - "*) not_ok "sft: ${line#FAIL - }" && sft_seen=$((sft_seen + 1)) ;;
-    esac
-done < <(LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh 2>&1 | tee "$WORK/sft.log")
-sft_total=$(tail -1 "$WORK/sft.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${sft_total:-x}" = "$sft_seen" ] || not_ok "tests/test_sft.sh did not finish (see $WORK/sft.log)"
+include_checks sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh
 
 # ---------------------------------------------------------------------------------------------
 # 8. CUDA on the CPU emulation (tests/cuda_emu/run.sh, docs/cuda_emu.md): the emulation's tests,
 #    dev/cuda kernel checks and test_gpt2cu (FP32, BF16) in forward/reverse/random scheduling
 #    order, AddressSanitizer builds; test_gpt2cu uses section 1's v1000_b3_t24_wd dumps.
-emu_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "cuda-emu: ${line#ok - }" && emu_seen=$((emu_seen + 1)) ;;
-    "FAIL - "*) not_ok "cuda-emu: ${line#FAIL - }" && emu_seen=$((emu_seen + 1)) ;;
-    esac
-done < <(bash tests/cuda_emu/run.sh "$WORK" 2>&1 | tee "$WORK/cuda_emu.log")
-emu_total=$(tail -1 "$WORK/cuda_emu.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${emu_total:-x}" = "$emu_seen" ] || not_ok "tests/cuda_emu/run.sh did not finish (see $WORK/cuda_emu.log)"
+include_checks cuda-emu "$WORK/cuda_emu.log" bash tests/cuda_emu/run.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 # 9. The CUDA trainer on the CPU emulation, beyond section 8's small-vocabulary check: the full
@@ -705,22 +669,8 @@ fi
 # 11. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
 #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
 #     DONE marker, main.log write errors. Each of its checks counts here.
-run_dirs_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "run dirs: ${line#ok - }" && run_dirs_seen=$((run_dirs_seen + 1)) ;;
-    "FAIL - "*) not_ok "run dirs: ${line#FAIL - }" && run_dirs_seen=$((run_dirs_seen + 1)) ;;
-    esac
-done < <(bash tests/test_run_dirs.sh "$WORK" 2>&1 | tee "$WORK/run_dirs.log")
-run_dirs_total=$(tail -1 "$WORK/run_dirs.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${run_dirs_total:-x}" = "$run_dirs_seen" ] || not_ok "tests/test_run_dirs.sh did not finish (see $WORK/run_dirs.log)"
+include_checks "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
-if [ "$failed" -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
-fi
 elapsed=$(($(date +%s) - TEST_START))
-echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"

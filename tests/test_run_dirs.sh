@@ -16,30 +16,8 @@ WORK=${SHARDS:+$SHARDS/run_dirs}
 WORK=${WORK:-$ROOT/build/run_dirs_test}
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-failed_names=()
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
-# expect_error NAME PATTERN CMD...: exit 1, exactly one stderr line "error: ..." matching PATTERN
-expect_error() {
-    local name=$1 pattern=$2
-    shift 2
-    "$@" >"$WORK/err.out" 2>"$WORK/err.txt"
-    local status=$? lines
-    lines=$(wc -l <"$WORK/err.txt")
-    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$WORK/err.txt"; then
-        ok "$name: $(cat "$WORK/err.txt")"
-    else
-        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$WORK/err.txt")"
-    fi
-}
-run() { # run NAME CMD...: CMD's output in $WORK/NAME.log
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1
-}
+# shellcheck source=tests/lib.sh
+source tests/lib.sh # ok, not_ok, run, expect_error, finish
 slot() { # slot FILE N: header slot N (int32) of FILE
     python3 -c 'import struct, sys
 print(struct.unpack_from("<i", open(sys.argv[1], "rb").read(1024), 4 * int(sys.argv[2]))[0])' "$1" "$2"
@@ -102,8 +80,8 @@ fi
 expect_error "a second train_gpt2 on the same -o stops, naming the first's PID" \
     "$SHARED/.lock: the output directory .* is in use by another trainer, PID $first on " \
     $CPU "${FLAGS[@]}" -x 8 -n 2 -o "$SHARED"
-if [ -s "$WORK/err.out" ]; then
-    not_ok "the second trainer did something before it stopped: $(head -c 200 "$WORK/err.out")"
+if [ -s "$WORK/expect_error.out" ]; then
+    not_ok "the second trainer did something before it stopped: $(head -c 200 "$WORK/expect_error.out")"
 else
     ok "the second trainer stopped at once (nothing on stdout: no model built, no file read)"
 fi
@@ -156,19 +134,28 @@ for trainer in CPU CU; do
         "state_00000002_00000.bin: -e (header\[128..\]): expected 'd2', the model this run started from, found 'd4'" \
         ${!trainer} "${FLAGS[@]}" -e d4 -x 4 -o "$WORK/e_$trainer" -y 1
 done
-# -b 2 -> 4 with the same -d: the loader moves from sample 2 of 64 tokens to sample 1 of 128 (the
-# same token), so the state after one more step holds sample 2 (a reread of "2" in the new units
-# would give 3); the losses equal those of the same data as -b 2 x 2 micro-steps within rounding
-for trainer in CPU CU; do
-    copy_checkpoint "$BASE" 2 "$WORK/b4_$trainer"
-    if run "b4_$trainer" ${!trainer} "${FLAGS[@]}" -b 4 -d 128 -x 3 -o "$WORK/b4_$trainer" -y 1 &&
-        grep -q "^resume: -b changed from 2 (header\[101\]) to 4: the loader continues exactly where it stopped, at token 128 of .*train_000.bin (sample 1 of 128 tokens, was 2 of 64)" "$WORK/b4_$trainer.log" &&
-        [ "$(slot "$WORK/b4_$trainer/state_00000003_00000.bin" 32)" = 2 ] &&
-        [ "$(slot "$WORK/b4_$trainer/state_00000003_00000.bin" 101)" = 4 ]; then
-        ok "$trainer: resume with -b 4 (was 2) moves the loader to the same token and says so; the next state holds sample 2 and B=4"
+# resume_note NAME TRAINER WHAT NOTE SLOT VALUE FLAGS...: TRAINER resumes a copy of BASE's step-2
+# checkpoint for one step with FLAGS; ok if it prints a line NOTE (a grep pattern) and its step-3
+# state holds VALUE in header slot SLOT.
+resume_note() {
+    local name=$1 trainer=$2 what=$3 note=$4 slot_index=$5 value=$6
+    shift 6
+    copy_checkpoint "$BASE" 2 "$WORK/$name"
+    if run "$name" ${!trainer} "${FLAGS[@]}" "$@" -x 3 -o "$WORK/$name" -y 1 &&
+        grep -q "^$note" "$WORK/$name.log" &&
+        [ "$(slot "$WORK/$name/state_00000003_00000.bin" "$slot_index")" = "$value" ]; then
+        ok "$trainer: $what"
     else
-        not_ok "$trainer: resume with -b 4 (see $WORK/b4_$trainer.log)"
+        not_ok "$trainer: $what (see $WORK/$name.log)"
     fi
+}
+# -b 2 -> 4 with the same -d: the loader moves from sample 2 of 64 tokens to sample 1 of 128 (the
+# same token), so the state after one more step holds sample 2 (slot 32; a reread of "2" in the
+# new units would give 3); the losses equal those of the same data as -b 2 x 2 micro-steps
+for trainer in CPU CU; do
+    resume_note "b4_$trainer" $trainer "resume with -b 4 (was 2) moves the loader to the same token and says so; the next state holds sample 2" \
+        "resume: -b changed from 2 (header\[101\]) to 4: the loader continues exactly where it stopped, at token 128 of .*train_000.bin (sample 1 of 128 tokens, was 2 of 64)" \
+        32 2 -b 4 -d 128
 done
 copy_checkpoint "$BASE" 2 "$WORK/b2d128"
 copy_checkpoint "$BASE" 2 "$WORK/b4d128"
@@ -190,14 +177,9 @@ EOF
 else
     not_ok "resumed with -b 4 -d 128 vs -b 2 -d 128: $summary (see $WORK/b2d128.log, b4d128.log)"
 fi
-copy_checkpoint "$BASE" 2 "$WORK/t16"
-if run t16 $CPU "${FLAGS[@]}" -t 16 -x 3 -o "$WORK/t16" -y 1 &&
-    grep -q "^resume: -t changed from 32 (header\[102\]) to 16: the loader continues exactly where it stopped, at token 128 of .*(sample 4 of 32 tokens, was 2 of 64)" "$WORK/t16.log" &&
-    [ "$(slot "$WORK/t16/state_00000003_00000.bin" 32)" = 5 ]; then
-    ok "resume with -t 16 (was 32) moves the loader to the same token (sample 4 of 32 tokens) and says so"
-else
-    not_ok "resume with -t 16 (see $WORK/t16.log)"
-fi
+resume_note t16 CPU "resume with -t 16 (was 32) moves the loader to the same token (sample 4 of 32 tokens) and says so" \
+    "resume: -t changed from 32 (header\[102\]) to 16: the loader continues exactly where it stopped, at token 128 of .*(sample 4 of 32 tokens, was 2 of 64)" \
+    32 5 -t 16
 copy_checkpoint "$BASE" 3 "$WORK/b4_inexact"
 expect_error "resume with -b 4 where the position is not a multiple of 4*32 is refused, naming -b and both values" \
     "state_00000003_00000.bin: -b changed from 2 (header\[101\]) to 4: the loader stopped at token 192 of .*not a multiple of this run's 128 tokens per sample (processes\*B\*T): resume with -b 2 -t 32" \
@@ -207,14 +189,9 @@ run base_shuffled $CPU "${FLAGS[@]}" --shuffle 1 -x 2 -n 2 -o "$WORK/base_shuffl
 expect_error "resume of a shuffled run with -t 16 is refused, naming -t and both values" \
     "-t changed from 32 (header\[102\]) to 16: the shuffled order .* resume with -b 2 -t 32" \
     $CPU "${FLAGS[@]}" --shuffle 1 -t 16 -x 3 -o "$WORK/base_shuffled" -y 1
-copy_checkpoint "$BASE" 2 "$WORK/d128"
-if run d128 $CPU "${FLAGS[@]}" -d 128 -x 3 -o "$WORK/d128" -y 1 &&
-    grep -q "^resume: -d 128, the checkpoint's was 64 (header\[103\]): from step 2 on each step takes 128 tokens (2 micro-step(s) of processes\*B\*T = 64) instead of 64" "$WORK/d128.log" &&
-    [ "$(slot "$WORK/d128/state_00000003_00000.bin" 103)" = 128 ]; then
-    ok "resume with -d 128 (was 64) states what changes; the next state records -d 128"
-else
-    not_ok "resume with -d 128 (see $WORK/d128.log)"
-fi
+resume_note d128 CPU "resume with -d 128 (was 64) states what changes; the next state records -d 128" \
+    "resume: -d 128, the checkpoint's was 64 (header\[103\]): from step 2 on each step takes 128 tokens (2 micro-step(s) of processes\*B\*T = 64) instead of 64" \
+    103 128 -d 128
 copy_checkpoint "$BASE" 2 "$WORK/same"
 if run same $CPU "${FLAGS[@]}" -x 3 -o "$WORK/same" -y 1 && ! grep -q "^resume: -" "$WORK/same.log" &&
     [ "$(slot "$WORK/same/state_00000003_00000.bin" 100)" = 1 ]; then
@@ -321,9 +298,4 @@ for trainer in CPU CU; do
 done
 
 # ---------------------------------------------------------------------------------------------
-if [ "$failed" -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
-fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

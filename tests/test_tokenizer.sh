@@ -14,17 +14,8 @@ DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
 GPT2=$DATA/gpt2
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-failed_names=()
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
-check() { # check NAME CMD...: ok if CMD succeeds
-    local name=$1
-    shift
-    if "$@" >"$WORK/check.log" 2>&1; then ok "$name"; else not_ok "$name: $(tail -c 300 "$WORK/check.log")"; fi
-}
+# shellcheck source=tests/lib.sh
+source tests/lib.sh # ok, not_ok, run, check, expect_error, finish
 
 T=$ROOT/tokenizer
 make --no-print-directory -s tokenizer build/test_tokenizer_units >"$WORK/build.log" 2>&1 ||
@@ -282,19 +273,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # 6. bad input: exit 1, one line "error: ..." naming the file and field/line, nothing left behind
-expect_error() { # expect_error NAME PATTERN CMD...
-    local name=$1 pattern=$2
-    shift 2
-    "$@" >"$WORK/err.out" 2>"$WORK/err.err"
-    local status=$?
-    local errors
-    errors=$(grep -c "^error: " "$WORK/err.err")
-    if [ "$status" -eq 1 ] && [ "$errors" -eq 1 ] && tail -1 "$WORK/err.err" | grep -q "^error: .*$pattern"; then
-        ok "$name: $(tail -1 "$WORK/err.err")"
-    else
-        not_ok "$name (exit $status, $errors error lines, want 1 and /$pattern/): $(head -c 300 "$WORK/err.err")"
-    fi
-}
+EXPECT_ERROR_AFTER_PROGRESS=1 # lib.sh's expect_error: the tokenizer prints progress on stderr
 BAD=$WORK/bad
 mkdir -p "$BAD/vocab_truncated" "$BAD/vocab_badline" "$BAD/vocab_nomerges"
 head -c 500000 "$GPT2/encoder.json" >"$BAD/vocab_truncated/encoder.json"
@@ -379,9 +358,4 @@ for command in encode decode prepare train; do
 done
 
 # ---------------------------------------------------------------------------------------------
-if [ "$failed" -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
-fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
