@@ -114,6 +114,10 @@ static inline RunRecord run_record_read(const char *path) {
     }
     r.B = header[RUN_RECORD_SLOT + 1];
     r.T = header[RUN_RECORD_SLOT + 2];
+    if ((int64_t)r.B * r.T > INT32_MAX) { // as train_options_validate allows
+        fatal("%s: -b * -t in header[%d..%d]: expected at most %d tokens, found %d * %d", path,
+              RUN_RECORD_SLOT + 1, RUN_RECORD_SLOT + 2, INT32_MAX, r.B, r.T);
+    }
     r.total_batch_size = header[RUN_RECORD_SLOT + 3];
     r.model_spec_length = header[RUN_RECORD_SLOT + 4];
     memcpy(r.model_spec, &header[RUN_RECORD_SPEC_SLOT], RUN_RECORD_SPEC_MAX);
@@ -471,8 +475,8 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
         run_record_check_model(path, &saved);
         resized = saved.B != loader->B || saved.T != loader->T;
     } else if (checkpoint_run_record.version != 0) {
-        printf("resume: %s has no record of the run's -e, -b, -t, -d (an llm.c state file): "
-               "they are not checked\n",
+        printf("resume: %s has no record of the run's -e, -b, -t, -d (llm.c's state file, or an "
+               "older llmc's): they are not checked\n",
                path);
     }
     TrainState state;
