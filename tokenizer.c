@@ -33,6 +33,7 @@
 #include "llmc/dataloader.h"
 #include "llmc/formats.h"
 #include "llmc/mmap_file.h"
+#include "llmc/run_dir.h"
 #include "llmc/sft_data.h"
 #include "llmc/tokenizer.h"
 #include "llmc/utils.h"
@@ -1407,6 +1408,7 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
     if (rows_per_shard == 0) rows_per_shard = 1;
 
     make_dir_check(options->out_dir);
+    run_dir_remove_stale_temp_files(options->out_dir); // a killed prepare's
     size_t max_shards = packed.rows / rows_per_shard + 4;
     char(*temp_paths)[4096 + 64] = calloc_check(2 * max_shards, sizeof(*temp_paths), "paths");
     char(*final_paths)[4096 + 64] = calloc_check(2 * max_shards, sizeof(*final_paths), "paths");
@@ -1673,6 +1675,7 @@ static int cmd_prepare(int argc, char **argv) {
     BPE bpe;
     bpe_load(&bpe, vocab);
     make_dir_check(out_dir);
+    run_dir_remove_stale_temp_files(out_dir); // a killed prepare's
 
     ShardStream stream;
     memset(&stream, 0, sizeof(stream));

@@ -25,6 +25,7 @@ run gives the same bits with any number of threads.
 #include "llmc/logger.h"
 #include "llmc/matmul.h"
 #include "llmc/model_config.h"
+#include "llmc/run_dir.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -859,6 +860,8 @@ int main(int argc, char **argv) {
               "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
               options, num_options);
     train_options_validate(&opt, 1);
+    // one trainer per output directory, locked before anything in it is read (llmc/run_dir.h)
+    if (opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);
     // resume: the newest complete checkpoint in the output directory replaces -e
     char resume_model_path[4096];
     int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
@@ -917,9 +920,8 @@ int main(int argc, char **argv) {
     if (start_step >= max_steps) {
         printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
     }
-    if (output_dir[0] != '\0') make_dir_check(output_dir);
     Logger logger;
-    logger_init(&logger, output_dir, start_step > 0);
+    logger_init(&logger, output_dir, start_step);
     LRScheduler scheduler = {schedule, learning_rate, warmup_steps, max_steps, final_lr_fraction};
     AdamWConfig adamw = {learning_rate, beta1, beta2, eps, weight_decay};
     int tokens_per_step = total_batch_size;

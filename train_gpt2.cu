@@ -32,6 +32,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/matmul.cuh"
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
+#include "llmc/run_dir.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -823,6 +824,10 @@ int main(int argc, char **argv) {
     // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
     if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
     train_options_validate(&opt, processes);
+    // one trainer per output directory: rank 0 locks it for the whole run before any rank reads
+    // it (a second run's rank 0 then stops that whole run; llmc/run_dir.h)
+    if (rank == 0 && opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);
+    multi_gpu_barrier(&multi, "rank 0's lock on the output directory");
     char resume_model_path[4096];
     int start_step = train_options_resume(&opt, resume_model_path, sizeof(resume_model_path));
     int B = opt.B, T = opt.T;
@@ -883,9 +888,8 @@ int main(int argc, char **argv) {
     if (start_step >= max_steps) {
         printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
     }
-    if (opt.output_dir[0] != '\0') make_dir_check(opt.output_dir);
     Logger logger;
-    logger_init(&logger, rank == 0 ? opt.output_dir : "", start_step > 0);
+    logger_init(&logger, rank == 0 ? opt.output_dir : "", start_step);
     LRScheduler scheduler = {opt.schedule, opt.learning_rate, opt.warmup_steps, max_steps,
                              opt.final_lr_fraction};
     AdamWConfig adamw = {opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};

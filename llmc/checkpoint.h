@@ -5,6 +5,7 @@
 #define LLMC_CHECKPOINT_H
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,93 @@ static inline uint64_t get_u64(const int32_t *slot) {
     return value;
 }
 
+// What a resume must match or convert, recorded in every state file (slots 100.. of the header,
+// docs/formats.md; llm.c leaves them at zero): the -e the run started from (a resume loads the
+// checkpoint's weights instead, so a changed -e would be ignored), -b and -t (the loader's
+// position counts samples of processes*B*T tokens) and -d.
+#define RUN_RECORD_VERSION 1
+#define RUN_RECORD_SLOT 100      // 100: version, 101: B, 102: T, 103: -d, 104: length of -e
+#define RUN_RECORD_SPEC_SLOT 128 // -e's first RUN_RECORD_SPEC_MAX bytes, in slots 128..253
+#define RUN_RECORD_SPEC_MAX ((CHECKSUM_KIND_SLOT - RUN_RECORD_SPEC_SLOT) * 4)
+
+typedef struct {
+    int version; // 0: none (llm.c's state files)
+    int B, T, total_batch_size;
+    int model_spec_length;                    // of the whole -e
+    char model_spec[RUN_RECORD_SPEC_MAX + 1]; // its first RUN_RECORD_SPEC_MAX bytes
+} RunRecord;
+
+// This run's record, written into each state file it writes (none until it is set).
+static RunRecord checkpoint_run_record;
+
+static inline void checkpoint_set_run_record(const char *model_spec, int B, int T,
+                                             int total_batch_size) {
+    RunRecord *r = &checkpoint_run_record;
+    memset(r, 0, sizeof(*r));
+    r->version = RUN_RECORD_VERSION;
+    r->B = B;
+    r->T = T;
+    r->total_batch_size = total_batch_size;
+    size_t length = strlen(model_spec);
+    r->model_spec_length = length > INT32_MAX ? INT32_MAX : (int)length;
+    memcpy(r->model_spec, model_spec, length < RUN_RECORD_SPEC_MAX ? length : RUN_RECORD_SPEC_MAX);
+}
+
+static inline void run_record_put(int32_t *header, const RunRecord *r) {
+    if (r->version == 0) return;
+    header[RUN_RECORD_SLOT] = r->version;
+    header[RUN_RECORD_SLOT + 1] = r->B;
+    header[RUN_RECORD_SLOT + 2] = r->T;
+    header[RUN_RECORD_SLOT + 3] = r->total_batch_size;
+    header[RUN_RECORD_SLOT + 4] = r->model_spec_length;
+    memcpy(&header[RUN_RECORD_SPEC_SLOT], r->model_spec, RUN_RECORD_SPEC_MAX);
+}
+
+// The record in the header of the state file path (version 0 if it has none); checked before use.
+// A file that is not a state file has none here: state_read says what is wrong with it.
+static inline RunRecord run_record_read(const char *path) {
+    RunRecord r;
+    memset(&r, 0, sizeof(r));
+    FILE *file = fopen_check(path, "rb");
+    int32_t header[HEADER_INTS];
+    int is_state = file_size_check(file, path) >= HEADER_BYTES &&
+                   fread(header, sizeof(int32_t), HEADER_INTS, file) == HEADER_INTS &&
+                   header[0] == STATE_MAGIC;
+    fclose(file);
+    if (!is_state) return r;
+    r.version = header[RUN_RECORD_SLOT];
+    if (r.version == 0) return r;
+    if (r.version != RUN_RECORD_VERSION) {
+        fatal("%s: run record version %d in header[%d], expected %d (or 0: none)", path, r.version,
+              RUN_RECORD_SLOT, RUN_RECORD_VERSION);
+    }
+    const char *names[4] = {"-b", "-t", "-d", "the length of -e"};
+    for (int i = 0; i < 4; i++) {
+        int value = header[RUN_RECORD_SLOT + 1 + i];
+        if (value <= 0) {
+            fatal("%s: %s in header[%d]: expected > 0, found %d", path, names[i],
+                  RUN_RECORD_SLOT + 1 + i, value);
+        }
+    }
+    r.B = header[RUN_RECORD_SLOT + 1];
+    r.T = header[RUN_RECORD_SLOT + 2];
+    if ((int64_t)r.B * r.T > INT32_MAX) { // as train_options_validate allows
+        fatal("%s: -b * -t in header[%d..%d]: expected at most %d tokens, found %d * %d", path,
+              RUN_RECORD_SLOT + 1, RUN_RECORD_SLOT + 2, INT32_MAX, r.B, r.T);
+    }
+    r.total_batch_size = header[RUN_RECORD_SLOT + 3];
+    r.model_spec_length = header[RUN_RECORD_SLOT + 4];
+    memcpy(r.model_spec, &header[RUN_RECORD_SPEC_SLOT], RUN_RECORD_SPEC_MAX);
+    size_t stored = strnlen(r.model_spec, RUN_RECORD_SPEC_MAX);
+    size_t expected = r.model_spec_length < RUN_RECORD_SPEC_MAX ? (size_t)r.model_spec_length
+                                                                : RUN_RECORD_SPEC_MAX;
+    if (stored != expected) {
+        fatal("%s: -e in header[%d..]: expected %zu bytes (header[%d]), found %zu", path,
+              RUN_RECORD_SPEC_SLOT, expected, RUN_RECORD_SLOT + 4, stored);
+    }
+    return r;
+}
+
 // Writes the optimizer + loader state. master may be NULL (use_master_weights == 0).
 static inline void state_write(const char *path, const TrainState *state, const float *m,
                                const float *v, const float *master, const DataLoader *loader) {
@@ -61,6 +149,7 @@ static inline void state_write(const char *path, const TrainState *state, const 
     put_u64(&header[30], loader->current_shard_idx);
     put_u64(&header[32], loader->current_sample_idx);
     put_u64(&header[40], state->num_parameters);
+    run_record_put(header, &checkpoint_run_record);
     header[CHECKSUM_KIND_SLOT] = CHECKSUM_CRC32C;
     uint32_t crc = 0;
     AtomicFile out;
@@ -298,8 +387,8 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     dataloader_resume(loader, (size_t)shard_idx, (size_t)sample_idx);
 }
 
-// The newest step in dir with a DONE marker, or -1 if there is none.
-static inline int checkpoint_find_latest(const char *dir) {
+// The newest step below `before` in dir with a DONE marker, or -1 if there is none.
+static inline int checkpoint_find_latest_before(const char *dir, int before) {
     DIR *d = opendir(dir);
     if (d == NULL) {
         return -1;
@@ -309,12 +398,38 @@ static inline int checkpoint_find_latest(const char *dir) {
     while ((entry = readdir(d)) != NULL) {
         int step;
         char extra;
-        if (sscanf(entry->d_name, "DONE_%d%c", &step, &extra) == 1 && step > latest) {
+        if (sscanf(entry->d_name, "DONE_%d%c", &step, &extra) == 1 && step > latest &&
+            step < before) {
             latest = step;
         }
     }
     closedir(d);
     return latest;
+}
+
+// The newest step in dir with a DONE marker, or -1 if there is none.
+static inline int checkpoint_find_latest(const char *dir) {
+    return checkpoint_find_latest_before(dir, INT_MAX);
+}
+
+// The newest step of dir to resume from: a DONE marker whose model file and rank 0's state file
+// are there; -1 if there is none. A marker without them (a stray DONE, copied alone or left
+// when they were deleted) is passed over with a warning for the one before it.
+static inline int checkpoint_find_resumable(const char *dir) {
+    for (int step = checkpoint_find_latest(dir); step >= 0;) {
+        char model[4096], state[4096];
+        checkpoint_path(model, sizeof(model), dir, "model", step);
+        state_path(state, sizeof(state), dir, step, 0);
+        const char *missing = !file_exists(model) ? model : !file_exists(state) ? state : NULL;
+        if (missing == NULL) return step;
+        int previous = checkpoint_find_latest_before(dir, step);
+        printf("warning: %s/DONE_%08d marks step %d complete, but %s is missing: %s\n", dir, step,
+               step, missing,
+               previous >= 0 ? "falling back to the checkpoint before it"
+                             : "no earlier checkpoint is complete");
+        step = previous;
+    }
+    return -1;
 }
 
 static inline void checkpoint_mark_done(const char *dir, int step) {
@@ -359,9 +474,89 @@ static inline void checkpoint_write_state(const char *dir, int step, size_t num_
     printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
 }
 
+// Refuses a resume whose -e is not the one the run started from: the weights come from the
+// checkpoint, so the new -e would be ignored. path's saved record against this run's
+// (checkpoint_run_record).
+static inline void run_record_check_model(const char *path, const RunRecord *saved) {
+    const RunRecord *now = &checkpoint_run_record;
+    size_t compared =
+        (size_t)(saved->model_spec_length < RUN_RECORD_SPEC_MAX ? saved->model_spec_length
+                                                                : RUN_RECORD_SPEC_MAX);
+    if (saved->model_spec_length != now->model_spec_length ||
+        memcmp(saved->model_spec, now->model_spec, compared) != 0) {
+        fatal("%s: -e (header[%d..]): expected '%s%s', the model this run started from, found "
+              "'%s%s': resume with that -e, or start a new run in another -o",
+              path, RUN_RECORD_SPEC_SLOT, saved->model_spec,
+              saved->model_spec_length > RUN_RECORD_SPEC_MAX ? "..." : "", now->model_spec,
+              now->model_spec_length > RUN_RECORD_SPEC_MAX ? "..." : "");
+    }
+}
+
+// States what a changed -d changes from the checkpoint of step on.
+static inline void run_record_note_batch(const RunRecord *saved, int step,
+                                         const DataLoader *loader) {
+    const RunRecord *now = &checkpoint_run_record;
+    if (saved->total_batch_size == now->total_batch_size) return;
+    int window = loader->num_processes * now->B * now->T;
+    printf("resume: -d %d, the checkpoint's was %d (header[%d]): from step %d on each step takes "
+           "%d tokens (%d micro-step(s) of processes*B*T = %d) instead of %d; the data continues "
+           "where it stopped and the learning-rate schedule (by step) is the same\n",
+           now->total_batch_size, saved->total_batch_size, RUN_RECORD_SLOT + 3, step,
+           now->total_batch_size, now->total_batch_size / window, window, saved->total_batch_size);
+}
+
+// The loader's position is a sample index in units of processes*B*T tokens (processes*B rows with
+// loss masks): reads path (state_read) in the checkpoint's units, then moves the loader to the
+// same token in this run's units, or refuses where that is not exact (a shuffled order is a
+// permutation of samples of the old size; a position that is not a multiple of the new size).
+static inline void state_read_resized(const char *path, TrainState *state, size_t num_parameters,
+                                      float *m, float *v, float *master, DataLoader *loader,
+                                      const StateOwner *owner, const RunRecord *saved) {
+    int B = loader->B, T = loader->T;
+    char change[160] = "";
+    if (saved->B != B) {
+        snprintf(change, sizeof(change), "-b changed from %d (header[%d]) to %d", saved->B,
+                 RUN_RECORD_SLOT + 1, B);
+    }
+    if (saved->T != T) {
+        size_t used = strlen(change);
+        snprintf(change + used, sizeof(change) - used, "%s-t changed from %d (header[%d]) to %d",
+                 used > 0 ? ", " : "", saved->T, RUN_RECORD_SLOT + 2, T);
+    }
+    if (loader->should_shuffle) { // (a shuffled checkpoint resumed unshuffled: state_read refuses)
+        fatal("%s: %s: the shuffled order is a permutation of samples of the checkpoint's B*T, "
+              "which cannot be converted: resume with -b %d -t %d",
+              path, change, saved->B, saved->T);
+    }
+    const char *unit = loader->has_masks ? "row" : "token";
+    size_t P = (size_t)loader->num_processes;
+    size_t saved_window = P * saved->B * (loader->has_masks ? 1 : (size_t)saved->T);
+    size_t window = P * B * (loader->has_masks ? 1 : (size_t)T);
+    loader->B = saved->B; // the shard's sample count in the checkpoint's units
+    loader->T = saved->T;
+    state_read(path, state, num_parameters, m, v, master, loader, owner);
+    loader->B = B;
+    loader->T = T;
+    size_t saved_sample = loader->current_sample_idx;
+    size_t position = saved_sample * saved_window;
+    if (position % window != 0) {
+        fatal("%s: %s: the loader stopped at %s %zu of %s, not a multiple of this run's %zu %ss "
+              "per sample (processes*B%s): resume with -b %d -t %d",
+              path, change, unit, position, loader->shard_path, window, unit,
+              loader->has_masks ? "" : "*T", saved->B, saved->T);
+    }
+    dataloader_resume(loader, loader->current_shard_idx, position / window);
+    printf("resume: %s: the loader continues exactly where it stopped, at %s %zu of %s (sample "
+           "%zu of %zu %ss, was %zu of %zu)\n",
+           change, unit, position, loader->shard_path, position / window, window, unit,
+           saved_sample, saved_window);
+}
+
 // Reads the state file of step for process owner into m, v (and master, when not NULL and the
 // file has master weights: see the result's use_master_weights) and positions the loader; a file
-// of another process count or ZeRO stage is refused (state_read).
+// of another process count or ZeRO stage is refused (state_read). This run's -e, -b, -t and -d
+// are checked against the file's record (run_record_check_model, state_read_resized,
+// run_record_note_batch).
 static inline TrainState checkpoint_read_process_state(const char *dir, int step, StateOwner owner,
                                                        size_t num_parameters, float *m, float *v,
                                                        float *master, DataLoader *loader) {
@@ -372,8 +567,25 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
               "run; resume with the same number of processes",
               path, owner.num_processes);
     }
+    RunRecord saved = run_record_read(path);
+    int resized = 0;
+    if (saved.version != 0 && checkpoint_run_record.version != 0) {
+        run_record_check_model(path, &saved);
+        resized = saved.B != loader->B || saved.T != loader->T;
+    } else if (checkpoint_run_record.version != 0) {
+        printf("resume: %s has no record of the run's -e, -b, -t, -d (llm.c's state file, or an "
+               "older llmc's): they are not checked\n",
+               path);
+    }
     TrainState state;
-    state_read(path, &state, num_parameters, m, v, master, loader, &owner);
+    if (resized) {
+        state_read_resized(path, &state, num_parameters, m, v, master, loader, &owner, &saved);
+    } else {
+        state_read(path, &state, num_parameters, m, v, master, loader, &owner);
+    }
+    if (saved.version != 0 && checkpoint_run_record.version != 0) {
+        run_record_note_batch(&saved, step, loader);
+    }
     if (state.step != step) {
         fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
               step);

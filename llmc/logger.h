@@ -3,40 +3,94 @@
 #ifndef LLMC_LOGGER_H
 #define LLMC_LOGGER_H
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "utils.h"
 
 typedef struct {
     FILE *file; // NULL when there is no output directory
+    char path[4096 + 16];
 } Logger;
 
-// resuming keeps the existing log (appends); a fresh run starts a new one.
-static inline void logger_init(Logger *logger, const char *output_dir, int resuming) {
+// A run that starts at step start_step logs the steps from start_step on (again, when it resumes):
+// their old lines are dropped, and an unfinished last line (a killed run's), so that main.log
+// reads as one uninterrupted run. Returns how many lines were dropped.
+static inline int logger_drop_from_step(const char *path, int start_step) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0; // none yet, or e.g. /dev/null
+    FILE *in = fopen_check(path, "rb");
+    AtomicFile out;
+    atomic_open(&out, path);
+    char *line = NULL;
+    size_t capacity = 0;
+    ssize_t length;
+    int dropped = 0;
+    while ((length = getline(&line, &capacity, in)) > 0) {
+        int step;
+        int finished = line[length - 1] == '\n';
+        int is_step = sscanf(line, "s:%d", &step) == 1;
+        if (!finished || (is_step && step >= start_step)) {
+            dropped++;
+            continue;
+        }
+        fwrite_check(line, 1, (size_t)length, out.file, out.temp_path);
+    }
+    if (ferror(in)) fatal("%s: read failed: %s", path, strerror(errno));
+    free(line);
+    fclose(in);
+    atomic_commit(&out);
+    return dropped;
+}
+
+// Opens output_dir/main.log for a run that starts at step start_step (0: a fresh run), keeping
+// the lines of the steps before it.
+static inline void logger_init(Logger *logger, const char *output_dir, int start_step) {
     logger->file = NULL;
     if (output_dir == NULL || output_dir[0] == '\0') {
         return;
     }
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/main.log", output_dir);
-    logger->file = fopen_check(path, resuming ? "a" : "w");
+    snprintf(logger->path, sizeof(logger->path), "%s/main.log", output_dir);
+    int dropped = logger_drop_from_step(logger->path, start_step);
+    if (dropped > 0) {
+        printf("%s: dropped %d line(s) of steps >= %d, which this run logs again\n", logger->path,
+               dropped, start_step);
+    }
+    logger->file = fopen_check(logger->path, "a");
+}
+
+// A line that cannot be written (a full disk) ends the run: a log with holes would pass for a
+// whole one.
+static inline void logger_write(Logger *logger, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void logger_write(Logger *logger, const char *format, ...) {
+    if (logger->file == NULL) return;
+    va_list args;
+    va_start(args, format);
+    int written = vfprintf(logger->file, format, args);
+    va_end(args);
+    if (written < 0 || fflush(logger->file) != 0) {
+        fatal("%s: write failed: %s", logger->path, strerror(errno));
+    }
 }
 
 static inline void logger_log_train(Logger *logger, int step, float loss, float lr, float norm) {
-    if (logger->file == NULL) return;
-    fprintf(logger->file, "s:%d trl:%f lr:%e norm:%f\n", step, loss, lr, norm);
-    fflush(logger->file);
+    logger_write(logger, "s:%d trl:%f lr:%e norm:%f\n", step, loss, lr, norm);
 }
 
 static inline void logger_log_val(Logger *logger, int step, float loss) {
-    if (logger->file == NULL) return;
-    fprintf(logger->file, "s:%d tel:%f\n", step, loss);
-    fflush(logger->file);
+    logger_write(logger, "s:%d tel:%f\n", step, loss);
 }
 
 static inline void logger_free(Logger *logger) {
-    if (logger->file != NULL) fclose(logger->file);
+    if (logger->file != NULL && fclose(logger->file) != 0) {
+        fatal("%s: close failed: %s", logger->path, strerror(errno));
+    }
+    logger->file = NULL;
 }
 
 // "1h02m", "3m05s", "42s": for ETAs.

@@ -164,17 +164,20 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
 
 // With -y 1, points model_spec at the newest complete checkpoint in -o (path stored in
 // path_buffer) and returns its step; returns 0 for a fresh start. Refuses to start fresh in a
-// directory that already holds checkpoints.
+// directory that already holds checkpoints. Records this run's -e, -b, -t, -d for its state
+// files, which a resume checks them against (llmc/checkpoint.h).
 static inline int train_options_resume(TrainOptions *o, char *path_buffer, size_t size) {
+    checkpoint_set_run_record(o->model_spec, o->B, o->T, o->total_batch_size);
     int latest = o->output_dir[0] != '\0' ? checkpoint_find_latest(o->output_dir) : -1;
     if (o->resume) {
-        if (latest < 0) {
-            printf("resume: no checkpoint in %s, starting from scratch\n", o->output_dir);
+        int step = latest >= 0 ? checkpoint_find_resumable(o->output_dir) : -1;
+        if (step < 0) {
+            printf("resume: no complete checkpoint in %s, starting from scratch\n", o->output_dir);
             return 0;
         }
-        checkpoint_path(path_buffer, size, o->output_dir, "model", latest);
+        checkpoint_path(path_buffer, size, o->output_dir, "model", step);
         o->model_spec = path_buffer;
-        return latest;
+        return step;
     }
     if (latest >= 0) {
         fatal("%s already holds checkpoints (newest: step %d): resume with -y 1 or choose "

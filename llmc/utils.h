@@ -4,6 +4,7 @@
 #define LLMC_UTILS_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -246,15 +247,61 @@ typedef struct {
     FILE *file;
     char final_path[4096];
     char temp_path[4096 + 16];
+    int pending_slot; // in atomic_pending_paths while not committed
 } AtomicFile;
 
+// The temporary files of atomic writes not yet committed: removed when the process exits without
+// committing them (fatal() ends in exit), so a failed write leaves no *.tmpPID behind. A killed
+// process leaves its own: run_dir_remove_stale_temp_files (llmc/run_dir.h) removes those.
+#define ATOMIC_MAX_PENDING 8
+static char atomic_pending_paths[ATOMIC_MAX_PENDING][4096 + 16];
+
+static inline void atomic_remove_pending(void) {
+    for (int i = 0; i < ATOMIC_MAX_PENDING; i++) {
+        if (atomic_pending_paths[i][0] != '\0') unlink(atomic_pending_paths[i]);
+        atomic_pending_paths[i][0] = '\0';
+    }
+}
+
 static inline void atomic_open(AtomicFile *af, const char *path) {
+    static int registered = 0;
+    if (!registered) {
+        atexit(atomic_remove_pending);
+        registered = 1;
+    }
     if (strlen(path) >= sizeof(af->final_path)) {
         fatal("path too long: %s", path);
     }
     snprintf(af->final_path, sizeof(af->final_path), "%s", path);
     snprintf(af->temp_path, sizeof(af->temp_path), "%s.tmp%d", path, (int)getpid());
+    af->pending_slot = -1;
+    for (int i = 0; i < ATOMIC_MAX_PENDING && af->pending_slot < 0; i++) {
+        if (atomic_pending_paths[i][0] == '\0') af->pending_slot = i;
+    }
+    if (af->pending_slot < 0)
+        fatal("internal: more than %d atomic writes open", ATOMIC_MAX_PENDING);
+    // registered before it exists: a failed fopen_check then has nothing to remove
+    memcpy(atomic_pending_paths[af->pending_slot], af->temp_path, sizeof(af->temp_path));
     af->file = fopen_check(af->temp_path, "wb");
+}
+
+// fsync of the directory that holds path, so a rename in it survives a power loss. File systems
+// that cannot sync a directory (EINVAL) make their renames durable by themselves.
+static inline void fsync_parent_dir(const char *path) {
+    char dir[4096] = ".";
+    const char *slash = strrchr(path, '/');
+    if (slash != NULL) {
+        size_t length = slash == path ? 1 : (size_t)(slash - path); // "/name": the root
+        if (length >= sizeof(dir)) fatal("path too long: %s", path);
+        memcpy(dir, path, length);
+        dir[length] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) fatal("%s: cannot open directory to fsync it: %s", dir, strerror(errno));
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        fatal("%s: fsync of the directory failed: %s", dir, strerror(errno));
+    }
+    close(fd);
 }
 
 static inline void atomic_commit(AtomicFile *af) {
@@ -267,7 +314,9 @@ static inline void atomic_commit(AtomicFile *af) {
     if (rename(af->temp_path, af->final_path) != 0) {
         fatal("cannot rename %s to %s: %s", af->temp_path, af->final_path, strerror(errno));
     }
+    atomic_pending_paths[af->pending_slot][0] = '\0';
     af->file = NULL;
+    fsync_parent_dir(af->final_path);
 }
 
 // Header slots store floats as their bit patterns (as the debug state does).

@@ -24,19 +24,24 @@ check() {
 }
 
 # expect_error NAME PATTERN CMD...: CMD must exit 1 (not another code, not a signal) with exactly
-# one stderr line "error: ..." matching PATTERN (the file or field it names). Its output stays in
-# $WORK/NAME.out and NAME.err (NAME with each character other than [A-Za-z0-9._-] as '_').
+# one stderr line "error: ..." matching PATTERN (the file or field it names). With
+# EXPECT_ERROR_AFTER_PROGRESS=1 other stderr lines (progress) may come first: the one error line
+# must be the last. Its output stays in $EXPECT_ERROR_LOG.out and .err ($WORK/NAME with each
+# character other than [A-Za-z0-9._-] as '_').
 expect_error() {
     local name=$1 pattern=$2
     shift 2
-    local log=$WORK/${name//[^A-Za-z0-9._-]/_}
+    EXPECT_ERROR_LOG=$WORK/${name//[^A-Za-z0-9._-]/_}
+    local log=$EXPECT_ERROR_LOG
     "$@" >"$log.out" 2>"$log.err"
-    local status=$? lines
+    local status=$? lines last
     lines=$(wc -l <"$log.err")
-    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$log.err"; then
-        ok "$name: $(cat "$log.err")"
+    [ "${EXPECT_ERROR_AFTER_PROGRESS:-0}" = 1 ] && lines=$(grep -c "^error: " "$log.err")
+    last=$(tail -n 1 "$log.err")
+    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && printf '%s\n' "$last" | grep -q "^error: .*$pattern"; then
+        ok "$name: $last"
     else
-        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$log.err")"
+        not_ok "$name (exit $status, $lines error lines, want 1 and /$pattern/): $(head -c 300 "$log.err")"
     fi
 }
 

@@ -676,6 +676,12 @@ sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" 
     LLMC_HOSTILE_DATA_DIR="$WORK" bash tests/test_hostile_inputs.sh
 
 # ---------------------------------------------------------------------------------------------
+# 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
+#     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
+#     DONE marker, main.log write errors. Each of its checks counts here.
+sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
+
+# ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))
 echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"
 checks_summary
