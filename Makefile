@@ -67,6 +67,31 @@ build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< -lpcre2-8 $(LDLIBS)
 
 # ---------------------------------------------------------------------------------------------
+# Fuzzing (tests/fuzz/README.md): a libFuzzer harness for each loader of a user's file, built
+# with clang -fsanitize=fuzzer,address,undefined into build/fuzz/ (Debian: clang libclang-rt-dev).
+# `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft
+FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
+FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
+	-Wno-unknown-pragmas
+# tests/fuzz/fuzz.h tracks what a loader allocates, opens and maps, to release it after a
+# rejected input: these calls go through its wrappers
+FUZZ_WRAPPED := malloc calloc realloc free fopen fclose mmap munmap glob globfree \
+	json_tokener_new json_tokener_free json_tokener_parse_ex json_object_put
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINARIES)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_vocab.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(foreach f,$(FUZZ_WRAPPED),-Wl,--wrap=$(f)) $(JSONC_LIBS) -lm
+
+# ---------------------------------------------------------------------------------------------
 # CUDA trainer (train_gpt2.cu, test_gpt2.cu, llmc/*.cuh). nvcc comes from PATH, else from
 # $(CUDA_HOME)/bin; nothing else is guessed. PRECISION=BF16 (default) or FP32.
 # CUDA_EMU=1 builds the same sources with g++ against the CPU emulation (llmc/cuda_emu/), which
@@ -234,7 +259,8 @@ test-cuda-emu-planted: test-cuda-emu
 # The binaries are built first (a sub-make, so `make -j test` builds in parallel and the timer the
 # suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
 TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
-	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu
+	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu \
+	$(FUZZ_BINARIES)
 test:
 	@start=$$(date +%s); \
 	$(if $(NVCC),,echo "note: no nvcc on PATH or in CUDA_HOME: the nvcc build of the CUDA trainer is not checked (the emulated builds are);";) \
@@ -244,7 +270,7 @@ test:
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \
 		dev/cuda/*.cu dev/cuda/*.cuh
-	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh
+	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
 	rm -f train_gpt2 test_gpt2 tokenizer chat train_gpt2cu test_gpt2cu

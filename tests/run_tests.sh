@@ -682,6 +682,14 @@ sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" 
 sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
+# 13. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
+#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data) for
+#     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
+#     that does not name the file fails, with the reproducer's path.
+sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \
+    bash tests/fuzz/run.sh
+
+# ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))
 echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"
 checks_summary

@@ -3,8 +3,9 @@
 # state files (shard index, shard and sample orders, generator position, sample count, flags),
 # model headers and descriptors whose sizes overflow, -b/-t that overflow int, tokenizer files whose
 # counts overflow int, one flipped bit in a model or state file (CRC-32C, docs/formats.md), names
-# that are not file names, directories where files are expected. Every crafted input must give one
-# stderr line "error: ..." naming the file and the field, and exit 1: never a signal. Both trainers.
+# that are not file names, directories where files are expected, control characters in the text of
+# a file that an error quotes. Every crafted input must give one stderr line "error: ..." naming the
+# file and the field, and exit 1: never a signal. Both trainers.
 # Crafted files are made here (python3), from checkpoints the trainers write here.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # LLMC_HOSTILE_TEST_DIR: work directory; LLMC_HOSTILE_DATA_DIR: a directory with run_tests.sh's
@@ -354,6 +355,38 @@ expect_error "test_gpt2 -s DIR (debug state)" "adir.bin: is a directory, expecte
     ./test_gpt2 -e "$CPU_MODEL" -s "$WORK/adir.bin"
 expect_error "tokenizer show -i DIR (shard)" "adir.bin: is a directory, expected a file" \
     ./tokenizer show -i "$WORK/adir.bin"
+
+# ---------------------------------------------------------------------------------------------
+# 7. Text read from a file appears in an error printably (found by tests/fuzz): a newline or a
+#    terminal escape in it would break the one line, or the terminal; they are shown as \xNN.
+# the -e in a state file's run record: "L\n=1C=32,..." (slot 128 = the bytes 'L' '\n' '=' '1')
+craft state "$CPU_STATE" "$WORK/state_ctrl_e.bin" slot128=$((0x313d0a4c))
+dir=$(resume_dir ctrl_e "$CPU_MODEL" "$WORK/state_ctrl_e.bin")
+# shellcheck disable=SC2086
+expect_error "a newline in the state file's -e" '-e (header\[128..\]): expected .L\\x0a=1C=32' \
+    ./train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir"
+mkdir -p "$WORK/vocab_ctrl"
+$PY - "$WORK/vocab_ctrl" <<'PYEOF'
+import json, sys
+tokens = {"a\nb\x1b[31m": 0}
+tokens.update({"k%d" % i: i + 1 for i in range(300)})
+open(sys.argv[1] + "/encoder.json", "w").write(json.dumps(tokens))
+open(sys.argv[1] + "/vocab.bpe", "w").write("#version: 0.2\n")
+lines = ["AA== 1\x1b[2J"] + ["AA== %d" % i for i in range(1, 300)]
+open(sys.argv[1] + "/ranks.tiktoken", "w").write("\n".join(lines) + "\n")
+record = {"messages": [{"role": "us\x1b[31mer", "content": "x"}, {"role": "assistant", "content": "y"}]}
+open(sys.argv[1] + "/sft.jsonl", "w").write(json.dumps(record) + "\n")
+PYEOF
+EXPECT_ERROR_AFTER_PROGRESS=1 # the tokenizer may print progress on stderr first
+expect_error "a newline and an escape in an encoder.json token" \
+    'encoder.json: token .a\\x0ab\\x1b\[31m. (id 0) is not spelled' \
+    ./tokenizer encode -v "$WORK/vocab_ctrl" -i "$WORK/text.txt" -o -
+expect_error "an escape in a .tiktoken rank" 'ranks.tiktoken: line 1: rank .1\\x1b\[2J. is not in' \
+    ./tokenizer encode -v "$WORK/vocab_ctrl/ranks.tiktoken" -i "$WORK/text.txt" -o -
+expect_error "an escape in an SFT record's role" \
+    'sft.jsonl: line 1: field .messages\[0\]\.role. is .us\\x1b\[31mer.' \
+    ./tokenizer prepare --sft messages -i "$WORK/vocab_ctrl/sft.jsonl" -o "$WORK/sft_ctrl"
+EXPECT_ERROR_AFTER_PROGRESS=0
 
 # ---------------------------------------------------------------------------------------------
 checks_summary
