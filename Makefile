@@ -24,7 +24,16 @@ JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
 
+# SANITIZE=1 builds the CPU binaries with sanitizers into build/sanitize/ instead (below)
+SANITIZE ?= 0
+SAN_DIR = build/sanitize
+SAN_BINARIES := $(SAN_DIR)/train_gpt2 $(SAN_DIR)/test_gpt2 $(SAN_DIR)/tokenizer $(SAN_DIR)/chat \
+	$(SAN_DIR)/test_units $(SAN_DIR)/test_tokenizer_units $(SAN_DIR)/test_sft
+ifeq ($(SANITIZE),1)
+all: $(SAN_BINARIES)
+else
 all: train_gpt2 test_gpt2 tokenizer chat
+endif
 
 train_gpt2: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -65,6 +74,23 @@ build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lpcre2-8 $(LDLIBS)
+
+# ---------------------------------------------------------------------------------------------
+# SANITIZE=1: the CPU binaries with AddressSanitizer and UndefinedBehaviorSanitizer (any report
+# ends the program; leaks are checked at exit) in build/sanitize/, beside the normal ones, which it
+# leaves alone. The tests run them with LLMC_SANITIZE=1 (tests/lib_checks.sh; run_tests.sh's
+# section 14 does, in make test).
+SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+$(SAN_DIR)/train_gpt2: train_gpt2.c $(HEADERS)
+$(SAN_DIR)/test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
+$(SAN_DIR)/tokenizer: tokenizer.c $(HEADERS)
+$(SAN_DIR)/chat: chat.c train_gpt2.c $(HEADERS)
+$(SAN_DIR)/test_units: tests/test_units.c $(HEADERS)
+$(SAN_DIR)/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
+$(SAN_DIR)/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
+$(SAN_BINARIES):
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing (tests/fuzz/README.md): a libFuzzer harness for each loader of a user's file, built
@@ -260,7 +286,7 @@ test-cuda-emu-planted: test-cuda-emu
 # suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
 TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
 	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu \
-	$(FUZZ_BINARIES)
+	$(SAN_BINARIES) $(FUZZ_BINARIES)
 test:
 	@start=$$(date +%s); \
 	$(if $(NVCC),,echo "note: no nvcc on PATH or in CUDA_HOME: the nvcc build of the CUDA trainer is not checked (the emulated builds are);";) \

@@ -169,6 +169,11 @@ static SplitArgs split_inputs(int argc, char **argv, const char *program) {
     return args;
 }
 
+static void split_args_free(SplitArgs *args) {
+    free(args->inputs);
+    free(args->rest);
+}
+
 static SplitPattern parse_pattern(const char *name) {
     for (int k = 0; k < SPLIT_NUM_PATTERNS; k++) {
         if (strcmp(name, split_pattern_names[k]) == 0) return (SplitPattern)k;
@@ -422,6 +427,7 @@ static int cmd_encode(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer encode -i TEXT_FILE", summary, options, 5);
             printf("  %-28s input text file, - for stdin\n", "-i, --input FILE");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -464,6 +470,7 @@ static int cmd_encode(int argc, char **argv) {
     token_list_free(&tokens);
     input_text_close(&input);
     bpe_free(&bpe);
+    split_args_free(&args);
     return 0;
 }
 
@@ -484,6 +491,7 @@ static int cmd_decode(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer decode -i SHARD.bin", summary, options, 1);
             printf("  %-28s data shard\n", "-i, --input FILE");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -557,6 +565,7 @@ static int cmd_decode(int argc, char **argv) {
         free(bpe_lengths);
         bpe_free(&bpe);
     }
+    split_args_free(&args);
     return 0;
 }
 
@@ -591,6 +600,11 @@ static void input_list_add(InputList *list, const char *path, size_t size) {
                                                  : INPUT_TEXT;
     file->size = size;
     list->total_bytes += size;
+}
+
+static void input_list_free(InputList *list) {
+    for (size_t i = 0; i < list->count; i++) free(list->files[i].path);
+    free(list->files);
 }
 
 static int skip_hidden(const struct dirent *entry) {
@@ -1378,6 +1392,7 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
     sft_conversations_free(&all);
     bpe_work_free(&work);
     bpe_free(&bpe);
+    input_list_free(&inputs);
     return 0;
 }
 
@@ -1511,6 +1526,7 @@ static int cmd_prepare(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer prepare -i INPUTS...", summary, options, num_options);
             printf("  %-28s input files and directories\n", "-i, --input PATH...");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -1549,7 +1565,9 @@ static int cmd_prepare(int argc, char **argv) {
             fatal("bad value %d for --seq-len: expected 2..%d", seq_len, GPT2_MAX_SEQ_LEN);
         }
         if (val_tokens >= 0) fatal("--val-tokens does not apply to --sft (use --val-fraction)");
-        return prepare_sft(&sft_options, &args);
+        int status = prepare_sft(&sft_options, &args);
+        split_args_free(&args);
+        return status;
     }
     PrepareOptions prepare;
     memset(&prepare, 0, sizeof(prepare));
@@ -1566,6 +1584,7 @@ static int cmd_prepare(int argc, char **argv) {
         size_t length = comma ? (size_t)(comma - p) : strlen(p);
         if (length == 0 || prepare.num_fields == 16) fatal("bad value '%s' for --field", field);
         prepare.field_names[prepare.num_fields] = strndup(p, length);
+        if (prepare.field_names[prepare.num_fields] == NULL) fatal("out of memory");
         prepare.fields[prepare.num_fields] = prepare.field_names[prepare.num_fields];
         prepare.num_fields++;
         p += length + (comma ? 1 : 0);
@@ -1665,7 +1684,11 @@ static int cmd_prepare(int argc, char **argv) {
     free(docs_buffers);
     free(shards);
     free(stream.chunks);
+    free(cursor.retired);
+    for (int k = 0; k < prepare.num_fields; k++) free(prepare.field_names[k]);
     bpe_free(&bpe);
+    input_list_free(&inputs);
+    split_args_free(&args);
     return 0;
 }
 
@@ -1694,6 +1717,7 @@ static int cmd_train(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer train -i TEXT...", summary, options, num_options);
             printf("  %-28s text files and directories\n", "-i, --input PATH...");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -1785,6 +1809,8 @@ static int cmd_train(int argc, char **argv) {
     free(special_texts.texts);
     free(special_texts.lengths);
     bpe_free(&bpe);
+    input_list_free(&inputs);
+    split_args_free(&args);
     return 0;
 }
 
