@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dataloader.h"
+#include "divergence.h"
 #include "formats.h"
 #include "utils.h"
 
@@ -44,8 +45,11 @@ static inline uint64_t get_u64(const int32_t *slot) {
 }
 
 // Writes the optimizer + loader state. master may be NULL (use_master_weights == 0).
-static inline void state_write(const char *path, const TrainState *state, const float *m,
-                               const float *v, const float *master, const DataLoader *loader) {
+// outliers: the outlier detector's history, after the loader state (NULL: none).
+static inline void state_write_with_outliers(const char *path, const TrainState *state,
+                                             const float *m, const float *v, const float *master,
+                                             const DataLoader *loader,
+                                             const OutlierHistory *outliers) {
     int32_t header[HEADER_INTS];
     memset(header, 0, sizeof(header));
     header[0] = STATE_MAGIC;
@@ -61,6 +65,7 @@ static inline void state_write(const char *path, const TrainState *state, const 
     put_u64(&header[30], loader->current_shard_idx);
     put_u64(&header[32], loader->current_sample_idx);
     put_u64(&header[40], state->num_parameters);
+    outlier_history_put_header(outliers, header);
     AtomicFile out;
     atomic_open(&out, path);
     fwrite_check(header, sizeof(int32_t), HEADER_INTS, out.file, path);
@@ -82,7 +87,13 @@ static inline void state_write(const char *path, const TrainState *state, const 
                      path);
         fwrite_check(&loader->shuffle_rng, sizeof(mt19937_state), 1, out.file, path);
     }
+    outlier_history_write(outliers, out.file, path);
     atomic_commit(&out);
+}
+
+static inline void state_write(const char *path, const TrainState *state, const float *m,
+                               const float *v, const float *master, const DataLoader *loader) {
+    state_write_with_outliers(path, state, m, v, master, loader, NULL);
 }
 
 // Which process a state file belongs to: its rank among num_processes, and whether its optimizer
@@ -95,9 +106,11 @@ typedef struct {
 // expected_parameters: what this process holds; m, v (and master if requested) are filled.
 // owner (NULL: not checked): the process that must have written it; a file of another process
 // count or ZeRO stage is refused, since the shards and the loaders' positions would not line up.
-static inline void state_read(const char *path, TrainState *state, size_t expected_parameters,
-                              float *m, float *v, float *master, DataLoader *loader,
-                              const StateOwner *owner) {
+// outliers (NULL: dropped): the outlier detector's history, empty if the file has none.
+static inline void state_read_with_outliers(const char *path, TrainState *state,
+                                            size_t expected_parameters, float *m, float *v,
+                                            float *master, DataLoader *loader,
+                                            const StateOwner *owner, OutlierHistory *outliers) {
     FILE *file = fopen_check(path, "rb");
     size_t file_size = file_size_check(file, path);
     if (file_size < HEADER_BYTES) {
@@ -192,12 +205,19 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     } else {
         dataloader_resume(loader, shard_idx, sample_idx);
     }
+    outlier_history_read(outliers, header, file, path);
     long position = ftell(file);
     if (position < 0 || (size_t)position != file_size) {
         fatal("%s: %zu unexpected trailing bytes (corrupt, or written for other settings)", path,
               file_size - (size_t)position);
     }
     fclose(file);
+}
+
+static inline void state_read(const char *path, TrainState *state, size_t expected_parameters,
+                              float *m, float *v, float *master, DataLoader *loader,
+                              const StateOwner *owner) {
+    state_read_with_outliers(path, state, expected_parameters, m, v, master, loader, owner, NULL);
 }
 
 // The newest step in dir with a DONE marker, or -1 if there is none.
@@ -228,12 +248,14 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
 }
 
 // The state file of step for process owner (AdamW moments, master weights when not NULL, the
-// loader's position, the sampler's rng). The model file comes first and the DONE marker
-// (checkpoint_mark_done) after every process has written its state.
+// loader's position, the sampler's rng, the outlier detector's history when not NULL). The model
+// file comes first and the DONE marker (checkpoint_mark_done) after every process has written its
+// state.
 static inline void checkpoint_write_process_state(const char *dir, int step, StateOwner owner,
                                                   size_t num_parameters, const float *m,
                                                   const float *v, const float *master,
-                                                  const DataLoader *loader, uint64_t rng_state) {
+                                                  const DataLoader *loader, uint64_t rng_state,
+                                                  const OutlierHistory *outliers) {
     TrainState state;
     memset(&state, 0, sizeof(state));
     state.num_processes = owner.num_processes;
@@ -246,27 +268,30 @@ static inline void checkpoint_write_process_state(const char *dir, int step, Sta
     state.num_parameters = num_parameters;
     char path[4096];
     state_path(path, sizeof(path), dir, step, owner.process_rank);
-    state_write(path, &state, m, v, master, loader);
+    state_write_with_outliers(path, &state, m, v, master, loader, outliers);
 }
 
 // A one-process trainer's state file for step, then the DONE marker that completes the
 // checkpoint. The trainer writes the model file first.
 static inline void checkpoint_write_state(const char *dir, int step, size_t num_parameters,
                                           const float *m, const float *v, const float *master,
-                                          const DataLoader *loader, uint64_t rng_state) {
+                                          const DataLoader *loader, uint64_t rng_state,
+                                          const OutlierHistory *outliers) {
     StateOwner owner = {0, 1, 0};
     checkpoint_write_process_state(dir, step, owner, num_parameters, m, v, master, loader,
-                                   rng_state);
+                                   rng_state, outliers);
     checkpoint_mark_done(dir, step);
     printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
 }
 
 // Reads the state file of step for process owner into m, v (and master, when not NULL and the
-// file has master weights: see the result's use_master_weights) and positions the loader; a file
-// of another process count or ZeRO stage is refused (state_read).
+// file has master weights: see the result's use_master_weights) and the outlier detector's
+// history, and positions the loader; a file of another process count or ZeRO stage is refused
+// (state_read).
 static inline TrainState checkpoint_read_process_state(const char *dir, int step, StateOwner owner,
                                                        size_t num_parameters, float *m, float *v,
-                                                       float *master, DataLoader *loader) {
+                                                       float *master, DataLoader *loader,
+                                                       OutlierHistory *outliers) {
     char path[4096];
     state_path(path, sizeof(path), dir, step, owner.process_rank);
     if (!file_exists(path)) {
@@ -275,7 +300,7 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
               path, owner.num_processes);
     }
     TrainState state;
-    state_read(path, &state, num_parameters, m, v, master, loader, &owner);
+    state_read_with_outliers(path, &state, num_parameters, m, v, master, loader, &owner, outliers);
     if (state.step != step) {
         fatal("%s: step %d in header[10] does not match the file name (step %d)", path, state.step,
               step);
@@ -286,9 +311,10 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
 // The one-process trainer's: checkpoint_read_process_state for rank 0 of 1.
 static inline TrainState checkpoint_read_state(const char *dir, int step, size_t num_parameters,
                                                float *m, float *v, float *master,
-                                               DataLoader *loader) {
+                                               DataLoader *loader, OutlierHistory *outliers) {
     StateOwner owner = {0, 1, 0};
-    return checkpoint_read_process_state(dir, step, owner, num_parameters, m, v, master, loader);
+    return checkpoint_read_process_state(dir, step, owner, num_parameters, m, v, master, loader,
+                                         outliers);
 }
 
 #endif // LLMC_CHECKPOINT_H

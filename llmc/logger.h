@@ -23,9 +23,11 @@ static inline void logger_init(Logger *logger, const char *output_dir, int resum
     logger->file = fopen_check(path, resuming ? "a" : "w");
 }
 
-static inline void logger_log_train(Logger *logger, int step, float loss, float lr, float norm) {
+// extra: "" or more "name:value" fields (a skipped update's), after the ones llm.c's tools read
+static inline void logger_log_train(Logger *logger, int step, float loss, float lr, float norm,
+                                    const char *extra) {
     if (logger->file == NULL) return;
-    fprintf(logger->file, "s:%d trl:%f lr:%e norm:%f\n", step, loss, lr, norm);
+    fprintf(logger->file, "s:%d trl:%f lr:%e norm:%f%s\n", step, loss, lr, norm, extra);
     fflush(logger->file);
 }
 

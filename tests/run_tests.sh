@@ -702,6 +702,21 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 11. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
+#     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
+#     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
+divergence_seen=0
+while IFS= read -r line; do
+    case "$line" in
+    "ok - "*) ok "divergence: ${line#ok - }" && divergence_seen=$((divergence_seen + 1)) ;;
+    "FAIL - "*) not_ok "divergence: ${line#FAIL - }" && divergence_seen=$((divergence_seen + 1)) ;;
+    esac
+done < <(bash tests/test_divergence.sh "$WORK" 2>&1 | tee "$WORK/divergence.log")
+divergence_total=$(tail -1 "$WORK/divergence.log" | awk '/passed,.*failed$/ {print $1 + $3}')
+[ "${divergence_total:-x}" = "$divergence_seen" ] ||
+    not_ok "tests/test_divergence.sh did not finish (see $WORK/divergence.log)"
+
+# ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then
     echo "failed:"
     printf '  %s\n' "${failed_names[@]}"
