@@ -54,6 +54,22 @@ expect_error() {
     fi
 }
 
+# sub_suite PREFIX LOG CMD...: runs a test script that prints ok/FAIL lines and ends "N passed,
+# N failed"; each of its checks counts here (named "PREFIX: ..."), and a script that stops before
+# its last line fails. Its output goes to LOG too.
+sub_suite() {
+    local prefix=$1 log=$2 seen=0 line total
+    shift 2
+    while IFS= read -r line; do
+        case "$line" in
+        "ok - "*) ok "$prefix: ${line#ok - }" && seen=$((seen + 1)) ;;
+        "FAIL - "*) not_ok "$prefix: ${line#FAIL - }" && seen=$((seen + 1)) ;;
+        esac
+    done < <("$@" 2>&1 | tee "$log")
+    total=$(tail -1 "$log" | awk '/passed,.*failed$/ {print $1 + $3}')
+    [ "${total:-x}" = "$seen" ] || not_ok "$* did not finish (see $log)"
+}
+
 # ---------------------------------------------------------------------------------------------
 # 0. Unit tests of the llmc/ headers: each of their checks counts as one here.
 ./build/test_units "$WORK" >"$WORK/units.log" 2>&1
@@ -329,42 +345,18 @@ after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 
 # ---------------------------------------------------------------------------------------------
 # 6. Tokenizer (tests/test_tokenizer.sh, against tiktoken): each of its checks counts here.
-tokenizer_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "tokenizer: ${line#ok - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
-    "FAIL - "*) not_ok "tokenizer: ${line#FAIL - }" && tokenizer_seen=$((tokenizer_seen + 1)) ;;
-    esac
-done < <(bash tests/test_tokenizer.sh 2>&1 | tee "$WORK/tokenizer.log")
-tokenizer_total=$(tail -1 "$WORK/tokenizer.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${tokenizer_total:-x}" = "$tokenizer_seen" ] || not_ok "tests/test_tokenizer.sh did not finish (see $WORK/tokenizer.log)"
+sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 
 # ---------------------------------------------------------------------------------------------
 # 7. SFT (tests/test_sft.sh): chat template, prepare --sft / show, masked loss and gradients vs
 #    PyTorch, KV cache, chat. Each of its checks counts here.
-sft_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "sft: ${line#ok - }" && sft_seen=$((sft_seen + 1)) ;;
-    "FAIL - "*) not_ok "sft: ${line#FAIL - }" && sft_seen=$((sft_seen + 1)) ;;
-    esac
-done < <(LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh 2>&1 | tee "$WORK/sft.log")
-sft_total=$(tail -1 "$WORK/sft.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${sft_total:-x}" = "$sft_seen" ] || not_ok "tests/test_sft.sh did not finish (see $WORK/sft.log)"
+sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh
 
 # ---------------------------------------------------------------------------------------------
 # 8. CUDA on the CPU emulation (tests/cuda_emu/run.sh, docs/cuda_emu.md): the emulation's tests,
 #    dev/cuda kernel checks and test_gpt2cu (FP32, BF16) in forward/reverse/random scheduling
 #    order, AddressSanitizer builds; test_gpt2cu uses section 1's v1000_b3_t24_wd dumps.
-emu_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "cuda-emu: ${line#ok - }" && emu_seen=$((emu_seen + 1)) ;;
-    "FAIL - "*) not_ok "cuda-emu: ${line#FAIL - }" && emu_seen=$((emu_seen + 1)) ;;
-    esac
-done < <(bash tests/cuda_emu/run.sh "$WORK" 2>&1 | tee "$WORK/cuda_emu.log")
-emu_total=$(tail -1 "$WORK/cuda_emu.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${emu_total:-x}" = "$emu_seen" ] || not_ok "tests/cuda_emu/run.sh did not finish (see $WORK/cuda_emu.log)"
+sub_suite cuda-emu "$WORK/cuda_emu.log" bash tests/cuda_emu/run.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 # 9. The CUDA trainer on the CPU emulation, beyond section 8's small-vocabulary check: the full
@@ -705,16 +697,7 @@ fi
 # 11. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
 #     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
 #     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
-divergence_seen=0
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok "divergence: ${line#ok - }" && divergence_seen=$((divergence_seen + 1)) ;;
-    "FAIL - "*) not_ok "divergence: ${line#FAIL - }" && divergence_seen=$((divergence_seen + 1)) ;;
-    esac
-done < <(bash tests/test_divergence.sh "$WORK" 2>&1 | tee "$WORK/divergence.log")
-divergence_total=$(tail -1 "$WORK/divergence.log" | awk '/passed,.*failed$/ {print $1 + $3}')
-[ "${divergence_total:-x}" = "$divergence_seen" ] ||
-    not_ok "tests/test_divergence.sh did not finish (see $WORK/divergence.log)"
+sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 if [ "$failed" -gt 0 ]; then

@@ -12,24 +12,8 @@ ROOT=$(pwd)
 WORK=${1:-$ROOT/build/test}/divergence
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); }
-# expect_error NAME PATTERN CMD...: exit 1, exactly one stderr line "error: ..." matching PATTERN
-expect_error() {
-    local name=$1 pattern=$2
-    shift 2
-    "$@" >"$WORK/err.out" 2>"$WORK/err.txt"
-    local status=$? lines
-    lines=$(wc -l <"$WORK/err.txt")
-    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$WORK/err.txt"; then
-        ok "$name: $(cat "$WORK/err.txt")"
-    else
-        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$WORK/err.txt")"
-    fi
-}
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
 
 CPU=./train_gpt2
 CU32=./build/cuda/emu-fp32/train_gpt2cu
@@ -320,5 +304,4 @@ else
     not_ok "exp_approx/tanh_approx on NaN under UBSan: $(head -c 300 "$WORK/ubsan.log")"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_tests

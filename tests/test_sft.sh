@@ -13,29 +13,12 @@ FIX=$ROOT/tests/fixtures/sft
 DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
 rm -rf "$WORK"
 mkdir -p "$WORK"
-passed=0
-failed=0
-failed_names=()
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "FAIL - $1"; failed=$((failed + 1)); failed_names+=("$1"); }
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
 check() { # check NAME CMD...: ok if CMD succeeds
     local name=$1
     shift
     if "$@" >"$WORK/check.log" 2>&1; then ok "$name"; else not_ok "$name: $(tail -c 300 "$WORK/check.log")"; fi
-}
-# expect_error NAME PATTERN CMD...: exit 1, exactly one stderr line "error: ..." matching PATTERN
-expect_error() {
-    local name=$1 pattern=$2
-    shift 2
-    "$@" >"$WORK/err.out" 2>"$WORK/err.txt"
-    local status=$? lines
-    lines=$(wc -l <"$WORK/err.txt")
-    if [ "$status" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^error: .*$pattern" "$WORK/err.txt"; then
-        ok "$name: $(cat "$WORK/err.txt")"
-    else
-        not_ok "$name (exit $status, $lines stderr lines, want 1 and /$pattern/): $(head -c 300 "$WORK/err.txt")"
-    fi
 }
 
 make --no-print-directory -s tokenizer train_gpt2 test_gpt2 chat build/test_sft >"$WORK/build.log" 2>&1 ||
@@ -297,9 +280,4 @@ expect_error "chat needs the chat tokens" "no special token <|user_start|>" \
     ./chat -e "$model" -v "$WORK/plain/tokenizer.bin"
 
 # ---------------------------------------------------------------------------------------------
-if [ "$failed" -gt 0 ]; then
-    echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
-fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_tests
