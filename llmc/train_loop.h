@@ -1,9 +1,8 @@
 // The parts of a training run that do not depend on where the model runs, shared by train_gpt2.c
 // (CPU, fp32) and train_gpt2.cu (GPU): the micro-batches of a step, validation, sampling, the
 // checkpoint / validation / sample cadence, the guard against divergence before each update
-// (llmc/divergence.h) and the progress lines. A trainer describes its model
-// with a TrainModel: the model as void * and callbacks for what differs (forward, backward,
-// logits, checkpoint files).
+// (llmc/divergence.h) and the progress lines. A trainer describes its model with a TrainModel:
+// the model as void * and callbacks for what differs (forward, backward, logits, checkpoint files).
 #ifndef LLMC_TRAIN_LOOP_H
 #define LLMC_TRAIN_LOOP_H
 
@@ -248,7 +247,7 @@ static inline void train_report_step(StepTimer *timer, Logger *logger, int step,
     double mean_step = timer->timed_steps > 0 ? timer->train_seconds / timer->timed_steps : elapsed;
     char eta[32];
     format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
-    char skipped[96] = "", log_fields[64] = "";
+    char skipped[192] = "", log_fields[160] = ""; // room for z-scores up to ~1e60 in %f
     if (verdict != NULL && (verdict->skip_loss || verdict->skip_norm)) {
         snprintf(skipped, sizeof(skipped),
                  " | update skipped: loss z-score %.2f, norm z-score %.2f", verdict->loss_z,
