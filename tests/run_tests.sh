@@ -682,6 +682,12 @@ sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" 
 sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
+# 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
+#     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
+#     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
+sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+
+# ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))
 echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"
 checks_summary
