@@ -53,7 +53,8 @@ EOF
 
 # all_finite DIR: every value in every file a trainer wrote into DIR is finite: model files (fp32
 # v3, bf16 v5), state files (m, v, master weights, the outlier detector's history), main.log's
-# numbers; DONE markers are empty; anything else is unexpected. Prints what it checked.
+# numbers; DONE markers are empty, .lock holds the trainer's PID; anything else is unexpected.
+# Prints what it checked.
 all_finite() {
     $PY - "$1" <<'EOF'
 import os, sys
@@ -88,7 +89,7 @@ for name in sorted(os.listdir(folder)):
     elif name == "main.log":
         values = np.array([float(field.split(":", 1)[1]) for line in raw.decode().splitlines()
                            for field in line.split()], dtype=np.float64)
-    elif name.startswith("DONE_") and not raw:
+    elif (name.startswith("DONE_") and not raw) or name == ".lock":  # (the lock holds a PID)
         continue
     else:
         bad.append(name + ": unexpected file")
@@ -228,13 +229,15 @@ for spec in "${DETECTOR_TRAINERS[@]}"; do
     else
         not_ok "$name: resume with the detector on differs (see $A.log, $B.log)"
     fi
-    # planted: step 14's state file without the history (header[50..52] = 0, the block cut off)
+    # planted: step 14's state file without the history (header[50..52] = 0, the block cut off,
+    # and without its checksum, header[254..255] = 0, as a file from llm.c has none)
     cp "$A/model_00000014.bin" "$A/DONE_00000014" "$C/"
     $PY -c "
 import sys
 raw = bytearray(open(sys.argv[1], 'rb').read())
 count = int.from_bytes(raw[200:204], 'little')
 raw[200:212] = bytes(12)
+raw[1016:1024] = bytes(8)
 open(sys.argv[2], 'wb').write(raw[:len(raw) - 8 * count])" "$A/state_00000014_00000.bin" "$C/state_00000014_00000.bin"
     "$binary" "${RESUME_FLAGS[@]}" -y 1 -o "$C" >"$C.log" 2>&1
     if grep -q "resume: from step 14" "$C.log" && [ -s "$C/main.log" ] && ! grep -q "skipped" "$C/main.log" &&
