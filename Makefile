@@ -79,7 +79,7 @@ build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
 # SANITIZE=1: the CPU binaries with AddressSanitizer and UndefinedBehaviorSanitizer (any report
 # ends the program; leaks are checked at exit) in build/sanitize/, beside the normal ones, which it
 # leaves alone. The tests run them with LLMC_SANITIZE=1 (tests/lib_checks.sh; run_tests.sh's
-# section 14 does, in make test).
+# section 15 does, in make test).
 SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 $(SAN_DIR)/train_gpt2: train_gpt2.c $(HEADERS)
 $(SAN_DIR)/test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)

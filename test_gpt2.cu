@@ -276,6 +276,13 @@ typedef struct {
     float *m, *v, *master; // host copies
 } OptimizerSnapshot;
 
+// The model file of the device parameters, as the trainer's checkpoint writes it.
+static void gpt2_save(const GPT2 *model, const char *path) {
+    float *params = gpt2_download_params(model);
+    gpt2_write_params(model, path, params);
+    free(params);
+}
+
 static void snapshot_take(OptimizerSnapshot *s, const GPT2 *model) {
     size_t bytes = model->num_parameters * sizeof(float);
     s->m = (float *)malloc_check(bytes, "snapshot m");

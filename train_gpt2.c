@@ -20,6 +20,7 @@ run gives the same bits with any number of threads.
 #include "llmc/checkpoint.h"
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
+#include "llmc/divergence.h"
 #include "llmc/fastmath.h"
 #include "llmc/formats.h"
 #include "llmc/logger.h"
@@ -836,18 +837,27 @@ static const float *train_last_logits(void *model, const int *tokens, int length
     return gpt2->acts.logits + (size_t)(length - 1) * gpt2->config.padded_vocab_size;
 }
 
+// Checks every value before any file is written: a diverged run keeps its last good checkpoint.
 static void save_checkpoint(void *model, const char *dir, int step, const DataLoader *loader,
-                            uint64_t rng_state) {
+                            uint64_t rng_state, const OutlierHistory *outliers) {
     GPT2 *gpt2 = (GPT2 *)model;
+    size_t n = gpt2->num_parameters;
+    if (gpt2->m_memory == NULL) { // a checkpoint before the first update: zero moments
+        gpt2->m_memory = (float *)calloc_check(n, sizeof(float), "AdamW m");
+        gpt2->v_memory = (float *)calloc_check(n, sizeof(float), "AdamW v");
+    }
+    CheckedTensor tensors[] = {{"weights", gpt2->params_memory, n},
+                               {"AdamW m", gpt2->m_memory, n},
+                               {"AdamW v", gpt2->v_memory, n}};
+    char problem[256];
+    if (tensors_find_non_finite(tensors, 3, problem, sizeof(problem))) {
+        checkpoint_refuse_non_finite(dir, step, problem);
+    }
     char path[4096];
     checkpoint_path(path, sizeof(path), dir, "model", step);
     model_write(path, &gpt2->config, gpt2->params_memory, MODEL_VERSION_FP32);
-    if (gpt2->m_memory == NULL) { // a checkpoint before the first update: zero moments
-        gpt2->m_memory = (float *)calloc_check(gpt2->num_parameters, sizeof(float), "AdamW m");
-        gpt2->v_memory = (float *)calloc_check(gpt2->num_parameters, sizeof(float), "AdamW v");
-    }
-    checkpoint_write_state(dir, step, gpt2->num_parameters, gpt2->m_memory, gpt2->v_memory, NULL,
-                           loader, rng_state);
+    checkpoint_write_state(dir, step, n, gpt2->m_memory, gpt2->v_memory, NULL, loader, rng_state,
+                           outliers);
 }
 
 int main(int argc, char **argv) {
@@ -908,13 +918,17 @@ int main(int argc, char **argv) {
 
     gpt2_allocate_activations(&model, B, T);
     uint64_t rng_state = 1337;
+    OutlierDetector detector;
+    outlier_detector_init(&detector, opt.outlier_window, opt.skip_loss_z, opt.skip_norm_z);
     if (start_step > 0) {
         model.m_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW m");
         model.v_memory = (float *)malloc_check(model.num_parameters * sizeof(float), "AdamW v");
+        OutlierHistory outliers;
         TrainState state =
             checkpoint_read_state(output_dir, start_step, model.num_parameters, model.m_memory,
-                                  model.v_memory, NULL, &train_loader);
+                                  model.v_memory, NULL, &train_loader, &outliers);
         rng_state = state.rng_state;
+        outlier_detector_restore(&detector, &outliers);
         printf("resume: from step %d of %s\n", start_step, output_dir);
     }
     if (start_step >= max_steps) {
@@ -945,7 +959,7 @@ int main(int argc, char **argv) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
                                          &train_loader, have_val ? &val_loader : NULL,
                                          have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
-                                         &logger);
+                                         &detector, &logger);
         if (step == max_steps) break;
 
         double start = now_seconds();
@@ -957,13 +971,17 @@ int main(int argc, char **argv) {
         float grad_scale = gpt2_clip_scale(norm, grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
+        OutlierVerdict verdict = {NAN, NAN, 0, 0};
         if (skip_update) {
             printf("step %d: no trained target in the whole step: no update\n", step + 1);
         } else {
-            gpt2_update(&model, &adamw, step + 1, grad_scale);
+            verdict = train_guard_step(&detector, &opt, step, loss, norm);
+            if (!verdict.skip_loss && !verdict.skip_norm) {
+                gpt2_update(&model, &adamw, step + 1, grad_scale);
+            }
         }
         train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm,
-                          now_seconds() - start, tokens_per_step, "");
+                          now_seconds() - start, tokens_per_step, "", &verdict);
     }
     train_report_done(&timer, tokens_per_step);
 

@@ -22,6 +22,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/checkpoint.h"
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
+#include "llmc/divergence.h"
 #include "llmc/encoder.cuh"
 #include "llmc/formats.h"
 #include "llmc/fused_classifier.cuh"
@@ -667,14 +668,13 @@ static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_s
 #endif
 }
 
-static void gpt2_save(const GPT2 *model, const char *path) {
-    float *params = gpt2_download_params(model);
+// params: gpt2_download_params's copy.
+static void gpt2_write_params(const GPT2 *model, const char *path, const float *params) {
 #ifdef ENABLE_FP32
     model_write(path, &model->config, params, MODEL_VERSION_FP32);
 #else
     model_write(path, &model->config, params, MODEL_VERSION_BF16); // exact: params are bf16
 #endif
-    free(params);
 }
 
 #ifndef TESTING
@@ -748,15 +748,14 @@ static StateOwner gpt2_state_owner(const GPT2 *model) {
 
 // Rank 0 writes the model file (every rank has the same parameters), each rank its own state
 // file (its shard of the optimizer with ZeRO-1, and its loader's position); the DONE marker
-// follows once all of them are written.
+// follows once all of them are written. Every value is checked on the host copies before any
+// file is written, and all ranks stop if one of them found a non-finite value.
 static void save_checkpoint(void *model, const char *dir, int step, const DataLoader *loader,
-                            uint64_t rng_state) {
+                            uint64_t rng_state, const OutlierHistory *outliers) {
     GPT2 *gpt2 = (GPT2 *)model;
     StateOwner owner = gpt2_state_owner(gpt2);
-    char path[4096];
-    checkpoint_path(path, sizeof(path), dir, "model", step);
-    if (owner.process_rank == 0) gpt2_save(gpt2, path);
     size_t n = gpt2->shard_size;
+    float *params = owner.process_rank == 0 ? gpt2_download_params(gpt2) : NULL;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = NULL;
@@ -767,7 +766,19 @@ static void save_checkpoint(void *model, const char *dir, int step, const DataLo
         cuda_check(
             cudaMemcpy(master, gpt2->master_memory, n * sizeof(float), cudaMemcpyDeviceToHost));
     }
-    checkpoint_write_process_state(dir, step, owner, n, m, v, master, loader, rng_state);
+    CheckedTensor tensors[] = {{"weights", params, gpt2->num_parameters},
+                               {"AdamW m", m, n},
+                               {"AdamW v", v, n},
+                               {"master weights", master, n}};
+    char problem[256] = "a non-finite value on another rank";
+    double found = tensors_find_non_finite(tensors, 4, problem, sizeof(problem));
+    if (gpt2->multi != NULL) multi_gpu_sum(gpt2->multi, &found, 1, "the checkpoint's value check");
+    if (found > 0.0) checkpoint_refuse_non_finite(dir, step, problem);
+    char path[4096];
+    checkpoint_path(path, sizeof(path), dir, "model", step);
+    if (params != NULL) gpt2_write_params(gpt2, path, params);
+    checkpoint_write_process_state(dir, step, owner, n, m, v, master, loader, rng_state, outliers);
+    free(params);
     free(m);
     free(v);
     free(master);
@@ -779,15 +790,17 @@ static void save_checkpoint(void *model, const char *dir, int step, const DataLo
     }
 }
 
-// Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file;
-// returns the sampler's rng state.
-static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *loader) {
+// Loads AdamW state (and master weights, if the file has them) from a checkpoint's state file
+// and the outlier detector's history; returns the sampler's rng state.
+static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *loader,
+                           OutlierDetector *detector) {
     size_t n = model->shard_size;
     float *m = (float *)malloc_check(n * sizeof(float), "AdamW m (host)");
     float *v = (float *)malloc_check(n * sizeof(float), "AdamW v (host)");
     float *master = (float *)malloc_check(n * sizeof(float), "master weights (host)");
-    TrainState state =
-        checkpoint_read_process_state(dir, step, gpt2_state_owner(model), n, m, v, master, loader);
+    OutlierHistory outliers;
+    TrainState state = checkpoint_read_process_state(dir, step, gpt2_state_owner(model), n, m, v,
+                                                     master, loader, &outliers);
     cuda_check(cudaMemcpy(model->m_memory, m, n * sizeof(float), cudaMemcpyHostToDevice));
     cuda_check(cudaMemcpy(model->v_memory, v, n * sizeof(float), cudaMemcpyHostToDevice));
     // without master weights in the file (FP32 runs, CPU trainer) the model file's are exact
@@ -798,6 +811,7 @@ static uint64_t load_state(GPT2 *model, const char *dir, int step, DataLoader *l
     free(m);
     free(v);
     free(master);
+    outlier_detector_restore(detector, &outliers);
     return state.rng_state;
 }
 
@@ -881,8 +895,10 @@ int main(int argc, char **argv) {
         train_load_tokenizer(&tokenizer, opt.tokenizer_path, model.config.vocab_size, &eot_token);
 
     uint64_t rng_state = 1337;
+    OutlierDetector detector;
+    outlier_detector_init(&detector, opt.outlier_window, opt.skip_loss_z, opt.skip_norm_z);
     if (start_step > 0) {
-        rng_state = load_state(&model, opt.output_dir, start_step, &train_loader);
+        rng_state = load_state(&model, opt.output_dir, start_step, &train_loader, &detector);
         printf("resume: from step %d of %s\n", start_step, opt.output_dir);
     }
     if (start_step >= max_steps) {
@@ -919,7 +935,7 @@ int main(int argc, char **argv) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
                                          &train_loader, have_val ? &val_loader : NULL,
                                          have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
-                                         &logger);
+                                         &detector, &logger);
         if (step == max_steps) break;
 
         double start = now_seconds();
@@ -932,10 +948,14 @@ int main(int argc, char **argv) {
         float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
+        OutlierVerdict verdict = {NAN, NAN, 0, 0};
         if (skip_update) {
             printf("step %d: no trained target in the whole step: no update\n", step + 1);
         } else {
-            gpt2_update(&model, &adamw, step + 1, grad_scale);
+            verdict = train_guard_step(&detector, &opt, step, loss, norm);
+            if (!verdict.skip_loss && !verdict.skip_norm) {
+                gpt2_update(&model, &adamw, step + 1, grad_scale);
+            }
         }
 #ifdef LLMC_MULTI_GPU
         if (multi.use_nccl) multi_gpu_wait(&multi, model.stream, "the step's parameter update");
@@ -949,7 +969,7 @@ int main(int argc, char **argv) {
                          (peak_flops * processes));
         }
         train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm, elapsed,
-                          tokens_per_step, mfu);
+                          tokens_per_step, mfu, &verdict);
     }
     train_report_done(&timer, tokens_per_step);
     // everything is allocated up front, so the memory in use now is the run's peak

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dataloader.h"
+#include "divergence.h"
 #include "formats.h"
 #include "utils.h"
 
@@ -132,8 +133,11 @@ static inline RunRecord run_record_read(const char *path) {
 }
 
 // Writes the optimizer + loader state. master may be NULL (use_master_weights == 0).
-static inline void state_write(const char *path, const TrainState *state, const float *m,
-                               const float *v, const float *master, const DataLoader *loader) {
+// outliers: the outlier detector's history, after the loader state (NULL: none).
+static inline void state_write_with_outliers(const char *path, const TrainState *state,
+                                             const float *m, const float *v, const float *master,
+                                             const DataLoader *loader,
+                                             const OutlierHistory *outliers) {
     int32_t header[HEADER_INTS];
     memset(header, 0, sizeof(header));
     header[0] = STATE_MAGIC;
@@ -150,6 +154,7 @@ static inline void state_write(const char *path, const TrainState *state, const 
     put_u64(&header[32], loader->current_sample_idx);
     put_u64(&header[40], state->num_parameters);
     run_record_put(header, &checkpoint_run_record);
+    outlier_history_put_header(outliers, header);
     header[CHECKSUM_KIND_SLOT] = CHECKSUM_CRC32C;
     uint32_t crc = 0;
     AtomicFile out;
@@ -173,8 +178,14 @@ static inline void state_write(const char *path, const TrainState *state, const 
                    path, &crc);
         fwrite_crc(&loader->shuffle_rng, sizeof(mt19937_state), 1, out.file, path, &crc);
     }
+    outlier_history_write(outliers, out.file, path, &crc);
     header_checksum_write(out.file, path, header, crc);
     atomic_commit(&out);
+}
+
+static inline void state_write(const char *path, const TrainState *state, const float *m,
+                               const float *v, const float *master, const DataLoader *loader) {
+    state_write_with_outliers(path, state, m, v, master, loader, NULL);
 }
 
 // Which process a state file belongs to: its rank among num_processes, and whether its optimizer
@@ -204,9 +215,11 @@ static inline void state_check_permutation(const char *path, const char *what, c
 // expected_parameters: what this process holds; m, v (and master if requested) are filled.
 // owner (NULL: not checked): the process that must have written it; a file of another process
 // count or ZeRO stage is refused, since the shards and the loaders' positions would not line up.
-static inline void state_read(const char *path, TrainState *state, size_t expected_parameters,
-                              float *m, float *v, float *master, DataLoader *loader,
-                              const StateOwner *owner) {
+// outliers (NULL: dropped): the outlier detector's history, empty if the file has none.
+static inline void state_read_with_outliers(const char *path, TrainState *state,
+                                            size_t expected_parameters, float *m, float *v,
+                                            float *master, DataLoader *loader,
+                                            const StateOwner *owner, OutlierHistory *outliers) {
     FILE *file = fopen_check(path, "rb");
     size_t file_size = file_size_check(file, path);
     if (file_size < HEADER_BYTES) {
@@ -286,15 +299,18 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
     state->num_parameters = expected_parameters;
     size_t floats = size_mul_check(expected_parameters, state->use_master_weights ? 3 : 2, path);
     size_t optimizer_end = size_add_check(HEADER_BYTES, size_mul_check(floats, 4, path), path);
+    // the outlier detector's history comes last (header[50] values of loss and of norm)
+    size_t outlier_bytes = outlier_history_bytes(header, path);
+    size_t optimizer_and_outliers = size_add_check(optimizer_end, outlier_bytes, path);
     size_t shuffle_min = 2 * sizeof(uint64_t) + sizeof(mt19937_state); // counts and generator
     if (loader->should_shuffle
-            ? file_size < optimizer_end || file_size - optimizer_end < shuffle_min
-            : file_size != optimizer_end) {
+            ? file_size < optimizer_and_outliers || file_size - optimizer_and_outliers < shuffle_min
+            : file_size != optimizer_and_outliers) {
         fatal("%s: file is %zu bytes, expected %s%zu for %zu parameters of optimizer state%s "
-              "(header[4] = %d, header[5] = %d)",
-              path, file_size, loader->should_shuffle ? "more than " : "", optimizer_end,
+              "and %zu bytes of outlier history (header[4] = %d, header[5] = %d, header[50] = %d)",
+              path, file_size, loader->should_shuffle ? "more than " : "", optimizer_and_outliers,
               expected_parameters, state->use_master_weights ? " with master weights" : "",
-              header[4], header[5]);
+              outlier_bytes, header[4], header[5], header[50]);
     }
     uint32_t crc = 0;
     fread_crc(m, sizeof(float), expected_parameters, file, path, "AdamW m", &crc);
@@ -324,7 +340,7 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
                   "pattern now matches %zu",
                   path, (unsigned long long)num_shards, loader->num_shards);
         }
-        if ((file_size - optimizer_end - shuffle_min) / sizeof(int) < num_shards) {
+        if ((file_size - optimizer_and_outliers - shuffle_min) / sizeof(int) < num_shards) {
             fatal("%s: file is %zu bytes, too short for the shard order of %llu shards", path,
                   file_size, (unsigned long long)num_shards);
         }
@@ -345,10 +361,12 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
         long position = ftell(file);
         size_t rest = position < 0 ? 0 : file_size - (size_t)position;
         size_t order_bytes = size_mul_check((size_t)num_samples, sizeof(int), path);
-        if (rest != size_add_check(order_bytes, sizeof(mt19937_state), path)) {
+        size_t expected_rest = size_add_check(
+            size_add_check(order_bytes, sizeof(mt19937_state), path), outlier_bytes, path);
+        if (rest != expected_rest) {
             fatal("%s: %zu bytes after the loader sample count, expected %zu for %llu sample "
-                  "indices and the loader rng (truncated or corrupt)",
-                  path, rest, order_bytes + sizeof(mt19937_state), (unsigned long long)num_samples);
+                  "indices, the loader rng and the outlier history (truncated or corrupt)",
+                  path, rest, expected_rest, (unsigned long long)num_samples);
         }
         sample_order = (int *)malloc_check(order_bytes, "loader sample order");
         fread_crc(sample_order, sizeof(int), (size_t)num_samples, file, path, "loader sample order",
@@ -370,6 +388,7 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
               "found %llu",
               path, loader->shard_num_samples, loader->shard_path, (unsigned long long)sample_idx);
     }
+    outlier_history_read(outliers, header, file, path, &crc);
     long position = ftell(file);
     if (position < 0 || (size_t)position != file_size) {
         fatal("%s: %zu unexpected trailing bytes (corrupt, or written for other settings)", path,
@@ -385,6 +404,12 @@ static inline void state_read(const char *path, TrainState *state, size_t expect
         loader->shuffle_rng = shuffle_rng;
     }
     dataloader_resume(loader, (size_t)shard_idx, (size_t)sample_idx);
+}
+
+static inline void state_read(const char *path, TrainState *state, size_t expected_parameters,
+                              float *m, float *v, float *master, DataLoader *loader,
+                              const StateOwner *owner) {
+    state_read_with_outliers(path, state, expected_parameters, m, v, master, loader, owner, NULL);
 }
 
 // The newest step below `before` in dir with a DONE marker, or -1 if there is none.
@@ -441,12 +466,14 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
 }
 
 // The state file of step for process owner (AdamW moments, master weights when not NULL, the
-// loader's position, the sampler's rng). The model file comes first and the DONE marker
-// (checkpoint_mark_done) after every process has written its state.
+// loader's position, the sampler's rng, the outlier detector's history when not NULL). The model
+// file comes first and the DONE marker (checkpoint_mark_done) after every process has written its
+// state.
 static inline void checkpoint_write_process_state(const char *dir, int step, StateOwner owner,
                                                   size_t num_parameters, const float *m,
                                                   const float *v, const float *master,
-                                                  const DataLoader *loader, uint64_t rng_state) {
+                                                  const DataLoader *loader, uint64_t rng_state,
+                                                  const OutlierHistory *outliers) {
     TrainState state;
     memset(&state, 0, sizeof(state));
     state.num_processes = owner.num_processes;
@@ -459,17 +486,18 @@ static inline void checkpoint_write_process_state(const char *dir, int step, Sta
     state.num_parameters = num_parameters;
     char path[4096];
     state_path(path, sizeof(path), dir, step, owner.process_rank);
-    state_write(path, &state, m, v, master, loader);
+    state_write_with_outliers(path, &state, m, v, master, loader, outliers);
 }
 
 // A one-process trainer's state file for step, then the DONE marker that completes the
 // checkpoint. The trainer writes the model file first.
 static inline void checkpoint_write_state(const char *dir, int step, size_t num_parameters,
                                           const float *m, const float *v, const float *master,
-                                          const DataLoader *loader, uint64_t rng_state) {
+                                          const DataLoader *loader, uint64_t rng_state,
+                                          const OutlierHistory *outliers) {
     StateOwner owner = {0, 1, 0};
     checkpoint_write_process_state(dir, step, owner, num_parameters, m, v, master, loader,
-                                   rng_state);
+                                   rng_state, outliers);
     checkpoint_mark_done(dir, step);
     printf("checkpoint: wrote %s/model_%08d.bin and state (step %d)\n", dir, step, step);
 }
@@ -513,7 +541,8 @@ static inline void run_record_note_batch(const RunRecord *saved, int step,
 // permutation of samples of the old size; a position that is not a multiple of the new size).
 static inline void state_read_resized(const char *path, TrainState *state, size_t num_parameters,
                                       float *m, float *v, float *master, DataLoader *loader,
-                                      const StateOwner *owner, const RunRecord *saved) {
+                                      const StateOwner *owner, const RunRecord *saved,
+                                      OutlierHistory *outliers) {
     int B = loader->B, T = loader->T;
     char change[160] = "";
     if (saved->B != B) {
@@ -536,7 +565,7 @@ static inline void state_read_resized(const char *path, TrainState *state, size_
     size_t window = P * B * (loader->has_masks ? 1 : (size_t)T);
     loader->B = saved->B; // the shard's sample count in the checkpoint's units
     loader->T = saved->T;
-    state_read(path, state, num_parameters, m, v, master, loader, owner);
+    state_read_with_outliers(path, state, num_parameters, m, v, master, loader, owner, outliers);
     loader->B = B;
     loader->T = T;
     size_t saved_sample = loader->current_sample_idx;
@@ -555,13 +584,14 @@ static inline void state_read_resized(const char *path, TrainState *state, size_
 }
 
 // Reads the state file of step for process owner into m, v (and master, when not NULL and the
-// file has master weights: see the result's use_master_weights) and positions the loader; a file
-// of another process count or ZeRO stage is refused (state_read). This run's -e, -b, -t and -d
-// are checked against the file's record (run_record_check_model, state_read_resized,
-// run_record_note_batch).
+// file has master weights: see the result's use_master_weights) and the outlier detector's
+// history, and positions the loader; a file of another process count or ZeRO stage is refused
+// (state_read). This run's -e, -b, -t and -d are checked against the file's record
+// (run_record_check_model, state_read_resized, run_record_note_batch).
 static inline TrainState checkpoint_read_process_state(const char *dir, int step, StateOwner owner,
                                                        size_t num_parameters, float *m, float *v,
-                                                       float *master, DataLoader *loader) {
+                                                       float *master, DataLoader *loader,
+                                                       OutlierHistory *outliers) {
     char path[4096];
     state_path(path, sizeof(path), dir, step, owner.process_rank);
     if (!file_exists(path)) {
@@ -581,9 +611,11 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
     }
     TrainState state;
     if (resized) {
-        state_read_resized(path, &state, num_parameters, m, v, master, loader, &owner, &saved);
+        state_read_resized(path, &state, num_parameters, m, v, master, loader, &owner, &saved,
+                           outliers);
     } else {
-        state_read(path, &state, num_parameters, m, v, master, loader, &owner);
+        state_read_with_outliers(path, &state, num_parameters, m, v, master, loader, &owner,
+                                 outliers);
     }
     if (saved.version != 0 && checkpoint_run_record.version != 0) {
         run_record_note_batch(&saved, step, loader);
@@ -598,9 +630,10 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
 // The one-process trainer's: checkpoint_read_process_state for rank 0 of 1.
 static inline TrainState checkpoint_read_state(const char *dir, int step, size_t num_parameters,
                                                float *m, float *v, float *master,
-                                               DataLoader *loader) {
+                                               DataLoader *loader, OutlierHistory *outliers) {
     StateOwner owner = {0, 1, 0};
-    return checkpoint_read_process_state(dir, step, owner, num_parameters, m, v, master, loader);
+    return checkpoint_read_process_state(dir, step, owner, num_parameters, m, v, master, loader,
+                                         outliers);
 }
 
 #endif // LLMC_CHECKPOINT_H

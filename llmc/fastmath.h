@@ -8,11 +8,15 @@
 #include <string.h>
 
 // e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to degree 7 (error < 1e-8
-// relative), 2^n assembled in the exponent bits. Inputs below -87 give 0-ish, above 88 clamp.
+// relative), 2^n assembled in the exponent bits. Inputs below -87 give 0-ish, above 88 clamp;
+// NaN gives NaN. n is read from the bits of the rounded sum in unsigned arithmetic, never by a
+// float-to-int cast, which would be undefined behaviour for NaN.
 static inline float exp_approx(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     const float round_magic = 12582912.0f; // 1.5 * 2^23: adding it rounds to an integer
-    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
+    const uint32_t round_magic_bits = 0x4b400000u;
+    float shifted = x * 1.44269504088896341f + round_magic; // round_magic + n, exactly
+    float n = shifted - round_magic;
     float r = x - n * 0.693145751953125f; // ln2, high part (exact in float times n)
     r = r - n * 1.42860682030941723e-6f;  // ln2, low part
     float p = 1.0f / 5040.0f;
@@ -23,7 +27,9 @@ static inline float exp_approx(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t shifted_bits;
+    memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+    uint32_t bits = (shifted_bits - round_magic_bits + 127u) << 23; // n + 127 in the exponent
     float scale;
     memcpy(&scale, &bits, sizeof(scale));
     return p * scale;

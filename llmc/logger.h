@@ -78,8 +78,10 @@ static inline void logger_write(Logger *logger, const char *format, ...) {
     }
 }
 
-static inline void logger_log_train(Logger *logger, int step, float loss, float lr, float norm) {
-    logger_write(logger, "s:%d trl:%f lr:%e norm:%f\n", step, loss, lr, norm);
+// extra: "" or more "name:value" fields (a skipped update's), after the ones llm.c's tools read
+static inline void logger_log_train(Logger *logger, int step, float loss, float lr, float norm,
+                                    const char *extra) {
+    logger_write(logger, "s:%d trl:%f lr:%e norm:%f%s\n", step, loss, lr, norm, extra);
 }
 
 static inline void logger_log_val(Logger *logger, int step, float loss) {

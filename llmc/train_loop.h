@@ -1,8 +1,8 @@
 // The parts of a training run that do not depend on where the model runs, shared by train_gpt2.c
 // (CPU, fp32) and train_gpt2.cu (GPU): the micro-batches of a step, validation, sampling, the
-// checkpoint / validation / sample cadence and the progress lines. A trainer describes its model
-// with a TrainModel: the model as void * and callbacks for what differs (forward, backward,
-// logits, checkpoint files).
+// checkpoint / validation / sample cadence, the guard against divergence before each update
+// (llmc/divergence.h) and the progress lines. A trainer describes its model with a TrainModel:
+// the model as void * and callbacks for what differs (forward, backward, logits, checkpoint files).
 #ifndef LLMC_TRAIN_LOOP_H
 #define LLMC_TRAIN_LOOP_H
 
@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "dataloader.h"
+#include "divergence.h"
 #include "logger.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -42,9 +43,10 @@ typedef struct {
     // the host logits (Vp floats) of the last position after a forward of tokens[0..length);
     // scratch (Vp floats) may hold them
     const float *(*last_logits)(void *model, const int *tokens, int length, float *scratch);
-    // writes the model and state files of step and its DONE marker (see llmc/checkpoint.h)
+    // writes the model and state files of step and its DONE marker (see llmc/checkpoint.h),
+    // refusing (checkpoint_refuse_non_finite) if any value in them is not finite
     void (*save_checkpoint)(void *model, const char *dir, int step, const DataLoader *loader,
-                            uint64_t rng_state);
+                            uint64_t rng_state, const OutlierHistory *outliers);
     // data parallelism: this process's rank among num_processes (each with its own part of the
     // data), and a sum of host values over all of them, in place (NULL for one process)
     int process_rank, num_processes;
@@ -190,19 +192,18 @@ static inline int train_load_tokenizer(Tokenizer *tokenizer, const char *path, i
     return have_tokenizer;
 }
 
-// What runs before training step `step` (and once after the last): a checkpoint, validation on
-// val_loader (NULL: none) and a sample, each at its cadence. The checkpoint comes first, so a
-// resumed run repeats validation and sampling exactly.
-static inline void train_checkpoint_validate_sample(const TrainModel *m, const TrainOptions *opt,
-                                                    int step, int start_step, int max_steps,
-                                                    const DataLoader *train_loader,
-                                                    DataLoader *val_loader,
-                                                    const Tokenizer *tokenizer, int eot_token,
-                                                    uint64_t *rng_state, Logger *logger) {
+// What runs before training step `step` (and once after the last): a checkpoint (with the
+// outlier detector's history), validation on val_loader (NULL: none) and a sample, each at its
+// cadence. The checkpoint comes first, so a resumed run repeats validation and sampling exactly.
+static inline void train_checkpoint_validate_sample(
+    const TrainModel *m, const TrainOptions *opt, int step, int start_step, int max_steps,
+    const DataLoader *train_loader, DataLoader *val_loader, const Tokenizer *tokenizer,
+    int eot_token, uint64_t *rng_state, const OutlierDetector *detector, Logger *logger) {
     int last_step = step == max_steps;
     if (opt->output_dir[0] != '\0' && step > start_step &&
         ((opt->checkpoint_every > 0 && step % opt->checkpoint_every == 0) || last_step)) {
-        m->save_checkpoint(m->model, opt->output_dir, step, train_loader, *rng_state);
+        m->save_checkpoint(m->model, opt->output_dir, step, train_loader, *rng_state,
+                           &detector->history);
     }
     if (val_loader != NULL && (step % opt->val_every == 0 || last_step)) {
         float val_loss = evaluate(m, val_loader, opt->val_max_batches);
@@ -216,6 +217,15 @@ static inline void train_checkpoint_validate_sample(const TrainModel *m, const T
     }
 }
 
+// Before step's update: stops the run when its loss or gradient norm is not finite, then asks
+// the outlier detector whether the step is a spike. A spike's update is skipped: its gradients
+// are dropped, but the step counts (its data is consumed, the schedule and step number move on).
+static inline OutlierVerdict train_guard_step(OutlierDetector *detector, const TrainOptions *opt,
+                                              int step, float loss, float norm) {
+    divergence_check_step(step, loss, norm, opt->output_dir);
+    return outlier_detector_judge(detector, loss, norm);
+}
+
 // Step times for the ETA and the summary; the first step of a run (allocation, warm-up) is left
 // out.
 typedef struct {
@@ -224,10 +234,12 @@ typedef struct {
 } StepTimer;
 
 // The progress line of step (0-based) that took elapsed seconds, and its main.log line; suffix
-// ends the line ("" or the trainer's own fields).
+// ends the line ("" or the trainer's own fields). verdict (NULL: not judged): a skipped update
+// is said on both lines, with the z-scores.
 static inline void train_report_step(StepTimer *timer, Logger *logger, int step, int start_step,
                                      int max_steps, float loss, float lr, float norm,
-                                     double elapsed, int tokens_per_step, const char *suffix) {
+                                     double elapsed, int tokens_per_step, const char *suffix,
+                                     const OutlierVerdict *verdict) {
     if (step > start_step) {
         timer->train_seconds += elapsed;
         timer->timed_steps++;
@@ -235,11 +247,19 @@ static inline void train_report_step(StepTimer *timer, Logger *logger, int step,
     double mean_step = timer->timed_steps > 0 ? timer->train_seconds / timer->timed_steps : elapsed;
     char eta[32];
     format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
-    printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s%s\n",
+    char skipped[192] = "", log_fields[160] = ""; // room for z-scores up to ~1e60 in %f
+    if (verdict != NULL && (verdict->skip_loss || verdict->skip_norm)) {
+        snprintf(skipped, sizeof(skipped),
+                 " | update skipped: loss z-score %.2f, norm z-score %.2f", verdict->loss_z,
+                 verdict->norm_z);
+        snprintf(log_fields, sizeof(log_fields), " skipped:1 zloss:%.3f znorm:%.3f",
+                 verdict->loss_z, verdict->norm_z);
+    }
+    printf("step %5d/%d | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s%s%s\n",
            step + 1, max_steps, loss, lr, norm, elapsed * 1e3, tokens_per_step / elapsed, eta,
-           suffix);
+           suffix, skipped);
     fflush(stdout);
-    logger_log_train(logger, step, loss, lr, norm);
+    logger_log_train(logger, step, loss, lr, norm, log_fields);
 }
 
 static inline void train_report_done(const StepTimer *timer, int tokens_per_step) {

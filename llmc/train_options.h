@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "dataloader.h"
+#include "divergence.h"
 #include "schedulers.h"
 #include "utils.h"
 
@@ -25,6 +26,9 @@ typedef struct {
     float grad_clip, beta1, beta2, eps, temperature;
     int top_k;
     int loss_mask; // DATALOADER_MASKS_*: use the .mask beside each shard (SFT), -1 if present
+    // outlier detector (llmc/divergence.h): z-scores above which a step's update is skipped
+    float skip_loss_z, skip_norm_z;
+    int outlier_window;
     // set by train_options_validate
     ScheduleType schedule;
     int grad_accum_steps;
@@ -60,6 +64,9 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->temperature = 1.0f;
     o->top_k = 0;
     o->loss_mask = DATALOADER_MASKS_AUTO;
+    o->skip_loss_z = 5.0f;
+    o->skip_norm_z = 5.0f;
+    o->outlier_window = 128;
     o->schedule = SCHEDULE_COSINE;
     o->grad_accum_steps = 1;
 }
@@ -106,6 +113,12 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {0, "top-k", OPTION_INT, &o->top_k, "sample from the k most likely tokens (0: all)"},
         {0, "mask", OPTION_INT, &o->loss_mask,
          "SFT loss masks (NAME.mask beside NAME.bin): -1 use if present, 0 ignore, 1 require"},
+        {0, "skip-update-loss", OPTION_FLOAT, &o->skip_loss_z,
+         "skip the update of a step whose loss z-score exceeds this (0: off)"},
+        {0, "skip-update-norm", OPTION_FLOAT, &o->skip_norm_z,
+         "skip the update of a step whose gradient-norm z-score exceeds this (0: off)"},
+        {0, "outlier-window", OPTION_INT, &o->outlier_window,
+         "steps of loss and norm the z-scores are taken over (none judged before it is full)"},
     };
     int count = (int)(sizeof(options) / sizeof(options[0]));
     for (int i = 0; i < count; i++) table[i] = options[i];
@@ -158,6 +171,15 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
     }
     if (o->loss_mask < -1 || o->loss_mask > 1) {
         fatal("bad value %d for --mask: expected -1, 0 or 1", o->loss_mask);
+    }
+    if (o->skip_loss_z < 0.0f || o->skip_norm_z < 0.0f) {
+        fatal("bad value %g for --skip-update-%s: must be >= 0 (0: off)",
+              o->skip_loss_z < 0.0f ? o->skip_loss_z : o->skip_norm_z,
+              o->skip_loss_z < 0.0f ? "loss" : "norm");
+    }
+    if (o->outlier_window < 2 || o->outlier_window > OUTLIER_WINDOW_MAX) {
+        fatal("bad value %d for --outlier-window: must be in 2..%d", o->outlier_window,
+              OUTLIER_WINDOW_MAX);
     }
     o->grad_accum_steps = o->total_batch_size / tokens_per_micro_step;
 }

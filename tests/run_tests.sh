@@ -27,7 +27,7 @@ find_python() {
 PY=$(find_python) || { echo "error: no python with torch found (apt-get install python3-torch)"; exit 1; }
 REF="$PY $ROOT/scripts/train_gpt2.py"
 echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
-# The sanitized pass (section 14 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 again
+# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 again
 # with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of the normal
 # run in LLMC_REFERENCE_DIR. A sanitizer's report goes to a file in $WORK/sanitizer (checked after
 # section 7) and ends its program with exit 86, never 1, the exit of an expected error.
@@ -710,7 +710,13 @@ sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" 
 sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
-# 13. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
+# 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
+#     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
+#     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
+sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+
+# ---------------------------------------------------------------------------------------------
+# 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
 #     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data) for
 #     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
 #     that does not name the file fails, with the reproducer's path.
@@ -718,7 +724,7 @@ sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ
     bash tests/fuzz/run.sh
 
 # ---------------------------------------------------------------------------------------------
-# 14. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 again with the CPU binaries built with
+# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 again with the CPU binaries built with
 #     AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch outputs;
 #     every check counts here, and any sanitizer report fails.
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \

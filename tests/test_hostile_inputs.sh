@@ -60,7 +60,9 @@ def state_layout(data):
         layout["shards"] = shards
         layout["shard_order"] = opt_end + 8
         layout["sample_count"] = opt_end + 8 + 4 * shards
-        layout["mt"] = len(data) - MT_BYTES
+        # the generator ends the loader state; the outlier detector's history (header[50] losses
+        # and as many norms, float32) follows it
+        layout["mt"] = len(data) - 8 * h[50] - MT_BYTES
     return layout
 
 def main():

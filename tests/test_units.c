@@ -1,6 +1,7 @@
 // Unit tests for the shared headers in llmc/: random numbers (bit-exact against PyTorch), bf16,
 // model descriptors, learning-rate schedules, the data loader, the tokenizer and its UTF-8
-// printer, the sampler, the command-line parser, model files and checkpoint state.
+// printer, the sampler, the command-line parser, model files and checkpoint state, the guards
+// against divergence (fastmath on NaN, the non-finite scan, the outlier detector).
 //
 // usage: ./build/test_units [WORKDIR]   (temporary files go to WORKDIR/test_units, default /tmp)
 // Prints "ok - NAME" or "FAIL - NAME: detail" per check, then "N passed, N failed"; exit status 0
@@ -16,6 +17,8 @@
 #include "../llmc/checkpoint.h"
 #include "../llmc/cli.h"
 #include "../llmc/dataloader.h"
+#include "../llmc/divergence.h"
+#include "../llmc/fastmath.h"
 #include "../llmc/formats.h"
 #include "../llmc/matmul.h"
 #include "../llmc/model_config.h"
@@ -1150,6 +1153,173 @@ static int test_sgemm_planted(void) {
     return sgemm_against_reference(1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// 11. Guards against divergence (llmc/divergence.h, llmc/fastmath.h)
+
+// NaN in, NaN out (tests/test_divergence.sh also runs this under UBSan: no float-to-int cast of
+// NaN); infinities clamp to the finite ends.
+static int test_fastmath_nan(void) {
+    volatile float nan_in = NAN, inf_in = INFINITY;
+    CHECK(isnan(exp_approx(nan_in)), "exp_approx(NaN) = %g", exp_approx(nan_in));
+    CHECK(isnan(tanh_approx(nan_in)), "tanh_approx(NaN) = %g", tanh_approx(nan_in));
+    CHECK(isnan(tanh_approx(-nan_in)), "tanh_approx(-NaN) = %g", tanh_approx(-nan_in));
+    CHECK(isfinite(exp_approx(inf_in)) && exp_approx(-inf_in) < 1e-37f,
+          "exp_approx(+-inf) = %g, %g", exp_approx(inf_in), exp_approx(-inf_in));
+    CHECK(tanh_approx(inf_in) == 1.0f && tanh_approx(-inf_in) == -1.0f, "tanh_approx(+-inf)");
+    uint64_t rng = 77;
+    for (int i = 0; i < 1000; i++) { // still accurate on random finite inputs
+        float x = (xorshift_f32(&rng) - 0.5f) * 40.0f;
+        float want = expf(x), got = exp_approx(x);
+        CHECK(fabsf(got - want) <= 1e-6f * want, "exp_approx(%g) = %g, expf %g", x, got, want);
+    }
+    return 1;
+}
+
+static int test_first_non_finite(void) {
+    const size_t n = 10000; // several of the scan's chunks
+    float *values = (float *)malloc_check(n * sizeof(float), "values");
+    uint64_t rng = 5;
+    for (size_t i = 0; i < n; i++) values[i] = (xorshift_f32(&rng) - 0.5f) * 3e38f;
+    CHECK(first_non_finite(values, n) == n, "finite values: found one at %zu",
+          first_non_finite(values, n));
+    const float planted[3] = {NAN, INFINITY, -INFINITY};
+    const size_t where[3] = {9999, 4096, 17};
+    for (int k = 0; k < 3; k++) {
+        size_t later = where[k] + 1 + (n - 1 - where[k]) / 2; // does not hide the first
+        float saved = values[where[k]], saved_later = later < n ? values[later] : 0.0f;
+        values[where[k]] = planted[k];
+        if (later < n) values[later] = planted[k];
+        CHECK(first_non_finite(values, n) == where[k], "%g at %zu: found at %zu",
+              (double)planted[k], where[k], first_non_finite(values, n));
+        values[where[k]] = saved;
+        if (later < n) values[later] = saved_later;
+    }
+    CheckedTensor tensors[2] = {{"AdamW m", values, n}, {"AdamW v", values, 100}};
+    char problem[256];
+    CHECK(!tensors_find_non_finite(tensors, 2, problem, sizeof(problem)), "finite tensors flagged");
+    values[42] = NAN;
+    tensors[0].count = 40; // only v reaches element 42
+    CHECK(tensors_find_non_finite(tensors, 2, problem, sizeof(problem)) &&
+              strcmp(problem, "AdamW v[42]: expected a finite value, found nan") == 0,
+          "problem: '%s'", problem);
+    free(values);
+    return 1;
+}
+
+// Fills a detector's windows with random losses around 3 and norms around 1.
+static void fill_detector(OutlierDetector *d, uint64_t *rng, int steps) {
+    for (int i = 0; i < steps; i++) {
+        OutlierVerdict v = outlier_detector_judge(d, 3.0f + 0.1f * xorshift_f32(rng),
+                                                  1.0f + 0.05f * xorshift_f32(rng));
+        (void)v;
+    }
+}
+
+static int test_outlier_detector(void) {
+    OutlierDetector d;
+    outlier_detector_init(&d, 16, 5.0f, 5.0f);
+    uint64_t rng = 11;
+    for (int i = 0; i < 16; i++) { // no verdict while the windows fill, even on a spike
+        OutlierVerdict v =
+            outlier_detector_judge(&d, i == 9 ? 100.0f : 3.0f + 0.1f * xorshift_f32(&rng),
+                                   1.0f + 0.05f * xorshift_f32(&rng));
+        CHECK(isnan(v.loss_z) && !v.skip_loss && !v.skip_norm, "step %d judged too early", i);
+    }
+    fill_detector(&d, &rng, 16); // the early spike has left the window
+    // z-score against the window, computed here directly
+    double sum = 0.0, squares = 0.0;
+    for (int i = 0; i < 16; i++) sum += d.history.loss.values[i];
+    for (int i = 0; i < 16; i++) {
+        double diff = d.history.loss.values[i] - sum / 16;
+        squares += diff * diff;
+    }
+    double want = ((double)3.3f - sum / 16) / sqrt(squares / 16);
+    OutlierVerdict v = outlier_detector_judge(&d, 3.3f, 1.0f);
+    CHECK(fabs(v.loss_z - want) < 1e-9 && want > 5.0, "z %g, expected %g (> 5)", v.loss_z, want);
+    CHECK(v.skip_loss && !v.skip_norm, "a loss spike: skip_loss %d skip_norm %d", v.skip_loss,
+          v.skip_norm);
+    CHECK(d.history.loss.count == 16 && d.history.loss.values[15] != 3.3f &&
+              d.history.norm.values[15] == 1.0f,
+          "the spike entered the loss window, or the norm was left out");
+    // a lasting change: the first OUTLIER_ADMIT_AFTER spikes in a row stay out, later ones enter
+    // and the window learns the new level (here the 4th 10.0 in a row is no longer a spike)
+    for (int k = 2; k <= 3; k++) {
+        v = outlier_detector_judge(&d, 10.0f, 1.0f);
+        CHECK(v.skip_loss && d.history.loss.outliers_in_a_row == k,
+              "spike %d: skip %d, %d in a row", k, v.skip_loss, d.history.loss.outliers_in_a_row);
+        int admitted = d.history.loss.values[15] == 10.0f;
+        CHECK(admitted == (k > OUTLIER_ADMIT_AFTER), "spike %d in a row admitted: %d", k, admitted);
+    }
+    v = outlier_detector_judge(&d, 10.0f, 1.0f);
+    CHECK(!v.skip_loss && d.history.loss.outliers_in_a_row == 0, "4th: z %g, skipped", v.loss_z);
+    v = outlier_detector_judge(&d, 3.05f, 30.0f); // a norm spike alone
+    CHECK(!v.skip_loss && v.skip_norm && d.history.loss.outliers_in_a_row == 0,
+          "norm spike: skip_loss %d skip_norm %d", v.skip_loss, v.skip_norm);
+    OutlierDetector off;
+    outlier_detector_init(&off, 16, 0.0f, 0.0f); // thresholds 0: never skips
+    fill_detector(&off, &rng, 20);
+    v = outlier_detector_judge(&off, 1e6f, 1e6f);
+    CHECK(!v.skip_loss && !v.skip_norm && v.loss_z > 5.0, "detector off skipped (z %g)", v.loss_z);
+    // a resumed run with a smaller window keeps the newest values
+    OutlierDetector resumed;
+    outlier_detector_init(&resumed, 8, 5.0f, 5.0f);
+    outlier_detector_restore(&resumed, &d.history);
+    CHECK(resumed.history.loss.count == 8 &&
+              memcmp(resumed.history.loss.values, d.history.loss.values + 8, 8 * sizeof(float)) ==
+                  0,
+          "restore into a window of 8 kept %d values", resumed.history.loss.count);
+    return 1;
+}
+
+// The detector's history rides in the state file after llm.c's fields (docs/formats.md).
+static int test_state_outlier_history(void) {
+    const size_t n = 10;
+    float m[10], v[10], m2[10], v2[10];
+    uint64_t rng = 3;
+    for (size_t i = 0; i < n; i++) {
+        m[i] = xorshift_f32(&rng);
+        v[i] = xorshift_f32(&rng);
+    }
+    DataLoader a, b;
+    open_loader(&a, 0, 1, 0, 0);
+    TrainState saved = {1, 0, 0, 0, 12, 99, 98, n};
+    OutlierDetector d;
+    outlier_detector_init(&d, 16, 5.0f, 5.0f);
+    fill_detector(&d, &rng, 20);
+    d.history.loss.outliers_in_a_row = 2;
+    d.history.norm.outliers_in_a_row = 1;
+    char path[4200];
+    work_path(path, sizeof(path), "state_outliers.bin");
+    state_write_with_outliers(path, &saved, m, v, NULL, &a, &d.history);
+    CHECK(file_bytes(path) == 1024 + 2 * n * 4 + 2 * 16 * 4, "state file is %zu bytes",
+          file_bytes(path));
+    int32_t raw[HEADER_INTS];
+    FILE *f = fopen_check(path, "rb");
+    fread_check(raw, 4, HEADER_INTS, f, path, "header");
+    float tail[32];
+    fseek_check(f, (long)(1024 + 2 * n * 4), SEEK_SET, path);
+    fread_check(tail, 4, 32, f, path, "history");
+    fclose(f);
+    CHECK(raw[50] == 16 && raw[51] == 2 && raw[52] == 1, "header[50..52] = %d %d %d", raw[50],
+          raw[51], raw[52]);
+    CHECK(memcmp(tail, d.history.loss.values, 16 * 4) == 0 &&
+              memcmp(tail + 16, d.history.norm.values, 16 * 4) == 0,
+          "losses then norms, oldest first, after the moments");
+    open_loader(&b, 0, 1, 0, 0);
+    TrainState loaded;
+    OutlierHistory history;
+    state_read_with_outliers(path, &loaded, n, m2, v2, NULL, &b, NULL, &history);
+    CHECK(memcmp(&history, &d.history, sizeof(history)) == 0, "history differs");
+    CHECK(memcmp(m, m2, sizeof(m)) == 0 && memcmp(v, v2, sizeof(v)) == 0, "m or v differ");
+    dataloader_free(&b);
+    open_loader(&b, 0, 1, 0, 0);
+    state_read(path, &loaded, n, m2, v2, NULL, &b, NULL); // a reader without history skips it
+    CHECK(loaded.step == 12, "step %d after reading past the history", loaded.step);
+    dataloader_free(&a);
+    dataloader_free(&b);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *base = argc > 1 ? argv[1] : "/tmp";
     snprintf(work_dir, sizeof(work_dir), "%s/test_units", base);
@@ -1203,6 +1373,12 @@ int main(int argc, char **argv) {
     run_check("state file round trip (m, v, master, step, rng, loader)", test_state_round_trip);
     run_check("state file restores a shuffled loader exactly", test_state_shuffled);
     run_check("checkpoint_find_latest picks the newest DONE marker", test_find_latest);
+    run_check("fastmath: exp/tanh of NaN are NaN, of +-inf finite", test_fastmath_nan);
+    run_check("first_non_finite finds the first NaN/inf in any chunk", test_first_non_finite);
+    run_check("outlier detector: z-score, skip, spikes kept out then admitted, off, restore",
+              test_outlier_detector);
+    run_check("state file keeps the outlier detector's history (header[50..52], after the loader)",
+              test_state_outlier_history);
 
     printf("%d passed, %d failed\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;

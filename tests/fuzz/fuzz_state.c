@@ -1,7 +1,8 @@
 // libFuzzer harness: training state files (state_%08d_%05d.bin), as a resume reads them
 // (llmc/checkpoint.h: checkpoint_read_process_state: the run record, then state_read, or
 // state_read_resized when the record's -b/-t differ), with a loader over two small shards the
-// harness writes; a resumed loader then reads batches from the position the file gave it.
+// harness writes; a resumed loader then reads batches from the position the file gave it. Seeds
+// with and without the outlier detector's history (llmc/divergence.h) after the loader state.
 #include "fuzz.h"
 
 #include "../../llmc/checkpoint.h"
@@ -15,6 +16,7 @@
 
 static char data_pattern[4096], input_path[4096];
 static float m[STATE_PARAMS], v[STATE_PARAMS], master[STATE_PARAMS];
+static OutlierHistory outliers; // the outlier detector's history (llmc/divergence.h)
 
 // Two shards of random tokens: 61 and 45 tokens, 7 and 5 samples of B*T.
 static void write_shards(const char *dir) {
@@ -49,7 +51,7 @@ static void load_state(void *context) {
     StateOwner owner = {0, 1, 0};
     TrainState state =
         checkpoint_read_process_state(fuzz_temp_dir(), STATE_STEP, owner, STATE_PARAMS, m, v,
-                                      run->with_master ? master : NULL, &loader);
+                                      run->with_master ? master : NULL, &loader, &outliers);
     if (state.num_parameters != STATE_PARAMS) abort();
     for (int i = 0; i < 20; i++) dataloader_next_batch(&loader); // on from the saved position
     dataloader_free(&loader);
@@ -75,9 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 // One state file by state_write: the loader moved `batches` batches on, with or without shuffling
-// and master weights; record_B/record_T: the -b/-t in its run record (0: none, llm.c's files).
+// and master weights; record_B/record_T: the -b/-t in its run record (0: none, llm.c's files);
+// history: that many values of the outlier detector's history (0: none, llm.c's files).
 static void write_state(const char *dir, const char *name, int shuffle, int with_master,
-                        int batches, int record_B, int record_T, int checksum) {
+                        int batches, int record_B, int record_T, int checksum, int history) {
     DataLoader loader;
     int B = record_B > 0 ? record_B : STATE_B, T = record_T > 0 ? record_T : STATE_T;
     dataloader_init(&loader, data_pattern, B, T, STATE_V, 0, 1, shuffle, 1337);
@@ -93,7 +96,15 @@ static void write_state(const char *dir, const char *name, int shuffle, int with
         1, 0, 0, with_master, STATE_STEP, 0x9e3779b97f4a7c15ull, 0x1234567ull, STATE_PARAMS};
     char path[4096];
     fuzz_seed_path(path, sizeof(path), dir, name);
-    state_write(path, &state, m, v, with_master ? master : NULL, &loader);
+    memset(&outliers, 0, sizeof(outliers));
+    outliers.loss.count = outliers.norm.count = history;
+    outliers.loss.outliers_in_a_row = history > 0;
+    for (int i = 0; i < history; i++) {
+        outliers.loss.values[i] = 4.0f + (float)fuzz_random() / 4294967296.0f;
+        outliers.norm.values[i] = 1.0f + (float)fuzz_random() / 4294967296.0f;
+    }
+    state_write_with_outliers(path, &state, m, v, with_master ? master : NULL, &loader,
+                              history > 0 ? &outliers : NULL);
     dataloader_free(&loader);
     if (!checksum) { // as llm.c writes them
         size_t size;
@@ -107,12 +118,12 @@ static void write_state(const char *dir, const char *name, int shuffle, int with
 static void fuzz_write_seeds(const char *dir) {
     write_shards(fuzz_temp_dir());
     snprintf(data_pattern, sizeof(data_pattern), "%s/data_*.bin", fuzz_temp_dir());
-    write_state(dir, "plain.bin", 0, 0, 3, STATE_B, STATE_T, 1);
-    write_state(dir, "plain_no_checksum.bin", 0, 0, 9, STATE_B, STATE_T, 0);
-    write_state(dir, "master.bin", 0, 1, 5, STATE_B, STATE_T, 1);
-    write_state(dir, "shuffled.bin", 1, 0, 4, STATE_B, STATE_T, 1);
-    write_state(dir, "shuffled_master_no_checksum.bin", 1, 1, 10, STATE_B, STATE_T, 0);
-    write_state(dir, "llmc_without_record.bin", 0, 0, 2, 0, 0, 0);
-    write_state(dir, "resized_b1_t8.bin", 0, 0, 2, 1, 8, 0); // resumed with -b 2 -t 4
-    write_state(dir, "shuffled_resized.bin", 1, 0, 2, 4, 2, 0);
+    write_state(dir, "plain.bin", 0, 0, 3, STATE_B, STATE_T, 1, 0);
+    write_state(dir, "plain_no_checksum.bin", 0, 0, 9, STATE_B, STATE_T, 0, 0);
+    write_state(dir, "master.bin", 0, 1, 5, STATE_B, STATE_T, 1, 6);
+    write_state(dir, "shuffled.bin", 1, 0, 4, STATE_B, STATE_T, 1, 6);
+    write_state(dir, "shuffled_master_no_checksum.bin", 1, 1, 10, STATE_B, STATE_T, 0, 0);
+    write_state(dir, "llmc_without_record.bin", 0, 0, 2, 0, 0, 0, 0);
+    write_state(dir, "resized_b1_t8.bin", 0, 0, 2, 1, 8, 0, 0); // resumed with -b 2 -t 4
+    write_state(dir, "shuffled_resized.bin", 1, 0, 2, 4, 2, 0, 0);
 }
