@@ -201,6 +201,7 @@ static inline void state_check_permutation(const char *path, const char *what, c
     unsigned char *seen = (unsigned char *)calloc_check(n, 1, "permutation check");
     for (size_t i = 0; i < n; i++) {
         if (order[i] < 0 || (size_t)order[i] >= n || seen[order[i]]) {
+            free(seen); // LeakSanitizer counts what fatal's exit leaves unreachable
             fatal("%s: %s: expected a permutation of 0..%zu, found %d at entry %zu", path, what,
                   n - 1, order[i], i);
         }

@@ -27,10 +27,11 @@ find_python() {
 PY=$(find_python) || { echo "error: no python with torch found (apt-get install python3-torch)"; exit 1; }
 REF="$PY $ROOT/scripts/train_gpt2.py"
 echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
-# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 again
-# with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of the normal
-# run in LLMC_REFERENCE_DIR. A sanitizer's report goes to a file in $WORK/sanitizer (checked after
-# section 7) and ends its program with exit 86, never 1, the exit of an expected error.
+# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 and
+# 11-13 again with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of
+# the normal run in LLMC_REFERENCE_DIR. A sanitizer's report goes to a file in $WORK/sanitizer
+# (checked at the end of the pass) and ends its program with exit 86, never 1, the exit of an
+# expected error.
 if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
     mkdir -p "$WORK/sanitizer"
     export ASAN_OPTIONS="detect_leaks=1:exitcode=86:log_path=$WORK/sanitizer/report"
@@ -337,12 +338,38 @@ sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
     ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/sft"} bash tests/test_sft.sh
 
-# The sanitized pass ends here: every report is a failure, and the sections below run the CUDA
-# trainer (the emulation has its own AddressSanitizer builds, section 8).
+# Sections 11-13 (issue 15) as one function: the sanitized pass runs them right after section 7
+# with its CPU programs sanitized (the emulated CUDA trainer in them runs as built), the normal
+# pass after section 10.
+hostile_input_sections() {
+    # 11. Hostile inputs (tests/test_hostile_inputs.sh): crafted state files, model headers,
+    #     descriptors, -b/-t and tokenizer files whose sizes overflow, one flipped bit in a model or
+    #     state file (the CRC-32C), names that are not file names, directories where files are
+    #     expected; both trainers, one error line and exit 1 each. It reuses section 3's shards.
+    sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" \
+        LLMC_HOSTILE_DATA_DIR="$WORK" bash tests/test_hostile_inputs.sh
+
+    # ---------------------------------------------------------------------------------------------
+    # 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
+    #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
+    #     DONE marker, main.log write errors. Each of its checks counts here.
+    sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
+
+    # ---------------------------------------------------------------------------------------------
+    # 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
+    #     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
+    #     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
+    sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The sanitized pass ends here, after sections 11-13: every report is a failure. Sections 8-10
+# run the CUDA trainer (the emulation has its own AddressSanitizer builds, section 8).
 if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
+    hostile_input_sections
     reports=$(find "$WORK/sanitizer" -type f | sort)
     if [ -z "$reports" ]; then
-        ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7"
+        ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7 and 11-13"
     else
         for report in $reports; do
             not_ok "sanitizer report $report: $(grep -m 1 -E "ERROR|runtime error|SUMMARY" "$report" | head -c 300)"
@@ -696,24 +723,9 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 11. Hostile inputs (tests/test_hostile_inputs.sh, issue 15): crafted state files, model headers,
-#     descriptors, -b/-t and tokenizer files whose sizes overflow, one flipped bit in a model or
-#     state file (the CRC-32C), names that are not file names, directories where files are
-#     expected; both trainers, one error line and exit 1 each. It reuses section 3's shards.
-sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" \
-    LLMC_HOSTILE_DATA_DIR="$WORK" bash tests/test_hostile_inputs.sh
-
-# ---------------------------------------------------------------------------------------------
-# 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
-#     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
-#     DONE marker, main.log write errors. Each of its checks counts here.
-sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
-
-# ---------------------------------------------------------------------------------------------
-# 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
-#     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
-#     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
-sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+# 11-13: hostile inputs, output directories, divergence (hostile_input_sections, defined after
+#        section 7, where the sanitized pass runs them).
+hostile_input_sections
 
 # ---------------------------------------------------------------------------------------------
 # 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
@@ -724,9 +736,9 @@ sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ
     bash tests/fuzz/run.sh
 
 # ---------------------------------------------------------------------------------------------
-# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 again with the CPU binaries built with
-#     AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch outputs;
-#     every check counts here, and any sanitizer report fails.
+# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 and 11-13 again with the CPU binaries
+#     built with AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch
+#     outputs; every check counts here, and any sanitizer report fails.
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
     LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
 
