@@ -30,25 +30,19 @@ PY=/usr/bin/python3            # has numpy (Debian's python3-numpy)
 # 64 tokens of ids 500..999, never seen before); nospike.bin is the same without that window.
 SHARD=${1:-$ROOT/build/test}/train_000.bin
 [ -e "$SHARD" ] || SHARD=$WORK/train_000.bin
-$PY - "$WORK" "$SHARD" <<'EOF'
-import os, random, struct, sys
+PYTHONPATH=tests $PY - "$WORK" "$SHARD" <<'EOF'
+import os, random, sys
+from token_shards import text_like, vocabulary_sample, write_shard
 work, shard = sys.argv[1], sys.argv[2]
-def write(path, tokens):
-    header = [0] * 256
-    header[0:3] = [20240520, 1, len(tokens)]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", *header))
-        f.write(struct.pack("<%dH" % len(tokens), *tokens))
 rng = random.Random(1234)
 if not os.path.exists(shard):
-    ids = [rng.randrange(50257) for _ in range(500)]
-    write(shard, [ids[min(int(rng.expovariate(0.05)), 499)] for _ in range(6000)])
+    write_shard(shard, text_like(rng, vocabulary_sample(rng), 6000))
 ids = rng.sample(range(500), 16)
 before = [rng.choice(ids) for _ in range(20 * 64)]
 spike = [rng.randrange(500, 1000) for _ in range(64)]
 after = [rng.choice(ids) for _ in range(40 * 64)]
-write(work + "/spike.bin", before + spike + after)
-write(work + "/nospike.bin", before + after[:64] + after)
+write_shard(work + "/spike.bin", before + spike + after)
+write_shard(work + "/nospike.bin", before + after[:64] + after)
 EOF
 
 # all_finite DIR: every value in every file a trainer wrote into DIR is finite: model files (fp32

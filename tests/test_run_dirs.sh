@@ -42,21 +42,16 @@ MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_T
 
 if [ -z "$SHARDS" ]; then
     SHARDS=$WORK
-    python3 - "$SHARDS" <<'EOF'
-import random, struct, sys
-def shard(path, tokens):
-    header = [0] * 256
-    header[0:3] = [20240520, 1, len(tokens)]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", *header))
-        f.write(struct.pack("<%dH" % len(tokens), *tokens))
+    PYTHONPATH=tests python3 - "$SHARDS" <<'EOF'
+import random, sys
+from token_shards import text_like, vocabulary_sample, write_shard
 rng = random.Random(1234)
-ids = [rng.randrange(50257) for _ in range(500)]
-def draw(n):
-    return [ids[min(int(rng.expovariate(0.05)), 499)] for _ in range(n)]
-shard(sys.argv[1] + "/train_000.bin", draw(6000))
-shard(sys.argv[1] + "/train_001.bin", draw(3000))
-shard(sys.argv[1] + "/val_000.bin", draw(2000))
+ids = vocabulary_sample(rng)
+def shard(path, count):
+    write_shard(path, text_like(rng, ids, count))
+shard(sys.argv[1] + "/train_000.bin", 6000)
+shard(sys.argv[1] + "/train_001.bin", 3000)
+shard(sys.argv[1] + "/val_000.bin", 2000)
 EOF
 fi
 TRAIN="$SHARDS/train_00*.bin"
