@@ -24,7 +24,16 @@ JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
 
+# SANITIZE=1 builds the CPU binaries with sanitizers into build/sanitize/ instead (below)
+SANITIZE ?= 0
+SAN_DIR = build/sanitize
+SAN_BINARIES := $(SAN_DIR)/train_gpt2 $(SAN_DIR)/test_gpt2 $(SAN_DIR)/tokenizer $(SAN_DIR)/chat \
+	$(SAN_DIR)/test_units $(SAN_DIR)/test_tokenizer_units $(SAN_DIR)/test_sft
+ifeq ($(SANITIZE),1)
+all: $(SAN_BINARIES)
+else
 all: train_gpt2 test_gpt2 tokenizer chat
+endif
 
 train_gpt2: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -65,6 +74,48 @@ build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 build/bench_pretokenize: bench/bench_pretokenize.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lpcre2-8 $(LDLIBS)
+
+# ---------------------------------------------------------------------------------------------
+# SANITIZE=1: the CPU binaries with AddressSanitizer and UndefinedBehaviorSanitizer (any report
+# ends the program; leaks are checked at exit) in build/sanitize/, beside the normal ones, which it
+# leaves alone. The tests run them with LLMC_SANITIZE=1 (tests/lib_checks.sh; run_tests.sh's
+# section 15 does, in make test).
+SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+$(SAN_DIR)/train_gpt2: train_gpt2.c $(HEADERS)
+$(SAN_DIR)/test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
+$(SAN_DIR)/tokenizer: tokenizer.c $(HEADERS)
+$(SAN_DIR)/chat: chat.c train_gpt2.c $(HEADERS)
+$(SAN_DIR)/test_units: tests/test_units.c $(HEADERS)
+$(SAN_DIR)/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
+$(SAN_DIR)/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
+$(SAN_BINARIES):
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (tests/fuzz/README.md): a libFuzzer harness for each loader of a user's file, built
+# with clang -fsanitize=fuzzer,address,undefined into build/fuzz/ (Debian: clang libclang-rt-dev).
+# `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft
+FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
+FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
+	-Wno-unknown-pragmas
+# tests/fuzz/fuzz.h tracks what a loader allocates, opens and maps, to release it after a
+# rejected input: these calls go through its wrappers
+FUZZ_WRAPPED := malloc calloc realloc free fopen fclose mmap munmap glob globfree \
+	json_tokener_new json_tokener_free json_tokener_parse_ex json_object_put
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINARIES)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_vocab.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(foreach f,$(FUZZ_WRAPPED),-Wl,--wrap=$(f)) $(JSONC_LIBS) -lm
 
 # ---------------------------------------------------------------------------------------------
 # CUDA trainer (train_gpt2.cu, test_gpt2.cu, llmc/*.cuh). nvcc comes from PATH, else from
@@ -234,7 +285,8 @@ test-cuda-emu-planted: test-cuda-emu
 # The binaries are built first (a sub-make, so `make -j test` builds in parallel and the timer the
 # suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
 TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
-	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu
+	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu \
+	$(SAN_BINARIES) $(FUZZ_BINARIES)
 test:
 	@start=$$(date +%s); \
 	$(if $(NVCC),,echo "note: no nvcc on PATH or in CUDA_HOME: the nvcc build of the CUDA trainer is not checked (the emulated builds are);";) \
@@ -244,7 +296,7 @@ test:
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \
 		dev/cuda/*.cu dev/cuda/*.cuh
-	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh
+	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
 	rm -f train_gpt2 test_gpt2 tokenizer chat train_gpt2cu test_gpt2cu

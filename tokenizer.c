@@ -118,13 +118,6 @@ static int thread_id(void) {
 #endif
 }
 
-// Line number (1-based) of byte offset in text.
-static size_t line_of(const uint8_t *text, size_t offset) {
-    size_t line = 1;
-    for (size_t i = 0; i < offset; i++) line += text[i] == '\n';
-    return line;
-}
-
 // The default vocabulary: ../shared/data/gpt2 from the current directory, else from the directory
 // of this binary (the repository root), so the tool works from anywhere in the checkout.
 static const char *default_vocab(void) {
@@ -174,6 +167,11 @@ static SplitArgs split_inputs(int argc, char **argv, const char *program) {
         }
     }
     return args;
+}
+
+static void split_args_free(SplitArgs *args) {
+    free(args->inputs);
+    free(args->rest);
 }
 
 static SplitPattern parse_pattern(const char *name) {
@@ -429,6 +427,7 @@ static int cmd_encode(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer encode -i TEXT_FILE", summary, options, 5);
             printf("  %-28s input text file, - for stdin\n", "-i, --input FILE");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -471,6 +470,7 @@ static int cmd_encode(int argc, char **argv) {
     token_list_free(&tokens);
     input_text_close(&input);
     bpe_free(&bpe);
+    split_args_free(&args);
     return 0;
 }
 
@@ -491,6 +491,7 @@ static int cmd_decode(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer decode -i SHARD.bin", summary, options, 1);
             printf("  %-28s data shard\n", "-i, --input FILE");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -564,6 +565,7 @@ static int cmd_decode(int argc, char **argv) {
         free(bpe_lengths);
         bpe_free(&bpe);
     }
+    split_args_free(&args);
     return 0;
 }
 
@@ -598,6 +600,11 @@ static void input_list_add(InputList *list, const char *path, size_t size) {
                                                  : INPUT_TEXT;
     file->size = size;
     list->total_bytes += size;
+}
+
+static void input_list_free(InputList *list) {
+    for (size_t i = 0; i < list->count; i++) free(list->files[i].path);
+    free(list->files);
 }
 
 static int skip_hidden(const struct dirent *entry) {
@@ -739,8 +746,6 @@ static void batch_fail(Batch *batch, const char *format, ...) {
     va_end(args);
     batch->failed = 1;
 }
-
-#define INVALID_UTF8_HINT "(pass --allow-invalid-utf8 1 to encode such bytes as single-byte tokens)"
 
 static void batch_encode_document(Batch *batch, const BPE *bpe, BPEWork *work, const uint8_t *text,
                                   size_t len, int starts_document) {
@@ -1243,93 +1248,6 @@ typedef struct {
     double val_fraction;
 } SFTPrepareOptions;
 
-// Reads every record of one JSON array or JSON Lines file (told apart by the first character)
-// and renders it into all. Any problem is fatal, naming the file, the line and the field.
-static size_t sft_read_file(const char *path, const SFTPrepareOptions *options, const BPE *bpe,
-                            const ChatTokens *chat, SFTConversations *all, BPEWork *work) {
-    MappedFile mapped = mmap_file_check(path);
-    const uint8_t *data = mapped.data;
-    size_t size = mapped.size, pos = 0, records = 0;
-    if (size > (size_t)INT_MAX) { // json-c takes an int length
-        fatal("%s: %zu bytes: SFT inputs are limited to 2 GB a file (split it)", path, size);
-    }
-    while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
-    if (pos == size) fatal("%s: empty file: no records", path);
-    int is_array = data[pos] == '[';
-    if (is_array) pos++;
-    json_tokener *tokener = json_tokener_new();
-    if (tokener == NULL) fatal("out of memory");
-    Conversation conv = {0};
-    SFTText scratch = {0};
-    for (;;) {
-        while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
-        if (is_array) {
-            if (pos < size && data[pos] == ']') break;
-            if (records > 0) {
-                if (pos >= size || data[pos] != ',') {
-                    fatal("%s: line %zu: expected ',' or ']' after record %zu of the JSON array",
-                          path, line_of(data, pos < size ? pos : size - 1), records);
-                }
-                pos++;
-                while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
-            }
-            if (pos >= size)
-                fatal("%s: line %zu: the JSON array is not closed", path, line_of(data, size - 1));
-        } else if (pos >= size) {
-            break;
-        }
-        size_t line = line_of(data, pos);
-        size_t end = size;
-        if (!is_array) { // one record per line
-            const uint8_t *newline = (const uint8_t *)memchr(data + pos, '\n', size - pos);
-            if (newline != NULL) end = (size_t)(newline - data);
-        }
-        json_tokener_reset(tokener);
-        json_object *record =
-            json_tokener_parse_ex(tokener, (const char *)data + pos, (int)(end - pos));
-        enum json_tokener_error error = json_tokener_get_error(tokener);
-        if (record == NULL || error != json_tokener_success) {
-            fatal("%s: line %zu: not valid JSON: %s", path, line,
-                  error == json_tokener_continue ? "the record ends inside a value"
-                                                 : json_tokener_error_desc(error));
-        }
-        size_t parse_end = pos + json_tokener_get_parse_end(tokener);
-        if (!is_array) {
-            while (parse_end < end && strchr(" \t\r", data[parse_end]) != NULL) parse_end++;
-            if (parse_end != end) {
-                fatal("%s: line %zu: unexpected text after the JSON record", path, line);
-            }
-        }
-        char message[512];
-        if (!sft_record_to_conversation(record, options->format, &conv, &scratch, message,
-                                        sizeof(message))) {
-            fatal("%s: line %zu: %s (format %s)", path, line, message,
-                  sft_format_names[options->format]);
-        }
-        if (!options->allow_invalid) {
-            for (int m = 0; m < conv.num_messages; m++) {
-                const ChatMessage *msg = &conv.messages[m];
-                size_t bad = utf8_first_invalid((const uint8_t *)msg->text, msg->length);
-                if (bad < msg->length) {
-                    fatal("%s: line %zu: invalid UTF-8 byte 0x%02x in the %s message %s", path,
-                          line, (unsigned char)msg->text[bad], chat_role_names[msg->role],
-                          INVALID_UTF8_HINT);
-                }
-            }
-        }
-        sft_conversations_add(all, bpe, chat, &conv, work);
-        json_object_put(record);
-        records++;
-        pos = parse_end;
-    }
-    json_tokener_free(tokener);
-    conversation_free(&conv);
-    free(scratch.data);
-    mmap_file_close(&mapped);
-    if (records == 0) fatal("%s: no records", path);
-    return records;
-}
-
 // Writes rows [first_row, first_row + num_rows) as a token shard and its mask shard, under
 // temporary names (registered, committed by the caller).
 static void sft_write_shard(const SFTPacked *packed, size_t first_row, size_t num_rows, int T,
@@ -1393,7 +1311,8 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
     SFTConversations all = {0};
     BPEWork work = {0};
     for (size_t f = 0; f < inputs.count; f++) {
-        sft_read_file(inputs.files[f].path, options, &bpe, &chat, &all, &work);
+        sft_read_file(inputs.files[f].path, options->format, options->allow_invalid, &bpe, &chat,
+                      &all, &work);
     }
     SFTPacked packed;
     sft_pack(&all, T, bpe.eot_token, &packed);
@@ -1473,6 +1392,7 @@ static int prepare_sft(const SFTPrepareOptions *options, const SplitArgs *args) 
     sft_conversations_free(&all);
     bpe_work_free(&work);
     bpe_free(&bpe);
+    input_list_free(&inputs);
     return 0;
 }
 
@@ -1606,6 +1526,7 @@ static int cmd_prepare(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer prepare -i INPUTS...", summary, options, num_options);
             printf("  %-28s input files and directories\n", "-i, --input PATH...");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -1644,7 +1565,9 @@ static int cmd_prepare(int argc, char **argv) {
             fatal("bad value %d for --seq-len: expected 2..%d", seq_len, GPT2_MAX_SEQ_LEN);
         }
         if (val_tokens >= 0) fatal("--val-tokens does not apply to --sft (use --val-fraction)");
-        return prepare_sft(&sft_options, &args);
+        int status = prepare_sft(&sft_options, &args);
+        split_args_free(&args);
+        return status;
     }
     PrepareOptions prepare;
     memset(&prepare, 0, sizeof(prepare));
@@ -1661,6 +1584,7 @@ static int cmd_prepare(int argc, char **argv) {
         size_t length = comma ? (size_t)(comma - p) : strlen(p);
         if (length == 0 || prepare.num_fields == 16) fatal("bad value '%s' for --field", field);
         prepare.field_names[prepare.num_fields] = strndup(p, length);
+        if (prepare.field_names[prepare.num_fields] == NULL) fatal("out of memory");
         prepare.fields[prepare.num_fields] = prepare.field_names[prepare.num_fields];
         prepare.num_fields++;
         p += length + (comma ? 1 : 0);
@@ -1760,7 +1684,11 @@ static int cmd_prepare(int argc, char **argv) {
     free(docs_buffers);
     free(shards);
     free(stream.chunks);
+    free(cursor.retired);
+    for (int k = 0; k < prepare.num_fields; k++) free(prepare.field_names[k]);
     bpe_free(&bpe);
+    input_list_free(&inputs);
+    split_args_free(&args);
     return 0;
 }
 
@@ -1789,6 +1717,7 @@ static int cmd_train(int argc, char **argv) {
         if (strcmp(args.rest[i], "--help") == 0) {
             cli_print_usage("tokenizer train -i TEXT...", summary, options, num_options);
             printf("  %-28s text files and directories\n", "-i, --input PATH...");
+            split_args_free(&args);
             return 0;
         }
     }
@@ -1880,6 +1809,8 @@ static int cmd_train(int argc, char **argv) {
     free(special_texts.texts);
     free(special_texts.lengths);
     bpe_free(&bpe);
+    input_list_free(&inputs);
+    split_args_free(&args);
     return 0;
 }
 

@@ -71,23 +71,25 @@ static inline void bpe_load_gpt2(BPE *bpe, const char *encoder_path, const char 
     }
     int V = json_object_object_length(root);
     bpe_begin(bpe, V, encoder_path);
+    char shown[4 * 40 + 1]; // a token in an error: its first 40 bytes, printable
     json_object_object_foreach(root, key, value) {
         if (!json_object_is_type(value, json_type_int)) {
-            fatal("%s: token \"%.40s\": id is a %s, expected an integer", encoder_path, key,
+            fatal("%s: token \"%s\": id is a %s, expected an integer", encoder_path,
+                  printable_text(key, 40, shown, sizeof(shown)),
                   json_type_to_name(json_object_get_type(value)));
         }
         int64_t id = json_object_get_int64(value);
         if (id < 0 || id >= V) {
-            fatal("%s: token \"%.40s\": id %lld outside 0..%d", encoder_path, key, (long long)id,
-                  V - 1);
+            fatal("%s: token \"%s\": id %lld outside 0..%d", encoder_path,
+                  printable_text(key, 40, shown, sizeof(shown)), (long long)id, V - 1);
         }
         uint8_t bytes[BPE_MAX_TOKEN_BYTES];
         int n =
             gpt2_alphabet_decode(alphabet, (const uint8_t *)key, strlen(key), bytes, sizeof(bytes));
         if (n <= 0) {
-            fatal("%s: token \"%.40s\" (id %lld) is not spelled in GPT-2's byte alphabet or is "
+            fatal("%s: token \"%s\" (id %lld) is not spelled in GPT-2's byte alphabet or is "
                   "empty or too long",
-                  encoder_path, key, (long long)id);
+                  encoder_path, printable_text(key, 40, shown, sizeof(shown)), (long long)id);
         }
         bpe_set_token(bpe, (int32_t)id, bytes, (size_t)n);
     }
@@ -130,8 +132,9 @@ static inline void bpe_load_gpt2(BPE *bpe, const char *encoder_path, const char 
                                          sizeof(bytes));
             ids[k] = n > 0 ? bpe_lookup(bpe, bytes, (size_t)n) : -1;
             if (ids[k] < 0) {
-                fatal("%s: line %zu: \"%.*s\" is not a token of %s", merges_path, line_number,
-                      (int)lengths[k], starts[k], encoder_path);
+                char shown[4 * BPE_MAX_TOKEN_BYTES + 1];
+                fatal("%s: line %zu: \"%s\" is not a token of %s", merges_path, line_number,
+                      printable_text(starts[k], lengths[k], shown, sizeof(shown)), encoder_path);
             }
         }
         bpe_add_merge(bpe, ids[0], ids[1]);
@@ -213,8 +216,9 @@ static inline void bpe_load_tiktoken(BPE *bpe, const char *path) {
         char *end = NULL;
         long rank = strtol(number, &end, 10);
         if (*end != '\0' || rank < 0 || (size_t)rank >= num_tokens) {
-            fatal("%s: line %zu: rank '%s' is not in 0..%zu", path, line_number, number,
-                  num_tokens - 1);
+            char shown[4 * sizeof(number)];
+            fatal("%s: line %zu: rank '%s' is not in 0..%zu", path, line_number,
+                  printable_text(number, digits, shown, sizeof(shown)), num_tokens - 1);
         }
         bpe_set_token(bpe, (int32_t)rank, bytes, (size_t)n);
         count++;

@@ -201,6 +201,7 @@ static inline void state_check_permutation(const char *path, const char *what, c
     unsigned char *seen = (unsigned char *)calloc_check(n, 1, "permutation check");
     for (size_t i = 0; i < n; i++) {
         if (order[i] < 0 || (size_t)order[i] >= n || seen[order[i]]) {
+            free(seen); // LeakSanitizer counts what fatal's exit leaves unreachable
             fatal("%s: %s: expected a permutation of 0..%zu, found %d at entry %zu", path, what,
                   n - 1, order[i], i);
         }
@@ -512,9 +513,11 @@ static inline void run_record_check_model(const char *path, const RunRecord *sav
                                                                 : RUN_RECORD_SPEC_MAX);
     if (saved->model_spec_length != now->model_spec_length ||
         memcmp(saved->model_spec, now->model_spec, compared) != 0) {
+        char spec[4 * RUN_RECORD_SPEC_MAX + 1]; // the file's bytes, printable
         fatal("%s: -e (header[%d..]): expected '%s%s', the model this run started from, found "
               "'%s%s': resume with that -e, or start a new run in another -o",
-              path, RUN_RECORD_SPEC_SLOT, saved->model_spec,
+              path, RUN_RECORD_SPEC_SLOT,
+              printable_text(saved->model_spec, RUN_RECORD_SPEC_MAX, spec, sizeof(spec)),
               saved->model_spec_length > RUN_RECORD_SPEC_MAX ? "..." : "", now->model_spec,
               now->model_spec_length > RUN_RECORD_SPEC_MAX ? "..." : "");
     }

@@ -43,4 +43,11 @@ static inline void mmap_file_close(MappedFile *mapped) {
     mapped->size = 0;
 }
 
+// Line number (1-based) of byte offset in text, for errors about a line of an input file.
+static inline size_t line_of(const uint8_t *text, size_t offset) {
+    size_t line = 1;
+    for (size_t i = 0; i < offset; i++) line += text[i] == '\n';
+    return line;
+}
+
 #endif // LLMC_MMAP_FILE_H

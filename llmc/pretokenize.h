@@ -81,6 +81,9 @@ static inline int utf8_decode(const uint8_t *text, size_t end, size_t pos, uint3
     return 0;
 }
 
+// What the tokenizer's errors about invalid UTF-8 in its inputs add.
+#define INVALID_UTF8_HINT "(pass --allow-invalid-utf8 1 to encode such bytes as single-byte tokens)"
+
 // Byte offset of the first byte that is not well-formed UTF-8, or len if all of it is.
 static inline size_t utf8_first_invalid(const uint8_t *text, size_t len) {
     size_t pos = 0;

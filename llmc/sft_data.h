@@ -18,12 +18,14 @@
 #define LLMC_SFT_DATA_H
 
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bpe.h"
 #include "chat_template.h"
+#include "mmap_file.h"
 #include "utils.h"
 
 typedef enum { SFT_ALPACA, SFT_MESSAGES, SFT_SHAREGPT, SFT_GSM8K, SFT_NUM_FORMATS } SFTFormat;
@@ -124,10 +126,11 @@ static inline int sft_turns(json_object *record, const char *list_name, const ch
         } else if (strcmp(role_text, "assistant") == 0 || strcmp(role_text, "gpt") == 0) {
             role = CHAT_ASSISTANT;
         } else {
+            char shown[4 * 40 + 1];
             snprintf(field, sizeof(field), "%s[%zu].%s", list_name, i, role_name);
             snprintf(error, error_size,
-                     "field '%s' is '%.40s', expected system, user/human or assistant/gpt", field,
-                     role_text);
+                     "field '%s' is '%s', expected system, user/human or assistant/gpt", field,
+                     printable_text(role_text, 40, shown, sizeof(shown)));
             return 0;
         }
         conversation_add(conv, role, text, length);
@@ -214,6 +217,95 @@ static inline void sft_conversations_free(SFTConversations *all) {
     token_list_free(&all->mask);
     free(all->offsets);
     memset(all, 0, sizeof(*all));
+}
+
+// `tokenizer prepare --sft`'s reader: every record of one JSON array or JSON Lines file (told
+// apart by the first character), rendered into all. Any problem is fatal, naming the file, the
+// line and the field; so is invalid UTF-8 in a message unless allow_invalid.
+static inline size_t sft_read_file(const char *path, SFTFormat format, int allow_invalid,
+                                   const BPE *bpe, const ChatTokens *chat, SFTConversations *all,
+                                   BPEWork *work) {
+    MappedFile mapped = mmap_file_check(path);
+    const uint8_t *data = mapped.data;
+    size_t size = mapped.size, pos = 0, records = 0;
+    if (size > (size_t)INT_MAX) { // json-c takes an int length
+        fatal("%s: %zu bytes: SFT inputs are limited to 2 GB a file (split it)", path, size);
+    }
+    while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+    if (pos == size) fatal("%s: empty file: no records", path);
+    int is_array = data[pos] == '[';
+    if (is_array) pos++;
+    json_tokener *tokener = json_tokener_new();
+    if (tokener == NULL) fatal("out of memory");
+    Conversation conv = {0};
+    SFTText scratch = {0};
+    size_t line = 1, line_start = 0; // line of byte line_start: counted on as records move forward
+    for (;;) {
+        while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+        if (is_array) {
+            if (pos < size && data[pos] == ']') break;
+            if (records > 0) {
+                if (pos >= size || data[pos] != ',') {
+                    fatal("%s: line %zu: expected ',' or ']' after record %zu of the JSON array",
+                          path, line_of(data, pos < size ? pos : size - 1), records);
+                }
+                pos++;
+                while (pos < size && strchr(" \t\r\n", data[pos]) != NULL) pos++;
+            }
+            if (pos >= size)
+                fatal("%s: line %zu: the JSON array is not closed", path, line_of(data, size - 1));
+        } else if (pos >= size) {
+            break;
+        }
+        for (; line_start < pos; line_start++) line += data[line_start] == '\n';
+        size_t end = size;
+        if (!is_array) { // one record per line
+            const uint8_t *newline = (const uint8_t *)memchr(data + pos, '\n', size - pos);
+            if (newline != NULL) end = (size_t)(newline - data);
+        }
+        json_tokener_reset(tokener);
+        json_object *record =
+            json_tokener_parse_ex(tokener, (const char *)data + pos, (int)(end - pos));
+        enum json_tokener_error error = json_tokener_get_error(tokener);
+        if (record == NULL || error != json_tokener_success) {
+            fatal("%s: line %zu: not valid JSON: %s", path, line,
+                  error == json_tokener_continue ? "the record ends inside a value"
+                                                 : json_tokener_error_desc(error));
+        }
+        size_t parse_end = pos + json_tokener_get_parse_end(tokener);
+        if (!is_array) {
+            while (parse_end < end && strchr(" \t\r", data[parse_end]) != NULL) parse_end++;
+            if (parse_end != end) {
+                fatal("%s: line %zu: unexpected text after the JSON record", path, line);
+            }
+        }
+        char message[512];
+        if (!sft_record_to_conversation(record, format, &conv, &scratch, message,
+                                        sizeof(message))) {
+            fatal("%s: line %zu: %s (format %s)", path, line, message, sft_format_names[format]);
+        }
+        if (!allow_invalid) {
+            for (int m = 0; m < conv.num_messages; m++) {
+                const ChatMessage *msg = &conv.messages[m];
+                size_t bad = utf8_first_invalid((const uint8_t *)msg->text, msg->length);
+                if (bad < msg->length) {
+                    fatal("%s: line %zu: invalid UTF-8 byte 0x%02x in the %s message %s", path,
+                          line, (unsigned char)msg->text[bad], chat_role_names[msg->role],
+                          INVALID_UTF8_HINT);
+                }
+            }
+        }
+        sft_conversations_add(all, bpe, chat, &conv, work);
+        json_object_put(record);
+        records++;
+        pos = parse_end;
+    }
+    json_tokener_free(tokener);
+    conversation_free(&conv);
+    free(scratch.data);
+    mmap_file_close(&mapped);
+    if (records == 0) fatal("%s: no records", path);
+    return records;
 }
 
 typedef struct {

@@ -33,11 +33,26 @@ static inline double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+#ifdef LLMC_FUZZ
+// Fuzz builds (tests/fuzz/): while a harness points fatal_jump at its jmp_buf, fatal() keeps the
+// message in fatal_message and jumps back there, so a rejected input is not an exit.
+#include <setjmp.h>
+static jmp_buf *fatal_jump;
+static char fatal_message[4096];
+#endif
+
 // Prints "error: <message>" on one line and exits with status 1.
 static inline void fatal(const char *format, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static inline void fatal(const char *format, ...) {
     va_list args;
     va_start(args, format);
+#ifdef LLMC_FUZZ
+    if (fatal_jump != NULL) {
+        vsnprintf(fatal_message, sizeof(fatal_message), format, args);
+        va_end(args);
+        longjmp(*fatal_jump, 1);
+    }
+#endif
     fflush(stdout);
     fprintf(stderr, "error: ");
     vfprintf(stderr, format, args);
@@ -109,6 +124,25 @@ static inline const char *file_name_problem(const char *name) {
     if (strchr(name, '/') != NULL) return "holds '/'";
     if (strpbrk(name, "*?[]\\") != NULL) return "holds a glob character (* ? [ ] \\)";
     return NULL;
+}
+
+// text[0..length) as it may appear in a one-line error: control characters read from a file (a
+// newline, a terminal escape) become \xNN; cut to what out (size > 0) holds. Returns out.
+static inline const char *printable_text(const char *text, size_t length, char *out, size_t size) {
+    size_t used = 0;
+    for (size_t i = 0; i < length && text[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)text[i];
+        int control = c < 0x20 || c == 0x7f;
+        if (used + (control ? 4 : 1) >= size) break;
+        if (control) {
+            snprintf(out + used, size - used, "\\x%02x", c);
+            used += 4;
+        } else {
+            out[used++] = (char)c;
+        }
+    }
+    out[used] = '\0';
+    return out;
 }
 
 // CRC-32C (Castagnoli: iSCSI's, ext4's, SSE4.2's crc32 instruction's), the checksum of model and

@@ -52,6 +52,9 @@ if [ "$purpose" = test ]; then
         "libopenmpi-dev|data-parallel tests: NCCL emulated over MPI"
         "openmpi-bin|mpirun, for those tests"
         "procps|pgrep, to kill one rank in the failure test"
+        # (make SANITIZE=1's ASan and UBSan runtimes for gcc come with build-essential)
+        "clang|builds the libFuzzer harnesses of tests/fuzz (make fuzz; make test runs each 20 s)"
+        "libclang-rt-dev|libFuzzer and clang's sanitizer runtimes, for those harnesses"
     )
 fi
 
@@ -67,7 +70,7 @@ if command -v dpkg >/dev/null 2>&1; then
     done
 else
     echo "deps: no dpkg (not Debian/Ubuntu): not checking; llmc needs gcc, make, pkg-config, json-c" \
-        "$([ "$purpose" = test ] && echo ", PyTorch, numpy, OpenMPI, pgrep, a Python venv")"
+        "$([ "$purpose" = test ] && echo ", PyTorch, numpy, OpenMPI, pgrep, a Python venv, clang with libFuzzer")"
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -4,6 +4,17 @@
 # the failed names and the line "N passed, N failed", and returns non-zero if anything failed.
 passed=0
 failed=0
+
+# The CPU binaries under test: $BIN/train_gpt2, test_gpt2, tokenizer, chat and $UNIT_BIN/test_units,
+# test_tokenizer_units, test_sft; with LLMC_SANITIZE=1 their AddressSanitizer + UBSan builds
+# (make SANITIZE=1: build/sanitize/), which run_tests.sh's sanitized pass uses.
+if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
+    BIN=build/sanitize
+    UNIT_BIN=build/sanitize
+else
+    BIN=.
+    UNIT_BIN=build
+fi
 failed_names=()
 
 ok() { echo "ok - $1"; passed=$((passed + 1)); }
@@ -43,6 +54,22 @@ expect_error() {
     else
         not_ok "$name (exit $status, $lines error lines, want 1 and /$pattern/): $(head -c 300 "$log.err")"
     fi
+}
+
+# reused_reference ARGS...: in place of a PyTorch reference run (scripts/train_gpt2.py ARGS...),
+# copies each file it would write (--write-model, --write-model-bf16, --write-state, --losses
+# PATH) from $LLMC_REFERENCE_DIR, where an earlier run of the same checks wrote it under the same
+# name: the sanitized pass (run_tests.sh, LLMC_SANITIZE=1) checks its binaries against those.
+reused_reference() {
+    while [ $# -gt 0 ]; do
+        case $1 in --write-model | --write-model-bf16 | --write-state | --losses)
+            cp "$LLMC_REFERENCE_DIR/$(basename "$2")" "$2" || return 1
+            echo "reused: $2 from $LLMC_REFERENCE_DIR"
+            shift
+            ;;
+        esac
+        shift
+    done
 }
 
 checks_summary() {

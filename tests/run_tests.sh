@@ -27,6 +27,17 @@ find_python() {
 PY=$(find_python) || { echo "error: no python with torch found (apt-get install python3-torch)"; exit 1; }
 REF="$PY $ROOT/scripts/train_gpt2.py"
 echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
+# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 and
+# 11-13 again with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of
+# the normal run in LLMC_REFERENCE_DIR. A sanitizer's report goes to a file in $WORK/sanitizer
+# (checked at the end of the pass) and ends its program with exit 86, never 1, the exit of an
+# expected error.
+if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
+    mkdir -p "$WORK/sanitizer"
+    export ASAN_OPTIONS="detect_leaks=1:exitcode=86:log_path=$WORK/sanitizer/report"
+    export UBSAN_OPTIONS="print_stacktrace=1:exitcode=86:log_path=$WORK/sanitizer/report"
+    [ -n "${LLMC_REFERENCE_DIR:-}" ] && REF=reused_reference
+fi
 
 # sub_suite LABEL LOG CMD...: runs a test script whose "ok - " and "FAIL - " lines count here as
 # "LABEL: ..." (its output also in LOG); a script that does not end with "N passed, N failed" for
@@ -46,7 +57,7 @@ sub_suite() {
 
 # ---------------------------------------------------------------------------------------------
 # 0. Unit tests of the llmc/ headers: each of their checks counts as one here.
-./build/test_units "$WORK" >"$WORK/units.log" 2>&1
+$UNIT_BIN/test_units "$WORK" >"$WORK/units.log" 2>&1
 units_status=$?
 while IFS= read -r line; do
     case $line in
@@ -78,12 +89,12 @@ for config in "${CONFIGS[@]}"; do
         not_ok "reference dump $name (see $WORK/ref_$name.log)"
         continue
     fi
-    if run "test_$name" ./test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin"; then
+    if run "test_$name" $BIN/test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin"; then
         ok "test_gpt2 $name: logits, loss, 16 gradients, 10 AdamW steps match PyTorch"
     else
         not_ok "test_gpt2 $name (see $WORK/test_$name.log)"
     fi
-    if run "init_$name" ./test_gpt2 -e "$WORK/$name.bin" --init "$descriptor" --seed "$seed"; then
+    if run "init_$name" $BIN/test_gpt2 -e "$WORK/$name.bin" --init "$descriptor" --seed "$seed"; then
         ok "random init $descriptor seed $seed is bit-identical to PyTorch's"
     else
         not_ok "random init $descriptor seed $seed (see $WORK/init_$name.log)"
@@ -97,7 +108,7 @@ cat "$WORK/test_d2_b4_t64.log" 2>/dev/null
 # 4e-6 relative in practice (measured 9e-6, and 1.2e-5 over the 10 steps): 1e-3, 100x that. A logit
 # moves by <= u per weight matrix on its path (2L+2 = 6) of 1 + |logit|: 2.3e-2, limit 5e-2
 # (measured 1.9e-3). The gradients of rounded weights are other gradients: not checked (--grad-tol 1e9).
-if run bf16_load ./test_gpt2 -e "$WORK/d2_b4_t64_bf16.bin" -s "$WORK/d2_b4_t64_state.bin" \
+if run bf16_load $BIN/test_gpt2 -e "$WORK/d2_b4_t64_bf16.bin" -s "$WORK/d2_b4_t64_state.bin" \
     --logits-tol 5e-2 --loss-tol 1e-3 --grad-tol 1e9 --step-tol 1e-3; then
     ok "bf16 model file (version 5) loads; loss within 1e-3 of fp32"
 else
@@ -145,7 +156,7 @@ for spec in "logits|$LOGITS|$V|logits" "loss|$LOSS|1|loss" \
     "step_loss|$STEP3|1|step  3"; do
     IFS='|' read -r what offset count expect <<<"$spec"
     corrupt "$S" "$WORK/corrupt_$what.bin" "$offset" "$count"
-    if ./test_gpt2 -e "$WORK/d2_b4_t64.bin" -s "$WORK/corrupt_$what.bin" >"$WORK/corrupt_$what.log" 2>&1; then
+    if $BIN/test_gpt2 -e "$WORK/d2_b4_t64.bin" -s "$WORK/corrupt_$what.bin" >"$WORK/corrupt_$what.log" 2>&1; then
         not_ok "corrupted reference ($what: a median element x1.01) passed: the test cannot fail"
     elif grep -q "$expect.*FAIL" "$WORK/corrupt_$what.log"; then
         ok "corrupted reference ($what: a median element x1.01) fails and names $expect"
@@ -205,7 +216,7 @@ parity() { # parity NAME "C flags" "reference flags"
     local name=$1 cflags=$2 pyflags=$3
     rm -rf "$WORK/$name"
     # shellcheck disable=SC2086
-    if ! run "train_$name" ./train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" \
+    if ! run "train_$name" $BIN/train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" \
         -v 0 -s 0 -o "$WORK/$name" $cflags; then
         not_ok "train $name (see $WORK/train_$name.log)"
         return
@@ -233,7 +244,7 @@ parity "linear" "-b 4 -t 16 -l 1e-3 -x 8 -u 0 -q 0.2 -k linear" \
     "-b 4 -t 16 -l 1e-3 --steps 8 -u 0 -q 0.2 -k linear"
 # planted: a 1% error in the learning rate fails the same comparison
 rm -rf "$WORK/planted_lr"
-if ! run train_planted_lr ./train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" -v 0 \
+if ! run train_planted_lr $BIN/train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" -v 0 \
     -s 0 -o "$WORK/planted_lr" -b 2 -t 32 -d 256 -l 1.01e-3 -c 0.1 -x 12 -u 3 -q 0.1 -k cosine; then
     not_ok "train_gpt2 with a 1% learning-rate error did not run (see $WORK/train_planted_lr.log)"
 elif summary=$(compare_losses planted "$WORK/planted_lr/main.log" "$WORK/accum_cosine_wd.ref" "$PARITY_TOL"); then
@@ -250,11 +261,11 @@ resume_test() { # resume_test NAME EXTRA_FLAGS
     rm -rf "$A" "$B"
     local common="-e d2 --seed 7 -j $WORK/val_000.bin -b 2 -t 32 -x 6 -n 3 -l 1e-3 -u 2 -v 3 -m 2 -s 3 -g 4 $extra"
     # shellcheck disable=SC2086
-    run "${name}_a" ./train_gpt2 $common -i "$WORK/train_00*.bin" -o "$A" || { not_ok "$name: straight run"; return; }
+    run "${name}_a" $BIN/train_gpt2 $common -i "$WORK/train_00*.bin" -o "$A" || { not_ok "$name: straight run"; return; }
     mkdir -p "$B"
     cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/"
     # shellcheck disable=SC2086
-    run "${name}_b" ./train_gpt2 $common -i "$WORK/train_00*.bin" -o "$B" -y 1 || { not_ok "$name: resumed run"; return; }
+    run "${name}_b" $BIN/train_gpt2 $common -i "$WORK/train_00*.bin" -o "$B" -y 1 || { not_ok "$name: resumed run"; return; }
     if cmp -s "$A/model_00000006.bin" "$B/model_00000006.bin" &&
         cmp -s "$A/state_00000006_00000.bin" "$B/state_00000006_00000.bin" &&
         grep -q "resume: from step 3" "$WORK/${name}_b.log"; then
@@ -267,8 +278,8 @@ resume_test "resume" ""
 resume_test "resume_shuffled" "--shuffle 1 -d 128"
 
 rm -rf "$WORK/threads1" "$WORK/threads2"
-OMP_NUM_THREADS=1 run threads1 ./train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads1"
-OMP_NUM_THREADS=2 run threads2 ./train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads2"
+OMP_NUM_THREADS=1 run threads1 $BIN/train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads1"
+OMP_NUM_THREADS=2 run threads2 $BIN/train_gpt2 -e d2 -i "$WORK/train_00*.bin" -b 2 -t 32 -x 2 -v 0 -s 0 -o "$WORK/threads2"
 if cmp -s "$WORK/threads1/model_00000002.bin" "$WORK/threads2/model_00000002.bin"; then
     ok "1 and 2 threads give bit-identical weights after 2 steps"
 else
@@ -276,7 +287,7 @@ else
 fi
 
 # uint32 shards (llm.c's version-7 format) train too
-if run u32 ./train_gpt2 -e d2 -i "$WORK/train_u32.bin" -b 2 -t 32 -x 2 -v 0 -s 0; then
+if run u32 $BIN/train_gpt2 -e d2 -i "$WORK/train_u32.bin" -b 2 -t 32 -x 2 -v 0 -s 0; then
     ok "uint32 token shards (magic 20240801) load"
 else
     not_ok "uint32 token shards (see $WORK/u32.log)"
@@ -292,28 +303,28 @@ d = bytearray(open('$MODEL','rb').read()); d[20] = 7; open('$WORK/bad_heads.bin'
 d = bytearray(open('$WORK/train_000.bin','rb').read()); open('$WORK/truncated_shard.bin','wb').write(d[:-7])
 "
 T_FLAGS="-i $WORK/train_000.bin -v 0 -s 0 -x 1"
-expect_error "truncated model" "truncated_model.bin.*expected" ./train_gpt2 -e "$WORK/truncated_model.bin" $T_FLAGS
-expect_error "wrong magic" "bad_magic.bin.*magic" ./train_gpt2 -e "$WORK/bad_magic.bin" $T_FLAGS
-expect_error "wrong version" "bad_version.bin.*version" ./train_gpt2 -e "$WORK/bad_version.bin" $T_FLAGS
-expect_error "C not divisible by NH" "bad_heads.bin.*NH" ./train_gpt2 -e "$WORK/bad_heads.bin" $T_FLAGS
-expect_error "token id >= V" "bad_token.bin.*60000.*V=50257" ./train_gpt2 -e d2 -i "$WORK/bad_token.bin" -b 4 -t 64 -v 0 -s 0 -x 20
-expect_error "missing shard" "no data files match .*nonexistent" ./train_gpt2 -e d2 -i "$WORK/nonexistent_*.bin" -v 0 -s 0
-expect_error "truncated shard" "truncated_shard.bin.*bytes" ./train_gpt2 -e d2 -i "$WORK/truncated_shard.bin" -v 0 -s 0
-expect_error "T > maxT" "-t.*maxT=64" ./train_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -i "$WORK/train_000.bin" -t 128 -v 0 -s 0
-expect_error "unknown flag" "unknown flag '-Z'" ./train_gpt2 -Z 1
-expect_error "bad flag value" "bad value 'abc' for -b" ./train_gpt2 -b abc
-expect_error "flag without value" "needs a value" ./train_gpt2 -x
-expect_error "bad schedule" "-k" ./train_gpt2 -k cosinus
-expect_error "bad total batch" "-d" ./train_gpt2 -b 4 -t 64 -d 1000
-expect_error "bad descriptor" "descriptor" ./train_gpt2 -e d7
-expect_error "missing model file" "nothing.bin" ./train_gpt2 -e "$WORK/nothing.bin"
+expect_error "truncated model" "truncated_model.bin.*expected" $BIN/train_gpt2 -e "$WORK/truncated_model.bin" $T_FLAGS
+expect_error "wrong magic" "bad_magic.bin.*magic" $BIN/train_gpt2 -e "$WORK/bad_magic.bin" $T_FLAGS
+expect_error "wrong version" "bad_version.bin.*version" $BIN/train_gpt2 -e "$WORK/bad_version.bin" $T_FLAGS
+expect_error "C not divisible by NH" "bad_heads.bin.*NH" $BIN/train_gpt2 -e "$WORK/bad_heads.bin" $T_FLAGS
+expect_error "token id >= V" "bad_token.bin.*60000.*V=50257" $BIN/train_gpt2 -e d2 -i "$WORK/bad_token.bin" -b 4 -t 64 -v 0 -s 0 -x 20
+expect_error "missing shard" "no data files match .*nonexistent" $BIN/train_gpt2 -e d2 -i "$WORK/nonexistent_*.bin" -v 0 -s 0
+expect_error "truncated shard" "truncated_shard.bin.*bytes" $BIN/train_gpt2 -e d2 -i "$WORK/truncated_shard.bin" -v 0 -s 0
+expect_error "T > maxT" "-t.*maxT=64" $BIN/train_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -i "$WORK/train_000.bin" -t 128 -v 0 -s 0
+expect_error "unknown flag" "unknown flag '-Z'" $BIN/train_gpt2 -Z 1
+expect_error "bad flag value" "bad value 'abc' for -b" $BIN/train_gpt2 -b abc
+expect_error "flag without value" "needs a value" $BIN/train_gpt2 -x
+expect_error "bad schedule" "-k" $BIN/train_gpt2 -k cosinus
+expect_error "bad total batch" "-d" $BIN/train_gpt2 -b 4 -t 64 -d 1000
+expect_error "bad descriptor" "descriptor" $BIN/train_gpt2 -e d7
+expect_error "missing model file" "nothing.bin" $BIN/train_gpt2 -e "$WORK/nothing.bin"
 head -c 100000 "$S" >"$WORK/truncated_state.bin"
-expect_error "truncated debug state" "truncated_state.bin.*expected" ./test_gpt2 -e "$MODEL" -s "$WORK/truncated_state.bin"
+expect_error "truncated debug state" "truncated_state.bin.*expected" $BIN/test_gpt2 -e "$MODEL" -s "$WORK/truncated_state.bin"
 expect_error "debug state for another model" "d2_b4_t64_state.bin.*expected" \
-    ./test_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -s "$S"
+    $BIN/test_gpt2 -e "$WORK/v1000_b3_t24_wd.bin" -s "$S"
 before=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 expect_error "existing checkpoints are not overwritten" "already holds checkpoints" \
-    ./train_gpt2 -e d2 -i "$WORK/train_000.bin" -v 0 -s 0 -x 1 -o "$WORK/resume_a"
+    $BIN/train_gpt2 -e d2 -i "$WORK/train_000.bin" -v 0 -s 0 -x 1 -o "$WORK/resume_a"
 after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 [ "$before" = "$after" ] && ok "checkpoint left untouched" || not_ok "checkpoint was modified"
 
@@ -324,7 +335,51 @@ sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 # ---------------------------------------------------------------------------------------------
 # 7. SFT (tests/test_sft.sh): chat template, prepare --sft / show, masked loss and gradients vs
 #    PyTorch, KV cache, chat. Each of its checks counts here.
-sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" bash tests/test_sft.sh
+sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
+    ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/sft"} bash tests/test_sft.sh
+
+# Sections 11-13 (issue 15) as one function: the sanitized pass runs them right after section 7
+# with its CPU programs sanitized (the emulated CUDA trainer in them runs as built), the normal
+# pass after section 10.
+hostile_input_sections() {
+    # 11. Hostile inputs (tests/test_hostile_inputs.sh): crafted state files, model headers,
+    #     descriptors, -b/-t and tokenizer files whose sizes overflow, one flipped bit in a model or
+    #     state file (the CRC-32C), names that are not file names, directories where files are
+    #     expected; both trainers, one error line and exit 1 each. It reuses section 3's shards.
+    sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" \
+        LLMC_HOSTILE_DATA_DIR="$WORK" bash tests/test_hostile_inputs.sh
+
+    # ---------------------------------------------------------------------------------------------
+    # 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
+    #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
+    #     DONE marker, main.log write errors. Each of its checks counts here.
+    sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
+
+    # ---------------------------------------------------------------------------------------------
+    # 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
+    #     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
+    #     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
+    sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The sanitized pass ends here, after sections 11-13: every report is a failure. Sections 8-10
+# run the CUDA trainer (the emulation has its own AddressSanitizer builds, section 8).
+if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
+    hostile_input_sections
+    reports=$(find "$WORK/sanitizer" -type f | sort)
+    if [ -z "$reports" ]; then
+        ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7 and 11-13"
+    else
+        for report in $reports; do
+            not_ok "sanitizer report $report: $(grep -m 1 -E "ERROR|runtime error|SUMMARY" "$report" | head -c 300)"
+        done
+    fi
+    elapsed=$(($(date +%s) - TEST_START))
+    echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (sanitized pass)"
+    checks_summary
+    exit
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 8. CUDA on the CPU emulation (tests/cuda_emu/run.sh, docs/cuda_emu.md): the emulation's tests,
@@ -427,7 +482,7 @@ if ls "$SFT"/alpaca_full/data_train_*.mask >/dev/null 2>&1; then
     SFT_VAL="$SFT/alpaca_full/data_val_*.bin"
     summary=""
     # shellcheck disable=SC2086
-    if run sft_cpu ./train_gpt2 $SFT_FLAGS -i "$SFT_TRAIN" -j "$SFT_VAL" -o "$WORK/sft_cpu" &&
+    if run sft_cpu $BIN/train_gpt2 $SFT_FLAGS -i "$SFT_TRAIN" -j "$SFT_VAL" -o "$WORK/sft_cpu" &&
         run sft_cu ./build/cuda/emu-fp32/train_gpt2cu $SFT_FLAGS -i "$SFT_TRAIN" -j "$SFT_VAL" \
             -o "$WORK/sft_cu" &&
         summary=$($PY -c '
@@ -668,24 +723,24 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 11. Hostile inputs (tests/test_hostile_inputs.sh, issue 15): crafted state files, model headers,
-#     descriptors, -b/-t and tokenizer files whose sizes overflow, one flipped bit in a model or
-#     state file (the CRC-32C), names that are not file names, directories where files are
-#     expected; both trainers, one error line and exit 1 each. It reuses section 3's shards.
-sub_suite hostile "$WORK/hostile.log" env LLMC_HOSTILE_TEST_DIR="$WORK/hostile" \
-    LLMC_HOSTILE_DATA_DIR="$WORK" bash tests/test_hostile_inputs.sh
+# 11-13: hostile inputs, output directories, divergence (hostile_input_sections, defined after
+#        section 7, where the sanitized pass runs them).
+hostile_input_sections
 
 # ---------------------------------------------------------------------------------------------
-# 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
-#     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
-#     DONE marker, main.log write errors. Each of its checks counts here.
-sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
+# 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
+#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data) for
+#     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
+#     that does not name the file fails, with the reproducer's path.
+sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \
+    bash tests/fuzz/run.sh
 
 # ---------------------------------------------------------------------------------------------
-# 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
-#     (fp32, bf16), refused non-finite checkpoints, the outlier detector on a planted spike and
-#     across resume, fastmath.h under UBSan. Reuses section 3's shard; each of its checks counts here.
-sub_suite divergence "$WORK/divergence.log" bash tests/test_divergence.sh "$WORK"
+# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 and 11-13 again with the CPU binaries
+#     built with AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch
+#     outputs; every check counts here, and any sanitizer report fails.
+sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
+    LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
 
 # ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))

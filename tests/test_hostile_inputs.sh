@@ -3,8 +3,9 @@
 # state files (shard index, shard and sample orders, generator position, sample count, flags),
 # model headers and descriptors whose sizes overflow, -b/-t that overflow int, tokenizer files whose
 # counts overflow int, one flipped bit in a model or state file (CRC-32C, docs/formats.md), names
-# that are not file names, directories where files are expected. Every crafted input must give one
-# stderr line "error: ..." naming the file and the field, and exit 1: never a signal. Both trainers.
+# that are not file names, directories where files are expected, control characters in the text of
+# a file that an error quotes. Every crafted input must give one stderr line "error: ..." naming the
+# file and the field, and exit 1: never a signal. Both trainers.
 # Crafted files are made here (python3), from checkpoints the trainers write here.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 # LLMC_HOSTILE_TEST_DIR: work directory; LLMC_HOSTILE_DATA_DIR: a directory with run_tests.sh's
@@ -21,7 +22,7 @@ source "$ROOT/tests/lib_checks.sh"
 
 CU32=./build/cuda/emu-fp32/train_gpt2cu
 CU16=./build/cuda/emu-bf16/train_gpt2cu
-make --no-print-directory -s train_gpt2 test_gpt2 tokenizer chat "$CU32" "$CU16" >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$BIN/tokenizer" "$BIN/chat" "$CU32" "$CU16" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -145,7 +146,7 @@ fi
 SMALL="L=1,C=32,NH=2,V=50257,maxT=64"
 COMMON="-e $SMALL -b 2 -t 32 -x 2 -n 2 -v 0 -s 0 --shuffle 1"
 # shellcheck disable=SC2086
-run ckpt_cpu ./train_gpt2 $COMMON -i "$DATA/train_00*.bin" -o "$WORK/cpu" ||
+run ckpt_cpu $BIN/train_gpt2 $COMMON -i "$DATA/train_00*.bin" -o "$WORK/cpu" ||
     not_ok "the CPU trainer's checkpoint (see $WORK/ckpt_cpu.log)"
 # shellcheck disable=SC2086
 run ckpt_cu $CU16 $COMMON -i "$DATA/train_00*.bin" -o "$WORK/cu" ||
@@ -184,7 +185,7 @@ craft strip "$CPU_MODEL" "$WORK/cpu_model_plain.bin"
 craft strip "$CPU_STATE" "$WORK/cpu_state_plain.bin"
 dir=$(resume_dir plain "$WORK/cpu_model_plain.bin" "$WORK/cpu_state_plain.bin")
 # shellcheck disable=SC2086
-if run resume_plain ./train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir" &&
+if run resume_plain $BIN/train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir" &&
     grep -q "resume: from step 2" "$WORK/resume_plain.log"; then
     ok "a model and state without checksum (header[254] = 0, llm.c's files) resume"
 else
@@ -214,7 +215,7 @@ for spec in "${STATE_CASES[@]}"; do
     IFS='|' read -r what edits pattern <<<"$spec"
     for trainer in cpu cu; do
         if [ "$trainer" = cpu ]; then
-            bin=./train_gpt2 model=$CPU_MODEL state=$CPU_STATE
+            bin=$BIN/train_gpt2 model=$CPU_MODEL state=$CPU_STATE
         else
             bin=$CU16 model=$CU_MODEL state=$CU_STATE
         fi
@@ -229,19 +230,19 @@ done
 dir=$(resume_dir state_dir "$CPU_MODEL" "$WORK")
 # shellcheck disable=SC2086
 expect_error "a directory as the state file" "state_00000002_00000.bin: is a directory, expected a file" \
-    ./train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir"
+    $BIN/train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir"
 
 # ---------------------------------------------------------------------------------------------
 # 3. One flipped bit: the checksum names the file (both trainers, model and state, fp32 and bf16).
 #    Flips in the middle of the parameters, or of AdamW's moments, change nothing a field check
 #    could see.
 FLIPS=(
-    "fp32 model, a parameter|./train_gpt2|$CPU_MODEL|model|0.5"
-    "fp32 model, header slot 100|./train_gpt2|$CPU_MODEL|model|400"
+    "fp32 model, a parameter|$BIN/train_gpt2|$CPU_MODEL|model|0.5"
+    "fp32 model, header slot 100|$BIN/train_gpt2|$CPU_MODEL|model|400"
     "fp32 model, read by the CUDA trainer|$CU16|$CPU_MODEL|model|0.7"
     "bf16 model, a parameter|$CU16|$CU_MODEL|model|0.5"
-    "state, AdamW m|./train_gpt2|$CPU_STATE|state|0.2"
-    "state, the loader rng's table|./train_gpt2|$CPU_STATE|state|-2000"
+    "state, AdamW m|$BIN/train_gpt2|$CPU_STATE|state|0.2"
+    "state, the loader rng's table|$BIN/train_gpt2|$CPU_STATE|state|-2000"
     "bf16 state, master weights|$CU16|$CU_STATE|state|0.9"
 )
 for spec in "${FLIPS[@]}"; do
@@ -249,10 +250,10 @@ for spec in "${FLIPS[@]}"; do
     if [ "$where" -lt 0 ] 2>/dev/null; then where=$(($(stat -c %s "$file") + where)); fi
     craft flip "$file" "$WORK/flipped.bin" "$where"
     if [ "$kind" = model ]; then
-        dir=$(resume_dir flip "$WORK/flipped.bin" "$([ "$bin" = ./train_gpt2 ] && echo "$CPU_STATE" || echo "$CU_STATE")")
+        dir=$(resume_dir flip "$WORK/flipped.bin" "$([ "$bin" = "$BIN/train_gpt2" ] && echo "$CPU_STATE" || echo "$CU_STATE")")
         target=model_00000002.bin
     else
-        dir=$(resume_dir flip "$([ "$bin" = ./train_gpt2 ] && echo "$CPU_MODEL" || echo "$CU_MODEL")" "$WORK/flipped.bin")
+        dir=$(resume_dir flip "$([ "$bin" = "$BIN/train_gpt2" ] && echo "$CPU_MODEL" || echo "$CU_MODEL")" "$WORK/flipped.bin")
         target=state_00000002_00000.bin
     fi
     # shellcheck disable=SC2086
@@ -261,28 +262,28 @@ for spec in "${FLIPS[@]}"; do
 done
 craft flip "$CPU_MODEL" "$WORK/flipped.bin" 0.5
 expect_error "one flipped bit in a model read by test_gpt2" "flipped.bin: header\[255\]" \
-    ./test_gpt2 -e "$WORK/flipped.bin" -s "$WORK/nothing"
+    $BIN/test_gpt2 -e "$WORK/flipped.bin" -s "$WORK/nothing"
 expect_error "one flipped bit in a model read by chat" "flipped.bin: header\[255\]" \
-    ./chat -e "$WORK/flipped.bin" -v "$WORK/nothing" -p hi
+    $BIN/chat -e "$WORK/flipped.bin" -v "$WORK/nothing" -p hi
 # the kind slot is not a flag: one flipped bit cannot switch the check off
 craft flip "$CPU_MODEL" "$WORK/flipped_kind.bin" $((254 * 4))
 expect_error "one flipped bit in the checksum kind (header[254])" \
     "flipped_kind.bin: header\[254\] (checksum kind): expected 0 (none) or 1127363395" \
-    ./train_gpt2 -e "$WORK/flipped_kind.bin" -i "$DATA/train_000.bin" -x 1 -v 0 -s 0
+    $BIN/train_gpt2 -e "$WORK/flipped_kind.bin" -i "$DATA/train_000.bin" -x 1 -v 0 -s 0
 
 # ---------------------------------------------------------------------------------------------
 # 4. Sizes that overflow: model headers and descriptors, -b/-t, tokenizer counts.
 # maxT + Vp = 2^32 - 210 and C = 2^30, L = 16: the parameter count is 2^62 modulo 2^64, so
 # 1024 + 4 * count wraps to exactly 1024, this header-only file's length
 craft model_header "$WORK/wrapping_model.bin" 2147483439 1 16 1 1073741824 2147483647
-for bin in ./train_gpt2 "$CU16"; do
+for bin in $BIN/train_gpt2 "$CU16"; do
     expect_error "$(basename "$bin"): a 1024-byte model whose parameter count wraps to 0 bytes" \
         "wrapping_model.bin: bad model header (header\[2..7\]: .*): maxT must be in 1..1048576" \
         $bin -e "$WORK/wrapping_model.bin" -i "$DATA/train_000.bin" -x 1 -v 0 -s 0
 done
 craft model_header "$WORK/huge_layers.bin" 1024 50257 1000000 12 768 50304
 expect_error "a model header with L = 10^6" "huge_layers.bin: .*L must be in 1..1024" \
-    ./test_gpt2 -e "$WORK/huge_layers.bin" -s "$WORK/nothing"
+    $BIN/test_gpt2 -e "$WORK/huge_layers.bin" -s "$WORK/nothing"
 DESCRIPTORS=(
     "L=1000000,C=64,NH=4|L must be in 1..1024"
     "L=2,C=1073741824,NH=4|C must be in 1..65536"
@@ -292,12 +293,12 @@ DESCRIPTORS=(
 )
 for spec in "${DESCRIPTORS[@]}"; do
     IFS='|' read -r descriptor pattern <<<"$spec"
-    for bin in ./train_gpt2 "$CU16"; do
+    for bin in $BIN/train_gpt2 "$CU16"; do
         expect_error "$(basename "$bin"): descriptor $descriptor" "model descriptor $descriptor: $pattern" \
             $bin -e "$descriptor" -i "$DATA/train_000.bin" -x 1 -v 0 -s 0
     done
 done
-for bin in ./train_gpt2 "$CU32"; do
+for bin in $BIN/train_gpt2 "$CU32"; do
     expect_error "$(basename "$bin"): -b 65536 -t 65536 (2^32 tokens, 0 in int)" \
         "bad values -b 65536 -t 65536: B\*T = 4294967296 tokens per micro-step, expected at most 2147483647" \
         $bin -e d2 -b 65536 -t 65536 -x 1
@@ -309,13 +310,13 @@ craft tokenizer "$WORK/tok_overflow.bin" 1000 2147483647 2147483647
 printf 'some text\n' >"$WORK/text.txt"
 expect_error "tokenizer file whose counts overflow int (encode)" \
     "tok_overflow.bin: header\[5\] merges (2147483647) + header\[6\] special tokens (2147483647) + 256 bytes != V (1000)" \
-    ./tokenizer encode -v "$WORK/tok_overflow.bin" -i "$WORK/text.txt" -o -
+    $BIN/tokenizer encode -v "$WORK/tok_overflow.bin" -i "$WORK/text.txt" -o -
 expect_error "tokenizer file whose counts overflow int (the trainer's --tokenizer)" "tok_overflow.bin: " \
-    ./train_gpt2 -e d2 -i "$DATA/train_000.bin" -x 1 -v 0 -s 1 --tokenizer "$WORK/tok_overflow.bin"
+    $BIN/train_gpt2 -e d2 -i "$DATA/train_000.bin" -x 1 -v 0 -s 1 --tokenizer "$WORK/tok_overflow.bin"
 craft tokenizer "$WORK/tok_huge_v.bin" 16777216 0 1
 expect_error "header-only tokenizer file with V = 2^24 (decode)" \
     "tok_huge_v.bin: header\[2\] (V): 16777216 tokens need at least 33554432 bytes" \
-    ./tokenizer decode -v "$WORK/tok_huge_v.bin" -i "$DATA/val_000.bin"
+    $BIN/tokenizer decode -v "$WORK/tok_huge_v.bin" -i "$DATA/val_000.bin"
 
 # ---------------------------------------------------------------------------------------------
 # 5. Names are file names: --name and --tokenizer-name are refused with a glob character, a '/'
@@ -328,7 +329,7 @@ for spec in "--name|*" "--name|data*" "--name|../x" "--name|.hidden" "--tokenize
     "--tokenizer-name|a/b.bin" "--tokenizer-name|t?k.bin"; do
     IFS='|' read -r flag value <<<"$spec"
     expect_error "tokenizer prepare $flag '$value' is refused" "bad value '.*' for $flag: " \
-        ./tokenizer prepare -i "$WORK/text.txt" -o "$OUT/sub" "$flag" "$value"
+        $BIN/tokenizer prepare -i "$WORK/text.txt" -o "$OUT/sub" "$flag" "$value"
 done
 if [ "$(ls -A "$OUT/sub")" = other_train_000000.bin ] && [ "$(ls -A "$OUT")" = sub ] &&
     [ ! -e "$WORK/x" ]; then
@@ -340,7 +341,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 6. A directory where a file is expected says so.
 mkdir -p "$WORK/adir.bin" "$WORK/shards_dir/train_dir.bin"
-for bin in ./train_gpt2 "$CU16"; do
+for bin in $BIN/train_gpt2 "$CU16"; do
     expect_error "$(basename "$bin"): -e DIR" "adir.bin: is a directory, expected a file" \
         $bin -e "$WORK/adir.bin" -i "$DATA/train_000.bin" -x 1
     expect_error "$(basename "$bin"): -i matching a directory" "train_dir.bin: is a directory, expected a file" \
@@ -351,11 +352,43 @@ for bin in ./train_gpt2 "$CU16"; do
         $bin -e d2 -i "$DATA/train_000.bin" --tokenizer "$WORK/adir.bin" -x 1 -v 0
 done
 expect_error "chat -v DIR (tokenizer)" "adir.bin: is a directory, expected a file" \
-    ./chat -e "$CPU_MODEL" -v "$WORK/adir.bin" -p hi
+    $BIN/chat -e "$CPU_MODEL" -v "$WORK/adir.bin" -p hi
 expect_error "test_gpt2 -s DIR (debug state)" "adir.bin: is a directory, expected a file" \
-    ./test_gpt2 -e "$CPU_MODEL" -s "$WORK/adir.bin"
+    $BIN/test_gpt2 -e "$CPU_MODEL" -s "$WORK/adir.bin"
 expect_error "tokenizer show -i DIR (shard)" "adir.bin: is a directory, expected a file" \
-    ./tokenizer show -i "$WORK/adir.bin"
+    $BIN/tokenizer show -i "$WORK/adir.bin"
+
+# ---------------------------------------------------------------------------------------------
+# 7. Text read from a file appears in an error printably (found by tests/fuzz): a newline or a
+#    terminal escape in it would break the one line, or the terminal; they are shown as \xNN.
+# the -e in a state file's run record: "L\n=1C=32,..." (slot 128 = the bytes 'L' '\n' '=' '1')
+craft state "$CPU_STATE" "$WORK/state_ctrl_e.bin" slot128=$((0x313d0a4c))
+dir=$(resume_dir ctrl_e "$CPU_MODEL" "$WORK/state_ctrl_e.bin")
+# shellcheck disable=SC2086
+expect_error "a newline in the state file's -e" '-e (header\[128..\]): expected .L\\x0a=1C=32' \
+    $BIN/train_gpt2 $RESUME -i "$DATA/train_00*.bin" -o "$dir"
+mkdir -p "$WORK/vocab_ctrl"
+$PY - "$WORK/vocab_ctrl" <<'PYEOF'
+import json, sys
+tokens = {"a\nb\x1b[31m": 0}
+tokens.update({"k%d" % i: i + 1 for i in range(300)})
+open(sys.argv[1] + "/encoder.json", "w").write(json.dumps(tokens))
+open(sys.argv[1] + "/vocab.bpe", "w").write("#version: 0.2\n")
+lines = ["AA== 1\x1b[2J"] + ["AA== %d" % i for i in range(1, 300)]
+open(sys.argv[1] + "/ranks.tiktoken", "w").write("\n".join(lines) + "\n")
+record = {"messages": [{"role": "us\x1b[31mer", "content": "x"}, {"role": "assistant", "content": "y"}]}
+open(sys.argv[1] + "/sft.jsonl", "w").write(json.dumps(record) + "\n")
+PYEOF
+EXPECT_ERROR_AFTER_PROGRESS=1 # the tokenizer may print progress on stderr first
+expect_error "a newline and an escape in an encoder.json token" \
+    'encoder.json: token .a\\x0ab\\x1b\[31m. (id 0) is not spelled' \
+    $BIN/tokenizer encode -v "$WORK/vocab_ctrl" -i "$WORK/text.txt" -o -
+expect_error "an escape in a .tiktoken rank" 'ranks.tiktoken: line 1: rank .1\\x1b\[2J. is not in' \
+    $BIN/tokenizer encode -v "$WORK/vocab_ctrl/ranks.tiktoken" -i "$WORK/text.txt" -o -
+expect_error "an escape in an SFT record's role" \
+    'sft.jsonl: line 1: field .messages\[0\]\.role. is .us\\x1b\[31mer.' \
+    $BIN/tokenizer prepare --sft messages -i "$WORK/vocab_ctrl/sft.jsonl" -o "$WORK/sft_ctrl"
+EXPECT_ERROR_AFTER_PROGRESS=0
 
 # ---------------------------------------------------------------------------------------------
 checks_summary

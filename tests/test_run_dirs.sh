@@ -32,9 +32,9 @@ copy_checkpoint() {
     cp "$1/model_$name.bin" "$1/state_${name}_00000.bin" "$1/DONE_$name" "$3/"
 }
 
-make --no-print-directory -s train_gpt2 tokenizer build/cuda/emu-bf16/train_gpt2cu >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/tokenizer" build/cuda/emu-bf16/train_gpt2cu >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
-CPU=./train_gpt2
+CPU=$BIN/train_gpt2
 CU=./build/cuda/emu-bf16/train_gpt2cu
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export OMP_WAIT_POLICY=passive # idle OpenMP threads would otherwise starve the emulation's workers
@@ -42,21 +42,16 @@ MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_T
 
 if [ -z "$SHARDS" ]; then
     SHARDS=$WORK
-    python3 - "$SHARDS" <<'EOF'
-import random, struct, sys
-def shard(path, tokens):
-    header = [0] * 256
-    header[0:3] = [20240520, 1, len(tokens)]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", *header))
-        f.write(struct.pack("<%dH" % len(tokens), *tokens))
+    PYTHONPATH=tests python3 - "$SHARDS" <<'EOF'
+import random, sys
+from token_shards import text_like, vocabulary_sample, write_shard
 rng = random.Random(1234)
-ids = [rng.randrange(50257) for _ in range(500)]
-def draw(n):
-    return [ids[min(int(rng.expovariate(0.05)), 499)] for _ in range(n)]
-shard(sys.argv[1] + "/train_000.bin", draw(6000))
-shard(sys.argv[1] + "/train_001.bin", draw(3000))
-shard(sys.argv[1] + "/val_000.bin", draw(2000))
+ids = vocabulary_sample(rng)
+def shard(path, count):
+    write_shard(path, text_like(rng, ids, count))
+shard(sys.argv[1] + "/train_000.bin", 6000)
+shard(sys.argv[1] + "/train_001.bin", 3000)
+shard(sys.argv[1] + "/val_000.bin", 2000)
 EOF
 fi
 TRAIN="$SHARDS/train_00*.bin"
@@ -224,7 +219,7 @@ mkdir -p "$PREP"
 head -c 100000 /dev/urandom >"$PREP/.data_train_000000.bin.tmp$dead"
 head -c 100 /dev/urandom >"$PREP/.data_val_000000.bin.tmp$$"
 for i in $(seq 1 200); do echo "Line $i of a small text to prepare, with $((i * 7919 % 1000)) in it."; done >"$WORK/text.txt"
-if run prepare ./tokenizer prepare -i "$WORK/text.txt" -o "$PREP" --val-fraction 0 &&
+if run prepare "$BIN/tokenizer" prepare -i "$WORK/text.txt" -o "$PREP" --val-fraction 0 &&
     [ ! -e "$PREP/.data_train_000000.bin.tmp$dead" ] && [ -e "$PREP/.data_val_000000.bin.tmp$$" ] &&
     [ -e "$PREP/data_train_000000.bin" ] && grep -q "removed 1 temporary file(s)" "$WORK/prepare.log"; then
     ok "tokenizer prepare removes a dead PID's temporary file in -o, keeps a live one's"

@@ -16,7 +16,7 @@ mkdir -p "$WORK"
 # shellcheck source=tests/lib_checks.sh
 source "$ROOT/tests/lib_checks.sh"
 
-make --no-print-directory -s tokenizer train_gpt2 test_gpt2 chat build/test_sft >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s "$BIN/tokenizer" "$BIN/train_gpt2" "$BIN/test_gpt2" "$BIN/chat" "$UNIT_BIN/test_sft" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY3=python3
 TORCH_PY=""
@@ -24,10 +24,13 @@ for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
     if [ -n "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1; then TORCH_PY=$candidate; break; fi
 done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# the PyTorch references: with LLMC_REFERENCE_DIR, those an earlier run wrote (tests/lib_checks.sh)
+TORCH_REF="$TORCH_PY scripts/train_gpt2.py"
+[ -n "${LLMC_REFERENCE_DIR:-}" ] && [ -n "$TORCH_PY" ] && TORCH_REF=reused_reference
 
 # ---------------------------------------------------------------------------------------------
 # 1. unit checks (tests/test_sft.c): each line counts
-./build/test_sft >"$WORK/units.log" 2>&1
+$UNIT_BIN/test_sft >"$WORK/units.log" 2>&1
 units_status=$?
 while IFS= read -r line; do
     case $line in
@@ -45,13 +48,13 @@ for spec in alpaca:alpaca.json messages:messages.jsonl sharegpt:sharegpt.json gs
     format=${spec%%:*}
     file=${spec#*:}
     out=$WORK/$format
-    if ! ./tokenizer prepare --sft "$format" --seq-len 40 --val-fraction 0 -i "$FIX/$file" -o "$out" \
+    if ! $BIN/tokenizer prepare --sft "$format" --seq-len 40 --val-fraction 0 -i "$FIX/$file" -o "$out" \
         >"$WORK/prepare_$format.log" 2>&1; then
         not_ok "prepare --sft $format (see $WORK/prepare_$format.log)"
         continue
     fi
     ok "prepare --sft $format: $(head -1 "$WORK/prepare_$format.log")"
-    ./tokenizer show -v "$out/tokenizer.bin" -i "$out/data_train_000000.bin" >"$out/show.txt" 2>&1
+    $BIN/tokenizer show -v "$out/tokenizer.bin" -i "$out/data_train_000000.bin" >"$out/show.txt" 2>&1
     if cmp -s "$out/show.txt" "$FIX/$format.show.txt"; then
         ok "show $format: rows, [[trained spans]] and special tokens exactly as in $format.show.txt"
     else
@@ -96,10 +99,10 @@ done
 
 # truncation: a conversation longer than T+1 is cut and counted; one left with nothing to train
 # (the system one: its answer is past the cut) is dropped
-./tokenizer prepare --sft messages --seq-len 12 --val-fraction 0 -i "$FIX/messages.jsonl" -o "$WORK/trunc" \
+$BIN/tokenizer prepare --sft messages --seq-len 12 --val-fraction 0 -i "$FIX/messages.jsonl" -o "$WORK/trunc" \
     >"$WORK/trunc.log" 2>&1
 if grep -q "1 packed, 2 truncated to T+1 = 13 tokens, 1 dropped" "$WORK/trunc.log" &&
-    ./tokenizer show -v "$WORK/trunc/tokenizer.bin" -i "$WORK/trunc/data_train_000000.bin" >"$WORK/trunc.txt" &&
+    $BIN/tokenizer show -v "$WORK/trunc/tokenizer.bin" -i "$WORK/trunc/data_train_000000.bin" >"$WORK/trunc.txt" &&
     [ "$(grep -c '^=== row' "$WORK/trunc.txt")" -eq 1 ] &&
     grep -q '^<|endoftext|><|user_start|>1+1?<|user_end|><|assistant_start|>\[\[2<|assistant_end|>\]\]' "$WORK/trunc.txt"; then
     ok "truncation: both conversations cut to T+1 = 13 and counted; the one with no answer left dropped"
@@ -115,50 +118,50 @@ fi
 # the real data sets parse: gsm8k train (JSONL) and code_alpaca (a JSON array)
 if [ -f "$DATA/gsm8k/train.jsonl" ]; then
     check "prepare --sft gsm8k on the 7,473 GSM8K train problems" \
-        ./tokenizer prepare --sft gsm8k --seq-len 256 -i "$DATA/gsm8k/train.jsonl" -o "$WORK/gsm8k_full"
+        $BIN/tokenizer prepare --sft gsm8k --seq-len 256 -i "$DATA/gsm8k/train.jsonl" -o "$WORK/gsm8k_full"
     grep -q "7473 conversations" "$WORK/check.log" && ok "gsm8k: all 7473 conversations read" ||
         not_ok "gsm8k conversation count: $(head -1 "$WORK/check.log")"
 fi
 if [ -f "$DATA/sft/code_alpaca_2k.json" ]; then
     check "prepare --sft alpaca on code_alpaca_2k.json (a JSON array)" \
-        ./tokenizer prepare --sft alpaca --seq-len 256 -i "$DATA/sft/code_alpaca_2k.json" -o "$WORK/alpaca_full"
+        $BIN/tokenizer prepare --sft alpaca --seq-len 256 -i "$DATA/sft/code_alpaca_2k.json" -o "$WORK/alpaca_full"
 fi
 
 # ---------------------------------------------------------------------------------------------
 # 3. bad inputs: one line naming the file, line and field; exit 1; nothing written
 expect_error "missing field" "bad_missing_field.jsonl: line 2: missing field 'answer'" \
-    ./tokenizer prepare --sft gsm8k --seq-len 40 -i "$FIX/bad_missing_field.jsonl" -o "$WORK/bad1"
+    $BIN/tokenizer prepare --sft gsm8k --seq-len 40 -i "$FIX/bad_missing_field.jsonl" -o "$WORK/bad1"
 expect_error "malformed JSONL" "bad_json.jsonl: line 2: not valid JSON" \
-    ./tokenizer prepare --sft gsm8k --seq-len 40 -i "$FIX/bad_json.jsonl" -o "$WORK/bad2"
+    $BIN/tokenizer prepare --sft gsm8k --seq-len 40 -i "$FIX/bad_json.jsonl" -o "$WORK/bad2"
 expect_error "unknown role" "bad_role.jsonl: line 1: field 'messages\[1\].role' is 'robot'" \
-    ./tokenizer prepare --sft messages --seq-len 40 -i "$FIX/bad_role.jsonl" -o "$WORK/bad3"
+    $BIN/tokenizer prepare --sft messages --seq-len 40 -i "$FIX/bad_role.jsonl" -o "$WORK/bad3"
 expect_error "wrong format for the file" "gsm8k.jsonl: line 1: missing field 'instruction'" \
-    ./tokenizer prepare --sft alpaca --seq-len 40 -i "$FIX/gsm8k.jsonl" -o "$WORK/bad4"
+    $BIN/tokenizer prepare --sft alpaca --seq-len 40 -i "$FIX/gsm8k.jsonl" -o "$WORK/bad4"
 expect_error "turn order" "field 'conversations': user and assistant messages must alternate" \
-    ./tokenizer prepare --sft sharegpt --seq-len 40 -i "$FIX/bad_order.json" -o "$WORK/bad5"
+    $BIN/tokenizer prepare --sft sharegpt --seq-len 40 -i "$FIX/bad_order.json" -o "$WORK/bad5"
 expect_error "malformed JSON array" "bad_array.json: line 3: expected ',' or ']'" \
-    ./tokenizer prepare --sft alpaca --seq-len 40 -i "$FIX/bad_array.json" -o "$WORK/bad6"
+    $BIN/tokenizer prepare --sft alpaca --seq-len 40 -i "$FIX/bad_array.json" -o "$WORK/bad6"
 expect_error "unknown --sft format" "bad value 'chatml' for --sft" \
-    ./tokenizer prepare --sft chatml -i "$FIX/gsm8k.jsonl" -o "$WORK/bad7"
+    $BIN/tokenizer prepare --sft chatml -i "$FIX/gsm8k.jsonl" -o "$WORK/bad7"
 written=$(ls -d "$WORK"/bad* 2>/dev/null | wc -l)
 [ "$written" -eq 0 ] && ok "failed prepares wrote nothing (no output directory)" ||
     not_ok "failed prepares left $written output directories"
 # an earlier good output is left as it was by a failing run into the same directory
 before=$(sha256sum "$WORK/gsm8k/data_train_000000.mask" | cut -c1-64)
-./tokenizer prepare --sft gsm8k --seq-len 40 --val-fraction 0 -i "$FIX/gsm8k.jsonl" "$FIX/bad_json.jsonl" \
+$BIN/tokenizer prepare --sft gsm8k --seq-len 40 --val-fraction 0 -i "$FIX/gsm8k.jsonl" "$FIX/bad_json.jsonl" \
     -o "$WORK/gsm8k" >/dev/null 2>&1
 after=$(sha256sum "$WORK/gsm8k/data_train_000000.mask" | cut -c1-64)
 [ "$before" = "$after" ] && [ -z "$(ls -A "$WORK/gsm8k" | grep tmp)" ] &&
     ok "a failing prepare leaves the earlier shards and no temporary files" ||
     not_ok "a failing prepare changed $WORK/gsm8k"
 # a plain (unmasked) shard and a tokenizer file without the chat tokens
-./tokenizer prepare -i "$FIX/gsm8k.jsonl" --field question,answer --val-fraction 0 -o "$WORK/plain" >/dev/null 2>&1
+$BIN/tokenizer prepare -i "$FIX/gsm8k.jsonl" --field question,answer --val-fraction 0 -o "$WORK/plain" >/dev/null 2>&1
 expect_error "T of the mask shard is checked" "made for rows of T=40 (header\[3\]), but the sequence length is T=32" \
-    ./train_gpt2 -e d2 -i "$WORK/gsm8k/data_train_000000.bin" -j "" -b 1 -t 32 -x 1 -s 0
+    $BIN/train_gpt2 -e d2 -i "$WORK/gsm8k/data_train_000000.bin" -j "" -b 1 -t 32 -x 1 -s 0
 expect_error "--mask 1 without masks" "no mask shard beside it" \
-    ./train_gpt2 -e d2 -i "$WORK/plain/data_train_000000.bin" -j "" -b 1 -t 16 -x 1 -s 0 --mask 1
+    $BIN/train_gpt2 -e d2 -i "$WORK/plain/data_train_000000.bin" -j "" -b 1 -t 16 -x 1 -s 0 --mask 1
 expect_error "show without a mask" "no mask shard" \
-    ./tokenizer show -i "$WORK/plain/data_train_000000.bin"
+    $BIN/tokenizer show -i "$WORK/plain/data_train_000000.bin"
 
 # ---------------------------------------------------------------------------------------------
 # 4. masked loss and gradients against PyTorch, with a row that has no trained target
@@ -167,15 +170,15 @@ if [ -z "$TORCH_PY" ]; then
 else
     for config in "d2_b3_t32|d2|5|3|32|0.4|1" "v1000_b4_t19|L=2,C=64,NH=4,V=1000,maxT=64|6|4|19|0.7|0"; do
         IFS='|' read -r name descriptor seed B T fraction row <<<"$config"
-        if $TORCH_PY scripts/train_gpt2.py --model "$descriptor" --seed "$seed" -b "$B" -t "$T" --steps 8 \
+        if $TORCH_REF --model "$descriptor" --seed "$seed" -b "$B" -t "$T" --steps 8 \
             --loss-mask "$fraction" --masked-row "$row" --write-model "$WORK/$name.bin" \
             --write-state "$WORK/${name}_state.bin" >"$WORK/ref_$name.log" 2>&1; then
-            ok "masked reference dump $name ($(grep 'loss mask' "$WORK/ref_$name.log"), row $row all masked)"
+            ok "masked reference dump $name ($(grep -m 1 -E 'loss mask|reused' "$WORK/ref_$name.log"), row $row all masked)"
         else
             not_ok "masked reference dump $name (see $WORK/ref_$name.log)"
             continue
         fi
-        if ./test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin" >"$WORK/test_$name.log" 2>&1; then
+        if $BIN/test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin" >"$WORK/test_$name.log" 2>&1; then
             ok "test_gpt2 $name: masked loss, 16 gradients and 8 AdamW steps match PyTorch"
         else
             not_ok "test_gpt2 $name (see $WORK/test_$name.log)"
@@ -187,13 +190,13 @@ else
     # 1.1e-5, 10x that (measured <= 1e-6)
     if [ -f "$DATA/gsm8k/test.jsonl" ]; then
         head -300 "$DATA/gsm8k/test.jsonl" >"$WORK/parity.jsonl"
-        ./tokenizer prepare --sft gsm8k --seq-len 64 --val-fraction 0 -i "$WORK/parity.jsonl" -o "$WORK/parity" \
+        $BIN/tokenizer prepare --sft gsm8k --seq-len 64 --val-fraction 0 -i "$WORK/parity.jsonl" -o "$WORK/parity" \
             >"$WORK/parity_prepare.log" 2>&1
-        $TORCH_PY scripts/train_gpt2.py --model "L=2,C=64,NH=4,V=50263,maxT=64" --seed 3 \
+        $TORCH_REF --model "L=2,C=64,NH=4,V=50263,maxT=64" --seed 3 \
             --write-model "$WORK/parity_model.bin" --mode none >"$WORK/parity_model.log" 2>&1
-        ./train_gpt2 -e "$WORK/parity_model.bin" -i "$WORK/parity/data_train_*.bin" -j "" -b 2 -t 64 -d 384 \
+        $BIN/train_gpt2 -e "$WORK/parity_model.bin" -i "$WORK/parity/data_train_*.bin" -j "" -b 2 -t 64 -d 384 \
             -l 1e-3 -c 0.1 -x 8 -u 2 -q 0.1 -s 0 -o "$WORK/parity_c" >"$WORK/parity_c.log" 2>&1
-        $TORCH_PY scripts/train_gpt2.py --mode train --model "$WORK/parity_model.bin" \
+        $TORCH_REF --mode train --model "$WORK/parity_model.bin" \
             --input "$WORK/parity/data_train_*.bin" -b 2 -t 64 -d 384 -l 1e-3 -c 0.1 --steps 8 -u 2 -q 0.1 \
             --losses "$WORK/parity_ref.txt" >"$WORK/parity_ref.log" 2>&1
         if summary=$($PY3 - "$WORK/parity_c/main.log" "$WORK/parity_ref.txt" <<'EOF'
@@ -221,7 +224,7 @@ i = mask.index(0)
 struct.pack_into("<i", data, offset + 4 * i, 1)
 open(sys.argv[2], "wb").write(data)
 EOF
-    if ./test_gpt2 -e "$WORK/d2_b3_t32.bin" -s "$WORK/flipped_state.bin" >"$WORK/flipped.log" 2>&1; then
+    if $BIN/test_gpt2 -e "$WORK/d2_b3_t32.bin" -s "$WORK/flipped_state.bin" >"$WORK/flipped.log" 2>&1; then
         not_ok "a state whose mask trains one more target still passed (the mask is not checked)"
     else
         ok "(control) one more trained target in the mask: test_gpt2 fails ($(grep -c FAIL "$WORK/flipped.log") failed lines)"
@@ -230,8 +233,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # 5. end to end: masked training lowers the masked loss; the checkpoint chats and scores GSM8K
-./tokenizer prepare --sft gsm8k --seq-len 64 --val-fraction 0 -i "$FIX/gsm8k.jsonl" -o "$WORK/e2e" >/dev/null 2>&1
-./train_gpt2 -e d2 -i "$WORK/e2e/data_train_000000.bin" -j "$WORK/e2e/data_train_000000.bin" -b 1 -t 64 \
+$BIN/tokenizer prepare --sft gsm8k --seq-len 64 --val-fraction 0 -i "$FIX/gsm8k.jsonl" -o "$WORK/e2e" >/dev/null 2>&1
+$BIN/train_gpt2 -e d2 -i "$WORK/e2e/data_train_000000.bin" -j "$WORK/e2e/data_train_000000.bin" -b 1 -t 64 \
     -x 6 -l 3e-3 -v 6 -s 0 -o "$WORK/e2e_run" >"$WORK/e2e_train.log" 2>&1
 first=$(grep -m1 'val loss' "$WORK/e2e_train.log" | awk '{print $5}')
 last=$(grep 'val loss' "$WORK/e2e_train.log" | tail -1 | awk '{print $5}')
@@ -243,12 +246,12 @@ else
 fi
 # resume with masks: 2 steps, then resumed to 4 = 4 steps at once (the loader's position is in
 # the state file; the lr is constant: -q 1)
-./tokenizer prepare --sft alpaca --seq-len 24 --val-fraction 0 -i "$FIX/alpaca.json" -o "$WORK/resume_data" \
+$BIN/tokenizer prepare --sft alpaca --seq-len 24 --val-fraction 0 -i "$FIX/alpaca.json" -o "$WORK/resume_data" \
     >"$WORK/resume_prepare.log" 2>&1
 resume_args=(-e d2 -i "$WORK/resume_data/data_train_000000.bin" -j "" -b 1 -t 24 -s 0 -l 1e-3)
-./train_gpt2 "${resume_args[@]}" -x 4 -o "$WORK/resume_full" >"$WORK/resume_full.log" 2>&1
-./train_gpt2 "${resume_args[@]}" -x 2 -o "$WORK/resume_part" >"$WORK/resume_part.log" 2>&1
-./train_gpt2 "${resume_args[@]}" -x 4 -y 1 -o "$WORK/resume_part" >"$WORK/resume_again.log" 2>&1
+$BIN/train_gpt2 "${resume_args[@]}" -x 4 -o "$WORK/resume_full" >"$WORK/resume_full.log" 2>&1
+$BIN/train_gpt2 "${resume_args[@]}" -x 2 -o "$WORK/resume_part" >"$WORK/resume_part.log" 2>&1
+$BIN/train_gpt2 "${resume_args[@]}" -x 4 -y 1 -o "$WORK/resume_part" >"$WORK/resume_again.log" 2>&1
 if [ "$(grep -c trl "$WORK/resume_full/main.log" 2>/dev/null)" = 4 ] &&
     diff <(grep trl "$WORK/resume_full/main.log") <(grep trl "$WORK/resume_part/main.log") >/dev/null; then
     ok "masked training resumed after step 2 reproduces the 4-step run's losses exactly"
@@ -256,23 +259,23 @@ else
     not_ok "masked resume (see $WORK/resume_full.log, $WORK/resume_again.log)"
 fi
 model=$WORK/e2e_run/model_00000006.bin
-if ./chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --prompt "What is 10 - 4?" --max-tokens 16 --temperature 0 \
+if $BIN/chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --prompt "What is 10 - 4?" --max-tokens 16 --temperature 0 \
     >"$WORK/chat.log" 2>&1 && [ -s "$WORK/chat.log" ]; then
     ok "chat --prompt answers and exits: $(head -c 80 "$WORK/chat.log" | tr '\n' ' ')"
 else
     not_ok "chat --prompt (see $WORK/chat.log)"
 fi
 printf 'What is 10 - 4?\n/reset\nTom has 3 apples and buys 2 more. How many apples?\n' |
-    ./chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --max-tokens 8 >"$WORK/chat_multi.log" 2>&1 &&
+    $BIN/chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --max-tokens 8 >"$WORK/chat_multi.log" 2>&1 &&
     ok "chat keeps a conversation over stdin turns and /reset" || not_ok "chat over stdin (see $WORK/chat_multi.log)"
-if ./chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --eval-gsm8k "$FIX/gsm8k.jsonl" --temperature 0 --max-tokens 32 \
+if $BIN/chat -e "$model" -v "$WORK/e2e/tokenizer.bin" --eval-gsm8k "$FIX/gsm8k.jsonl" --temperature 0 --max-tokens 32 \
     >"$WORK/eval.log" 2>&1 && grep -q "gsm8k exact match: [0-2] / 2" "$WORK/eval.log"; then
     ok "chat --eval-gsm8k scores exact match: $(tail -1 "$WORK/eval.log")"
 else
     not_ok "chat --eval-gsm8k (see $WORK/eval.log)"
 fi
 expect_error "chat needs the chat tokens" "no special token <|user_start|>" \
-    ./chat -e "$model" -v "$WORK/plain/tokenizer.bin"
+    $BIN/chat -e "$model" -v "$WORK/plain/tokenizer.bin"
 
 # ---------------------------------------------------------------------------------------------
 checks_summary

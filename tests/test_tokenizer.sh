@@ -17,8 +17,8 @@ mkdir -p "$WORK"
 # shellcheck source=tests/lib_checks.sh
 source "$ROOT/tests/lib_checks.sh"
 
-T=$ROOT/tokenizer
-make --no-print-directory -s tokenizer build/test_tokenizer_units >"$WORK/build.log" 2>&1 ||
+T=$ROOT/$BIN/tokenizer
+make --no-print-directory -s "$BIN/tokenizer" "$UNIT_BIN/test_tokenizer_units" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make tokenizer failed"; echo "0 passed, 1 failed"; exit 1; }
 
 find_python() {
@@ -49,7 +49,7 @@ same() {
 # 1. unit checks: Unicode classes vs tiktoken's regex, hand-checked splits, merge paths, file format
 CLASSES=""
 if [ -n "$PY" ] && $REF classes "$WORK/classes.txt"; then CLASSES=$WORK/classes.txt; fi
-./build/test_tokenizer_units "$GPT2" "$CLASSES" "$WORK" >"$WORK/units.log" 2>&1
+$UNIT_BIN/test_tokenizer_units "$GPT2" "$CLASSES" "$WORK" >"$WORK/units.log" 2>&1
 units_status=$?
 while IFS= read -r line; do
     case "$line" in
