@@ -41,6 +41,13 @@ __device__ __forceinline__ void attention_load_rows(float (*tile)[PITCH], const 
     }
 }
 
+// This block's head in qkv (B,T,3,NH,HS) (blockIdx.y is the head, blockIdx.z the batch row): its
+// q rows start here, 3C apart; k and v follow at +C and +2C.
+__device__ __forceinline__ const floatX *attention_head_qkv(const floatX *qkv, int T, int NH,
+                                                            int HS) {
+    return qkv + (size_t)blockIdx.z * T * 3 * NH * HS + (size_t)blockIdx.y * HS;
+}
+
 template <int HS_MAX>
 __device__ __forceinline__ float attention_dot(const float *a, const float *b) {
     float sum = 0.0f;
@@ -61,7 +68,7 @@ __global__ void attention_forward_kernel(floatX *out, float *lse, const floatX *
     int h = blockIdx.y, b = blockIdx.z;
     int q_start = blockIdx.x * TILE, t = q_start + threadIdx.x;
     size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
-    const floatX *q_base = qkv + (size_t)b * T * qkv_stride + (size_t)h * HS;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
     float q[HS_MAX], o[HS_MAX];
     LLMC_UNROLL
     for (int d = 0; d < HS_MAX; d++) {
@@ -125,7 +132,7 @@ __global__ void attention_backward_dq_kernel(floatX *dqkv, float *dsum, const fl
     int h = blockIdx.y, b = blockIdx.z;
     int q_start = blockIdx.x * TILE, t = q_start + threadIdx.x;
     size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
-    const floatX *q_base = qkv + (size_t)b * T * qkv_stride + (size_t)h * HS;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
     const floatX *dout_base = dout + (size_t)b * T * C + (size_t)h * HS;
     attention_load_rows<TILE, HS_MAX + 1>(q_rows, q_base, qkv_stride, q_start, T, HS);
     attention_load_rows<TILE, HS_MAX + 1>(dout_rows, dout_base, C, q_start, T, HS);
@@ -181,7 +188,7 @@ __global__ void attention_backward_dkdv_kernel(floatX *dqkv, const floatX *dout,
     int h = blockIdx.y, b = blockIdx.z;
     int k_start = blockIdx.x * TILE, j = k_start + threadIdx.x;
     size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
-    const floatX *q_base = qkv + (size_t)b * T * qkv_stride + (size_t)h * HS;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
     const floatX *dout_base = dout + (size_t)b * T * C + (size_t)h * HS;
     const float *lse_row = lse + ((size_t)b * NH + h) * T,
                 *dsum_row = dsum + ((size_t)b * NH + h) * T;

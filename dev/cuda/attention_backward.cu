@@ -135,10 +135,6 @@ static BackwardBounds attention_backward_bounds(int T, int HS, const BackwardMag
     return bounds;
 }
 
-typedef struct {
-    int B, T, NH, HS;
-} Shape;
-
 // dqkv (B,T,3C) -> a check per part named in parts ("qkv": dq, dk, dv), each over B*T*C elements.
 // planted: the same bounds must fail somewhere on it.
 static int check_dqkv(const char *label, const char *parts, int planted, const float *dqkv,
@@ -171,7 +167,7 @@ static int check_dqkv(const char *label, const char *parts, int planted, const f
 }
 
 // Checks both versions at one shape; returns 1 when everything passed.
-static int check_shape(Shape shape) {
+static int check_shape(AttentionShape shape) {
     int B = shape.B, T = shape.T, NH = shape.NH, HS = shape.HS, C = NH * HS;
     size_t BT = (size_t)B * T, BTC = BT * C, BNHT = BT * NH;
     printf("B=%d T=%d NH=%d HS=%d:\n", B, T, NH, HS);
@@ -258,21 +254,9 @@ static int check_shape(Shape shape) {
 }
 
 int main(void) {
-    cudaDeviceProp props;
-    cuda_check(cudaGetDeviceProperties(&props, 0));
-    printf("attention_backward: %s, device %s\n", PRECISION_NAME, props.name);
-    matmul_init();
-    int NH = DEV_EMULATED ? 2 : 12, HS = DEV_EMULATED ? 16 : 64;
-    Shape shapes[] = {{2, 1, NH, HS},
-                      {2, 37, NH, HS},
-                      {2, 64, NH, HS},
-                      {DEV_EMULATED ? 1 : 2, 1024, DEV_EMULATED ? 1 : NH, HS}};
-    int all_ok = 1;
-    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-        all_ok &= check_shape(shapes[i]);
-
-    // timing at GPT-2 124M's attention shape (one layer), or a small one under the emulation
-    int B = DEV_EMULATED ? 1 : 16, T = DEV_EMULATED ? 256 : 1024, C = NH * HS;
+    int all_ok = attention_check_shapes("attention_backward", check_shape);
+    AttentionShape timed = attention_timed_shape();
+    int B = timed.B, T = timed.T, NH = timed.NH, HS = timed.HS, C = NH * HS;
     int repeats = DEV_EMULATED ? 1 : 20;
     size_t BTC = (size_t)B * T * C, BNHT = (size_t)B * NH * T;
     floatX *d_qkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkv");

@@ -99,6 +99,34 @@ static ForwardBounds attention_forward_bounds(int T, int HS, int materialised) {
     return bounds;
 }
 
+typedef struct {
+    int B, T, NH, HS;
+} AttentionShape;
+
+// Prints the program's header line and runs check (AttentionShape -> 1 when passed) at T = 1, 37,
+// 64 and 1024: small heads under the emulation (HS = 16, as the test models; T = 1024 at B = NH
+// = 1 to stay quick), GPT-2's NH = 12, HS = 64 on a GPU. Returns 1 when every shape passed.
+template <typename Check> static int attention_check_shapes(const char *program, Check check) {
+    cudaDeviceProp props;
+    cuda_check(cudaGetDeviceProperties(&props, 0));
+    printf("%s: %s, device %s\n", program, PRECISION_NAME, props.name);
+    matmul_init();
+    int NH = DEV_EMULATED ? 2 : 12, HS = DEV_EMULATED ? 16 : 64;
+    AttentionShape shapes[] = {{2, 1, NH, HS},
+                               {2, 37, NH, HS},
+                               {2, 64, NH, HS},
+                               {DEV_EMULATED ? 1 : 2, 1024, DEV_EMULATED ? 1 : NH, HS}};
+    int all_ok = 1;
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) all_ok &= check(shapes[i]);
+    return all_ok;
+}
+
+// The timed shape: one layer of GPT-2 124M at B = 16, T = 1024 on a GPU, a small one emulated.
+static inline AttentionShape attention_timed_shape(void) {
+    AttentionShape gpu = {16, 1024, 12, 64}, emulated = {1, 256, 2, 16};
+    return DEV_EMULATED ? emulated : gpu;
+}
+
 // Version 1 of the kernels: the materialising attention (llmc/attention.cuh before flash
 // attention), kept to compare against. Its (B,NH,T,T) matrices are what flash attention removes.
 

@@ -19,12 +19,8 @@ planted-error lines (at T = 1 the bug changes nothing, so from T = 37 on).
 */
 #include "attention_common.cuh"
 
-typedef struct {
-    int B, T, NH, HS;
-} Shape;
-
 // Checks both versions at one shape; returns 1 when everything passed.
-static int check_shape(Shape shape) {
+static int check_shape(AttentionShape shape) {
     int B = shape.B, T = shape.T, NH = shape.NH, HS = shape.HS, C = NH * HS;
     size_t BT = (size_t)B * T, BTC = BT * C, BNHT = BT * NH;
     printf("B=%d T=%d NH=%d HS=%d:\n", B, T, NH, HS);
@@ -90,22 +86,9 @@ static int check_shape(Shape shape) {
 }
 
 int main(void) {
-    cudaDeviceProp props;
-    cuda_check(cudaGetDeviceProperties(&props, 0));
-    printf("attention_forward: %s, device %s\n", PRECISION_NAME, props.name);
-    matmul_init();
-    // small heads under the emulation (HS = 16, as the test models), GPT-2's 64 on a GPU
-    int NH = DEV_EMULATED ? 2 : 12, HS = DEV_EMULATED ? 16 : 64;
-    Shape shapes[] = {{2, 1, NH, HS},
-                      {2, 37, NH, HS},
-                      {2, 64, NH, HS},
-                      {DEV_EMULATED ? 1 : 2, 1024, DEV_EMULATED ? 1 : NH, HS}};
-    int all_ok = 1;
-    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-        all_ok &= check_shape(shapes[i]);
-
-    // timing at GPT-2 124M's attention shape (one layer), or a small one under the emulation
-    int B = DEV_EMULATED ? 1 : 16, T = DEV_EMULATED ? 256 : 1024, C = NH * HS;
+    int all_ok = attention_check_shapes("attention_forward", check_shape);
+    AttentionShape timed = attention_timed_shape();
+    int B = timed.B, T = timed.T, NH = timed.NH, HS = timed.HS, C = NH * HS;
     int repeats = DEV_EMULATED ? 1 : 20;
     size_t BTC = (size_t)B * T * C, BNHT = (size_t)B * NH * T;
     floatX *d_qkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkv");
