@@ -225,7 +225,7 @@ build/cuda/nvcc-dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_co
 	$(NVCC) $(NVCC_FLAGS) -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(MPI_COMPILE_FLAGS) -o $@ $< \
 		$(NVCC_LDLIBS) -lnccl $(MPI_LINK_FLAGS)
 
-build/cuda/nvcc-dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) | check_nvcc
+build/cuda/nvcc-dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
@@ -269,7 +269,7 @@ build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_com
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MPI_FLAGS) -x c++ -o $@ $< $(MPI_LINK_FLAGS) -lm
 
-build/cuda_emu/dev/%: dev/cuda/%.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS)
+build/cuda_emu/dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
 

@@ -163,7 +163,7 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
                                     double tolerance) {
     int B = ref->B, T = ref->T;
     const GPT2Config *cfg = &model->config;
-    int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads, HS = C / NH;
+    int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads;
     int Vp = cfg->padded_vocab_size;
     size_t BT = (size_t)B * T, c = (size_t)C;
     cpu::GPT2 host;
@@ -179,21 +179,17 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
     const ActivationTensors *a = &model->acts;
     const cpu::ActivationTensors *h = &host.acts;
     layer_compare_device(&check, "encoded", -1, a->encoded, h->encoded, BT * c);
-    float *qkv = (float *)malloc_check(BT * 3 * c * sizeof(float), "qkv");
+    float *lse = (float *)malloc_check(BT * NH * sizeof(float), "att_lse");
     for (int l = 0; l < L; l++) {
         size_t at = l * BT * c;
         layer_compare_device(&check, "ln1", l, a->ln1 + at, h->ln1 + at, BT * c);
-        // the GPU keeps q, k, v permuted to (B,NH,T,HS); put them back in (B,T,3C) order
-        float *qkvr = download_floatX(a->qkvr + 3 * at, 3 * BT * c);
-        for (size_t i = 0; i < 3 * BT * c; i++) {
-            size_t which = i / (BT * c), rest = i % (BT * c);
-            size_t s = rest % HS, t = (rest / HS) % T, head = (rest / (HS * T)) % NH;
-            size_t b = rest / (HS * T * NH);
-            qkv[(b * T + t) * 3 * c + which * c + head * HS + s] = qkvr[i];
-        }
-        free(qkvr);
-        layer_compare(&check, "qkv", l, qkv, h->qkv + 3 * at, 3 * BT * c);
+        layer_compare_device(&check, "qkv", l, a->qkv + 3 * at, h->qkv + 3 * at, 3 * BT * c);
         layer_compare_device(&check, "atty", l, a->atty + at, h->atty + at, BT * c);
+        // the attention's log-sum-exp per score row (B,NH,T), fp32 in both builds
+        size_t lse_at = l * BT * NH;
+        cuda_check(
+            cudaMemcpy(lse, a->att_lse + lse_at, BT * NH * sizeof(float), cudaMemcpyDeviceToHost));
+        layer_compare(&check, "att_lse", l, lse, h->att_lse + lse_at, BT * NH);
         layer_compare_device(&check, "residual2", l, a->residual2 + at, h->residual2 + at, BT * c);
         layer_compare_device(&check, "ln2", l, a->ln2 + at, h->ln2 + at, BT * c);
         layer_compare_device(&check, "fch", l, a->fch + 4 * at, h->fch + 4 * at, 4 * BT * c);
@@ -201,7 +197,7 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
                              4 * BT * c);
         layer_compare_device(&check, "residual3", l, a->residual3 + at, h->residual3 + at, BT * c);
     }
-    free(qkv);
+    free(lse);
     layer_compare_device(&check, "lnf", -1, a->lnf, h->lnf, BT * c);
     layer_compare_device(&check, "logits", -1, a->logits, h->logits, BT * (size_t)Vp);
 

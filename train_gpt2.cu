@@ -69,8 +69,8 @@ typedef struct {
     floatX *ln1;       // (L,B,T,C)
     float *ln1_mean;   // (L,B,T)
     float *ln1_rstd;   // (L,B,T)
-    floatX *qkvr;      // (L,3,B,NH,T,HS) q, k, v permuted per head
-    floatX *att;       // (L,B,NH,T,T) attention probabilities
+    floatX *qkv;       // (L,B,T,3C): q, k, v as the projection writes them, (B,T,3,NH,HS)
+    float *att_lse;    // (L,B,NH,T) log-sum-exp of each attention score row (flash attention)
     floatX *atty;      // (L,B,T,C)
     floatX *residual2; // (L,B,T,C)
     floatX *ln2;       // (L,B,T,C)
@@ -85,11 +85,9 @@ typedef struct {
     floatX *logits;    // (B,T,Vp); overwritten by dlogits in training
     float *losses;     // (B,T)
     // scratch
-    floatX *scratch_bt4c;       // (B,T,4C): qkv, dqkv, dfch
+    floatX *scratch_bt4c;       // (B,T,4C): dqkv, dfch
     floatX *scratch_btc;        // (B,T,C)
-    floatX *scratch_btc2;       // (B,T,C)
-    floatX *scratch_qkvr;       // (3,B,T,C): dq, dk, dv
-    floatX *scratch_att;        // (B,NH,T,T): datt
+    float *scratch_att_dsum;    // (B,NH,T): attention backward's rowsum(dout * out)
     floatX *dresidual;          // (B,T,C): gradient of the residual stream
     float *reduce_scratch;      // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C
     float *norm_scratch;        // GLOBAL_NORM_MAX_BLOCKS + 1 (the norm itself last)
@@ -99,7 +97,7 @@ typedef struct {
     unsigned char *target_mask; // (B,T): 1 where the target is trained (SFT), when masked
 } ActivationTensors;
 
-#define NUM_ACTIVATION_BUFFERS 31
+#define NUM_ACTIVATION_BUFFERS 29
 
 // Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
 // 256-byte boundary.
@@ -108,11 +106,9 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
     size_t BT = (size_t)B * T, X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
-    // the attention probabilities, B*NH*T*T per layer, are the one product that can pass 64 bits
-    // within the model caps (llmc/model_config.h) and B*T <= 2^31; the others stay below 2^62
-    size_t att =
-        size_mul_check(size_mul_check(B * NH * (size_t)T, T, "activations"), X, "activations");
-    size_t all_layers_att = size_mul_check(L, att, "activations");
+    // within the model caps (llmc/model_config.h) and B*T <= 2^31 every product stays below 2^62;
+    // attention keeps no (B,NH,T,T) tensor, only a log-sum-exp per score row
+    size_t BNHT = BT * NH;
     struct {
         void **field;
         size_t bytes;
@@ -121,8 +117,8 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->ln1, L * BT * C * X},
         {(void **)&a->ln1_mean, L * BT * F},
         {(void **)&a->ln1_rstd, L * BT * F},
-        {(void **)&a->qkvr, L * BT * 3 * C * X},
-        {(void **)&a->att, all_layers_att},
+        {(void **)&a->qkv, L * BT * 3 * C * X},
+        {(void **)&a->att_lse, L * BNHT * F}, // with scratch_att_dsum: attention_stats_bytes
         {(void **)&a->atty, L * BT * C * X},
         {(void **)&a->residual2, L * BT * C * X},
         {(void **)&a->ln2, L * BT * C * X},
@@ -138,9 +134,7 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->losses, BT * F},
         {(void **)&a->scratch_bt4c, BT * 4 * C * X},
         {(void **)&a->scratch_btc, BT * C * X},
-        {(void **)&a->scratch_btc2, BT * C * X},
-        {(void **)&a->scratch_qkvr, BT * 3 * C * X},
-        {(void **)&a->scratch_att, att},
+        {(void **)&a->scratch_att_dsum, BNHT * F},
         {(void **)&a->dresidual, BT * C * X},
         {(void **)&a->reduce_scratch, 2 * REDUCE_MAX_CHUNKS * 4 * C * F},
         {(void **)&a->norm_scratch, (GLOBAL_NORM_MAX_BLOCKS + 1) * F},
@@ -236,6 +230,12 @@ static int gpt2_optimizer_shards(const MultiGpu *multi) {
     return multi != NULL && multi->zero_stage == 1 ? multi->num_processes : 1;
 }
 
+// Of the activations, attention's fp32 statistics: the log-sum-exp (L,B,NH,T) kept for backward
+// and backward's scratch D (B,NH,T). They replace the (L+1) (B,NH,T,T) matrices of before.
+static size_t attention_stats_bytes(const GPT2Config *config, int B, int T) {
+    return ((size_t)config->num_layers + 1) * B * T * config->num_heads * sizeof(float);
+}
+
 // shards: gpt2_optimizer_shards (each process keeps 1/shards of the optimizer state).
 static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute, int shards,
                                  size_t *param_bytes, size_t *optimizer_bytes,
@@ -275,6 +275,11 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
     }
+    int head_size = model->config.channels / model->config.num_heads;
+    if (head_size > ATTENTION_MAX_HEAD_SIZE) {
+        fatal("%s: head size C/NH = %d, the attention kernels support at most %d",
+              path_or_descriptor, head_size, ATTENTION_MAX_HEAD_SIZE);
+    }
     int processes = multi != NULL ? multi->num_processes : 1;
     int shards = gpt2_optimizer_shards(multi);
     size_t param_bytes, optimizer_bytes, activation_bytes;
@@ -284,11 +289,13 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (needed > free_bytes) {
         fatal("not enough GPU memory for B=%d T=%d and this model (%zu parameters): needs %.2f "
-              "GiB (weights+grads %.2f, optimizer %.2f, activations %.2f), %.2f GiB free of %.2f; "
-              "lower -b (activations scale with B*T) or -t",
+              "GiB (weights+grads %.2f, optimizer %.2f, activations %.2f of which attention "
+              "log-sum-exp %.3f), %.2f GiB free of %.2f; lower -b (activations scale with B*T) or "
+              "-t",
               B, T, model->num_parameters, needed / 1073741824.0, param_bytes / 1073741824.0,
               optimizer_bytes / 1073741824.0, activation_bytes / 1073741824.0,
-              free_bytes / 1073741824.0, total_bytes / 1073741824.0);
+              attention_stats_bytes(&model->config, B, T) / 1073741824.0, free_bytes / 1073741824.0,
+              total_bytes / 1073741824.0);
     }
     size_t n = model->num_parameters;
     // padded so that every process's shard has the same size (reduce-scatter, all-gather)
@@ -392,18 +399,18 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
     for (int l = 0; l < L; l++) {
         const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
         floatX *ln1 = a.ln1 + l * BT * c;
-        floatX *qkvr = a.qkvr + l * BT * 3 * c;
-        floatX *att = a.att + (size_t)l * B * NH * T * T;
+        floatX *qkv = a.qkv + l * BT * 3 * c;
+        float *att_lse = a.att_lse + l * BT * NH;
         floatX *atty = a.atty + l * BT * c;
         floatX *residual2 = a.residual2 + l * BT * c;
         floatX *ln2 = a.ln2 + l * BT * c;
         floatX *fch = a.fch + l * BT * 4 * c;
         floatX *fch_gelu = a.fch_gelu + (model->recompute ? 0 : l * BT * 4 * c);
         floatX *residual3 = a.residual3 + l * BT * c;
-        floatX *qkv = a.scratch_bt4c, *projected = a.scratch_btc;
+        floatX *projected = a.scratch_btc;
         matmul_forward(qkv, NULL, ln1, p.qkvw + l * 3 * c * c, p.qkvb + l * 3 * c, (int)BT, C,
                        3 * C, stream);
-        attention_forward(atty, qkvr, att, a.scratch_btc2, qkv, B, T, C, NH, stream);
+        attention_forward(atty, att_lse, qkv, B, T, C, NH, stream);
         matmul_forward(projected, NULL, atty, p.attprojw + l * c * c, p.attprojb + l * c, (int)BT,
                        C, C, stream);
         fused_residual_layernorm_forward(residual2, ln2, a.ln2_mean + l * BT, a.ln2_rstd + l * BT,
@@ -590,9 +597,8 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
         // attention block: dresidual now holds the gradient of residual2
         matmul_backward(dbtc, g.attprojw + l * c * c, g.attprojb + l * c, reduce, a.dresidual,
                         a.atty + l * BT * c, p.attprojw + l * c * c, (int)BT, C, C, stream);
-        attention_backward(dbt4c, a.scratch_qkvr, a.scratch_att, a.scratch_btc2, dbtc,
-                           a.qkvr + l * BT * 3 * c, a.att + (size_t)l * B * NH * T * T, B, T, C, NH,
-                           stream);
+        attention_backward(dbt4c, a.scratch_att_dsum, dbtc, a.atty + l * BT * c,
+                           a.qkv + l * BT * 3 * c, a.att_lse + l * BT * NH, B, T, C, NH, stream);
         matmul_backward(dbtc, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c, reduce, dbt4c,
                         a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, (int)BT, C, 3 * C, stream);
         layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
@@ -871,6 +877,11 @@ int main(int argc, char **argv) {
     gpt2_memory_needed(&model.config, B, T, recompute, gpt2_optimizer_shards(&multi), &param_bytes,
                        &optimizer_bytes, &activation_bytes);
     size_t model_bytes = param_bytes + optimizer_bytes + activation_bytes;
+    printf("memory plan: %.3f GiB = weights+grads %.3f, optimizer %.3f, activations %.3f (of which "
+           "attention log-sum-exp %.4f; no (B,NH,T,T) tensor)\n",
+           model_bytes / 1073741824.0, param_bytes / 1073741824.0, optimizer_bytes / 1073741824.0,
+           activation_bytes / 1073741824.0,
+           attention_stats_bytes(&model.config, B, T) / 1073741824.0);
     // each rank reads its own B rows of every window of processes * B rows (llmc/dataloader.h)
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size,

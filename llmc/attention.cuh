@@ -1,161 +1,290 @@
-// Causal self-attention, our own path (no cuDNN): permute qkv (B,T,3C) into q, k, v
-// (B,NH,T,HS), scores = q k^T as a batched matmul, a causal softmax kernel (scaled by 1/sqrt(HS),
-// in place), y = att v as a batched matmul, and unpermute back to (B,T,C). att (B,NH,T,T) is kept
-// for backward, which runs the same steps in reverse. Masked entries of att are stored as 0.
+// Causal self-attention as flash attention (our own kernels, no cuDNN): the (B,NH,T,T) score
+// matrix is never stored. Forward keeps only the output (B,T,C) and the log-sum-exp of each score
+// row, lse (B,NH,T) in fp32; backward recomputes the probabilities tile by tile from it
+// (FlashAttention-2's structure). Q, K and V are read in place from the qkv projection's
+// (B,T,3,NH,HS) layout and dq, dk, dv written into the same layout, so no permute kernels.
+//
+// Parallelisation: one thread owns one row (a query in forward and for dq, a key for dk/dv);
+// a block of TILE threads owns TILE consecutive rows of one (b, head) and walks the other side in
+// tiles of TILE rows held in shared memory as fp32. All sums are fp32, each in a fixed order
+// (ascending position), and every output element has exactly one writer: no atomics, so results
+// are bit-identical across runs and the emulation's thread orders. The price of having no
+// atomics is that backward computes the scores twice (once for dq, once for dk/dv).
+//
+// This is a scalar-FMA kernel (no tensor cores): its correctness is tested under the emulation;
+// its speed on a GPU has not been measured (dev/cuda/attention_*.cu time it).
 #ifndef LLMC_ATTENTION_CUH
 #define LLMC_ATTENTION_CUH
 
+#include <type_traits>
+
 #include "cuda_common.cuh"
-#include "matmul.cuh"
 
-// qkv (B,T,3,NH,HS) -> q, k, v each (B,NH,T,HS)
-__global__ void permute_kernel(floatX *q, floatX *k, floatX *v, const floatX *qkv, int B, int T,
-                               int NH, int HS) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) return;
-    int h_s = (int)(idx % HS);
-    int t = (int)((idx / HS) % T);
-    int nh = (int)((idx / ((size_t)HS * T)) % NH);
-    int b = (int)(idx / ((size_t)HS * T * NH));
-    size_t C = (size_t)NH * HS;
-    size_t from = ((size_t)b * T + t) * 3 * C + (size_t)nh * HS + h_s;
-    q[idx] = qkv[from];
-    k[idx] = qkv[from + C];
-    v[idx] = qkv[from + 2 * C];
+// Head sizes up to this are supported; the kernels are instantiated for HS_MAX = 16, 32, 64, 128
+// and smaller heads are zero-padded to the next of those.
+#define ATTENTION_MAX_HEAD_SIZE 128
+
+// Rows per block and per tile: 32 (one warp); 16 at HS_MAX = 128 so that the static shared memory
+// of the backward kernels (four tiles of HS_MAX floats) stays under 48 KiB.
+__host__ __device__ constexpr int attention_tile(int hs_max) {
+    return hs_max > 64 ? 16 : 32;
 }
 
-// backward of permute_kernel: dqkv (B,T,3C) = interleave of dq, dk, dv
-__global__ void permute_backward_kernel(floatX *dqkv, const floatX *dq, const floatX *dk,
-                                        const floatX *dv, int B, int T, int NH, int HS) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) return;
-    int h_s = (int)(idx % HS);
-    int t = (int)((idx / HS) % T);
-    int nh = (int)((idx / ((size_t)HS * T)) % NH);
-    int b = (int)(idx / ((size_t)HS * T * NH));
-    size_t C = (size_t)NH * HS;
-    size_t to = ((size_t)b * T + t) * 3 * C + (size_t)nh * HS + h_s;
-    dqkv[to] = dq[idx];
-    dqkv[to + C] = dk[idx];
-    dqkv[to + 2 * C] = dv[idx];
-}
-
-// y (B,NH,T,HS) -> out (B,T,NH,HS); with backward = 1 the reverse copy (dout -> dy).
-__global__ void unpermute_kernel(floatX *out, const floatX *y, int B, int T, int NH, int HS,
-                                 int backward) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * HS) return;
-    int h_s = (int)(idx % HS);
-    int t = (int)((idx / HS) % T);
-    int nh = (int)((idx / ((size_t)HS * T)) % NH);
-    int b = (int)(idx / ((size_t)HS * T * NH));
-    size_t other = ((size_t)b * T + t) * NH * HS + (size_t)nh * HS + h_s;
-    if (backward) {
-        out[idx] = y[other]; // out is dy (B,NH,T,HS), y is dout (B,T,C)
-    } else {
-        out[other] = y[idx];
+// Copies rows [row0, row0 + TILE) of one head (base points at row 0, element 0; rows row_stride
+// apart) into tile as floats; rows at or past T and columns at or past HS become 0.
+template <int TILE, int PITCH>
+__device__ __forceinline__ void attention_load_rows(float (*tile)[PITCH], const floatX *base,
+                                                    size_t row_stride, int row0, int T, int HS) {
+    for (int i = threadIdx.x; i < TILE * PITCH; i += blockDim.x) {
+        int r = i / PITCH, d = i % PITCH, t = row0 + r;
+        tile[r][d] = t < T && d < HS ? to_float(base[(size_t)t * row_stride + d]) : 0.0f;
     }
 }
 
-// In place over att (B*NH, T, T): row t becomes softmax(scale * row[0..t]), zeros after t.
-// One warp per row.
-__global__ void softmax_forward_kernel(floatX *att, float scale, int num_rows, int T) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= num_rows) return;
-    int lane = threadIdx.x % 32;
-    int t = row % T;
-    floatX *x = att + (size_t)row * T;
-    float maxval = -INFINITY;
-    for (int i = lane; i <= t; i += 32) maxval = fmaxf(maxval, to_float(x[i]) * scale);
-    maxval = warp_reduce_max(maxval);
+// This block's head in qkv (B,T,3,NH,HS) (blockIdx.y is the head, blockIdx.z the batch row): its
+// q rows start here, 3C apart; k and v follow at +C and +2C.
+__device__ __forceinline__ const floatX *attention_head_qkv(const floatX *qkv, int T, int NH,
+                                                            int HS) {
+    return qkv + (size_t)blockIdx.z * T * 3 * NH * HS + (size_t)blockIdx.y * HS;
+}
+
+template <int HS_MAX>
+__device__ __forceinline__ float attention_dot(const float *a, const float *b) {
     float sum = 0.0f;
-    for (int i = lane; i <= t; i += 32) sum += expf(to_float(x[i]) * scale - maxval);
-    float inv = 1.0f / warp_reduce_sum(sum);
-    for (int i = lane; i < T; i += 32) {
-        float p = i <= t ? expf(to_float(x[i]) * scale - maxval) * inv : 0.0f;
-        x[i] = from_float<floatX>(p);
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) sum += a[d] * b[d];
+    return sum;
+}
+
+// Grid (ceil(T / TILE), NH, B), block TILE. out (B,T,C), lse (B,NH,T), qkv (B,T,3,NH,HS).
+// Online softmax: a running maximum and sum per row, the output rescaled when the maximum grows.
+// Key tiles wholly above the diagonal are skipped: a block stops at its own diagonal tile.
+template <int HS_MAX>
+__global__ void attention_forward_kernel(floatX *out, float *lse, const floatX *qkv, int T, int NH,
+                                         int HS, float scale) {
+    constexpr int TILE = attention_tile(HS_MAX);
+    __shared__ float k_tile[TILE][HS_MAX];
+    __shared__ float v_tile[TILE][HS_MAX];
+    int h = blockIdx.y, b = blockIdx.z;
+    int q_start = blockIdx.x * TILE, t = q_start + threadIdx.x;
+    size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
+    float q[HS_MAX], o[HS_MAX];
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) {
+        q[d] = t < T && d < HS ? to_float(q_base[(size_t)t * qkv_stride + d]) : 0.0f;
+        o[d] = 0.0f;
+    }
+    float running_max = -INFINITY, running_sum = 0.0f;
+    // every tile up to the diagonal holds a key <= t (tiles and query blocks have one size), so
+    // each processed tile has a finite maximum and the first correction is expf(-inf) = 0
+    for (int tile = 0; tile <= (int)blockIdx.x; tile++) {
+        int k_start = tile * TILE;
+        __syncthreads(); // the previous tile has been read by every thread
+        attention_load_rows<TILE, HS_MAX>(k_tile, q_base + C, qkv_stride, k_start, T, HS);
+        attention_load_rows<TILE, HS_MAX>(v_tile, q_base + 2 * C, qkv_stride, k_start, T, HS);
+        __syncthreads();
+        if (t >= T) continue;
+        float s[TILE], tile_max = -INFINITY;
+        LLMC_UNROLL
+        for (int j = 0; j < TILE; j++) {
+            s[j] = k_start + j <= t ? attention_dot<HS_MAX>(q, k_tile[j]) * scale : -INFINITY;
+            tile_max = fmaxf(tile_max, s[j]);
+        }
+        float new_max = fmaxf(running_max, tile_max);
+        float correction = expf(running_max - new_max);
+        running_sum *= correction;
+        LLMC_UNROLL
+        for (int d = 0; d < HS_MAX; d++) o[d] *= correction;
+        LLMC_UNROLL
+        for (int j = 0; j < TILE; j++) {
+            float p = expf(s[j] - new_max); // masked keys: expf(-inf) = 0
+            running_sum += p;
+            LLMC_UNROLL
+            for (int d = 0; d < HS_MAX; d++) o[d] += p * v_tile[j][d];
+        }
+        running_max = new_max;
+    }
+    if (t >= T) return;
+    floatX *y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+    float inv = 1.0f / running_sum;
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) {
+        if (d < HS) y[d] = from_float<floatX>(o[d] * inv);
+    }
+    lse[((size_t)b * NH + h) * T + t] = running_max + logf(running_sum);
+}
+
+// Backward, first kernel: dq, and D = rowsum(dout * out) for the second. Grid (ceil(T / TILE),
+// NH, B), block TILE; thread = query row t. With p = exp(s - lse) recomputed,
+// ds = p * (dout . v - D) * scale, dq = sum over keys <= t of ds k.
+template <int HS_MAX>
+__global__ void attention_backward_dq_kernel(floatX *dqkv, float *dsum, const floatX *dout,
+                                             const floatX *out, const floatX *qkv, const float *lse,
+                                             int T, int NH, int HS, float scale) {
+    constexpr int TILE = attention_tile(HS_MAX);
+    // own rows with one float of padding, so that thread i reading row i column d hits bank
+    // (i + d) % 32; tiles are read by all threads at one address (a broadcast)
+    __shared__ float q_rows[TILE][HS_MAX + 1];
+    __shared__ float dout_rows[TILE][HS_MAX + 1];
+    __shared__ float k_tile[TILE][HS_MAX];
+    __shared__ float v_tile[TILE][HS_MAX];
+    int h = blockIdx.y, b = blockIdx.z;
+    int q_start = blockIdx.x * TILE, t = q_start + threadIdx.x;
+    size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
+    const floatX *dout_base = dout + (size_t)b * T * C + (size_t)h * HS;
+    attention_load_rows<TILE, HS_MAX + 1>(q_rows, q_base, qkv_stride, q_start, T, HS);
+    attention_load_rows<TILE, HS_MAX + 1>(dout_rows, dout_base, C, q_start, T, HS);
+    __syncthreads();
+    const float *q = q_rows[threadIdx.x], *dy = dout_rows[threadIdx.x];
+    float row_dsum = 0.0f, row_lse = 0.0f;
+    size_t row = ((size_t)b * NH + h) * T + t;
+    if (t < T) {
+        const floatX *y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+        for (int d = 0; d < HS; d++) row_dsum += dy[d] * to_float(y[d]);
+        dsum[row] = row_dsum;
+        row_lse = lse[row];
+    }
+    float dq[HS_MAX];
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) dq[d] = 0.0f;
+    for (int tile = 0; tile <= (int)blockIdx.x; tile++) {
+        int k_start = tile * TILE;
+        __syncthreads();
+        attention_load_rows<TILE, HS_MAX>(k_tile, q_base + C, qkv_stride, k_start, T, HS);
+        attention_load_rows<TILE, HS_MAX>(v_tile, q_base + 2 * C, qkv_stride, k_start, T, HS);
+        __syncthreads();
+        if (t >= T) continue;
+        int keys = min(TILE, t - k_start + 1); // causal: keys k_start .. t of this tile
+        for (int j = 0; j < keys; j++) {
+            float p = expf(attention_dot<HS_MAX>(q, k_tile[j]) * scale - row_lse);
+            float ds = p * (attention_dot<HS_MAX>(dy, v_tile[j]) - row_dsum) * scale;
+            LLMC_UNROLL
+            for (int d = 0; d < HS_MAX; d++) dq[d] += ds * k_tile[j][d];
+        }
+    }
+    if (t >= T) return;
+    floatX *dq_out = dqkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * HS;
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) {
+        if (d < HS) dq_out[d] = from_float<floatX>(dq[d]);
     }
 }
 
-// In place over datt: dpreatt = scale * att * (datt - sum(att * datt)) on row[0..t], zeros after.
-__global__ void softmax_backward_kernel(floatX *datt, const floatX *att, float scale, int num_rows,
-                                        int T) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= num_rows) return;
-    int lane = threadIdx.x % 32;
-    int t = row % T;
-    floatX *d = datt + (size_t)row * T;
-    const floatX *p = att + (size_t)row * T;
-    float weighted = 0.0f;
-    for (int i = lane; i <= t; i += 32) weighted += to_float(p[i]) * to_float(d[i]);
-    weighted = warp_reduce_sum(weighted);
-    for (int i = lane; i < T; i += 32) {
-        float value = i <= t ? scale * to_float(p[i]) * (to_float(d[i]) - weighted) : 0.0f;
-        d[i] = from_float<floatX>(value);
+// Backward, second kernel: dk and dv. Grid (ceil(T / TILE), NH, B), block TILE; thread = key row
+// j, walking the query tiles from its own diagonal tile to the end (queries >= j):
+// dv = sum of p dout, dk = sum of ds q. dsum is the first kernel's D.
+template <int HS_MAX>
+__global__ void attention_backward_dkdv_kernel(floatX *dqkv, const floatX *dout, const floatX *qkv,
+                                               const float *lse, const float *dsum, int T, int NH,
+                                               int HS, float scale) {
+    constexpr int TILE = attention_tile(HS_MAX);
+    __shared__ float k_rows[TILE][HS_MAX + 1];
+    __shared__ float v_rows[TILE][HS_MAX + 1];
+    __shared__ float q_tile[TILE][HS_MAX];
+    __shared__ float dout_tile[TILE][HS_MAX];
+    __shared__ float lse_tile[TILE], dsum_tile[TILE];
+    int h = blockIdx.y, b = blockIdx.z;
+    int k_start = blockIdx.x * TILE, j = k_start + threadIdx.x;
+    size_t C = (size_t)NH * HS, qkv_stride = 3 * C;
+    const floatX *q_base = attention_head_qkv(qkv, T, NH, HS);
+    const floatX *dout_base = dout + (size_t)b * T * C + (size_t)h * HS;
+    const float *lse_row = lse + ((size_t)b * NH + h) * T,
+                *dsum_row = dsum + ((size_t)b * NH + h) * T;
+    attention_load_rows<TILE, HS_MAX + 1>(k_rows, q_base + C, qkv_stride, k_start, T, HS);
+    attention_load_rows<TILE, HS_MAX + 1>(v_rows, q_base + 2 * C, qkv_stride, k_start, T, HS);
+    const float *k = k_rows[threadIdx.x], *v = v_rows[threadIdx.x];
+    float dk[HS_MAX], dv[HS_MAX];
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) {
+        dk[d] = 0.0f;
+        dv[d] = 0.0f;
+    }
+    int num_tiles = ceil_div(T, TILE);
+    for (int tile = blockIdx.x; tile < num_tiles; tile++) {
+        int q_start = tile * TILE;
+        __syncthreads(); // the previous tile (or, first, k_rows and v_rows) is complete/consumed
+        attention_load_rows<TILE, HS_MAX>(q_tile, q_base, qkv_stride, q_start, T, HS);
+        attention_load_rows<TILE, HS_MAX>(dout_tile, dout_base, C, q_start, T, HS);
+        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+            int t = q_start + i;
+            lse_tile[i] = t < T ? lse_row[t] : 0.0f;
+            dsum_tile[i] = t < T ? dsum_row[t] : 0.0f;
+        }
+        __syncthreads();
+        if (j >= T) continue;
+        // causal: queries max(j, q_start) .. min(T, q_start + TILE) - 1
+        int first = max(j - q_start, 0), end = min(TILE, T - q_start);
+        for (int i = first; i < end; i++) {
+            float p = expf(attention_dot<HS_MAX>(q_tile[i], k) * scale - lse_tile[i]);
+            float ds = p * (attention_dot<HS_MAX>(dout_tile[i], v) - dsum_tile[i]) * scale;
+            LLMC_UNROLL
+            for (int d = 0; d < HS_MAX; d++) {
+                dv[d] += p * dout_tile[i][d];
+                dk[d] += ds * q_tile[i][d];
+            }
+        }
+    }
+    if (j >= T) return;
+    floatX *dk_out = dqkv + ((size_t)b * T + j) * qkv_stride + C + (size_t)h * HS;
+    LLMC_UNROLL
+    for (int d = 0; d < HS_MAX; d++) {
+        if (d < HS) {
+            dk_out[d] = from_float<floatX>(dk[d]);
+            dk_out[C + d] = from_float<floatX>(dv[d]);
+        }
     }
 }
 
-// out (B,T,C). qkvr (3*B*T*C): the permuted q, k, v, kept for backward. att (B,NH,T,T) kept.
-// qkv (B,T,3C) is the input. scratch: B*T*C.
-static inline void attention_forward(floatX *out, floatX *qkvr, floatX *att, floatX *scratch,
-                                     const floatX *qkv, int B, int T, int C, int NH,
-                                     cudaStream_t stream) {
-    const int block = 256;
-    int HS = C / NH;
-    size_t BTC = (size_t)B * T * C;
-    floatX *q = qkvr, *k = qkvr + BTC, *v = qkvr + 2 * BTC;
-    LLMC_LAUNCH(permute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
-    (q, k, v, qkv, B, T, NH, HS);
-    cuda_check(cudaGetLastError());
-    size_t head = (size_t)T * HS, square = (size_t)T * T;
-    matmul_gemm(att, k, q, NULL, NULL, EPILOGUE_NONE, T, T, HS, 1, 0, B * NH, head, head, square, 0,
-                stream);
-    int num_rows = B * NH * T;
-    float scale = 1.0f / sqrtf((float)HS);
-    LLMC_LAUNCH(softmax_forward_kernel, ceil_div(num_rows, block / 32), block, 0, stream)
-    (att, scale, num_rows, T);
-    cuda_check(cudaGetLastError());
-    matmul_gemm(scratch, v, att, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 0, B * NH, head, square,
-                head, 0, stream);
-    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
-    (out, scratch, B, T, NH, HS, 0);
-    cuda_check(cudaGetLastError());
+// Calls launch(std::integral_constant<int, HS_MAX>()) with the smallest instantiated HS_MAX >= HS.
+template <typename Launch> static inline void attention_dispatch(int HS, Launch launch) {
+    if (HS <= 16) {
+        launch(std::integral_constant<int, 16>());
+    } else if (HS <= 32) {
+        launch(std::integral_constant<int, 32>());
+    } else if (HS <= 64) {
+        launch(std::integral_constant<int, 64>());
+    } else if (HS <= ATTENTION_MAX_HEAD_SIZE) {
+        launch(std::integral_constant<int, 128>());
+    } else {
+        fatal("attention: head size %d (C/NH) exceeds the supported %d", HS,
+              ATTENTION_MAX_HEAD_SIZE);
+    }
 }
 
-// dqkv (B,T,3C) is written. scratch_qkvr: 3*B*T*C; scratch_att: B*NH*T*T; scratch_btc: B*T*C.
-static inline void attention_backward(floatX *dqkv, floatX *scratch_qkvr, floatX *scratch_att,
-                                      floatX *scratch_btc, const floatX *dout, const floatX *qkvr,
-                                      const floatX *att, int B, int T, int C, int NH,
-                                      cudaStream_t stream) {
-    const int block = 256;
+// out (B,T,C) and lse (B,NH,T) are written; qkv (B,T,3C), the qkv projection's output, is read
+// and must be kept for backward together with out and lse.
+static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
+                                     int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
-    size_t BTC = (size_t)B * T * C;
-    const floatX *q = qkvr, *k = qkvr + BTC, *v = qkvr + 2 * BTC;
-    floatX *dq = scratch_qkvr, *dk = scratch_qkvr + BTC, *dv = scratch_qkvr + 2 * BTC;
-    floatX *dy = scratch_btc, *datt = scratch_att;
-    LLMC_LAUNCH(unpermute_kernel, ceil_div((long long)BTC, block), block, 0, stream)
-    (dy, dout, B, T, NH, HS, 1);
-    cuda_check(cudaGetLastError());
-    size_t head = (size_t)T * HS, square = (size_t)T * T;
-    int batch = B * NH;
-    // datt = dy v^T; dv = att^T dy
-    matmul_gemm(datt, v, dy, NULL, NULL, EPILOGUE_NONE, T, T, HS, 1, 0, batch, head, head, square,
-                0, stream);
-    matmul_gemm(dv, dy, att, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 1, batch, head, square, head,
-                0, stream);
-    int num_rows = B * NH * T;
     float scale = 1.0f / sqrtf((float)HS);
-    LLMC_LAUNCH(softmax_backward_kernel, ceil_div(num_rows, block / 32), block, 0, stream)
-    (datt, att, scale, num_rows, T);
-    cuda_check(cudaGetLastError());
-    // dq = dpreatt k; dk = dpreatt^T q
-    matmul_gemm(dq, k, datt, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 0, batch, head, square, head,
-                0, stream);
-    matmul_gemm(dk, q, datt, NULL, NULL, EPILOGUE_NONE, HS, T, T, 0, 1, batch, head, square, head,
-                0, stream);
-    LLMC_LAUNCH(permute_backward_kernel, ceil_div((long long)BTC, block), block, 0, stream)
-    (dqkv, dq, dk, dv, B, T, NH, HS);
-    cuda_check(cudaGetLastError());
+    attention_dispatch(HS, [&](auto hs_max) {
+        constexpr int HS_MAX = decltype(hs_max)::value;
+        dim3 grid(ceil_div(T, attention_tile(HS_MAX)), NH, B);
+        LLMC_LAUNCH(attention_forward_kernel<HS_MAX>, grid, attention_tile(HS_MAX), 0, stream)
+        (out, lse, qkv, T, NH, HS, scale);
+        cuda_check(cudaGetLastError());
+    });
+}
+
+// dqkv (B,T,3C) is overwritten from dout (B,T,C) and forward's out, lse and qkv.
+// dsum: (B,NH,T) floats of scratch (D = rowsum(dout * out)).
+static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *dout,
+                                      const floatX *out, const floatX *qkv, const float *lse, int B,
+                                      int T, int C, int NH, cudaStream_t stream) {
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    attention_dispatch(HS, [&](auto hs_max) {
+        constexpr int HS_MAX = decltype(hs_max)::value;
+        dim3 grid(ceil_div(T, attention_tile(HS_MAX)), NH, B);
+        LLMC_LAUNCH(attention_backward_dq_kernel<HS_MAX>, grid, attention_tile(HS_MAX), 0, stream)
+        (dqkv, dsum, dout, out, qkv, lse, T, NH, HS, scale);
+        cuda_check(cudaGetLastError());
+        LLMC_LAUNCH(attention_backward_dkdv_kernel<HS_MAX>, grid, attention_tile(HS_MAX), 0, stream)
+        (dqkv, dout, qkv, lse, dsum, T, NH, HS, scale);
+        cuda_check(cudaGetLastError());
+    });
 }
 
 #endif // LLMC_ATTENTION_CUH

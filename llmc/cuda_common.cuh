@@ -22,6 +22,14 @@
 #define LLMC_EXTERN_SHARED(type, name) extern __shared__ type name[]
 #endif
 
+// Full unrolling of a loop with a compile-time trip count, so that the per-thread arrays it indexes
+// stay in registers. g++ (the emulation) has no `#pragma unroll` and -Wall rejects unknown pragmas.
+#ifdef LLMC_CUDA_EMU
+#define LLMC_UNROLL
+#else
+#define LLMC_UNROLL _Pragma("unroll")
+#endif
+
 #include "utils.h"
 
 // ----------------------------------------------------------------------------

@@ -3,7 +3,13 @@
 #   1. block_reduce_sum (llmc/cuda_common.cuh) without the __syncthreads between writing the warp
 #      sums to shared memory and reading them: test_gpt2cu must fail in every scheduling order;
 #   2. adamw_kernel (llmc/adamw.cuh) with `i > n` for `i >= n`: one thread reads one element past
-#      the parameters: the AddressSanitizer build must report a heap-buffer-overflow there.
+#      the parameters: the AddressSanitizer build must report a heap-buffer-overflow there;
+#   3. attention_forward_kernel (llmc/attention.cuh) storing log-sum-exps 1e-3 too large: the FP32
+#      layer-by-layer check must name att_lse (relative L2 ~4e-4 against its limit 1e-5), and the
+#      gradients, whose probabilities backward recomputes from it, fail too;
+#   4. attention_forward_kernel without the __syncthreads before loading the next key tile: a
+#      thread that finished a tile overwrites it while others still read it, so
+#      dev/cuda/attention_forward.cu must fail in every scheduling order.
 # The plants go into a copy of the sources under build/cuda_emu/planted/; the checkout is untouched.
 # usage: tests/cuda_emu/planted_bugs.sh   (after make test-cuda-emu, which makes the reference dump)
 set -u
@@ -13,7 +19,7 @@ WORK=$ROOT/build/cuda_emu/planted
 REF=$ROOT/build/cuda_emu/reference/v1000_b3_t24_wd
 rm -rf "$WORK"
 mkdir -p "$WORK"
-cp -r llmc ./*.c ./*.cu "$WORK/" # the .cu files include train_gpt2.c (CPU reference) too
+cp -r llmc dev ./*.c ./*.cu "$WORK/" # the .cu files include train_gpt2.c (CPU reference) too
 export OMP_WAIT_POLICY=passive
 passed=0
 failed=0
@@ -55,5 +61,27 @@ if grep -q "heap-buffer-overflow" "$WORK/oob.log" && grep -q "in adamw_kernel" "
 else
     not_ok "index one past the end in adamw_kernel went unnoticed (see $WORK/oob.log)"
 fi
+cp llmc/adamw.cuh "$WORK/llmc/adamw.cuh"
+plant llmc/attention.cuh '"running_max + logf(running_sum);"' '"running_max + logf(running_sum) + 1e-3f;"' ||
+    exit 1
+(cd "$WORK" && g++ $FLAGS -o test_lse test_gpt2.cu -lm) || exit 1
+if "$WORK/test_lse" -e "$REF.bin" -s "${REF}_state.bin" -o "$WORK/ckpt" >"$WORK/lse.log" 2>&1; then
+    not_ok "log-sum-exp 1e-3 off in attention_forward_kernel went unnoticed (see $WORK/lse.log)"
+elif grep -q "att_lse .*FAIL$" "$WORK/lse.log"; then
+    ok "log-sum-exp 1e-3 off in attention_forward_kernel: test_gpt2cu fails ($(grep -c 'FAIL$' "$WORK/lse.log") tensors off, e.g.$(grep -m1 'att_lse .*FAIL$' "$WORK/lse.log" | tr -s ' '))"
+else
+    not_ok "log-sum-exp 1e-3 off: test_gpt2cu failed without naming att_lse (see $WORK/lse.log)"
+fi
+cp llmc/attention.cuh "$WORK/llmc/attention.cuh"
+plant llmc/attention.cuh '"__syncthreads(); // the previous tile has been read by every thread\n"' '""' ||
+    exit 1
+(cd "$WORK" && g++ $FLAGS -o attention_race dev/cuda/attention_forward.cu -lm) || exit 1
+for order in forward reverse random; do
+    if LLMC_EMU_ORDER=$order "$WORK/attention_race" >"$WORK/race_$order.log" 2>&1; then
+        not_ok "[$order] missing __syncthreads in attention_forward_kernel went unnoticed"
+    else
+        ok "[$order] missing __syncthreads in attention_forward_kernel: dev/cuda/attention_forward.cu fails ($(grep -c 'FAIL$' "$WORK/race_$order.log") checks, e.g.$(grep -m1 'FAIL$' "$WORK/race_$order.log" | tr -s ' ' | cut -c1-60)...)"
+    fi
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
