@@ -192,33 +192,24 @@ static int check_shape(AttentionShape shape) {
     round_to_floatX(no_dsum, 3 * BTC);
     round_to_floatX(shifted_mask, 3 * BTC);
 
-    floatX *d_qkv = upload_floatX(qkv, 3 * BTC);
-    floatX *d_dout = upload_floatX(dout, BTC);
-    floatX *d_out = upload_floatX(out, BTC);
-    float *d_lse = (float *)cuda_malloc_check(BNHT * sizeof(float), "lse");
-    cuda_check(cudaMemcpy(d_lse, lse, BNHT * sizeof(float), cudaMemcpyHostToDevice));
-    float *d_dsum = (float *)cuda_malloc_check(BNHT * sizeof(float), "dsum");
-    floatX *d_dqkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "dqkv");
-    // version 1's buffers: its forward's permuted q, k, v and probabilities, its scratch
-    floatX *d_y = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "y");
-    floatX *d_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkvr");
-    floatX *d_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "att");
-    floatX *d_scratch_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "dqkvr");
-    floatX *d_scratch_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "datt");
-    floatX *d_scratch = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "scratch");
+    AttentionBuffers d = attention_buffers_alloc(shape, 1);
+    copy_to_floatX(d.qkv, qkv, 3 * BTC);
+    copy_to_floatX(d.dout, dout, BTC);
+    copy_to_floatX(d.out, out, BTC);
+    cuda_check(cudaMemcpy(d.lse, lse, BNHT * sizeof(float), cudaMemcpyHostToDevice));
     int all_ok = 1;
     for (int version = 1; version <= 2; version++) {
         BackwardBounds bounds = attention_backward_bounds(T, HS, &magnitudes, version == 1);
         printf(" version %d%s:\n", version, version == 2 ? " (flash, llmc/attention.cuh)" : "");
         if (version == 1) {
-            attention_forward_materialised(d_y, d_qkvr, d_att, d_scratch, d_qkv, B, T, C, NH, 0);
-            attention_backward_materialised(d_dqkv, d_scratch_qkvr, d_scratch_att, d_scratch,
-                                            d_dout, d_qkvr, d_att, B, T, C, NH, 0);
+            attention_forward_materialised(d.y, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
+            attention_backward_materialised(d.dqkv, d.dqkvr, d.datt, d.scratch, d.dout, d.qkvr,
+                                            d.att, B, T, C, NH, 0);
         } else {
-            attention_backward(d_dqkv, d_dsum, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0);
+            attention_backward(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0);
         }
         cuda_check(cudaDeviceSynchronize());
-        float *dqkv = download_to_floats(d_dqkv, 3 * BTC);
+        float *dqkv = download_to_floats(d.dqkv, 3 * BTC);
         all_ok &= check_dqkv("", "qkv", 0, dqkv, dqkv_ref, B, T, C, &bounds);
         // dv does not depend on D; at T = 1 the shifted mask changes nothing. Version 1's dk
         // bound (its worst case times the largest column sum, which key 0 alone reaches) is far
@@ -231,18 +222,7 @@ static int check_shape(AttentionShape shape) {
         }
         free(dqkv);
     }
-    cuda_check(cudaFree(d_qkv));
-    cuda_check(cudaFree(d_dout));
-    cuda_check(cudaFree(d_out));
-    cuda_check(cudaFree(d_lse));
-    cuda_check(cudaFree(d_dsum));
-    cuda_check(cudaFree(d_dqkv));
-    cuda_check(cudaFree(d_y));
-    cuda_check(cudaFree(d_qkvr));
-    cuda_check(cudaFree(d_att));
-    cuda_check(cudaFree(d_scratch_qkvr));
-    cuda_check(cudaFree(d_scratch_att));
-    cuda_check(cudaFree(d_scratch));
+    attention_buffers_free(&d);
     free(qkv);
     free(dout);
     free(out);
@@ -259,22 +239,10 @@ int main(void) {
     int B = timed.B, T = timed.T, NH = timed.NH, HS = timed.HS, C = NH * HS;
     int repeats = DEV_EMULATED ? 1 : 20;
     size_t BTC = (size_t)B * T * C, BNHT = (size_t)B * NH * T;
-    floatX *d_qkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkv");
-    floatX *d_dout = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "dout");
-    floatX *d_out = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "out");
-    cuda_check(cudaMemset(d_qkv, 0, 3 * BTC * sizeof(floatX)));
-    cuda_check(cudaMemset(d_dout, 0, BTC * sizeof(floatX)));
-    float *d_lse = (float *)cuda_malloc_check(BNHT * sizeof(float), "lse");
-    float *d_dsum = (float *)cuda_malloc_check(BNHT * sizeof(float), "dsum");
-    floatX *d_dqkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "dqkv");
-    floatX *d_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkvr");
-    floatX *d_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "att");
-    floatX *d_scratch_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "dqkvr");
-    floatX *d_scratch_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "datt");
-    floatX *d_scratch = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "scratch");
+    AttentionBuffers d = attention_buffers_alloc(timed, 1);
     // forward once, for version 1's att and version 2's out and lse
-    attention_forward_materialised(d_out, d_qkvr, d_att, d_scratch, d_qkv, B, T, C, NH, 0);
-    attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0);
+    attention_forward_materialised(d.out, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
+    attention_forward(d.out, d.lse, d.qkv, B, T, C, NH, 0);
     printf("timing, B=%d T=%d NH=%d HS=%d (%d repeats; GB/s of each version's own traffic; causal "
            "useful FLOPs 5 B NH T^2 HS, %.1f GFLOP; the kernels do 7, scores and dP twice):\n",
            B, T, NH, HS, repeats, 5.0 * BNHT * T * HS / 1e9);
@@ -286,29 +254,19 @@ int main(void) {
     double bytes_v2 = (3.0 * BTC + 2.0 * BTC + 3.0 * BTC) * X + 2.0 * BNHT * sizeof(float);
     float ms1 = time_ms(
         [&]() {
-            attention_backward_materialised(d_dqkv, d_scratch_qkvr, d_scratch_att, d_scratch,
-                                            d_dout, d_qkvr, d_att, B, T, C, NH, 0);
+            attention_backward_materialised(d.dqkv, d.dqkvr, d.datt, d.scratch, d.dout, d.qkvr,
+                                            d.att, B, T, C, NH, 0);
         },
         repeats);
     report_bandwidth("version 1 (materialising)", ms1, bytes_v1);
     float ms2 = time_ms(
-        [&]() { attention_backward(d_dqkv, d_dsum, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0); },
+        [&]() { attention_backward(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0); },
         repeats);
     report_bandwidth("version 2 (flash)", ms2, bytes_v2);
     printf("  version 2: %.1f TFLOP/s (5 B NH T^2 HS)%s\n",
            5.0 * BNHT * T * HS / (ms2 * 1e-3) / 1e12,
            DEV_EMULATED ? " (emulated: not a GPU time)" : "");
-    cuda_check(cudaFree(d_qkv));
-    cuda_check(cudaFree(d_dout));
-    cuda_check(cudaFree(d_out));
-    cuda_check(cudaFree(d_lse));
-    cuda_check(cudaFree(d_dsum));
-    cuda_check(cudaFree(d_dqkv));
-    cuda_check(cudaFree(d_qkvr));
-    cuda_check(cudaFree(d_att));
-    cuda_check(cudaFree(d_scratch_qkvr));
-    cuda_check(cudaFree(d_scratch_att));
-    cuda_check(cudaFree(d_scratch));
+    attention_buffers_free(&d);
     printf("%s\n", all_ok ? "PASS" : "FAIL");
     return all_ok ? 0 : 1;
 }

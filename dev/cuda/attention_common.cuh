@@ -127,6 +127,46 @@ static inline AttentionShape attention_timed_shape(void) {
     return DEV_EMULATED ? emulated : gpu;
 }
 
+// The device buffers of both versions for one shape. Flash: qkv, out, lse (forward), dout, dsum,
+// dqkv (backward). Version 1 (materialising): y, its permuted q, k, v (qkvr), its probabilities
+// (att, B NH T T) and scratch (forward); dqkvr and datt (backward). Backward-only buffers are
+// NULL when backward is 0. qkv and dout start zeroed (the timed runs read them as they are).
+typedef struct {
+    floatX *qkv, *out, *dout, *dqkv, *y, *qkvr, *att, *scratch, *dqkvr, *datt;
+    float *lse, *dsum;
+} AttentionBuffers;
+
+static AttentionBuffers attention_buffers_alloc(AttentionShape shape, int backward) {
+    size_t BTC = (size_t)shape.B * shape.T * shape.NH * shape.HS;
+    size_t BNHT = (size_t)shape.B * shape.NH * shape.T, X = sizeof(floatX);
+    AttentionBuffers a = {};
+    a.qkv = (floatX *)cuda_malloc_check(3 * BTC * X, "qkv");
+    cuda_check(cudaMemset(a.qkv, 0, 3 * BTC * X));
+    a.out = (floatX *)cuda_malloc_check(BTC * X, "out");
+    a.lse = (float *)cuda_malloc_check(BNHT * sizeof(float), "lse");
+    a.y = (floatX *)cuda_malloc_check(BTC * X, "y");
+    a.qkvr = (floatX *)cuda_malloc_check(3 * BTC * X, "qkvr");
+    a.att = (floatX *)cuda_malloc_check(BNHT * shape.T * X, "att");
+    a.scratch = (floatX *)cuda_malloc_check(BTC * X, "scratch");
+    if (backward) {
+        a.dout = (floatX *)cuda_malloc_check(BTC * X, "dout");
+        cuda_check(cudaMemset(a.dout, 0, BTC * X));
+        a.dsum = (float *)cuda_malloc_check(BNHT * sizeof(float), "dsum");
+        a.dqkv = (floatX *)cuda_malloc_check(3 * BTC * X, "dqkv");
+        a.dqkvr = (floatX *)cuda_malloc_check(3 * BTC * X, "dqkvr");
+        a.datt = (floatX *)cuda_malloc_check(BNHT * shape.T * X, "datt");
+    }
+    return a;
+}
+
+static void attention_buffers_free(AttentionBuffers *a) {
+    void *all[] = {a->qkv, a->out,     a->dout,  a->dqkv, a->y,   a->qkvr,
+                   a->att, a->scratch, a->dqkvr, a->datt, a->lse, a->dsum};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        if (all[i] != NULL) cuda_check(cudaFree(all[i]));
+    }
+}
+
 // Version 1 of the kernels: the materialising attention (llmc/attention.cuh before flash
 // attention), kept to compare against. Its (B,NH,T,T) matrices are what flash attention removes.
 

@@ -31,29 +31,25 @@ static int check_shape(AttentionShape shape) {
     float *lse_ref = (float *)malloc_check(BNHT * sizeof(float), "lse_ref");
     attention_forward_cpu(out_ref, lse_ref, qkv, B, T, C, NH, 0);
 
-    floatX *d_qkv = upload_floatX(qkv, 3 * BTC);
-    floatX *d_out = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "out");
-    float *d_lse = (float *)cuda_malloc_check(BNHT * sizeof(float), "lse");
-    floatX *d_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkvr");
-    floatX *d_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "att");
-    floatX *d_scratch = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "scratch");
+    AttentionBuffers d = attention_buffers_alloc(shape, 0);
+    copy_to_floatX(d.qkv, qkv, 3 * BTC);
     int all_ok = 1;
     for (int version = 1; version <= 2; version++) {
         ForwardBounds bounds = attention_forward_bounds(T, HS, version == 1);
         printf(" version %d%s:\n", version, version == 2 ? " (flash, llmc/attention.cuh)" : "");
         if (version == 1) {
-            attention_forward_materialised(d_out, d_qkvr, d_att, d_scratch, d_qkv, B, T, C, NH, 0);
+            attention_forward_materialised(d.out, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
         } else {
-            attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0);
+            attention_forward(d.out, d.lse, d.qkv, B, T, C, NH, 0);
         }
         cuda_check(cudaDeviceSynchronize());
-        float *out = download_to_floats(d_out, BTC);
+        float *out = download_to_floats(d.out, BTC);
         all_ok &=
             check_close("out", out, out_ref, BTC, (float)bounds.out_atol, (float)bounds.out_rtol);
         free(out);
         if (version == 2) {
             float *lse = (float *)malloc_check(BNHT * sizeof(float), "lse");
-            cuda_check(cudaMemcpy(lse, d_lse, BNHT * sizeof(float), cudaMemcpyDeviceToHost));
+            cuda_check(cudaMemcpy(lse, d.lse, BNHT * sizeof(float), cudaMemcpyDeviceToHost));
             all_ok &= check_close("lse", lse, lse_ref, BNHT, (float)bounds.lse_atol, 0.0f);
             free(lse);
         }
@@ -73,12 +69,7 @@ static int check_shape(AttentionShape shape) {
             free(lse_bug);
         }
     }
-    cuda_check(cudaFree(d_qkv));
-    cuda_check(cudaFree(d_out));
-    cuda_check(cudaFree(d_lse));
-    cuda_check(cudaFree(d_qkvr));
-    cuda_check(cudaFree(d_att));
-    cuda_check(cudaFree(d_scratch));
+    attention_buffers_free(&d);
     free(qkv);
     free(out_ref);
     free(lse_ref);
@@ -91,13 +82,7 @@ int main(void) {
     int B = timed.B, T = timed.T, NH = timed.NH, HS = timed.HS, C = NH * HS;
     int repeats = DEV_EMULATED ? 1 : 20;
     size_t BTC = (size_t)B * T * C, BNHT = (size_t)B * NH * T;
-    floatX *d_qkv = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkv");
-    cuda_check(cudaMemset(d_qkv, 0, 3 * BTC * sizeof(floatX)));
-    floatX *d_out = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "out");
-    float *d_lse = (float *)cuda_malloc_check(BNHT * sizeof(float), "lse");
-    floatX *d_qkvr = (floatX *)cuda_malloc_check(3 * BTC * sizeof(floatX), "qkvr");
-    floatX *d_att = (floatX *)cuda_malloc_check(BNHT * T * sizeof(floatX), "att");
-    floatX *d_scratch = (floatX *)cuda_malloc_check(BTC * sizeof(floatX), "scratch");
+    AttentionBuffers d = attention_buffers_alloc(timed, 0);
     printf("timing, B=%d T=%d NH=%d HS=%d (%d repeats; GB/s of each version's own traffic; causal "
            "FLOPs 2 B NH T^2 HS, %.1f GFLOP):\n",
            B, T, NH, HS, repeats, 2.0 * BNHT * T * HS / 1e9);
@@ -108,21 +93,16 @@ int main(void) {
     double bytes_v2 = 4.0 * BTC * X + BNHT * sizeof(float);
     float ms1 = time_ms(
         [&]() {
-            attention_forward_materialised(d_out, d_qkvr, d_att, d_scratch, d_qkv, B, T, C, NH, 0);
+            attention_forward_materialised(d.out, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
         },
         repeats);
     report_bandwidth("version 1 (materialising)", ms1, bytes_v1);
-    float ms2 = time_ms([&]() { attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0); }, repeats);
+    float ms2 = time_ms([&]() { attention_forward(d.out, d.lse, d.qkv, B, T, C, NH, 0); }, repeats);
     report_bandwidth("version 2 (flash)", ms2, bytes_v2);
     printf("  version 2: %.1f TFLOP/s (causal FLOPs)%s\n",
            2.0 * BNHT * T * HS / (ms2 * 1e-3) / 1e12,
            DEV_EMULATED ? " (emulated: not a GPU time)" : "");
-    cuda_check(cudaFree(d_qkv));
-    cuda_check(cudaFree(d_out));
-    cuda_check(cudaFree(d_lse));
-    cuda_check(cudaFree(d_qkvr));
-    cuda_check(cudaFree(d_att));
-    cuda_check(cudaFree(d_scratch));
+    attention_buffers_free(&d);
     printf("%s\n", all_ok ? "PASS" : "FAIL");
     return all_ok ? 0 : 1;
 }

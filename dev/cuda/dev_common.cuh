@@ -30,12 +30,17 @@ static inline void round_to_floatX(float *values, size_t n) {
     free(tmp);
 }
 
-static inline floatX *upload_floatX(const float *host, size_t n) {
+// Host floats into n floatX of device memory that is already there.
+static inline void copy_to_floatX(floatX *device, const float *host, size_t n) {
     floatX *tmp = (floatX *)malloc_check(n * sizeof(floatX), "upload");
     floats_to_floatX(tmp, host, n);
-    floatX *device = (floatX *)cuda_malloc_check(n * sizeof(floatX), "dev input");
     cuda_check(cudaMemcpy(device, tmp, n * sizeof(floatX), cudaMemcpyHostToDevice));
     free(tmp);
+}
+
+static inline floatX *upload_floatX(const float *host, size_t n) {
+    floatX *device = (floatX *)cuda_malloc_check(n * sizeof(floatX), "dev input");
+    copy_to_floatX(device, host, n);
     return device;
 }
 
