@@ -976,7 +976,7 @@ int main(int argc, char **argv) {
             printf("step %d: no trained target in the whole step: no update\n", step + 1);
         } else {
             verdict = train_guard_step(&detector, &opt, step, loss, norm);
-            if (!verdict.skip_loss && !verdict.skip_norm) {
+            if (!outlier_verdict_skips(&verdict)) {
                 gpt2_update(&model, &adamw, step + 1, grad_scale);
             }
         }

@@ -125,6 +125,11 @@ typedef struct {
     int skip_loss, skip_norm;
 } OutlierVerdict;
 
+// 1 when the verdict skips the step's update (either signal was a spike).
+static inline int outlier_verdict_skips(const OutlierVerdict *verdict) {
+    return verdict->skip_loss || verdict->skip_norm;
+}
+
 static inline void outlier_detector_init(OutlierDetector *detector, int window,
                                          float loss_threshold, float norm_threshold) {
     memset(detector, 0, sizeof(*detector));

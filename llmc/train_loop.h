@@ -248,7 +248,7 @@ static inline void train_report_step(StepTimer *timer, Logger *logger, int step,
     char eta[32];
     format_duration(mean_step * (max_steps - step - 1), eta, sizeof(eta));
     char skipped[192] = "", log_fields[160] = ""; // room for z-scores up to ~1e60 in %f
-    if (verdict != NULL && (verdict->skip_loss || verdict->skip_norm)) {
+    if (verdict != NULL && outlier_verdict_skips(verdict)) {
         snprintf(skipped, sizeof(skipped),
                  " | update skipped: loss z-score %.2f, norm z-score %.2f", verdict->loss_z,
                  verdict->norm_z);
