@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# llm.c, exactly (issue 18; part of `make test`; alone: bash tests/test_llmc_exact.sh [DIR]):
+# the shuffled loader's order, draw for draw, and its state files against
+# tests/llmc_loader_reference.py (llm.c's mt19937, random_permutation and save_state re-implemented):
+# batches over four epochs, our state's loader part byte for byte, resumes of llm.c-layout files
+# (2,520-byte mt19937 state) and of our older ones (2,516 bytes, run record version 1) in the loader
+# and in train_gpt2 (losses equal an uninterrupted run's). Ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=${1:+$1/llmc_exact}
+WORK=${WORK:-$ROOT/build/llmc_exact_test}
+rm -rf "$WORK"
+mkdir -p "$WORK"
+# shellcheck source=tests/lib_checks.sh
+source tests/lib_checks.sh
+make --no-print-directory -s "$BIN/train_gpt2" build/loader_order >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+REF="$PY tests/llmc_loader_reference.py"
+ORDER=build/loader_order
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+check "the reference mt19937 gives llm.c's documented draws for seed 137" $REF selftest
+
+# Three shards of random tokens; with B=2 T=8 (16 tokens a sample) they hold 7, 5 and 9 samples.
+$PY - "$WORK" <<'PYEOF'
+import random, struct, sys
+rng = random.Random(18)
+for name, samples, extra in (("a", 7, 1), ("b", 5, 3), ("c", 9, 12)):
+    tokens = [rng.randrange(512) for _ in range(16 * samples + extra)]
+    header = [20240520, 1, len(tokens)] + [0] * 253
+    with open("%s/shard_%s.bin" % (sys.argv[1], name), "wb") as f:
+        f.write(struct.pack("<256i", *header) + struct.pack("<%dH" % len(tokens), *tokens))
+PYEOF
+SHARDS="$WORK/shard_*.bin"
+SAMPLES=7,5,9 # 21 batches an epoch
+
+# 1. Four epochs and a bit (shard orders composed across epochs, samples reshuffled per shard).
+$ORDER "$SHARDS" 2 8 42 90 >"$WORK/order.txt" 2>&1
+$REF order $SAMPLES 42 0 90 >"$WORK/order_llmc.txt"
+check "90 shuffled batches (4 epochs) are llm.c's, seed 42" cmp "$WORK/order.txt" "$WORK/order_llmc.txt"
+$REF order $SAMPLES 43 0 90 >"$WORK/order_planted.txt"
+if cmp -s "$WORK/order.txt" "$WORK/order_planted.txt"; then
+    not_ok "planted error: llm.c's order for seed 43 equals ours for seed 42"
+else
+    ok "planted error: llm.c's order for seed 43 differs from ours for seed 42"
+fi
+# rank 1 of llm.c seeds 42 + 1: the loader of rank 0 with seed 43 gives its order
+$REF order $SAMPLES 42 1 90 | cmp -s - "$WORK/order_planted.txt" &&
+    ok "llm.c's rank 1 (seed 42 + 1) is our seed 43's order" ||
+    not_ok "llm.c's rank 1 (seed 42 + 1) differs from our seed 43's order"
+
+# 2. Our state file after 30 batches (second epoch, second shard) holds llm.c's loader state.
+P=40
+$ORDER "$SHARDS" 2 8 42 30 --write "$WORK/ours_30.bin" $P >"$WORK/write.log" 2>&1 ||
+    not_ok "loader_order --write failed: $(tail -c 300 "$WORK/write.log")"
+check "our state after 30 batches: position, orders and 2,520-byte mt19937 state are llm.c's" \
+    $REF check $SAMPLES 42 0 30 "$WORK/ours_30.bin"
+check "planted error: the reference sees a state one batch later as different" \
+    sh -c "! $REF check $SAMPLES 42 0 31 '$WORK/ours_30.bin'"
+
+# 3. Resume from llm.c's layout and from our older one: the next 60 batches are llm.c's.
+$REF order $SAMPLES 42 0 90 | tail -n 60 >"$WORK/after_30.txt"
+for layout in llmc short; do
+    flag=""
+    [ $layout = short ] && flag=--short
+    $REF state $SAMPLES 42 0 30 "$WORK/${layout}_30.bin" $flag --from "$WORK/ours_30.bin"
+    $ORDER "$SHARDS" 2 8 7 60 --resume "$WORK/${layout}_30.bin" $P >"$WORK/resumed_$layout.txt" 2>&1
+    check "resume from a $layout-layout state (seed 7 at start): the next 60 batches are llm.c's" \
+        cmp "$WORK/resumed_$layout.txt" "$WORK/after_30.txt"
+done
+size_llmc=$(stat -c %s "$WORK/llmc_30.bin")
+size_short=$(stat -c %s "$WORK/short_30.bin")
+[ $((size_llmc - size_short)) = 4 ] && ok "the two layouts differ by the mt19937 seed's 4 bytes" ||
+    not_ok "llm.c layout $size_llmc bytes, short $size_short: expected 4 apart"
+# a short file that does not say so (run record version 2) is refused, naming the field
+cp "$WORK/short_30.bin" "$WORK/short_v2.bin"
+$PY -c 'import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read()); struct.pack_into("<i", data, 400, 2)
+open(sys.argv[1], "wb").write(data)' "$WORK/short_v2.bin"
+expect_error "a 2,516-byte loader rng under run record version 2 is refused" \
+    "short_v2.bin: .* bytes after the loader sample count, expected .* loader rng" \
+    $ORDER "$SHARDS" 2 8 7 60 --resume "$WORK/short_v2.bin" $P
+
+# 4. train_gpt2: a shuffled run checkpointed at step 3, resumed from its step-3 state rewritten in
+#    llm.c's layout and in our older one (the loader part recomputed by the reference): the
+#    resumed steps' losses equal the uninterrupted run's.
+MODEL="L=1,C=32,NH=2,V=512,maxT=16"
+FLAGS=(-e "$MODEL" --seed 5 -i "$SHARDS" -j "" -b 2 -t 8 -d 32 -l 1e-3 -v 0 -s 0 --shuffle 1)
+run full $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$WORK/full" || not_ok "shuffled run failed (see $WORK/full.log)"
+# -d 32 = 2 micro-batches a step: step 3's state follows 6 batches
+check "train_gpt2's step-3 state holds llm.c's loader state after 6 batches" \
+    $REF check $SAMPLES 5 0 6 "$WORK/full/state_00000003_00000.bin"
+losses() { grep -E '^step +[456]/6 ' "$1" | cut -d '|' -f 1-4; } # step, loss, lr, norm
+losses "$WORK/full.log" >"$WORK/full_losses.txt"
+[ "$(wc -l <"$WORK/full_losses.txt")" = 3 ] || not_ok "no step 4..6 losses in $WORK/full.log"
+for layout in llmc short; do
+    dir=$WORK/resume_$layout
+    mkdir -p "$dir"
+    cp "$WORK/full/model_00000003.bin" "$WORK/full/DONE_00000003" "$dir/"
+    flag=""
+    [ $layout = short ] && flag=--short
+    $REF state $SAMPLES 5 0 6 "$dir/state_00000003_00000.bin" $flag \
+        --from "$WORK/full/state_00000003_00000.bin"
+    run resume_$layout $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$dir" -y 1 ||
+        not_ok "resume from the $layout layout failed (see $WORK/resume_$layout.log)"
+    losses "$WORK/resume_$layout.log" >"$WORK/resume_${layout}_losses.txt"
+    check "train_gpt2 resumed from a $layout-layout state: steps 4-6 losses equal the full run's" \
+        cmp "$WORK/resume_${layout}_losses.txt" "$WORK/full_losses.txt"
+done
+# planted error: the loader state of another seed (other batches) must change the losses
+dir=$WORK/resume_planted
+mkdir -p "$dir"
+cp "$WORK/full/model_00000003.bin" "$WORK/full/DONE_00000003" "$dir/"
+$REF state $SAMPLES 6 0 6 "$dir/state_00000003_00000.bin" --from "$WORK/full/state_00000003_00000.bin"
+run resume_planted $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$dir" -y 1 ||
+    not_ok "resume from the planted state failed (see $WORK/resume_planted.log)"
+losses "$WORK/resume_planted.log" >"$WORK/resume_planted_losses.txt"
+if [ "$(wc -l <"$WORK/resume_planted_losses.txt")" = 3 ] &&
+    ! cmp -s "$WORK/resume_planted_losses.txt" "$WORK/full_losses.txt"; then
+    ok "planted error: resumed with another seed's loader state, the losses differ"
+else
+    not_ok "planted error: resumed with another seed's loader state, the losses are the full run's"
+fi
+
+checks_summary
