@@ -336,7 +336,7 @@ static inline void state_read_with_outliers(const char *path, TrainState *state,
               record_version, RUN_RECORD_SLOT, RUN_RECORD_VERSION, RUN_RECORD_VERSION_SHORT_RNG);
     }
     size_t rng_bytes = record_version == RUN_RECORD_VERSION_SHORT_RNG ? MT19937_SHORT_STATE_BYTES
-                                                                       : sizeof(mt19937_state);
+                                                                      : sizeof(mt19937_state);
     size_t shuffle_min = 2 * sizeof(uint64_t) + rng_bytes; // counts and generator
     if (loader->should_shuffle
             ? file_size < optimizer_and_outliers || file_size - optimizer_and_outliers < shuffle_min

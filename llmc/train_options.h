@@ -101,7 +101,7 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
          "write a checkpoint every N steps and at the end (0: only at the end; needs -o)"},
         {'y', "resume", OPTION_INT, &o->resume, "1: resume from the newest checkpoint in -o"},
         {0, "seed", OPTION_INT, &o->seed,
-         "seed of the random init (same as PyTorch's manual_seed)"},
+         "seed of the random init (same as PyTorch's manual_seed); + rank: of --shuffle"},
         {0, "shuffle", OPTION_INT, &o->shuffle, "1: shuffle training shards and samples (seeded)"},
         {0, "grad-clip", OPTION_FLOAT, &o->grad_clip,
          "clip gradients to this global norm (0: off)"},

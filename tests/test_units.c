@@ -223,11 +223,11 @@ static int test_descriptors(void) {
         const char *name;
         int L, C, NH, maxT;
     } named[] = {
-        {"d60", 60, 1920, 30, 1024},         {"gpt2:d72", 72, 2880, 30, 1024},
-        {"d84", 84, 3456, 36, 1024},         {"gpt3:c384", 6, 384, 6, 2048},
-        {"gpt3:c768", 12, 768, 12, 2048},    {"gpt3:c1024", 24, 1024, 16, 2048},
-        {"gpt3:c1536", 24, 1536, 16, 2048},  {"gpt3:c2048", 24, 2048, 16, 2048},
-        {"gpt3:c2560", 32, 2560, 32, 2048},  {"gpt3:c4096", 32, 4096, 32, 2048},
+        {"d60", 60, 1920, 30, 1024},          {"gpt2:d72", 72, 2880, 30, 1024},
+        {"d84", 84, 3456, 36, 1024},          {"gpt3:c384", 6, 384, 6, 2048},
+        {"gpt3:c768", 12, 768, 12, 2048},     {"gpt3:c1024", 24, 1024, 16, 2048},
+        {"gpt3:c1536", 24, 1536, 16, 2048},   {"gpt3:c2048", 24, 2048, 16, 2048},
+        {"gpt3:c2560", 32, 2560, 32, 2048},   {"gpt3:c4096", 32, 4096, 32, 2048},
         {"gpt3:c12288", 96, 12288, 96, 2048},
     };
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
@@ -1355,7 +1355,8 @@ int main(int argc, char **argv) {
     run_check("bf16 rounds to nearest even", test_bf16_rounding);
     run_check("bf16 keeps NaN, round-trips exact values", test_bf16_nan_and_inverse);
     run_check("descriptors d12, gpt2:d24, llm.c's d60..d84 and gpt3:cN, custom; paths are not "
-              "descriptors", test_descriptors);
+              "descriptors",
+              test_descriptors);
     run_check("d12 has 124475904 parameters", test_num_parameters);
     run_check("lr cosine with warmup", test_schedule_cosine);
     run_check("lr linear", test_schedule_linear);
