@@ -4,7 +4,10 @@
 # tests/llmc_loader_reference.py (llm.c's mt19937, random_permutation and save_state re-implemented):
 # batches over four epochs, our state's loader part byte for byte, resumes of llm.c-layout files
 # (2,520-byte mt19937 state) and of our older ones (2,516 bytes, run record version 1) in the loader
-# and in train_gpt2 (losses equal an uninterrupted run's). Ends with "N passed, N failed".
+# and in train_gpt2 (losses equal an uninterrupted run's); tinyshakespeare's --llmc-split shards
+# (dev/data/tinyshakespeare.sh and .py) against tests/llmc_tinyshakespeare.py (llm.c's script with
+# tiktoken: $TOKENIZER_PYTHON, build/venv-tiktoken, $PYTHON or python3). Ends with
+# "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -14,7 +17,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 # shellcheck source=tests/lib_checks.sh
 source tests/lib_checks.sh
-make --no-print-directory -s "$BIN/train_gpt2" build/loader_order >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/tokenizer" build/loader_order >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -123,6 +126,42 @@ if [ "$(wc -l <"$WORK/resume_planted_losses.txt")" = 3 ] &&
     ok "planted error: resumed with another seed's loader state, the losses differ"
 else
     not_ok "planted error: resumed with another seed's loader state, the losses are the full run's"
+fi
+
+# 5. tinyshakespeare --llmc-split: the shell (./tokenizer) and Python preparations write llm.c's
+#    shards byte for byte (tests/llmc_tinyshakespeare.py, tiktoken); the default split differs.
+DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
+TIKTOKEN_PY=""
+for candidate in "${TOKENIZER_PYTHON:-}" "$ROOT/build/venv-tiktoken/bin/python" "${PYTHON:-}" python3; do
+    if [ -n "$candidate" ] && "$candidate" -c "import tiktoken" >/dev/null 2>&1; then
+        TIKTOKEN_PY=$candidate
+        break
+    fi
+done
+if [ -z "$TIKTOKEN_PY" ]; then
+    not_ok "no python with tiktoken (bash scripts/install_deps.sh test makes build/venv-tiktoken): tinyshakespeare --llmc-split not compared"
+elif [ ! -f "$DATA/tinyshakespeare.txt" ]; then
+    not_ok "no $DATA/tinyshakespeare.txt: tinyshakespeare --llmc-split not compared"
+else
+    run ts_llmc "$TIKTOKEN_PY" tests/llmc_tinyshakespeare.py "$DATA/tinyshakespeare.txt" "$DATA/gpt2" "$WORK/ts_llmc" ||
+        not_ok "the llm.c reference failed (see $WORK/ts_llmc.log)"
+    run ts_sh env LLMC_DATA_DIR="$DATA" bash dev/data/tinyshakespeare.sh --llmc-split "$WORK/ts_sh" ||
+        not_ok "tinyshakespeare.sh --llmc-split failed (see $WORK/ts_sh.log)"
+    run ts_py "$TIKTOKEN_PY" dev/data/tinyshakespeare.py -i "$DATA/tinyshakespeare.txt" -v "$DATA/gpt2" \
+        -o "$WORK/ts_py" --llmc-split || not_ok "tinyshakespeare.py --llmc-split failed (see $WORK/ts_py.log)"
+    run ts_default "$TIKTOKEN_PY" dev/data/tinyshakespeare.py -i "$DATA/tinyshakespeare.txt" -v "$DATA/gpt2" \
+        -o "$WORK/ts_default" || not_ok "tinyshakespeare.py failed (see $WORK/ts_default.log)"
+    for split in val train; do
+        file=tiny_shakespeare_$split.bin
+        check "tinyshakespeare.sh --llmc-split: $file is llm.c's byte for byte" cmp "$WORK/ts_sh/$file" "$WORK/ts_llmc/$file"
+        check "tinyshakespeare.py --llmc-split: $file is llm.c's byte for byte" cmp "$WORK/ts_py/$file" "$WORK/ts_llmc/$file"
+    done
+    # planted error: the default cut and split give other shards (the comparison can fail)
+    if cmp -s "$WORK/ts_default/tiny_shakespeare_train.bin" "$WORK/ts_llmc/tiny_shakespeare_train.bin"; then
+        not_ok "planted error: the default (90/10, blank-line runs) train shard equals llm.c's"
+    else
+        ok "planted error: the default (90/10, blank-line runs) train shard differs from llm.c's"
+    fi
 fi
 
 checks_summary
