@@ -5,10 +5,13 @@
 #define LLMC_CHECKPOINT_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dataloader.h"
 #include "divergence.h"
@@ -494,6 +497,104 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
     AtomicFile out;
     atomic_open(&out, path);
     atomic_commit(&out);
+}
+
+// The step of a checkpoint file name of ours: DONE_%08d, model_%08d.bin or state_%08d_%05d.bin,
+// exactly as the trainers write them (the number printed back must give the name again); -1 for
+// any other name, which housekeeping never touches.
+static inline int checkpoint_file_step(const char *name) {
+    const char *prefixes[3] = {"DONE_", "model_", "state_"};
+    for (int kind = 0; kind < 3; kind++) {
+        size_t n = strlen(prefixes[kind]);
+        if (strncmp(name, prefixes[kind], n) != 0 || name[n] < '0' || name[n] > '9') continue;
+        char *end = NULL;
+        long step = strtol(name + n, &end, 10);
+        if (step > INT_MAX) return -1;
+        long rank = 0;
+        if (kind == 2) {
+            if (end[0] != '_' || end[1] < '0' || end[1] > '9') return -1;
+            rank = strtol(end + 1, NULL, 10);
+            if (rank > INT_MAX) return -1;
+        }
+        char again[64];
+        if (kind == 0) snprintf(again, sizeof(again), "DONE_%08d", (int)step);
+        if (kind == 1) snprintf(again, sizeof(again), "model_%08d.bin", (int)step);
+        if (kind == 2) snprintf(again, sizeof(again), "state_%08d_%05d.bin", (int)step, (int)rank);
+        return strcmp(again, name) == 0 ? (int)step : -1;
+    }
+    return -1;
+}
+
+static inline int compare_int_descending(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
+}
+
+// Removes the files of step in dir whose names are our checkpoint's (checkpoint_file_step): the
+// model and state files first and the DONE marker last, so an interrupted removal leaves a marker
+// that resume passes over and the next housekeeping removes. Returns how many it removed.
+static inline int checkpoint_remove_step(const char *dir, int step) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    int removed = 0;
+    char path[4096 + 256];
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, "DONE_", 5) == 0) continue;
+        if (checkpoint_file_step(entry->d_name) != step) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+        struct stat info;
+        if (lstat(path, &info) != 0 || S_ISDIR(info.st_mode)) continue; // only files, links
+        if (remove(path) == 0) {
+            removed++;
+        } else {
+            printf("warning: %s: cannot delete (%s)\n", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/DONE_%08d", dir, step);
+    if (remove(path) == 0) {
+        removed++;
+    } else if (errno != ENOENT) {
+        printf("warning: %s: cannot delete (%s)\n", path, strerror(errno));
+    }
+    return removed;
+}
+
+// llm.c's -nk/-nm housekeeping, run after a checkpoint is complete: of the complete checkpoints in
+// dir (a DONE marker), the newest keep stay and so does every step that is a multiple of
+// major_every (> 0); the others' files are deleted. Nothing but our checkpoint files is touched,
+// and no files of a step without a marker (an unfinished write). keep <= 0: nothing is deleted.
+// (llm.c deletes the one checkpoint keep*-n steps back; this keeps the newest keep whatever
+// their steps, e.g. the last step's checkpoint off the -n cadence, and earlier runs' in dir.)
+static inline void checkpoint_prune(const char *dir, int keep, int major_every) {
+    if (keep <= 0) return;
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    int *steps = NULL;
+    size_t count = 0, capacity = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, "DONE_", 5) != 0) continue;
+        int step = checkpoint_file_step(entry->d_name);
+        if (step < 0) continue;
+        if (count == capacity) {
+            capacity = capacity ? 2 * capacity : 64;
+            int *grown = (int *)realloc(steps, capacity * sizeof(int));
+            if (grown == NULL) fatal("out of memory listing the checkpoints of %s", dir);
+            steps = grown;
+        }
+        steps[count++] = step;
+    }
+    closedir(d);
+    if (count > 1) qsort(steps, count, sizeof(int), compare_int_descending);
+    for (size_t i = (size_t)keep; i < count; i++) {
+        if (major_every > 0 && steps[i] % major_every == 0) continue;
+        int removed = checkpoint_remove_step(dir, steps[i]);
+        printf("checkpoint: deleted step %d (%d files): -nk %d keeps the newest %d%s\n", steps[i],
+               removed, keep, keep, major_every > 0 ? " and the multiples of -nm" : "");
+    }
+    free(steps);
 }
 
 // The state file of step for process owner (AdamW moments, master weights when not NULL, the

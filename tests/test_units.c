@@ -1023,6 +1023,34 @@ static int test_state_shuffled(void) {
     return 1;
 }
 
+// -nk/-nm housekeeping deletes only names that are exactly our checkpoint files' names.
+static int test_checkpoint_file_names(void) {
+    const struct {
+        const char *name;
+        int step;
+    } names[] = {
+        {"DONE_00000012", 12},
+        {"model_00000012.bin", 12},
+        {"state_00000012_00003.bin", 12},
+        {"DONE_123456789", 123456789},
+        {"DONE_0000012", -1},
+        {"DONE_00000012x", -1},
+        {"DONE_00000012.tmp77", -1},
+        {"model_00000012.bin.bak", -1},
+        {"model_12.bin", -1},
+        {"state_00000012_3.bin", -1},
+        {"state_00000012.bin", -1},
+        {"model_+0000012.bin", -1},
+        {"DONE_99999999999", -1},
+        {"main.log", -1},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int got = checkpoint_file_step(names[i].name);
+        CHECK(got == names[i].step, "%s: step %d, expected %d", names[i].name, got, names[i].step);
+    }
+    return 1;
+}
+
 static int test_find_latest(void) {
     char dir[4200], path[4300];
     work_path(dir, sizeof(dir), "ckpt");
@@ -1394,6 +1422,8 @@ int main(int argc, char **argv) {
     run_check("state file round trip (m, v, master, step, rng, loader)", test_state_round_trip);
     run_check("state file restores a shuffled loader exactly", test_state_shuffled);
     run_check("checkpoint_find_latest picks the newest DONE marker", test_find_latest);
+    run_check("-nk housekeeping: only our exact checkpoint names give a step",
+              test_checkpoint_file_names);
     run_check("fastmath: exp/tanh of NaN are NaN, of +-inf finite", test_fastmath_nan);
     run_check("first_non_finite finds the first NaN/inf in any chunk", test_first_non_finite);
     run_check("outlier detector: z-score, skip, spikes kept out then admitted, off, restore",
