@@ -358,7 +358,7 @@ hostile_input_sections() {
     # ---------------------------------------------------------------------------------------------
     # 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
     #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
-    #     DONE marker, main.log write errors. Each of its checks counts here.
+    #     DONE marker, main.log write errors, -nk/-nm housekeeping. Each of its checks counts here.
     sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
     # ---------------------------------------------------------------------------------------------

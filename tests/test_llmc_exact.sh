@@ -128,6 +128,15 @@ else
     not_ok "planted error: resumed with another seed's loader state, the losses are the full run's"
 fi
 
+# 4b. llm.c's descriptors the trainer refuses: its 13B's 5140 channels (not a multiple of its heads
+#     of 128, which llm.c's assert refuses too) and a channel count not in its table.
+expect_error "-e gpt3:c5140 is refused as llm.c refuses it" \
+    "gpt3:c5140: 5140 channels are not a multiple of the head size 128" $BIN/train_gpt2 -e gpt3:c5140 -i "$SHARDS" -x 1
+expect_error "-e gpt3:c999 is refused, naming the channels llm.c knows" \
+    "unsupported GPT-3 channels 999 (use gpt3:c384" $BIN/train_gpt2 -e gpt3:c999 -i "$SHARDS" -x 1
+expect_error "-e d66 is refused, naming the depths" "unsupported depth 66 (use d2, .* d84" \
+    $BIN/train_gpt2 -e d66 -i "$SHARDS" -x 1
+
 # 5. tinyshakespeare --llmc-split: the shell (./tokenizer) and Python preparations write llm.c's
 #    shards byte for byte (tests/llmc_tinyshakespeare.py, tiktoken); the default split differs.
 DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
