@@ -21,11 +21,11 @@ make --no-print-directory -s "$BIN/train_gpt2" "$BIN/tokenizer" build/loader_ord
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-REF="$PY tests/llmc_loader_reference.py"
+REF=("$PY" tests/llmc_loader_reference.py)
 ORDER=build/loader_order
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-check "the reference mt19937 gives llm.c's documented draws for seed 137" $REF selftest
+check "the reference mt19937 gives llm.c's documented draws for seed 137" "${REF[@]}" selftest
 
 # Three shards of random tokens; with B=2 T=8 (16 tokens a sample) they hold 7, 5 and 9 samples.
 $PY - "$WORK" <<'PYEOF'
@@ -42,42 +42,50 @@ SAMPLES=7,5,9 # 21 batches an epoch
 
 # 1. Four epochs and a bit (shard orders composed across epochs, samples reshuffled per shard).
 $ORDER "$SHARDS" 2 8 42 90 >"$WORK/order.txt" 2>&1
-$REF order $SAMPLES 42 0 90 >"$WORK/order_llmc.txt"
+"${REF[@]}" order $SAMPLES 42 0 90 >"$WORK/order_llmc.txt"
 check "90 shuffled batches (4 epochs) are llm.c's, seed 42" cmp "$WORK/order.txt" "$WORK/order_llmc.txt"
-$REF order $SAMPLES 43 0 90 >"$WORK/order_planted.txt"
+"${REF[@]}" order $SAMPLES 43 0 90 >"$WORK/order_planted.txt"
 if cmp -s "$WORK/order.txt" "$WORK/order_planted.txt"; then
     not_ok "planted error: llm.c's order for seed 43 equals ours for seed 42"
 else
     ok "planted error: llm.c's order for seed 43 differs from ours for seed 42"
 fi
 # rank 1 of llm.c seeds 42 + 1: the loader of rank 0 with seed 43 gives its order
-$REF order $SAMPLES 42 1 90 | cmp -s - "$WORK/order_planted.txt" &&
-    ok "llm.c's rank 1 (seed 42 + 1) is our seed 43's order" ||
+if "${REF[@]}" order $SAMPLES 42 1 90 | cmp -s - "$WORK/order_planted.txt"; then
+    ok "llm.c's rank 1 (seed 42 + 1) is our seed 43's order"
+else
     not_ok "llm.c's rank 1 (seed 42 + 1) differs from our seed 43's order"
+fi
 
 # 2. Our state file after 30 batches (second epoch, second shard) holds llm.c's loader state.
 P=40
 $ORDER "$SHARDS" 2 8 42 30 --write "$WORK/ours_30.bin" $P >"$WORK/write.log" 2>&1 ||
     not_ok "loader_order --write failed: $(tail -c 300 "$WORK/write.log")"
 check "our state after 30 batches: position, orders and 2,520-byte mt19937 state are llm.c's" \
-    $REF check $SAMPLES 42 0 30 "$WORK/ours_30.bin"
-check "planted error: the reference sees a state one batch later as different" \
-    sh -c "! $REF check $SAMPLES 42 0 31 '$WORK/ours_30.bin'"
+    "${REF[@]}" check $SAMPLES 42 0 30 "$WORK/ours_30.bin"
+if "${REF[@]}" check $SAMPLES 42 0 31 "$WORK/ours_30.bin" >/dev/null; then
+    not_ok "planted error: the reference takes our state after 30 batches for llm.c's after 31"
+else
+    ok "planted error: the reference tells our state after 30 batches from llm.c's after 31"
+fi
 
 # 3. Resume from llm.c's layout and from our older one: the next 60 batches are llm.c's.
-$REF order $SAMPLES 42 0 90 | tail -n 60 >"$WORK/after_30.txt"
+"${REF[@]}" order $SAMPLES 42 0 90 | tail -n 60 >"$WORK/after_30.txt"
 for layout in llmc short; do
     flag=""
     [ $layout = short ] && flag=--short
-    $REF state $SAMPLES 42 0 30 "$WORK/${layout}_30.bin" $flag --from "$WORK/ours_30.bin"
+    "${REF[@]}" state $SAMPLES 42 0 30 "$WORK/${layout}_30.bin" $flag --from "$WORK/ours_30.bin"
     $ORDER "$SHARDS" 2 8 7 60 --resume "$WORK/${layout}_30.bin" $P >"$WORK/resumed_$layout.txt" 2>&1
     check "resume from a $layout-layout state (seed 7 at start): the next 60 batches are llm.c's" \
         cmp "$WORK/resumed_$layout.txt" "$WORK/after_30.txt"
 done
 size_llmc=$(stat -c %s "$WORK/llmc_30.bin")
 size_short=$(stat -c %s "$WORK/short_30.bin")
-[ $((size_llmc - size_short)) = 4 ] && ok "the two layouts differ by the mt19937 seed's 4 bytes" ||
+if [ $((size_llmc - size_short)) = 4 ]; then
+    ok "the two layouts differ by the mt19937 seed's 4 bytes"
+else
     not_ok "llm.c layout $size_llmc bytes, short $size_short: expected 4 apart"
+fi
 # a short file that does not say so (run record version 2) is refused, naming the field
 cp "$WORK/short_30.bin" "$WORK/short_v2.bin"
 $PY -c 'import struct, sys
@@ -95,7 +103,7 @@ FLAGS=(-e "$MODEL" --seed 5 -i "$SHARDS" -j "" -b 2 -t 8 -d 32 -l 1e-3 -v 0 -s 0
 run full $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$WORK/full" || not_ok "shuffled run failed (see $WORK/full.log)"
 # -d 32 = 2 micro-batches a step: step 3's state follows 6 batches
 check "train_gpt2's step-3 state holds llm.c's loader state after 6 batches" \
-    $REF check $SAMPLES 5 0 6 "$WORK/full/state_00000003_00000.bin"
+    "${REF[@]}" check $SAMPLES 5 0 6 "$WORK/full/state_00000003_00000.bin"
 losses() { grep -E '^step +[456]/6 ' "$1" | cut -d '|' -f 1-4; } # step, loss, lr, norm
 losses "$WORK/full.log" >"$WORK/full_losses.txt"
 [ "$(wc -l <"$WORK/full_losses.txt")" = 3 ] || not_ok "no step 4..6 losses in $WORK/full.log"
@@ -105,7 +113,7 @@ for layout in llmc short; do
     cp "$WORK/full/model_00000003.bin" "$WORK/full/DONE_00000003" "$dir/"
     flag=""
     [ $layout = short ] && flag=--short
-    $REF state $SAMPLES 5 0 6 "$dir/state_00000003_00000.bin" $flag \
+    "${REF[@]}" state $SAMPLES 5 0 6 "$dir/state_00000003_00000.bin" $flag \
         --from "$WORK/full/state_00000003_00000.bin"
     run resume_$layout $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$dir" -y 1 ||
         not_ok "resume from the $layout layout failed (see $WORK/resume_$layout.log)"
@@ -117,7 +125,7 @@ done
 dir=$WORK/resume_planted
 mkdir -p "$dir"
 cp "$WORK/full/model_00000003.bin" "$WORK/full/DONE_00000003" "$dir/"
-$REF state $SAMPLES 6 0 6 "$dir/state_00000003_00000.bin" --from "$WORK/full/state_00000003_00000.bin"
+"${REF[@]}" state $SAMPLES 6 0 6 "$dir/state_00000003_00000.bin" --from "$WORK/full/state_00000003_00000.bin"
 run resume_planted $BIN/train_gpt2 "${FLAGS[@]}" -x 6 -n 3 -o "$dir" -y 1 ||
     not_ok "resume from the planted state failed (see $WORK/resume_planted.log)"
 losses "$WORK/resume_planted.log" >"$WORK/resume_planted_losses.txt"
