@@ -46,6 +46,11 @@ build/test_units: tests/test_units.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+# The shuffled loader's order and state files, against llm.c's (tests/test_llmc_exact.sh).
+build/loader_order: tests/loader_order.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # Layer-by-layer CPU benchmark (bench/bench_cpu.sh runs it beside PyTorch).
 build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 	@mkdir -p build

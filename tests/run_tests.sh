@@ -338,6 +338,12 @@ sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
     ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/sft"} bash tests/test_sft.sh
 
+# ---------------------------------------------------------------------------------------------
+# 7b. llm.c, exactly (tests/test_llmc_exact.sh, issue 18): the shuffled loader's batches and state
+#     files against a re-implementation of llm.c's, resumes of llm.c-layout and older state files,
+#     tinyshakespeare's --llmc-split shards against llm.c's script (tiktoken). Each check counts here.
+sub_suite "llm.c exact" "$WORK/llmc_exact.log" bash tests/test_llmc_exact.sh "$WORK"
+
 # Sections 11-13 (issue 15) as one function: the sanitized pass runs them right after section 7
 # with its CPU programs sanitized (the emulated CUDA trainer in them runs as built), the normal
 # pass after section 10.
@@ -352,7 +358,7 @@ hostile_input_sections() {
     # ---------------------------------------------------------------------------------------------
     # 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
     #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
-    #     DONE marker, main.log write errors. Each of its checks counts here.
+    #     DONE marker, main.log write errors, -nk/-nm housekeeping. Each of its checks counts here.
     sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
     # ---------------------------------------------------------------------------------------------
