@@ -1,4 +1,5 @@
-// Causal self-attention as flash attention (our own kernels, no cuDNN): the (B,NH,T,T) score
+// Causal self-attention as flash attention (our own kernels; BF16 builds with USE_CUDNN=1 call
+// cuDNN's fused attention instead, llmc/cudnn_att.h, with the same layouts): the (B,NH,T,T) score
 // matrix is never stored. Forward keeps only the output (B,T,C) and the log-sum-exp of each score
 // row, lse (B,NH,T) in fp32; backward recomputes the probabilities tile by tile from it
 // (FlashAttention-2's structure). Q, K and V are read in place from the qkv projection's
@@ -19,6 +20,12 @@
 #include <type_traits>
 
 #include "cuda_common.cuh"
+#ifdef LLMC_USE_CUDNN
+#ifdef ENABLE_FP32
+#error "USE_CUDNN=1 needs a BF16 build: cuDNN's fused attention has no fp32 inputs"
+#endif
+#include "cudnn_att.h" // BF16 builds: cuDNN for head sizes it supports, our kernels otherwise
+#endif
 
 // Head sizes up to this are supported; the kernels are instantiated for HS_MAX = 16, 32, 64, 128
 // and smaller heads are zero-padded to the next of those.
@@ -258,6 +265,12 @@ template <typename Launch> static inline void attention_dispatch(int HS, Launch 
 static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
                                      int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(HS)) {
+        attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, stream);
+        return;
+    }
+#endif
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
         constexpr int HS_MAX = decltype(hs_max)::value;
@@ -274,6 +287,12 @@ static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *d
                                       const floatX *out, const floatX *qkv, const float *lse, int B,
                                       int T, int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(HS)) {
+        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, stream);
+        return;
+    }
+#endif
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
         constexpr int HS_MAX = decltype(hs_max)::value;
@@ -285,6 +304,31 @@ static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *d
         (dqkv, dout, qkv, lse, dsum, T, NH, HS, scale);
         cuda_check(cudaGetLastError());
     });
+}
+
+// Which implementation runs for this head size (the trainer prints it).
+static inline const char *attention_implementation(int HS) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(HS)) return "cuDNN fused flash attention";
+#endif
+    (void)HS;
+    return "llmc flash attention kernels";
+}
+
+// Device memory the attention needs beyond its tensors: cuDNN's workspace for this shape (its
+// graphs are built here, so an unsupported shape fails at start-up), 0 for our kernels.
+static inline size_t attention_workspace_bytes(int B, int T, int C, int NH) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) return attention_cudnn_workspace_bytes(B, T, NH, C / NH);
+#endif
+    (void)B, (void)T, (void)C, (void)NH;
+    return 0;
+}
+
+static inline void attention_free(void) {
+#ifdef LLMC_USE_CUDNN
+    attention_cudnn_free();
+#endif
 }
 
 #endif // LLMC_ATTENTION_CUH
