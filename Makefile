@@ -221,7 +221,9 @@ build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HE
 		$(call cudnn_att_object,nvcc-$*) $(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS) \
 		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS))
 
-# The cuDNN glue, compiled once per variant (cudnn-frontend's templates take minutes to compile).
+# The cuDNN glue, compiled once per variant (cudnn-frontend's templates take minutes to compile;
+# kept, not deleted as an intermediate file).
+.PRECIOUS: build/cuda/%/cudnn_att.o
 build/cuda/nvcc-%/cudnn_att.o: llmc/cudnn_att.cpp llmc/cudnn_att.h $(CUDA_HEADERS) \
 	$(CUDNN_FRONTEND_DIR)/include/cudnn_frontend.h | check_nvcc
 	@mkdir -p $(@D)
@@ -244,9 +246,11 @@ build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEA
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) -lm
 
-# CI: nvcc builds both binaries (BF16) and links them against cuBLAS/cuBLASLt; no GPU is needed
-# to build, and `--help` runs without one.
+# CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
+# kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
+# `--help` runs without one.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
+	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
@@ -264,6 +268,15 @@ build/cuda/nvcc-dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_co
 build/cuda/nvcc-dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
+
+# the attention programs also time cuDNN's fused attention (version 3) through the BF16 glue
+# (USE_CUDNN=0: without it)
+DEV_CUDNN_VARIANT = $(if $(filter 1,$(USE_CUDNN)),bf16)
+build/cuda/nvcc-dev/attention_%: dev/cuda/attention_%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) \
+	$(if $(DEV_CUDNN_VARIANT),build/cuda/nvcc-bf16/cudnn_att.o) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(if $(DEV_CUDNN_VARIANT),-DLLMC_USE_CUDNN) -o $@ $< \
+		$(if $(DEV_CUDNN_VARIANT),build/cuda/nvcc-bf16/cudnn_att.o $(CUDNN_LDLIBS)) $(NVCC_LDLIBS)
 
 # ---------------------------------------------------------------------------------------------
 # The CUDA sources on the CPU emulation (issue 3, docs/cuda_emu.md): the emulation's own tests
@@ -310,6 +323,11 @@ build/cuda_emu/dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
 
+build/cuda_emu/dev/attention_%: dev/cuda/attention_%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) \
+	build/cuda/emu-bf16/cudnn_att.o
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -DLLMC_USE_CUDNN -x c++ -o $@ $< -x none build/cuda/emu-bf16/cudnn_att.o -lm
+
 test-cuda-emu: $(EMU_TEST_BINARIES)
 	bash tests/cuda_emu/run.sh
 
@@ -333,6 +351,7 @@ test:
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \
 		dev/cuda/*.cu dev/cuda/*.cuh
+	clang-format -i llmc/cudnn_att.cpp llmc/cuda_emu/include/cudnn_frontend.h
 	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh tests/fuzz/*.c tests/fuzz/*.h
 
 clean:

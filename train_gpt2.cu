@@ -738,7 +738,22 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
 static const float *train_last_logits(void *model, const int *tokens, int length, float *scratch) {
     GPT2 *gpt2 = (GPT2 *)model;
     size_t Vp = (size_t)gpt2->config.padded_vocab_size;
+#ifdef LLMC_USE_CUDNN
+    // cuDNN builds a graph per sequence length (a GPU's build takes milliseconds to seconds):
+    // run the context padded to the next power of two (at most max_T), so that sampling builds
+    // about log2(max_T) graphs, not one per token. Attention is causal, so the padding after the
+    // last token changes none of the logits read here.
+    int padded = 1;
+    while (padded < length) padded *= 2;
+    if (padded > gpt2->max_T) padded = gpt2->max_T;
+    int *padded_tokens = (int *)malloc_check((size_t)padded * sizeof(int), "sampling context");
+    memcpy(padded_tokens, tokens, (size_t)length * sizeof(int));
+    for (int t = length; t < padded; t++) padded_tokens[t] = tokens[length - 1];
+    gpt2_forward(gpt2, padded_tokens, NULL, 1, padded, 0, 1.0f);
+    free(padded_tokens);
+#else
     gpt2_forward(gpt2, tokens, NULL, 1, length, 0, 1.0f);
+#endif
     cuda_check(cudaMemcpy(gpt2->logits_row_host, gpt2->acts.logits + (size_t)(length - 1) * Vp,
                           Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
     floatX_to_floats(scratch, gpt2->logits_row_host, Vp);

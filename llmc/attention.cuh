@@ -260,17 +260,12 @@ template <typename Launch> static inline void attention_dispatch(int HS, Launch 
     }
 }
 
+// Our kernels (attention_forward below chooses between them and cuDNN).
 // out (B,T,C) and lse (B,NH,T) are written; qkv (B,T,3C), the qkv projection's output, is read
 // and must be kept for backward together with out and lse.
-static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
-                                     int C, int NH, cudaStream_t stream) {
+static inline void attention_forward_flash(floatX *out, float *lse, const floatX *qkv, int B, int T,
+                                           int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
-#ifdef LLMC_USE_CUDNN
-    if (attention_cudnn_supports(HS)) {
-        attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, stream);
-        return;
-    }
-#endif
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
         constexpr int HS_MAX = decltype(hs_max)::value;
@@ -283,16 +278,10 @@ static inline void attention_forward(floatX *out, float *lse, const floatX *qkv,
 
 // dqkv (B,T,3C) is overwritten from dout (B,T,C) and forward's out, lse and qkv.
 // dsum: (B,NH,T) floats of scratch (D = rowsum(dout * out)).
-static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *dout,
-                                      const floatX *out, const floatX *qkv, const float *lse, int B,
-                                      int T, int C, int NH, cudaStream_t stream) {
+static inline void attention_backward_flash(floatX *dqkv, float *dsum, const floatX *dout,
+                                            const floatX *out, const floatX *qkv, const float *lse,
+                                            int B, int T, int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
-#ifdef LLMC_USE_CUDNN
-    if (attention_cudnn_supports(HS)) {
-        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, stream);
-        return;
-    }
-#endif
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
         constexpr int HS_MAX = decltype(hs_max)::value;
@@ -304,6 +293,31 @@ static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *d
         (dqkv, dout, qkv, lse, dsum, T, NH, HS, scale);
         cuda_check(cudaGetLastError());
     });
+}
+
+// The trainer's attention: cuDNN's in BF16 builds with USE_CUDNN=1 for the head sizes it
+// supports, else our kernels. Same arguments, layouts and lse either way.
+static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
+                                     int C, int NH, cudaStream_t stream) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) {
+        attention_forward_cudnn(out, lse, qkv, B, T, NH, C / NH, stream);
+        return;
+    }
+#endif
+    attention_forward_flash(out, lse, qkv, B, T, C, NH, stream);
+}
+
+static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *dout,
+                                      const floatX *out, const floatX *qkv, const float *lse, int B,
+                                      int T, int C, int NH, cudaStream_t stream) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) {
+        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, C / NH, stream);
+        return;
+    }
+#endif
+    attention_backward_flash(dqkv, dsum, dout, out, qkv, lse, B, T, C, NH, stream);
 }
 
 // Which implementation runs for this head size (the trainer prints it).
