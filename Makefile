@@ -223,7 +223,7 @@ build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HE
 
 # The cuDNN glue, compiled once per variant (cudnn-frontend's templates take minutes to compile;
 # kept, not deleted as an intermediate file).
-.PRECIOUS: build/cuda/%/cudnn_att.o
+.SECONDARY: $(foreach v,emu-bf16 emu-bf16-asan nvcc-bf16,build/cuda/$(v)/cudnn_att.o)
 build/cuda/nvcc-%/cudnn_att.o: llmc/cudnn_att.cpp llmc/cudnn_att.h $(CUDA_HEADERS) \
 	$(CUDNN_FRONTEND_DIR)/include/cudnn_frontend.h | check_nvcc
 	@mkdir -p $(@D)
