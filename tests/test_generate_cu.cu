@@ -4,7 +4,10 @@
 // after kv_cache_reset must give the same bits; and comparing each position with the next
 // position's row (a planted off-by-one) must fail the same bound. Built for the emulation
 // (make test runs the FP32 and BF16 builds) and with nvcc.
-//   test_generate_cu [MODEL]   (default: a random-init L=2, C=64, NH=4, V=1000, maxT=64 model)
+//   test_generate_cu [MODEL [--bench N]]   (default: a random-init L=2, C=64, NH=4, V=1000,
+//   maxT=64 model). --bench N (a benchmark, for a GPU: bench/bench_gpu.sh runs it at d12): after
+//   the checks, the time of N new tokens after a 64-token prompt, one at a time, against the floor
+//   of reading every weight once per token at the measured device-to-device copy bandwidth.
 // One "ok - " or "FAIL - " line per check; last line "N passed, N failed".
 #define TESTING
 // the trainer's training-only functions are unused here
@@ -12,6 +15,12 @@
 #include "train_gpt2.cu"
 
 #include "llmc/kv_cache.cuh"
+
+#ifdef LLMC_CUDA_EMU
+#define DEV_EMULATED_NOTE " (emulated: a CPU time, not a GPU's)"
+#else
+#define DEV_EMULATED_NOTE ""
+#endif
 
 static int passed = 0, failed = 0;
 static void check(int ok, const char *what) {
@@ -27,6 +36,61 @@ static double rel_l2(const float *a, const float *b, int n) {
         norm += (double)b[i] * b[i];
     }
     return sqrt(diff / (norm > 0.0 ? norm : 1.0));
+}
+
+// Device memory bandwidth, GB/s: a 256 MiB device-to-device copy (read + write) timed 10 times.
+static double measured_bandwidth(void) {
+    size_t bytes = (size_t)256 << 20;
+    void *a = cuda_malloc_check(bytes, "bandwidth source"), *b = cuda_malloc_check(bytes, "copy");
+    cuda_check(cudaMemset(a, 1, bytes));
+    cudaEvent_t start, stop;
+    cuda_check(cudaEventCreate(&start));
+    cuda_check(cudaEventCreate(&stop));
+    cuda_check(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice)); // warm-up
+    cuda_check(cudaEventRecord(start, 0));
+    for (int i = 0; i < 10; i++) cuda_check(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+    cuda_check(cudaEventRecord(stop, 0));
+    cuda_check(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    cuda_check(cudaEventElapsedTime(&ms, start, stop));
+    cuda_check(cudaFree(a));
+    cuda_check(cudaFree(b));
+    return ms > 0.0f ? 10.0 * 2.0 * (double)bytes / (ms * 1e-3) / 1e9 : 0.0;
+}
+
+// Greedy decoding of new_tokens after a 64-token prompt, timed; the floor is the weights' bytes
+// per token at the measured bandwidth (activations and the cache are small beside them at d12).
+static void decode_benchmark(GPT2 *model, int new_tokens) {
+    int V = model->config.vocab_size, prompt = 64;
+    int context = prompt + new_tokens;
+    if (new_tokens < 1 || context > model->config.max_seq_len) {
+        fatal("--bench %d: 64 + N must be at most maxT=%d", new_tokens, model->config.max_seq_len);
+    }
+    KVCache cache;
+    kv_cache_init(&cache, &model->config, context);
+    uint64_t rng = 99;
+    const float *logits = NULL;
+    for (int t = 0; t < prompt; t++) {
+        logits = gpt2_forward_step(model, &cache, (int)(xorshift_u32(&rng) % (uint32_t)V),
+                                   t == prompt - 1);
+    }
+    double start = now_seconds();
+    for (int t = 0; t < new_tokens; t++) {
+        int next = 0;
+        for (int i = 1; i < V; i++) next = logits[i] > logits[next] ? i : next;
+        logits = gpt2_forward_next(model, &cache, next);
+    }
+    double seconds = now_seconds() - start;
+    double bandwidth = measured_bandwidth();
+    double weight_bytes = (double)model->num_parameters * sizeof(floatX);
+    double floor_ms = bandwidth > 0.0 ? weight_bytes / (bandwidth * 1e9) * 1e3 : 0.0;
+    printf("decode benchmark (%s): %d new tokens after a %d-token prompt: %.3f ms/token, %.1f "
+           "tokens/s; floor %.3f ms/token (%.1f MB of weights at %.0f GB/s measured), %.0f%% of "
+           "it%s\n",
+           PRECISION_NAME, new_tokens, prompt, seconds * 1e3 / new_tokens, new_tokens / seconds,
+           floor_ms, weight_bytes / 1e6, bandwidth, 100.0 * floor_ms / (seconds * 1e3 / new_tokens),
+           DEV_EMULATED_NOTE);
+    kv_cache_free(&cache);
 }
 
 int main(int argc, char **argv) {
@@ -104,6 +168,9 @@ int main(int argc, char **argv) {
     }
     check(same, "after kv_cache_reset the same context gives the same logits bit for bit");
 
+    if (argc > 3 && strcmp(argv[2], "--bench") == 0) {
+        decode_benchmark(&model, atoi(argv[3]));
+    }
     kv_cache_free(&cache);
     gpt2_free(&model);
     matmul_free();
