@@ -251,11 +251,21 @@ build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEA
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) -lm
 
+# GPU generation with a key/value cache (llmc/kv_cache.cuh) against the full forward
+build/cuda/emu-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -I. $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) -lm
+
+build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -I. $(call variant_flags,$*) -o $@ $< $(call cudnn_att_object,nvcc-$*) \
+		$(NVCC_LDLIBS) $(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS))
+
 # CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
 # kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
 # `--help` runs without one.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
-	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu \
+	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu build/cuda/nvcc-bf16/test_generate_cu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
@@ -292,7 +302,9 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
 	build/cuda/emu-bf16-nocudnn/test_gpt2cu build/cuda/emu-fp32-asan/test_gpt2cu \
-	build/cuda/emu-bf16-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu)
+	build/cuda/emu-bf16-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu \
+	build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu \
+	build/cuda/emu-bf16-nocudnn/test_generate_cu)
 .PHONY: test-cuda-emu test-cuda-emu-planted
 # NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)

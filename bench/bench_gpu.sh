@@ -71,6 +71,17 @@ else
     note "compute-sanitizer not found: memcheck/racecheck not run"
 fi
 
+# Generation on the GPU (llmc/kv_cache.cuh): its check against the full forward, and d12 decode
+# speed (256 new tokens after a 64-token prompt) against the weights-read-once floor
+make build/cuda/nvcc-bf16/test_generate_cu >>"$OUT/build_bf16.log" 2>&1
+log="$OUT/generate_d12.log"
+if ./build/cuda/nvcc-bf16/test_generate_cu >"$OUT/generate.log" 2>&1 &&
+    ./build/cuda/nvcc-bf16/test_generate_cu d12 --bench 256 >"$log" 2>&1; then
+    note "ok   test_generate_cu; $(grep '^decode benchmark' "$log")"
+else
+    note "FAIL test_generate_cu (see $OUT/generate.log, $log)"
+fi
+
 # d12 at T=1024 on synthetic tokens (the speed does not depend on the text): the largest B that fits
 python3 - "$OUT/bench_train.bin" <<'PY'
 import random, struct, sys

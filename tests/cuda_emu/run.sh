@@ -188,6 +188,15 @@ if [ -e test_gpt2.cu ]; then
             -e "$REF_DIR/${NAME}_bf16.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_bf16_asan"
     fi
     cudnn_glue_plants "$REF_DIR/$NAME"
+    # GPU generation with the key/value cache (llmc/kv_cache.cuh) = the full forward
+    for precision in fp32 bf16 bf16-nocudnn; do
+        for order in forward random; do
+            run_suite "[$order] test_generate_cu ($precision build, emulated):" \
+                "$WORK/test_generate_cu_${precision}_$order.log" \
+                env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 \
+                "./build/cuda/emu-$precision/test_generate_cu"
+        done
+    done
 fi
 
 # ---------------------------------------------------------------------------------------------
