@@ -19,7 +19,8 @@ else
 endif
 
 HEADERS := $(wildcard llmc/*.h)
-# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer
+# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer, and HuggingFace's
+# config.json and safetensors header for -e DIR (llmc/safetensors.h: every program with a model)
 JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
@@ -36,10 +37,10 @@ all: train_gpt2 test_gpt2 tokenizer chat
 endif
 
 train_gpt2: train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 # Unit tests of the llmc/ headers (run by `make test`; ./build/test_units [WORKDIR] alone also works).
 build/test_units: tests/test_units.c $(HEADERS)
@@ -49,7 +50,7 @@ build/test_units: tests/test_units.c $(HEADERS)
 # Layer-by-layer CPU benchmark (bench/bench_cpu.sh runs it beside PyTorch).
 build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 bench_cpu: build/bench_cpu
 
@@ -65,7 +66,7 @@ chat: chat.c train_gpt2.c $(HEADERS)
 
 build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 	@mkdir -p build
@@ -98,7 +99,7 @@ $(SAN_BINARIES):
 # `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors
 FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
@@ -193,20 +194,20 @@ test_gpt2cu: $(CUDA_DIR)/test_gpt2cu
 build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_MULTI_GPU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
-		$(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS)
+		$(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS) $(JSONC_LIBS)
 
 build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
-		$(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS)
+		$(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS) $(JSONC_LIBS)
 
 build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< $(EMU_MULTI_GPU_LIBS) -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< $(EMU_MULTI_GPU_LIBS) $(JSONC_LIBS) -lm
 
 build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< $(JSONC_LIBS) -lm
 
 # CI: nvcc builds both binaries (BF16) and links them against cuBLAS/cuBLASLt; no GPU is needed
 # to build, and `--help` runs without one.
@@ -263,7 +264,7 @@ build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_em
 # that every kernel in llmc/*.cuh runs in CI
 build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< $(JSONC_LIBS) -lm
 
 build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
 	@mkdir -p $(@D)
