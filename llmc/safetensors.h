@@ -42,27 +42,35 @@ static inline float f16_to_float(uint16_t h) {
     return int_bits_to_float((int32_t)bits);
 }
 
+// A JSON value as it may appear in a one-line error (control characters as \xNN, cut short).
+#define HF_SHOWN_MAX 256
+static inline const char *hf_shown(json_object *value, char out[HF_SHOWN_MAX]) {
+    const char *text = value != NULL ? json_object_to_json_string(value) : "none";
+    return printable_text(text, strlen(text), out, HF_SHOWN_MAX);
+}
+
 // Parses a whole JSON file that must hold one object (the caller puts root and frees tokener).
-static inline json_object *hf_json_parse(const char *path, const MappedFile *file, size_t offset,
-                                         size_t length, json_tokener **tokener) {
+// what names the JSON in errors ("JSON", "JSON header").
+static inline json_object *hf_json_parse(const char *path, const char *what, const MappedFile *file,
+                                         size_t offset, size_t length, json_tokener **tokener) {
     *tokener = json_tokener_new();
     if (*tokener == NULL) fatal("%s: cannot allocate a JSON parser", path);
     const char *text = (const char *)file->data + offset;
     json_object *root = json_tokener_parse_ex(*tokener, text, (int)length);
     enum json_tokener_error error = json_tokener_get_error(*tokener);
     if (root == NULL || error != json_tokener_success) {
-        fatal("%s: JSON header: invalid JSON at byte %zu: %s", path,
+        fatal("%s: %s: invalid JSON at byte %zu: %s", path, what,
               offset + json_tokener_get_parse_end(*tokener),
               error == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(error));
     }
     size_t end = json_tokener_get_parse_end(*tokener);
     while (end < length && strchr(" \t\r\n", text[end]) != NULL) end++;
     if (end != length) {
-        fatal("%s: JSON header: unexpected bytes after the JSON object at byte %zu", path,
+        fatal("%s: %s: unexpected bytes after the JSON object at byte %zu", path, what,
               offset + end);
     }
     if (!json_object_is_type(root, json_type_object)) {
-        fatal("%s: JSON header: expected an object, found %s", path,
+        fatal("%s: %s: expected an object, found %s", path, what,
               json_type_to_name(json_object_get_type(root)));
     }
     return root;
@@ -91,12 +99,13 @@ static inline int hf_config_int(const char *path, json_object *root, const char 
 // A boolean key that must have the value we implement when present.
 static inline void hf_config_require_bool(const char *path, json_object *root, const char *key,
                                           int expected, const char *why) {
+    char shown[HF_SHOWN_MAX];
     json_object *value = NULL;
     if (!json_object_object_get_ex(root, key, &value) || value == NULL) return;
     if (!json_object_is_type(value, json_type_boolean) ||
         json_object_get_boolean(value) != expected) {
         fatal("%s: %s: expected %s, found %s: %s", path, key, expected ? "true" : "false",
-              json_object_to_json_string(value), why);
+              hf_shown(value, shown), why);
     }
 }
 
@@ -112,14 +121,14 @@ static inline void hf_read_config(const char *dir, GPT2Config *config) {
         fatal("%s: size %zu bytes: expected 1..%u (a HuggingFace GPT-2 config)", path, file.size,
               HF_CONFIG_MAX_BYTES);
     }
+    char shown[HF_SHOWN_MAX];
     json_tokener *tokener;
-    json_object *root = hf_json_parse(path, &file, 0, file.size, &tokener);
+    json_object *root = hf_json_parse(path, "JSON", &file, 0, file.size, &tokener);
     json_object *value = NULL;
     if (json_object_object_get_ex(root, "model_type", &value) &&
         (!json_object_is_type(value, json_type_string) ||
          strcmp(json_object_get_string(value), "gpt2") != 0)) {
-        fatal("%s: model_type: expected \"gpt2\", found %s", path,
-              json_object_to_json_string(value));
+        fatal("%s: model_type: expected \"gpt2\", found %s", path, hf_shown(value, shown));
     }
     // absent = HF's default, gelu_new (tanh approximation, our GELU)
     if (json_object_object_get_ex(root, "activation_function", &value) &&
@@ -127,14 +136,14 @@ static inline void hf_read_config(const char *dir, GPT2Config *config) {
          strcmp(json_object_get_string(value), "gelu_new") != 0)) {
         fatal("%s: activation_function: expected \"gelu_new\" (the only GELU implemented), found "
               "%s",
-              path, json_object_to_json_string(value));
+              path, hf_shown(value, shown));
     }
     if (json_object_object_get_ex(root, "layer_norm_epsilon", &value) &&
         (!(json_object_is_type(value, json_type_double) ||
            json_object_is_type(value, json_type_int)) ||
          json_object_get_double(value) != 1e-5)) {
         fatal("%s: layer_norm_epsilon: expected 1e-05 (our layernorm's), found %s", path,
-              json_object_to_json_string(value));
+              hf_shown(value, shown));
     }
     hf_config_require_bool(path, root, "scale_attn_by_inverse_layer_idx", 0,
                            "attention scaled by 1/layer is not implemented");
@@ -156,7 +165,7 @@ static inline void hf_read_config(const char *dir, GPT2Config *config) {
         (!json_object_is_type(value, json_type_int) ||
          json_object_get_int64(value) != 4 * (int64_t)config->channels)) {
         fatal("%s: n_inner: expected null or 4*n_embd = %d (our MLP's width), found %s", path,
-              4 * config->channels, json_object_to_json_string(value));
+              4 * config->channels, hf_shown(value, shown));
     }
     json_object_put(root);
     json_tokener_free(tokener);
@@ -266,7 +275,8 @@ static inline float hf_element(const uint8_t *data, int element_bytes, int is_bf
 }
 
 // Reads dir/model.safetensors into params (our layout, num_parameters of config; wte's padded
-// rows V..Vp-1 zero), after hf_read_config filled config.
+// rows V..Vp-1 zero), after hf_read_config filled config. params NULL: only checks the names,
+// dtypes, shapes and offsets (so nothing is allocated for a file that cannot hold the model).
 static inline void hf_read_params(const char *dir, const GPT2Config *config, float *params) {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/model.safetensors", dir) >= (int)sizeof(path)) {
@@ -288,8 +298,10 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
                                                                           : SAFETENSORS_MAX_HEADER),
               SAFETENSORS_MAX_HEADER, file.size - 8, (unsigned long long)header_length);
     }
+    char shown[HF_SHOWN_MAX];
     json_tokener *tokener;
-    json_object *root = hf_json_parse(path, &file, 8, (size_t)header_length, &tokener);
+    json_object *root =
+        hf_json_parse(path, "JSON header", &file, 8, (size_t)header_length, &tokener);
     const uint8_t *buffer = file.data + 8 + header_length;
     uint64_t buffer_size = file.size - 8 - header_length;
 
@@ -306,14 +318,16 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
     unsigned char *seen = (unsigned char *)calloc_check(slots, 1, "safetensors names");
     const char *lm_head_data = NULL;
     int lm_head_bytes = 0, lm_head_bf16 = 0;
-    memset(params, 0, total * sizeof(float)); // wte's padded rows stay zero
+    if (params != NULL) memset(params, 0, total * sizeof(float)); // wte's padded rows stay zero
     struct json_object_iterator it = json_object_iter_begin(root);
     struct json_object_iterator end = json_object_iter_end(root);
     for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
-        const char *full_name = json_object_iter_peek_name(&it);
+        const char *raw_name = json_object_iter_peek_name(&it);
+        char full_name[256]; // as it may appear in an error
+        printable_text(raw_name, strlen(raw_name), full_name, sizeof(full_name));
         json_object *entry = json_object_iter_peek_value(&it);
-        if (strcmp(full_name, "__metadata__") == 0) continue;
-        const char *name = strncmp(full_name, "transformer.", 12) == 0 ? full_name + 12 : full_name;
+        if (strcmp(raw_name, "__metadata__") == 0) continue;
+        const char *name = strncmp(raw_name, "transformer.", 12) == 0 ? raw_name + 12 : raw_name;
         HfTensorPlace place;
         int known = hf_tensor_place(name, config, &place);
         if (known < 0) {
@@ -339,13 +353,13 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
                                                                                     : 0;
         if (element_bytes == 0) {
             fatal("%s: tensor %s: dtype: expected F32, BF16 or F16, found %s", path, full_name,
-                  type);
+                  hf_shown(dtype, shown));
         }
         int is_bf16 = strcmp(type, "BF16") == 0;
         if (!json_object_is_type(shape, json_type_array) ||
             json_object_array_length(shape) != (size_t)place.rank) {
             fatal("%s: tensor %s: shape: expected %d dimension(s), found %s", path, full_name,
-                  place.rank, shape ? json_object_to_json_string(shape) : "none");
+                  place.rank, hf_shown(shape, shown));
         }
         size_t count = 1;
         for (int d = 0; d < place.rank; d++) {
@@ -354,10 +368,10 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
                 json_object_get_int64(dim) != (int64_t)place.dims[d]) {
                 if (place.rank == 1) {
                     fatal("%s: tensor %s: shape: expected [%zu] from config.json, found %s", path,
-                          full_name, place.dims[0], json_object_to_json_string(shape));
+                          full_name, place.dims[0], hf_shown(shape, shown));
                 }
                 fatal("%s: tensor %s: shape: expected [%zu, %zu] from config.json, found %s", path,
-                      full_name, place.dims[0], place.dims[1], json_object_to_json_string(shape));
+                      full_name, place.dims[0], place.dims[1], hf_shown(shape, shown));
             }
             count *= place.dims[d]; // within the caps of config: no overflow
         }
@@ -370,7 +384,7 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
             json_object *bound = json_object_array_get_idx(offsets_json, (size_t)k);
             if (!json_object_is_type(bound, json_type_int)) {
                 fatal("%s: tensor %s: data_offsets: expected two integers, found %s", path,
-                      full_name, json_object_to_json_string(offsets_json));
+                      full_name, hf_shown(offsets_json, shown));
             }
             bounds[k] = json_object_get_int64(bound);
         }
@@ -401,6 +415,7 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
             continue;
         }
         seen[slot] = 1;
+        if (params == NULL) continue;
         float *dst = params + offsets[place.tensor];
         if (place.layer >= 0) dst += (size_t)place.layer * (sizes[place.tensor] / (size_t)L);
         if (place.transpose) { // HF (in, out) -> ours (out, in)
@@ -428,7 +443,7 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
         fatal("%s: tensor h.%zu.%s: missing (config.json: n_layer %d)", path,
               (slot - 4) / HF_LAYER_TENSORS, layer_names[(slot - 4) % HF_LAYER_TENSORS], L);
     }
-    if (lm_head_data != NULL) { // must be the tied head, a copy of wte
+    if (lm_head_data != NULL && params != NULL) { // must be the tied head, a copy of wte
         size_t count = (size_t)config->vocab_size * (size_t)config->channels;
         for (size_t i = 0; i < count; i++) {
             float value = hf_element((const uint8_t *)lm_head_data, lm_head_bytes, lm_head_bf16, i);
@@ -467,6 +482,7 @@ static inline void model_source_open(ModelSource *source, const char *path, GPT2
     source->path = path;
     if (path_is_directory(path)) {
         hf_read_config(path, config);
+        hf_read_params(path, config, NULL);
         return;
     }
     source->file = fopen_check(path, "rb");
@@ -482,6 +498,12 @@ static inline void model_source_read_params(ModelSource *source, const GPT2Confi
     }
     model_read_params(source->file, source->path, source->version, params, num_parameters);
     fclose(source->file);
+    source->file = NULL;
+}
+
+// Closes an opened source without reading its parameters (a caller that needed the shape only).
+static inline void model_source_close(ModelSource *source) {
+    if (source->file != NULL) fclose(source->file);
     source->file = NULL;
 }
 

@@ -78,7 +78,8 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {'j', "val", OPTION_STRING, &o->val_pattern, "validation shards (glob; empty: none)"},
         {'e', "model", OPTION_STRING, &o->model_spec,
          "model checkpoint (.bin), HuggingFace GPT-2 directory (config.json + "
-         "model.safetensors) or descriptor: d2 d4 d6 d12 d24 d36 d48, L=..,C=..,NH=..,V=..,maxT=.."},
+         "model.safetensors) or descriptor: d2 d4 d6 d12 d24 d36 d48, "
+         "L=..,C=..,NH=..,V=..,maxT=.."},
         {'o', "output", OPTION_STRING, &o->output_dir,
          "output directory for main.log and checkpoints"},
         {'b', "batch-size", OPTION_INT, &o->B, "micro-batch size (sequences)"},

@@ -151,6 +151,7 @@ HOSTILE = {
     "inverse_layer": "config.json scale_attn_by_inverse_layer_idx true",
     "upcast": "config.json reorder_and_upcast_attn true",
     "n_embd": "config.json n_embd 48 (tensors of 64)",
+    "planted": "valid, but ln_f.weight (F32) and so every logit 1% larger: a check must fail",
 }
 
 
@@ -195,6 +196,15 @@ def cmd_hostile(args):
         copy[0] ^= 0x40
         header["lm_head.weight"] = dict(wte, data_offsets=[len(body), len(body) + end - begin])
         write_safetensors(st, header, body + bytes(copy))
+    elif case == "planted":
+        entry = header[first_tensor(header, "ln_f.weight")]
+        if entry["dtype"] != "F32":
+            fail("hostile planted: needs an F32 directory")
+        body = bytearray(body)
+        for begin in range(*entry["data_offsets"], 4):
+            (value,) = struct.unpack_from("<f", body, begin)
+            struct.pack_into("<f", body, begin, value * 1.01)
+        write_safetensors(st, header, bytes(body))
     elif case in config_edits:
         with open(cfg_path) as f:
             config = json.load(f)

@@ -729,7 +729,8 @@ hostile_input_sections
 
 # ---------------------------------------------------------------------------------------------
 # 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
-#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data) for
+#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data, HuggingFace
+#     config.json + model.safetensors) for
 #     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
 #     that does not name the file fails, with the reproducer's path.
 sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \
@@ -741,6 +742,13 @@ sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ
 #     outputs; every check counts here, and any sanitizer report fails.
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
     LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
+
+# ---------------------------------------------------------------------------------------------
+# 16. HuggingFace (tests/test_hf.sh, with transformers from build/venv-hf): random GPT-2s made by
+#     transformers (F32, BF16, F16, without the transformer. prefix) read with -e DIR by
+#     test_gpt2 and both trainers, against transformers' loss; scripts/export_hf.py's directories
+#     against from_pretrained's logits; hostile directories; planted errors. Each check counts here.
+sub_suite hf "$WORK/hf.log" bash tests/test_hf.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))
