@@ -14,7 +14,7 @@
 # Needs a python with transformers and safetensors: $HF_PYTHON, else build/venv-hf
 # (scripts/install_deps.sh test). Ends with "N passed, N failed"; exits non-zero on a failure.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 WORK=${1:-$ROOT/build/test}/hf
 DATA=${LLMC_DATA_DIR:-$ROOT/../shared/data}
@@ -221,7 +221,7 @@ for entry in "${HOSTILE[@]}"; do
     fi
     expect_error "hostile $case" "bad_$case/$pattern" $BIN/test_gpt2 -e "$WORK/bad_$case" -s "$WORK/state_f32.bin"
 done
-expect_error "hostile: a directory without config.json" "empty_dir/config.json" \
+expect_error "hostile: a directory without config.json" "empty_dir: is a directory without config.json" \
     bash -c "mkdir -p '$WORK/empty_dir' && $BIN/train_gpt2 -e '$WORK/empty_dir' -i '$WORK/train.bin' -j ''"
 expect_error "hostile: train_gpt2 -e DIR" "bad_offsets/model.safetensors: tensor transformer.wpe.weight: data_offsets" \
     $BIN/train_gpt2 -e "$WORK/bad_offsets" -i "$WORK/train.bin" -j ""
