@@ -90,11 +90,11 @@ static inline json_object *hf_json_parse(const char *path, const char *what, con
 static inline int hf_config_int(const char *path, json_object *root, const char *key,
                                 const char *fallback_key, int max) {
     json_object *value = NULL;
-    if (!json_object_object_get_ex(root, key, &value) && fallback_key != NULL) {
+    if (!json_object_object_get_ex(root, key, &value) && fallback_key != NULL &&
+        json_object_object_get_ex(root, fallback_key, &value)) {
         key = fallback_key;
-        json_object_object_get_ex(root, key, &value);
     }
-    if (value == NULL) fatal("%s: %s: missing", path, key);
+    if (value == NULL) fatal("%s: %s: missing (or null)", path, key);
     if (!json_object_is_type(value, json_type_int)) {
         fatal("%s: %s: expected an integer, found %s", path, key,
               json_type_to_name(json_object_get_type(value)));
