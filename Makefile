@@ -19,7 +19,8 @@ else
 endif
 
 HEADERS := $(wildcard llmc/*.h)
-# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer
+# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer, and HuggingFace's
+# config.json and safetensors header for -e DIR (llmc/safetensors.h: every program with a model)
 JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
@@ -36,10 +37,10 @@ all: train_gpt2 test_gpt2 tokenizer chat
 endif
 
 train_gpt2: train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 # Unit tests of the llmc/ headers (run by `make test`; ./build/test_units [WORKDIR] alone also works).
 build/test_units: tests/test_units.c $(HEADERS)
@@ -54,7 +55,7 @@ build/loader_order: tests/loader_order.c $(HEADERS)
 # Layer-by-layer CPU benchmark (bench/bench_cpu.sh runs it beside PyTorch).
 build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 bench_cpu: build/bench_cpu
 
@@ -70,7 +71,7 @@ chat: chat.c train_gpt2.c $(HEADERS)
 
 build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 	@mkdir -p build
@@ -103,7 +104,7 @@ $(SAN_BINARIES):
 # `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors
 FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
@@ -218,13 +219,13 @@ build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_MULTI_GPU_FLAGS) $(call variant_flags,$*) -o $@ $< \
 		$(call cudnn_att_object,nvcc-$*) $(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS) \
-		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS))
+		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
 
 build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) $(call variant_flags,$*) -o $@ $< \
 		$(call cudnn_att_object,nvcc-$*) $(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS) \
-		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS))
+		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
 
 # The cuDNN glue, compiled once per variant (cudnn-frontend's templates take minutes to compile;
 # kept, not deleted as an intermediate file).
@@ -245,21 +246,21 @@ build/cuda/emu-%/cudnn_att.o: llmc/cudnn_att.cpp llmc/cudnn_att.h $(CUDA_HEADERS
 
 build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(EMU_MULTI_GPU_LIBS) -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(EMU_MULTI_GPU_LIBS) $(JSONC_LIBS) -lm
 
 build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) -lm
+	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
 
 # GPU generation with a key/value cache (llmc/kv_cache.cuh) against the full forward
 build/cuda/emu-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) -I. $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) -lm
+	$(EMU_CXX) $(EMU_FLAGS) -I. $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
 
 build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -I. $(call variant_flags,$*) -o $@ $< $(call cudnn_att_object,nvcc-$*) \
-		$(NVCC_LDLIBS) $(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS))
+		$(NVCC_LDLIBS) $(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
 
 # CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
 # kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
@@ -330,7 +331,7 @@ build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_em
 # that every kernel in llmc/*.cuh runs in CI
 build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< $(JSONC_LIBS) -lm
 
 build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
 	@mkdir -p $(@D)

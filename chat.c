@@ -213,7 +213,8 @@ int main(int argc, char **argv) {
     float temperature = 0.7f, top_p = 0.9f;
     int top_k = 0, max_tokens = 256, seed = 42, eval_count = 100, verbose = 0, context = 0;
     CliOption options[] = {
-        {'e', "model", OPTION_STRING, &model_path, "fine-tuned model checkpoint (.bin)"},
+        {'e', "model", OPTION_STRING, &model_path,
+         "fine-tuned model checkpoint (.bin) or HuggingFace GPT-2 directory"},
         {'v', "tokenizer", OPTION_STRING, &tokenizer_path,
          "tokenizer with the chat tokens (from tokenizer prepare --sft; default: tokenizer.bin "
          "beside the model or in its parent directory)"},

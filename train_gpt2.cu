@@ -34,6 +34,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
 #include "llmc/run_dir.h"
+#include "llmc/safetensors.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -254,24 +255,20 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int rec
     return size_add_check(fixed, *activation_bytes, "device memory");
 }
 
-// path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init
-// from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
-// recompute = 1: GELU outputs are not kept per layer but redone in backward (saves L*B*T*4C
-// values). grow_vocab_to > 0: SFT data's vocabulary size (see gpt2_grow_vocab_params).
-// multi: the processes of a data-parallel run (NULL: one).
+// path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16), a HuggingFace GPT-2 directory or a
+// descriptor such as d12 (random init from seed, equal to PyTorch's). Allocates everything for
+// batches of up to B x T. recompute = 1: GELU outputs are not kept per layer but redone in backward
+// (saves L*B*T*4C values). grow_vocab_to > 0: SFT data's vocabulary size (see
+// gpt2_grow_vocab_params). multi: the processes of a data-parallel run (NULL: one).
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
                        int recompute, int grow_vocab_to, MultiGpu *multi) {
     memset(model, 0, sizeof(*model));
     model->recompute = recompute;
     model->multi = multi;
     // the shape first: the memory check below runs before any large allocation
-    FILE *file = NULL;
-    int version = 0;
+    ModelSource source;
     int from_descriptor = gpt2_config_from_descriptor(path_or_descriptor, &model->config);
-    if (!from_descriptor) {
-        file = fopen_check(path_or_descriptor, "rb");
-        version = model_read_header(file, path_or_descriptor, &model->config);
-    }
+    if (!from_descriptor) model_source_open(&source, path_or_descriptor, &model->config);
     model->num_parameters = gpt2_num_parameters(&model->config);
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
@@ -313,8 +310,7 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     if (from_descriptor) {
         gpt2_init_params(&model->config, params, seed);
     } else {
-        model_read_params(file, path_or_descriptor, version, params, n);
-        fclose(file);
+        model_source_read_params(&source, &model->config, params, n);
     }
     // SFT data with chat tokens: grow V into the padded rows before the weights go to the device
     if (grow_vocab_to > 0) gpt2_grow_vocab_params(&model->config, params, grow_vocab_to);

@@ -342,7 +342,7 @@ fi
 # 6. A directory where a file is expected says so.
 mkdir -p "$WORK/adir.bin" "$WORK/shards_dir/train_dir.bin"
 for bin in $BIN/train_gpt2 "$CU16"; do
-    expect_error "$(basename "$bin"): -e DIR" "adir.bin: is a directory, expected a file" \
+    expect_error "$(basename "$bin"): -e DIR (not a HuggingFace one)" "adir.bin: is a directory without config.json" \
         $bin -e "$WORK/adir.bin" -i "$DATA/train_000.bin" -x 1
     expect_error "$(basename "$bin"): -i matching a directory" "train_dir.bin: is a directory, expected a file" \
         $bin -e d2 -i "$WORK/shards_dir/*.bin" -x 1

@@ -74,7 +74,7 @@ PY
         if ! { g++ $EMU_PLANT_FLAGS -Illmc -Illmc/cuda_emu/include -x c++ -c \
             -o "$plant_dir/$name.o" "$plant_dir/$name.cpp" &&
             g++ $EMU_PLANT_FLAGS -x c++ -o "$plant_dir/test_$name" test_gpt2.cu -x none \
-                "$plant_dir/$name.o" -lm; } </dev/null >"$plant_dir/$name.build.log" 2>&1; then
+                "$plant_dir/$name.o" $JSONC_LIBS -lm; } </dev/null >"$plant_dir/$name.build.log" 2>&1; then
             not_ok "planted cuDNN glue mistake '$name': build failed (see $plant_dir/$name.build.log)"
         elif "$plant_dir/test_$name" -e "${ref}_bf16.bin" -s "${ref}_state.bin" \
             -o "$plant_dir/ckpt_$name" </dev/null >"$plant_dir/$name.log" 2>&1; then
@@ -89,6 +89,7 @@ dk_dv_swapped|{DK_ID, (void *)(dqkv + C)},   {DV_ID, (void *)(dqkv + 2 * C)}|{DK
 PLANTS
 }
 EMU_PLANT_FLAGS="-std=c++17 -O2 -DLLMC_CUDA_EMU -DLLMC_USE_CUDNN -fopenmp -pthread"
+JSONC_LIBS=$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 # ---------------------------------------------------------------------------------------------
 # 1. The emulation's own tests.
