@@ -9,7 +9,7 @@
 # val_000.bin (tests/run_tests.sh passes its work directory); without it the script writes its own.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 SHARDS=${1:-}
 WORK=${SHARDS:+$SHARDS/report}
@@ -51,6 +51,12 @@ last_point() { awk -v key="$2" '$2 ~ "^" key ":" { split($1, s, ":"); v = substr
 last_sample() { awk '/^generating:$/ { getline; s = ""; inside = 1; next } inside && /^---$/ { inside = 0; last = s; next } inside { s = s $0 "\n" } END { printf "%s", last }' "$1"; }
 # report_sample REPORT: the text of report.md's sample code block
 report_sample() { awk '/^```+text$/ { inside = 1; s = ""; next } inside && /^```+$/ { inside = 0; next } inside { s = s $0 "\n" } END { printf "%s", s }' "$1"; }
+# verdict OK_NAME FAIL_NAME CMD...: ok OK_NAME if CMD succeeds, else not_ok FAIL_NAME
+verdict() {
+    local ok_name=$1 fail_name=$2
+    shift 2
+    if "$@"; then ok "$ok_name"; else not_ok "$fail_name"; fi
+}
 xml_ok() { if command -v xmllint >/dev/null; then xmllint --noout "$1"; else python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$1"; fi; }
 
 # check_run NAME DIR STDOUT STEPS TOKENS_PER_STEP: the report and plot of a finished run
@@ -87,23 +93,24 @@ if run cpu $CPU "${FLAGS[@]}" -x 12 -o "$R1"; then
     check_run "train_gpt2" "$R1" "$WORK/cpu.log" 12 64
     params=$(grep -o '[0-9.]*M parameters' "$WORK/cpu.log" | cut -d' ' -f1)
     got="$(field "$R1/report.md" model) | $(field "$R1/report.md" parameters) | $(field "$R1/report.md" 'layers L / channels C / heads NH / vocabulary V')"
-    [ "$got" = "d2 | 6966784 (${params}) | 2 / 128 / 2 / 50257 (padded 50304)" ] &&
-        ok "train_gpt2: report.md's model, parameter count and shape ($got)" ||
-        not_ok "train_gpt2: report.md's model rows: '$got'"
+    verdict "train_gpt2: report.md's model, parameter count and shape ($got)" \
+        "train_gpt2: report.md's model rows: '$got'" \
+        [ "$got" = "d2 | 6966784 (${params}) | 2 / 128 / 2 / 50257 (padded 50304)" ]
     if grep -q '^| MFU ' "$R1/report.md" || grep -q '^| HellaSwag' "$R1/report.md"; then
         not_ok "train_gpt2: report.md has an MFU or HellaSwag row for a CPU run without eval lines"
     else
         ok "train_gpt2: no MFU row on the CPU, no HellaSwag row without eval lines"
     fi
-    listing=$(cd "$R1" && ls -A | tr '\n' ' ')
-    [ "$listing" = ".lock DONE_00000012 loss.svg main.log model_00000012.bin report.md state_00000012_00000.bin " ] &&
-        ok "train_gpt2: the run dir holds the checkpoint, main.log, report.md and loss.svg only" ||
-        not_ok "train_gpt2: the run dir holds: $listing"
+    # (tokenizer.bin: the trainer keeps the tokenizer beside the checkpoints when it has one)
+    listing=$(find "$R1" -mindepth 1 -printf '%f\n' | grep -vx tokenizer.bin | LC_ALL=C sort | tr '\n' ' ')
+    verdict "train_gpt2: the run dir holds the checkpoint, main.log, report.md and loss.svg only" \
+        "train_gpt2: the run dir holds: $listing" \
+        [ "$listing" = ".lock DONE_00000012 loss.svg main.log model_00000012.bin report.md state_00000012_00000.bin " ]
     # --plot on the run's main.log draws the run's plot again, byte for byte
-    run replot $CPU --plot "$R1/main.log" --plot-out "$WORK/replot.svg" &&
-        cmp -s "$WORK/replot.svg" "$R1/loss.svg" &&
-        ok "--plot DIR/main.log redraws the run's loss.svg byte for byte" ||
-        not_ok "--plot DIR/main.log differs from the run's loss.svg (see $WORK/replot.log)"
+    run replot $CPU --plot "$R1/main.log" --plot-out "$WORK/replot.svg"
+    verdict "--plot DIR/main.log redraws the run's loss.svg byte for byte" \
+        "--plot DIR/main.log differs from the run's loss.svg (see $WORK/replot.log)" \
+        cmp -s "$WORK/replot.svg" "$R1/loss.svg"
     # planted errors: a value one digit off, and a vertex 0.02 px off (4x the %.2f rounding)
     python3 - "$R1/loss.svg" "$WORK" <<'EOF'
 import re, sys
@@ -133,12 +140,12 @@ printf 's:11 eval:0.2625\n' >>"$R1/main.log"
 if run resume $CPU "${FLAGS[@]}" -x 16 -o "$R1" -y 1; then
     check_run "train_gpt2 resumed" "$R1" "$WORK/resume.log" 16 64
     got="$(field "$R1/report.md" steps) | $(field "$R1/report.md" "HellaSwag accuracy")"
-    [ "$got" = "16 (this run: 4, resumed at step 12) | 0.2625 (step 11)" ] &&
-        ok "resumed: report.md says where this run started, and the eval line's accuracy ($got)" ||
-        not_ok "resumed: report.md says '$got'"
-    grep -q 'id="eval"' "$R1/loss.svg" && grep -q 'data-y2-min=' "$R1/loss.svg" &&
-        ok "resumed: loss.svg draws the eval point on a right axis" ||
-        not_ok "resumed: no eval series or right axis in loss.svg"
+    verdict "resumed: report.md says where this run started, and the eval line's accuracy ($got)" \
+        "resumed: report.md says '$got'" \
+        [ "$got" = "16 (this run: 4, resumed at step 12) | 0.2625 (step 11)" ]
+    verdict "resumed: loss.svg draws the eval point on a right axis" \
+        "resumed: no eval series or right axis in loss.svg" \
+        grep -q 'id="eval" .*data-axis="y2"' "$R1/loss.svg"
 else
     not_ok "train_gpt2 -y 1 failed (see $WORK/resume.log)"
 fi
@@ -208,28 +215,28 @@ done
 echo "keep me" >"$WORK/notes.svg"
 expect_error "--plot-out onto a file llmc did not write" "notes.svg: exists and was not written by llmc" \
     $CPU --plot "$HAND/main.log" --plot-out "$WORK/notes.svg"
-[ "$(cat "$WORK/notes.svg")" = "keep me" ] && ok "--plot-out: the file not written by llmc is unchanged" ||
-    not_ok "--plot-out overwrote $WORK/notes.svg"
+verdict "--plot-out: the file not written by llmc is unchanged" "--plot-out overwrote $WORK/notes.svg" \
+    [ "$(cat "$WORK/notes.svg")" = "keep me" ]
 expect_error "--plot on a missing main.log" "nothere/main.log: cannot read: No such file" \
     $CPU --plot "$WORK/nothere/main.log" --plot-out "$WORK/x.svg"
 expect_error "--plot on a directory" "cannot read: not a regular file" $CPU --plot "$WORK" --plot-out "$WORK/x.svg"
 expect_error "--plot-out without --plot" "--plot-out needs --plot" $CPU --plot-out "$WORK/x.svg"
-[ ! -e "$WORK/x.svg" ] && ok "--plot's refusals wrote nothing" || not_ok "a refused --plot wrote $WORK/x.svg"
+verdict "--plot's refusals wrote nothing" "a refused --plot wrote $WORK/x.svg" [ ! -e "$WORK/x.svg" ]
 
 # ---------------------------------------------------------------------------------------------
 # 6. The emulated CUDA trainer (fp32) writes both files; --plot works there too.
 R3=$WORK/cuda
 if run cuda $CU "${FLAGS[@]}" -x 6 -o "$R3"; then
     check_run "train_gpt2cu (emulated)" "$R3" "$WORK/cuda.log" 6 64
-    grep -q '^| device | llmc CPU emulation .*, fp32, 1 process(es) |$' "$R3/report.md" &&
-        ok "train_gpt2cu: report.md names the device and precision" ||
-        not_ok "train_gpt2cu: report.md's device row: $(grep '^| device' "$R3/report.md")"
+    verdict "train_gpt2cu: report.md names the device and precision" \
+        "train_gpt2cu: report.md's device row: $(grep '^| device' "$R3/report.md")" \
+        grep -q '^| device | llmc CPU emulation .*, fp32, 1 process(es) |$' "$R3/report.md"
 else
     not_ok "train_gpt2cu -o failed (see $WORK/cuda.log)"
 fi
-run cuda_plot $CU --plot "$R3/main.log" --plot-out "$WORK/cuda_replot.svg" &&
-    cmp -s "$WORK/cuda_replot.svg" "$R3/loss.svg" &&
-    ok "train_gpt2cu --plot redraws its run's loss.svg byte for byte" ||
-    not_ok "train_gpt2cu --plot (see $WORK/cuda_plot.log)"
+run cuda_plot $CU --plot "$R3/main.log" --plot-out "$WORK/cuda_replot.svg"
+verdict "train_gpt2cu --plot redraws its run's loss.svg byte for byte" \
+    "train_gpt2cu --plot differs from its run's loss.svg (see $WORK/cuda_plot.log)" \
+    cmp -s "$WORK/cuda_replot.svg" "$R3/loss.svg"
 
 checks_summary
