@@ -870,6 +870,7 @@ int main(int argc, char **argv) {
     cli_parse(argc, argv,
               "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
               options, num_options);
+    train_options_plot_command(&opt); // --plot: only redraw a plot
     train_options_validate(&opt, 1);
     // one trainer per output directory, locked before anything in it is read (llmc/run_dir.h)
     if (opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);
@@ -956,6 +957,7 @@ int main(int argc, char **argv) {
                               1,
                               NULL};
     StepTimer timer = {0.0, 0};
+    double run_start = now_seconds();
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
                                          &train_loader, have_val ? &val_loader : NULL,
@@ -987,6 +989,11 @@ int main(int argc, char **argv) {
     train_report_done(&timer, tokens_per_step);
 
     logger_free(&logger);
+    char device[64]; // DIR/report.md and DIR/loss.svg (llmc/report.h)
+    snprintf(device, sizeof(device), "CPU, fp32, %d thread(s)", max_threads());
+    RunReport report = train_report_init(&opt, &timer, &model.config, model.num_parameters, device,
+                                         start_step, max_steps, 1, now_seconds() - run_start);
+    train_report_finish(&report, 0);
     step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);

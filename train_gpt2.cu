@@ -855,6 +855,7 @@ int main(int argc, char **argv) {
               "Trains GPT-2 on NVIDIA GPUs (" PRECISION_NAME " build). Same flags as train_gpt2, "
               "plus data parallelism: mpirun -np N ./train_gpt2cu ... (docs/multi_gpu.md).",
               options, num_options);
+    train_options_plot_command(&opt); // --plot: only redraw a plot
     if (recompute != 0 && recompute != 1) fatal("bad value %d for -r: expected 0 or 1", recompute);
     MultiGpu multi;
     multi_gpu_init(&multi, &multi_options, &argc, &argv);
@@ -964,6 +965,7 @@ int main(int argc, char **argv) {
                               processes,
                               sum_across_processes};
     StepTimer timer = {0.0, 0};
+    double run_start = now_seconds();
     for (int step = start_step; step <= max_steps; step++) {
         train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
                                          &train_loader, have_val ? &val_loader : NULL,
@@ -1013,6 +1015,17 @@ int main(int argc, char **argv) {
            model_bytes / 1073741824.0);
 
     logger_free(&logger);
+    char device[320]; // DIR/report.md and DIR/loss.svg (llmc/report.h)
+    snprintf(device, sizeof(device), "%s, %s, %d process(es)", props.name, PRECISION_NAME,
+             processes);
+    RunReport report =
+        train_report_init(&opt, &timer, &model.config, model.num_parameters, device, start_step,
+                          max_steps, processes, now_seconds() - run_start);
+    if (peak_flops > 0.0 && timer.train_seconds > 0.0) { // as the progress line's, over the run
+        report.mfu_percent = 100.0 * (tokens_per_step * timer.timed_steps / timer.train_seconds) *
+                             flops_per_token / (peak_flops * processes);
+    }
+    train_report_finish(&report, rank);
     if (train_loader.has_masks) step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);

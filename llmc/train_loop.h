@@ -14,6 +14,7 @@
 #include "dataloader.h"
 #include "divergence.h"
 #include "logger.h"
+#include "report.h"
 #include "sampler.h"
 #include "tokenizer.h"
 #include "train_options.h"
@@ -141,7 +142,13 @@ static inline float evaluate(const TrainModel *m, DataLoader *loader, int max_ba
     return (float)(totals[0] / totals[3]);
 }
 
-// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids).
+// The text of the last sample printed and the step it was taken at, for the run's report.md
+// (llmc/report.h). One trainer per process, so one per program.
+static char *train_last_sample = NULL;
+static int train_last_sample_step = -1;
+
+// Generates up to num_tokens tokens after <|endoftext|> and prints them (or their ids); keeps
+// the text in train_last_sample.
 static inline void sample_and_print(const TrainModel *m, const Tokenizer *tokenizer, int eot_token,
                                     int num_tokens, int max_T, float temperature, int top_k,
                                     uint64_t *rng_state) {
@@ -150,8 +157,13 @@ static inline void sample_and_print(const TrainModel *m, const Tokenizer *tokeni
     float *scratch = (float *)malloc_check((size_t)Vp * sizeof(float), "sample logits");
     float *work = (float *)malloc_check((size_t)V * sizeof(float), "sampler scratch");
     tokens[0] = eot_token;
-    Utf8Printer printer;
+    Utf8Printer printer, kept_printer;
     utf8_printer_init(&printer, stdout);
+    char *kept = NULL;
+    size_t kept_size = 0;
+    FILE *kept_file = open_memstream(&kept, &kept_size);
+    if (kept_file == NULL) fatal("out of memory for the sample's text");
+    utf8_printer_init(&kept_printer, kept_file);
     printf("generating:\n---\n");
     for (int n = 1; n <= num_tokens; n++) {
         // sliding window over the last max_T tokens
@@ -161,12 +173,18 @@ static inline void sample_and_print(const TrainModel *m, const Tokenizer *tokeni
         tokens[n] = next;
         if (tokenizer != NULL) {
             tokenizer_print_token(tokenizer, &printer, next);
+            tokenizer_print_token(tokenizer, &kept_printer, next);
             fflush(stdout);
         } else {
             printf("%d ", next);
+            fprintf(kept_file, "%d ", next);
         }
     }
     utf8_printer_flush(&printer);
+    utf8_printer_flush(&kept_printer);
+    if (ferror(kept_file) || fclose(kept_file) != 0) fatal("out of memory for the sample's text");
+    free(train_last_sample);
+    train_last_sample = kept;
     printf("\n---\n");
     free(tokens);
     free(scratch);
@@ -218,6 +236,7 @@ static inline void train_checkpoint_validate_sample(
         ((step > 0 && step % opt->sample_every == 0) || last_step)) {
         sample_and_print(m, tokenizer, eot_token, opt->gen_tokens, opt->T, opt->temperature,
                          opt->top_k, rng_state);
+        train_last_sample_step = step;
     }
 }
 
@@ -272,6 +291,44 @@ static inline void train_report_done(const StepTimer *timer, int tokens_per_step
                1e3 * timer->train_seconds / timer->timed_steps,
                tokens_per_step * timer->timed_steps / timer->train_seconds);
     }
+}
+
+// The end of a run with -o (rank 0): DIR/report.md and DIR/loss.svg (llmc/report.h), with what
+// the options, the step timer and the last sample say; the trainer fills in its model and device.
+static inline RunReport train_report_init(const TrainOptions *opt, const StepTimer *timer,
+                                          const GPT2Config *config, size_t num_parameters,
+                                          const char *device, int start_step, int max_steps,
+                                          int processes, double wall_seconds) {
+    RunReport r;
+    memset(&r, 0, sizeof(r));
+    r.output_dir = opt->output_dir;
+    r.model = opt->model_spec;
+    r.config = *config;
+    r.num_parameters = num_parameters;
+    r.device = device;
+    r.train_pattern = opt->train_pattern;
+    r.val_pattern = opt->val_every > 0 ? opt->val_pattern : "";
+    r.B = opt->B;
+    r.T = opt->T;
+    r.tokens_per_step = opt->total_batch_size;
+    r.grad_accum_steps = opt->grad_accum_steps;
+    r.processes = processes;
+    r.start_step = start_step;
+    r.max_steps = max_steps;
+    r.wall_seconds = wall_seconds;
+    r.train_seconds = timer->train_seconds;
+    r.timed_steps = timer->timed_steps;
+    r.mfu_percent = -1.0;
+    r.sample = train_last_sample;
+    r.sample_step = train_last_sample_step;
+    return r;
+}
+
+// Writes the report (rank 0 of a run with -o) and frees the last sample.
+static inline void train_report_finish(const RunReport *r, int process_rank) {
+    if (process_rank == 0 && r->output_dir[0] != '\0') report_write_run(r);
+    free(train_last_sample);
+    train_last_sample = NULL;
 }
 
 #endif // LLMC_TRAIN_LOOP_H

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "dataloader.h"
 #include "divergence.h"
+#include "report.h"
 #include "schedulers.h"
 #include "utils.h"
 
@@ -30,6 +31,8 @@ typedef struct {
     // outlier detector (llmc/divergence.h): z-scores above which a step's update is skipped
     float skip_loss_z, skip_norm_z;
     int outlier_window;
+    // --plot LOG [--plot-out SVG]: only redraw a main.log's plot (llmc/report.h), then exit
+    const char *plot_log, *plot_out;
     // set by train_options_validate
     ScheduleType schedule;
     int grad_accum_steps;
@@ -70,6 +73,8 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->skip_loss_z = 5.0f;
     o->skip_norm_z = 5.0f;
     o->outlier_window = 128;
+    o->plot_log = "";
+    o->plot_out = "";
     o->schedule = SCHEDULE_COSINE;
     o->grad_accum_steps = 1;
 }
@@ -127,10 +132,26 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
          "skip the update of a step whose gradient-norm z-score exceeds this (0: off)"},
         {0, "outlier-window", OPTION_INT, &o->outlier_window,
          "steps of loss and norm the z-scores are taken over (none judged before it is full)"},
+        {0, "plot", OPTION_STRING, &o->plot_log,
+         "only redraw the loss plot of this main.log (into --plot-out) and exit; a run with -o "
+         "writes DIR/loss.svg and DIR/report.md at its end"},
+        {0, "plot-out", OPTION_STRING, &o->plot_out,
+         "the SVG file --plot writes (none: loss.svg beside the main.log); replaces only an "
+         "earlier plot"},
     };
     int count = (int)(sizeof(options) / sizeof(options[0]));
     for (int i = 0; i < count; i++) table[i] = options[i];
     return count;
+}
+
+// --plot: redraws the plot of a main.log and exits (0, or 1 with one line); without it, nothing.
+static inline void train_options_plot_command(const TrainOptions *o) {
+    if (o->plot_log[0] == '\0') {
+        if (o->plot_out[0] != '\0') fatal("--plot-out needs --plot MAIN_LOG");
+        return;
+    }
+    report_plot_command(o->plot_log, o->plot_out);
+    exit(0);
 }
 
 // Checks the flags before any file is touched; sets schedule and grad_accum_steps. -d counts the

@@ -54,6 +54,7 @@ if [ "$purpose" = test ]; then
         "libopenmpi-dev|data-parallel tests: NCCL emulated over MPI"
         "openmpi-bin|mpirun, for those tests"
         "procps|pgrep, to kill one rank in the failure test"
+        "libxml2-utils|xmllint, which parses the trainers' loss.svg in the report test"
         # (make SANITIZE=1's ASan and UBSan runtimes for gcc come with build-essential)
         "clang|builds the libFuzzer harnesses of tests/fuzz (make fuzz; make test runs each 20 s)"
         "libclang-rt-dev|libFuzzer and clang's sanitizer runtimes, for those harnesses"

@@ -360,6 +360,9 @@ hostile_input_sections() {
     #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
     #     DONE marker, main.log write errors, -nk/-nm housekeeping. Each of its checks counts here.
     sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
+    # 12b. A run's report.md and loss.svg (tests/test_report.sh): their contents against main.log
+    #      (xmllint, tests/check_loss_svg.py), --plot on hand-written logs, both trainers.
+    sub_suite report "$WORK/report.log" bash tests/test_report.sh "$WORK"
 
     # ---------------------------------------------------------------------------------------------
     # 13. Divergence (tests/test_divergence.sh): NaN runs of train_gpt2 and the emulated train_gpt2cu
