@@ -1,14 +1,16 @@
 // LayerNorm over the last dimension C of N rows, and its fusion with the residual add that
 // precedes it. One warp per row; mean and rstd (fp32, N each) are kept for backward.
-// Backward adds into dinp (the residual stream's gradient); the weight and bias gradients are
-// column sums over rows, done in a fixed order (column_partials + finalize): no atomics.
+// Backward (one kernel, then a small finalize) adds into dinp (the residual stream's gradient);
+// the weight and bias gradients are column sums over rows in a fixed order: no atomics.
+// Rows are read in 16-byte packs (Packed128) when C is a multiple of the pack and the pointers are
+// 16-byte aligned, else element by element.
 #ifndef LLMC_LAYERNORM_CUH
 #define LLMC_LAYERNORM_CUH
 
 #include "cuda_common.cuh"
 
 #define LAYERNORM_EPS 1e-5f
-// Rows are split into at most this many chunks for column sums; scratch needs 2 * this * C floats.
+// matmul_backward's bias gradient splits rows into at most this many chunks (scratch: this * OC).
 #define REDUCE_MAX_CHUNKS 64
 
 static inline int reduce_num_chunks(int N) {
