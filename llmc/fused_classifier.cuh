@@ -32,8 +32,9 @@ __global__ void fused_classifier_kernel(floatX *logits, float *losses, const int
     for (int i = threadIdx.x * width; i < V; i += blockDim.x * width) {
         if (packed) {
             x128 pack = load128(x + i); // read again below: keep it cached
-            for (int k = 0; k < x128::size && i + k < V; k++) {
-                online_softmax_add(to_float(pack[k]), &thread_max, &thread_sum);
+            LLMC_UNROLL
+            for (int k = 0; k < x128::size; k++) { // compile-time indices: pack stays in registers
+                if (i + k < V) online_softmax_add(to_float(pack[k]), &thread_max, &thread_sum);
             }
         } else {
             online_softmax_add(to_float(x[i]), &thread_max, &thread_sum);

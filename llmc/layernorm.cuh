@@ -237,8 +237,10 @@ __global__ void layernorm_backward_kernel(floatX *dinp, float *partials, const f
     if (group < groups) {
         for (int u = threadIdx.x % units_per_pass; u < units; u += units_per_pass) {
             int c = u * width;
+            // indexed only by unrolled loops (compile-time indices): registers, not local memory
             float dw[x128::size], db[x128::size];
-            for (int k = 0; k < width; k++) dw[k] = db[k] = 0.0f;
+            LLMC_UNROLL
+            for (int k = 0; k < x128::size; k++) dw[k] = db[k] = 0.0f;
             for (int row = start + group; row < end; row += groups) {
                 size_t at = (size_t)row * C + c;
                 float m = mean[row], s = rstd[row];
@@ -255,9 +257,12 @@ __global__ void layernorm_backward_kernel(floatX *dinp, float *partials, const f
                     db[0] += dy;
                 }
             }
-            for (int k = 0; k < width; k++) {
-                group_sums[(size_t)group * 2 * C + c + k] = dw[k];
-                group_sums[(size_t)group * 2 * C + C + c + k] = db[k];
+            LLMC_UNROLL
+            for (int k = 0; k < x128::size; k++) {
+                if (k < width) {
+                    group_sums[(size_t)group * 2 * C + c + k] = dw[k];
+                    group_sums[(size_t)group * 2 * C + C + c + k] = db[k];
+                }
             }
         }
     }

@@ -277,7 +277,9 @@ __global__ void bias_backward_partials_kernel(float *partials, const floatX *dou
     int chunk = blockIdx.y;
     int rows_per_chunk = ceil_div(N, num_chunks);
     int start = chunk * rows_per_chunk, end = min(N, start + rows_per_chunk);
+    // sum[] is indexed only by unrolled loops (compile-time indices): it stays in registers
     float sum[x128::size];
+    LLMC_UNROLL
     for (int k = 0; k < x128::size; k++) sum[k] = 0.0f;
     if (o < OC) {
         for (int n = start + warp; n < end; n += BIAS_BACKWARD_WARPS) {
@@ -291,7 +293,10 @@ __global__ void bias_backward_partials_kernel(float *partials, const floatX *dou
             }
         }
     }
-    for (int k = 0; k < width; k++) warp_sums[warp][lane * width + k] = sum[k];
+    LLMC_UNROLL
+    for (int k = 0; k < x128::size; k++) {
+        if (k < width) warp_sums[warp][lane * width + k] = sum[k];
+    }
     __syncthreads();
     for (int j = threadIdx.x; j < 32 * width; j += blockDim.x) {
         int column = blockIdx.x * 32 * width + j;
