@@ -90,7 +90,7 @@ typedef struct {
     floatX *scratch_btc;        // (B,T,C)
     float *scratch_att_dsum;    // (B,NH,T): attention backward's rowsum(dout * out)
     floatX *dresidual;          // (B,T,C): gradient of the residual stream
-    float *reduce_scratch;      // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C
+    float *reduce_scratch;      // column-sum partials: 2 * REDUCE_MAX_CHUNKS * 4C (also LN)
     float *norm_scratch;        // GLOBAL_NORM_MAX_BLOCKS + 1 (the norm itself last)
     int *inputs;                // (B,T)
     int *targets;               // (B,T)
@@ -99,6 +99,8 @@ typedef struct {
 } ActivationTensors;
 
 #define NUM_ACTIVATION_BUFFERS 29
+// layernorm_backward's partials (2 * LAYERNORM_BACKWARD_MAX_BLOCKS * C) fit in reduce_scratch
+static_assert(LAYERNORM_BACKWARD_MAX_BLOCKS <= 4 * REDUCE_MAX_CHUNKS, "reduce_scratch too small");
 
 // Points a into memory (NULL: only measures); returns the bytes needed. Each tensor starts on a
 // 256-byte boundary.

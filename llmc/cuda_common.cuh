@@ -95,6 +95,71 @@ static inline void floatX_to_floats(float *out, const floatX *in, size_t n) {
 }
 
 // ----------------------------------------------------------------------------
+// 128-bit memory access. A thread moves 16 bytes per load or store instruction (LDG.128/STG.128)
+// instead of 2 or 4: a quarter to an eighth of the instructions, and more bytes in flight per
+// thread, which memory-bound kernels need to approach DRAM bandwidth. Packed128<T> holds the 16
+// bytes as T values (x128: 8 bf16 or 4 fp32). Addresses must be 16-byte aligned: callers check
+// with is_aligned16 (or the shapes guarantee it) and fall back to scalar code otherwise; the
+// emulation reports a misaligned address instead of faulting later or not at all.
+// The _cs variants are streaming accesses (__ldcs/__stcs, "evict first"): for data read or written
+// once, so it does not push reused data (weights, the next kernel's inputs) out of L2.
+
+template <typename T> struct alignas(16) Packed128 {
+    static constexpr int size = 16 / (int)sizeof(T);
+    T payload[size];
+    __host__ __device__ __forceinline__ T &operator[](int i) { return payload[i]; }
+    __host__ __device__ __forceinline__ const T &operator[](int i) const { return payload[i]; }
+};
+static_assert(sizeof(Packed128<float>) == 16 && sizeof(Packed128<__nv_bfloat16>) == 16,
+              "Packed128 is 16 bytes");
+typedef Packed128<floatX> x128;
+typedef Packed128<float> f128;
+
+__host__ __device__ __forceinline__ bool is_aligned16(const void *address) {
+    return ((uintptr_t)address & 15u) == 0;
+}
+
+__device__ __forceinline__ void check_aligned16(const void *address, const char *what) {
+#ifdef LLMC_CUDA_EMU
+    if (!is_aligned16(address))
+        llmc_emu::fatal("%s: address %p is not 16-byte aligned", what, address);
+#else
+    (void)address;
+    (void)what;
+#endif
+}
+
+template <typename T> __device__ __forceinline__ Packed128<T> load128(const T *address) {
+    check_aligned16(address, "load128");
+    int4 bits = *reinterpret_cast<const int4 *>(address);
+    Packed128<T> result;
+    memcpy(&result, &bits, sizeof(result));
+    return result;
+}
+
+template <typename T> __device__ __forceinline__ Packed128<T> load128cs(const T *address) {
+    check_aligned16(address, "load128cs");
+    int4 bits = __ldcs(reinterpret_cast<const int4 *>(address));
+    Packed128<T> result;
+    memcpy(&result, &bits, sizeof(result));
+    return result;
+}
+
+template <typename T> __device__ __forceinline__ void store128(T *address, Packed128<T> value) {
+    check_aligned16(address, "store128");
+    int4 bits;
+    memcpy(&bits, &value, sizeof(bits));
+    *reinterpret_cast<int4 *>(address) = bits;
+}
+
+template <typename T> __device__ __forceinline__ void store128cs(T *address, Packed128<T> value) {
+    check_aligned16(address, "store128cs");
+    int4 bits;
+    memcpy(&bits, &value, sizeof(bits));
+    __stcs(reinterpret_cast<int4 *>(address), bits);
+}
+
+// ----------------------------------------------------------------------------
 // Stochastic rounding: fp32 -> bf16 rounding up with probability equal to the dropped fraction,
 // so small AdamW updates survive on average. The random bits are a hash of (index, seed): the
 // result depends only on the data, never on scheduling, so runs are bit-reproducible.

@@ -6,24 +6,47 @@
 
 #include "cuda_common.cuh"
 
+// Thread k computes elements [k * x128::size, (k + 1) * x128::size) of out. packed (C a multiple
+// of the pack and every pointer 16-byte aligned, so a pack never crosses a row): three 16-byte
+// accesses; otherwise element by element. The same sum per element either way: same bits.
 __global__ void encoder_forward_kernel(floatX *out, const int *inp, const floatX *wte,
-                                       const floatX *wpe, int B, int T, int C) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+                                       const floatX *wpe, int B, int T, int C, int packed) {
+    size_t first = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size;
     size_t total = (size_t)B * T * C;
-    if (idx >= total) return;
-    size_t bt = idx / C;
-    int c = (int)(idx % C);
-    int t = (int)(bt % T);
-    int token = inp[bt];
-    out[idx] =
-        from_float<floatX>(to_float(wte[(size_t)token * C + c]) + to_float(wpe[(size_t)t * C + c]));
+    if (first >= total) return;
+    if (packed) {
+        size_t bt = first / C;
+        int c = (int)(first % C);
+        int t = (int)(bt % T);
+        // wte and wpe rows are reused by other positions: plain loads that stay in L2
+        x128 token_pack = load128(wte + (size_t)inp[bt] * C + c);
+        x128 position_pack = load128(wpe + (size_t)t * C + c);
+        x128 sum;
+        LLMC_UNROLL
+        for (int k = 0; k < x128::size; k++) {
+            sum[k] = from_float<floatX>(to_float(token_pack[k]) + to_float(position_pack[k]));
+        }
+        store128(out + first, sum); // the first layernorm reads it next
+        return;
+    }
+    size_t end = first + x128::size < total ? first + x128::size : total;
+    for (size_t idx = first; idx < end; idx++) {
+        size_t bt = idx / C;
+        int c = (int)(idx % C);
+        int t = (int)(bt % T);
+        int token = inp[bt];
+        out[idx] = from_float<floatX>(to_float(wte[(size_t)token * C + c]) +
+                                      to_float(wpe[(size_t)t * C + c]));
+    }
 }
 
 static inline void encoder_forward(floatX *out, const int *inp, const floatX *wte,
                                    const floatX *wpe, int B, int T, int C, cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(encoder_forward_kernel, ceil_div((long long)B * T * C, block), block, 0, stream)
-    (out, inp, wte, wpe, B, T, C);
+    int packed = C % x128::size == 0 && is_aligned16(out) && is_aligned16(wte) && is_aligned16(wpe);
+    LLMC_LAUNCH(encoder_forward_kernel, ceil_div(ceil_div((long long)B * T * C, x128::size), block),
+                block, 0, stream)
+    (out, inp, wte, wpe, B, T, C, packed);
     cuda_check(cudaGetLastError());
 }
 

@@ -21,28 +21,61 @@ __host__ __device__ __forceinline__ float gelu_derivative(float x) {
            x * 0.5f * sech2 * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
-__global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < N) out[i] = from_float<floatX>(gelu_value(to_float(inp[i])));
+// Thread k handles elements [k * x128::size, (k + 1) * x128::size): one 16-byte load per input and
+// one 16-byte store. The last pack may be partial (N not a multiple of the pack) and, with packed =
+// 0 (an address not 16-byte aligned), every pack is done element by element; the arithmetic per
+// element is the same either way, so the bits are too.
+__global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t N, int packed) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size;
+    if (i >= N) return;
+    if (packed && i + x128::size <= N) {
+        x128 x = load128cs(inp + i); // read once here (backward rereads it much later)
+        x128 y;
+        LLMC_UNROLL
+        for (int k = 0; k < x128::size; k++) y[k] = from_float<floatX>(gelu_value(to_float(x[k])));
+        store128(out + i, y); // kept in L2: the next matmul reads it
+        return;
+    }
+    size_t end = i + x128::size < N ? i + x128::size : N;
+    for (; i < end; i++) out[i] = from_float<floatX>(gelu_value(to_float(inp[i])));
 }
 
-// d (N) holds dL/d gelu(x) on entry and dL/dx on return.
-__global__ void gelu_backward_inplace_kernel(floatX *d, const floatX *inp, size_t N) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < N) d[i] = from_float<floatX>(gelu_derivative(to_float(inp[i])) * to_float(d[i]));
+// d (N) holds dL/d gelu(x) on entry and dL/dx on return. Packs as in gelu_forward_kernel.
+__global__ void gelu_backward_inplace_kernel(floatX *d, const floatX *inp, size_t N, int packed) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size;
+    if (i >= N) return;
+    if (packed && i + x128::size <= N) {
+        x128 x = load128cs(inp + i); // the last use of the pre-activation
+        x128 dy = load128(d + i);
+        x128 dx;
+        LLMC_UNROLL
+        for (int k = 0; k < x128::size; k++) {
+            dx[k] = from_float<floatX>(gelu_derivative(to_float(x[k])) * to_float(dy[k]));
+        }
+        store128(d + i, dx); // the next matmul backward reads it
+        return;
+    }
+    size_t end = i + x128::size < N ? i + x128::size : N;
+    for (; i < end; i++)
+        d[i] = from_float<floatX>(gelu_derivative(to_float(inp[i])) * to_float(d[i]));
 }
 
 static inline void gelu_forward(floatX *out, const floatX *inp, size_t N, cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(gelu_forward_kernel, ceil_div((long long)N, block), block, 0, stream)(out, inp, N);
+    int packed = is_aligned16(out) && is_aligned16(inp);
+    LLMC_LAUNCH(gelu_forward_kernel, ceil_div(ceil_div((long long)N, x128::size), block), block, 0,
+                stream)
+    (out, inp, N, packed);
     cuda_check(cudaGetLastError());
 }
 
 static inline void gelu_backward_inplace(floatX *d, const floatX *inp, size_t N,
                                          cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(gelu_backward_inplace_kernel, ceil_div((long long)N, block), block, 0, stream)
-    (d, inp, N);
+    int packed = is_aligned16(d) && is_aligned16(inp);
+    LLMC_LAUNCH(gelu_backward_inplace_kernel, ceil_div(ceil_div((long long)N, x128::size), block),
+                block, 0, stream)
+    (d, inp, N, packed);
     cuda_check(cudaGetLastError());
 }
 

@@ -13,11 +13,22 @@ static inline int global_norm_num_blocks(size_t n) {
     return blocks < GLOBAL_NORM_MAX_BLOCKS ? blocks : GLOBAL_NORM_MAX_BLOCKS;
 }
 
-__global__ void global_norm_partials_kernel(float *partials, const floatX *grads, size_t n) {
+// packed (grads 16-byte aligned): each thread walks 16-byte packs (streaming loads: the gradients
+// are read once here), then the elements after the last whole pack one by one; otherwise every
+// element one by one. The order of each thread's sum is fixed by n and the grid: deterministic.
+__global__ void global_norm_partials_kernel(float *partials, const floatX *grads, size_t n,
+                                            int packed) {
     __shared__ float shared[32];
     float sum = 0.0f;
+    size_t thread = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    size_t packs = packed ? n / x128::size : 0;
+    for (size_t p = thread; p < packs; p += stride) {
+        x128 g = load128cs(grads + p * x128::size);
+        LLMC_UNROLL
+        for (int k = 0; k < x128::size; k++) sum += to_float(g[k]) * to_float(g[k]);
+    }
+    for (size_t i = packs * x128::size + thread; i < n; i += stride) {
         float g = to_float(grads[i]);
         sum += g * g;
     }
@@ -39,7 +50,8 @@ static inline void global_norm_launch(float *out, float *scratch, const floatX *
                                       int take_sqrt, cudaStream_t stream) {
     const int block = 256;
     int blocks = global_norm_num_blocks(n);
-    LLMC_LAUNCH(global_norm_partials_kernel, blocks, block, 0, stream)(scratch, grads, n);
+    LLMC_LAUNCH(global_norm_partials_kernel, blocks, block, 0, stream)
+    (scratch, grads, n, is_aligned16(grads));
     cuda_check(cudaGetLastError());
     LLMC_LAUNCH(global_norm_finalize_kernel, 1, 1024, 0, stream)(out, scratch, blocks, take_sqrt);
     cuda_check(cudaGetLastError());

@@ -261,17 +261,50 @@ static inline void matmul_forward(floatX *out, floatX *pre_gelu, const floatX *i
     matmul_gemm(out, weight, inp, bias, pre_gelu, epilogue, OC, N, C, 1, 0, 1, 0, 0, 0, 0, stream);
 }
 
-// partials[chunk][o] = sum of dout[n][o] over the chunk's rows (fixed order).
+// partials[chunk][o] = sum of dout[n][o] over the chunk's rows. Block (x, chunk) owns 32 column
+// units (a unit: x128::size columns when packed, else 1) and the chunk's rows; its warps split the
+// rows (warp w takes every BIAS_BACKWARD_WARPS-th row from w), lane l sums unit l in row order with
+// one 16-byte load per row, then the warps' sums are added in warp order through shared memory:
+// deterministic. At OC = 768, 3 x 64 blocks of 16 warps (before: 3 x 64 blocks of 8 warps with one
+// thread per column walking up to 256 rows one element at a time).
+#define BIAS_BACKWARD_WARPS 16
 __global__ void bias_backward_partials_kernel(float *partials, const floatX *dout, int N, int OC,
-                                              int num_chunks) {
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
+                                              int num_chunks, int packed) {
+    __shared__ float warp_sums[BIAS_BACKWARD_WARPS][32 * x128::size];
+    const int width = packed ? x128::size : 1;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int o = (blockIdx.x * 32 + lane) * width;
     int chunk = blockIdx.y;
-    if (o >= OC) return;
     int rows_per_chunk = ceil_div(N, num_chunks);
     int start = chunk * rows_per_chunk, end = min(N, start + rows_per_chunk);
-    float sum = 0.0f;
-    for (int n = start; n < end; n++) sum += to_float(dout[(size_t)n * OC + o]);
-    partials[(size_t)chunk * OC + o] = sum;
+    // sum[] is indexed only by unrolled loops (compile-time indices): it stays in registers
+    float sum[x128::size];
+    LLMC_UNROLL
+    for (int k = 0; k < x128::size; k++) sum[k] = 0.0f;
+    if (o < OC) {
+        for (int n = start + warp; n < end; n += BIAS_BACKWARD_WARPS) {
+            if (packed) {
+                // a plain load: the weight gradient GEMM reads dout too
+                x128 dy = load128(dout + (size_t)n * OC + o);
+                LLMC_UNROLL
+                for (int k = 0; k < x128::size; k++) sum[k] += to_float(dy[k]);
+            } else {
+                sum[0] += to_float(dout[(size_t)n * OC + o]);
+            }
+        }
+    }
+    LLMC_UNROLL
+    for (int k = 0; k < x128::size; k++) {
+        if (k < width) warp_sums[warp][lane * width + k] = sum[k];
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < 32 * width; j += blockDim.x) {
+        int column = blockIdx.x * 32 * width + j;
+        if (column >= OC) continue;
+        float total = 0.0f;
+        for (int w = 0; w < BIAS_BACKWARD_WARPS; w++) total += warp_sums[w][j];
+        partials[(size_t)chunk * OC + column] = total;
+    }
 }
 
 __global__ void bias_backward_finalize_kernel(floatX *dbias, const float *partials, int OC,
@@ -296,9 +329,10 @@ static inline void matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias,
     if (dbias != NULL) {
         const int block = 256;
         int num_chunks = reduce_num_chunks(N);
-        dim3 grid(ceil_div(OC, block), num_chunks);
-        LLMC_LAUNCH(bias_backward_partials_kernel, grid, block, 0, stream)
-        (scratch, dout, N, OC, num_chunks);
+        int packed = OC % x128::size == 0 && is_aligned16(dout);
+        dim3 grid(ceil_div(OC, 32 * (packed ? x128::size : 1)), num_chunks);
+        LLMC_LAUNCH(bias_backward_partials_kernel, grid, 32 * BIAS_BACKWARD_WARPS, 0, stream)
+        (scratch, dout, N, OC, num_chunks, packed);
         cuda_check(cudaGetLastError());
         LLMC_LAUNCH(bias_backward_finalize_kernel, ceil_div(OC, block), block, 0, stream)
         (dbias, scratch, OC, num_chunks);

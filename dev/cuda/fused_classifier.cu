@@ -2,9 +2,10 @@
 The classifier's softmax + cross-entropy + gradient, from the unfused pair of kernels (softmax
 written out as probabilities, then loss and dlogits from them) to the fused one-block-per-row
 kernel of llmc/fused_classifier.cuh, which never stores probabilities and reads the logits once
-for the statistics and once for the gradient. Checked against a CPU reference in double on
-random logits; timed in GB/s against the device's DRAM bandwidth (memory-bound: about 2 bytes of
-traffic per FLOP).
+for the statistics and once for the gradient, in 16-byte packs (version 2) or, as before the
+packed loads, one element at a time (version 3: the same kernel with packed = 0). Checked against a
+CPU reference in double on random logits; timed in GB/s against the device's DRAM bandwidth
+(memory-bound: about 2 bytes of traffic per FLOP).
 
   make build/cuda_emu/dev/fused_classifier   (CPU emulation; tests/cuda_emu/run.sh runs it)
   make dev_cuda && ./build/cuda/nvcc-dev/fused_classifier [N V]   (on a GPU)
@@ -13,7 +14,8 @@ Tolerances, from the arithmetic (u = 2^-24; worst case over every summation orde
 they hold for both versions, the emulation's scheduling orders and a GPU; the reference is double
 on the same floatX-rounded logits, so its only error is its final rounding to float, u |ref|).
 A term exp(x - max): x - max (|.| <= 8 for logits in [-4, 4]) rounds by <= 8u, expf is within
-2 ulp (CUDA; 4u), so 12u. Version 2 (online, per thread k = ceil(V / 512) values): up to k - 1
+2 ulp (CUDA; 4u), so 12u. Version 2 (online, per thread k = ceil(V / (512 P)) P values, P the
+pack width; version 3 has at most that many): up to k - 1
 rescales of the running sum by expf (13u each) and k - 1 adds, one final rescale (13u) and the
 block's 10-level tree: the row sum S is within (14k + 21)u, relative (version 1 is within less).
   losses: log S: S's relative error plus logf's 1 ulp (2u log V); two adds and the reference's
@@ -105,7 +107,8 @@ int main(int argc, char **argv) {
     int *d_targets = (int *)cuda_malloc_check((size_t)N * sizeof(int), "targets");
     cuda_check(cudaMemcpy(d_targets, targets, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
     // the bounds of the file header
-    const double u = U_FP32, k = ceil_div(V, 512), sum_rtol = (14 * k + 21) * u;
+    const double u = U_FP32, k = ceil_div(V, 512 * x128::size) * x128::size,
+                 sum_rtol = (14 * k + 21) * u;
     const float loss_atol = (float)(sum_rtol + (5 * log((double)V) + 20) * u);
     const double grad_fp32 = sum_rtol + 17 * u;
 #ifdef ENABLE_FP32
@@ -122,13 +125,20 @@ int main(int argc, char **argv) {
             LLMC_LAUNCH(crossentropy_backward_kernel1, N, 512, 0, 0)
             (d_work, d_losses, d_probs, d_targets, dloss, V, Vp);
             cuda_check(cudaGetLastError());
-        } else {
+        } else if (version == 2) {
             fused_classifier(d_work, d_losses, d_targets, NULL, dloss, N, V, Vp, 1, 0);
+        } else { // the same kernel element by element (before the 16-byte packs)
+            LLMC_LAUNCH(fused_classifier_kernel, N, 512, 0, 0)
+            (d_work, d_losses, d_targets, NULL, dloss, V, Vp, 1, 0);
+            cuda_check(cudaGetLastError());
         }
     };
     int all_ok = 1;
-    for (int version = 1; version <= 2; version++) {
-        printf("version %d%s:\n", version, version == 2 ? " (llmc/fused_classifier.cuh)" : "");
+    for (int version = 1; version <= 3; version++) {
+        printf("version %d%s:\n", version,
+               version == 2   ? " (llmc/fused_classifier.cuh, 16-byte packs)"
+               : version == 3 ? " (llmc/fused_classifier.cuh, element by element)"
+                              : "");
         run_version(version);
         cuda_check(cudaDeviceSynchronize());
         float *dlogits = download_to_floats(d_work, NV);
@@ -160,10 +170,12 @@ int main(int argc, char **argv) {
     // fused: copy (read + write) + read twice + write once; unfused also writes and reads probs
     double bytes_fused = 5.0 * NV * sizeof(floatX);
     double bytes_unfused = 5.0 * NV * sizeof(floatX) + 2.0 * NV * sizeof(float);
-    for (int version = 1; version <= 2; version++) {
+    for (int version = 1; version <= 3; version++) {
         float ms = time_ms([&]() { run_version(version); }, repeats);
-        report_bandwidth(version == 1 ? "version 1 (unfused)" : "version 2 (fused)", ms,
-                         version == 1 ? bytes_unfused : bytes_fused);
+        report_bandwidth(version == 1   ? "version 1 (unfused)"
+                         : version == 2 ? "version 2 (fused, packed)"
+                                        : "version 3 (fused, scalar)",
+                         ms, version == 1 ? bytes_unfused : bytes_fused);
     }
     cuda_check(cudaFree(d_logits));
     cuda_check(cudaFree(d_work));

@@ -1,6 +1,7 @@
 /*
-LayerNorm forward kernels, from naive to the one in llmc/layernorm.cuh, checked against a CPU
-reference on random inputs and timed (GB/s and the fraction of the device's DRAM bandwidth:
+LayerNorm forward kernels, from naive to the one in llmc/layernorm.cuh (version 2, 16-byte
+loads; version 4 is the same kernel element by element, as it was before them), checked against a
+CPU reference on random inputs and timed (GB/s and the fraction of the device's DRAM bandwidth:
 layernorm moves N*C values in and out and does little arithmetic, so bandwidth is its roofline).
 
   make build/cuda_emu/dev/layernorm_forward   (CPU emulation; tests/cuda_emu/run.sh runs it)
@@ -109,12 +110,16 @@ static void run_version(int version, floatX *out, float *mean, float *rstd, cons
         LLMC_LAUNCH(layernorm_forward_kernel1, ceil_div(N, 128), 128, 0, 0)
         (out, mean, rstd, inp, weight, bias, N, C);
         break;
-    case 2: // llmc/layernorm.cuh: one warp per row, coalesced loads, shuffles only
+    case 2: // llmc/layernorm.cuh: one warp per row, 16-byte loads, shuffles only
         layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, 0);
         break;
     case 3:
         LLMC_LAUNCH(layernorm_forward_kernel3, N, 128, (size_t)C * sizeof(float), 0)
         (out, mean, rstd, inp, weight, bias, N, C);
+        break;
+    case 4: // llmc's kernel element by element (packed = 0), as before the 16-byte loads
+        LLMC_LAUNCH(layernorm_forward_kernel, ceil_div(N, 256 / 32), 256, 0, 0)
+        (out, mean, rstd, inp, weight, bias, N, C, 0);
         break;
     }
     cuda_check(cudaGetLastError());
@@ -179,7 +184,7 @@ int main(int argc, char **argv) {
     const float out_atol = (float)(out_fp32 * (1 + U_BF16)), out_rtol = (float)(U_BF16 + 2 * u);
 #endif
     int all_ok = 1;
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 4; version++) {
         printf("version %d:\n", version);
         cuda_check(cudaMemset(d_out, 0, NC * sizeof(floatX)));
         run_version(version, d_out, d_mean, d_rstd, d_inp, d_weight, d_bias, N, C);
@@ -217,7 +222,7 @@ int main(int argc, char **argv) {
     printf("timing (%d repeats):\n", repeats);
     // bytes: input and output rows, weight and bias, mean and rstd
     double bytes = 2.0 * NC * sizeof(floatX) + 2.0 * C * sizeof(floatX) + 2.0 * N * sizeof(float);
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 4; version++) {
         float ms = time_ms(
             [&]() { run_version(version, d_out, d_mean, d_rstd, d_inp, d_weight, d_bias, N, C); },
             repeats);
