@@ -451,6 +451,24 @@ if wanted mpi; then
                 ./build/cuda/nvcc-dev/nccl_all_reduce
             report "nccl_all_reduce on $gpus GPU(s)" $? nccl_all_reduce.log \
                 "$(grep '124475904' "$LOGS/nccl_all_reduce.log" | sed 's/  */ /g')"
+            # compute ms per step (the plain run) against the all-reduce of 124M bf16 gradients
+            # on P GPUs at the measured bus bandwidth (300 GB/s, NVLink-class, with one GPU)
+            step_ms=$(grep '^done:' "$LOGS/train_b$B.log" 2>/dev/null | grep -o 'mean [0-9.]*' | grep -o '[0-9.]*')
+            busbw=$(grep '124475904' "$LOGS/nccl_all_reduce.log" | grep -o 'busbw *[0-9.]*' | head -1 | grep -o '[0-9.]*$')
+            if [ -n "$step_ms" ]; then
+                python3 - "$step_ms" "${busbw:-0}" "$gpus" <<'PY' | while read -r line; do note "info $line"; done
+import sys
+step_ms, busbw, gpus = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+source = "measured on %d GPUs" % gpus
+if gpus < 2 or busbw <= 0:
+    busbw, source = 300.0, "assumed (one GPU: nothing to measure)"
+for p in (2, 8, 16):
+    comm_ms = 2 * (p - 1) / p * 2 * 124475904 / (busbw * 1e9) * 1e3
+    print("scaling estimate P=%d: compute %.1f ms/step, all-reduce %.1f ms at %.0f GB/s busbw (%s): "
+          "efficiency >= %.1f%% without overlap" % (p, step_ms, comm_ms, busbw, source,
+                                                    100 * step_ms / (step_ms + comm_ms)))
+PY
+            fi
         else
             skip "nccl_all_reduce: did not build (see logs/build.log)"
         fi
