@@ -1,31 +1,33 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 17): one script for a short GPU window (about 8 minutes on an H100
 # with 16 cores), every stage under its own `timeout`, none stopping the rest. One line per stage
-# ("ok", "FAIL", "skip") goes to the terminal and to OUT/summary.txt as it finishes; raw logs to
-# OUT/logs/. Stages: build (sm_90 only, -j$(nproc), no MPI/NCCL when mpicc is absent) with the
-# PyTorch baseline compiling beside it; the PyTorch 2.x baseline of the same model (bf16 autocast,
-# SDPA flash attention, torch.compile, fused AdamW) at d12, T=1024, B=16 and 32; test_gpt2cu (FP32,
-# BF16 with cuDNN, BF16 on our kernels) on every small-vocabulary reference dump in REFS; the
-# matmul algorithm cache on cuBLASLt (eviction, --gemm-autotune); every dev/cuda program (check +
-# timing) and the 12-layer attention time at d12; compute-sanitizer memcheck/racecheck on the
-# attention dev programs (LLMC_DEV_CHECK_ONLY=1) and memcheck on test_gpt2cu; test_generate_cu and
-# its d12 decode benchmark; train_gpt2cu d12 at T=1024, B=16, 32, 64 (tokens/s, MFU, peak memory)
-# and B=32 with --gemm-autotune 1; an ncu per-kernel summary of one d12 step (top 15 by time); the
-# data-parallel runs when mpirun is there; last, our tokens/s over PyTorch's.
+# ("ok", "FAIL", "skip", "info") goes to the terminal and to OUT/summary.txt as it finishes; raw
+# logs to OUT/logs/. Stages, in order: info; build (sm_90 only, -j$(nproc), no MPI/NCCL when mpicc
+# is absent), with the PyTorch 2.x baseline (bench/torch_gpu_step.py: bf16 autocast, SDPA flash
+# attention, torch.compile, fused AdamW; d12, T=1024, B=16 and 32) compiling beside it; torch (the
+# baseline timed on the idle GPU); test (test_gpt2cu FP32, BF16 with cuDNN, BF16 on our kernels, on
+# every small-vocabulary reference dump in REFS); matmul (the algorithm cache on cuBLASLt:
+# eviction, --gemm-autotune); dev (every dev/cuda program, check + timing, and the 12-layer
+# attention time at d12); generate (test_generate_cu and the d12 decode benchmark); train
+# (train_gpt2cu d12 T=1024 at B=16, 32, 64: tokens/s, MFU, peak memory; B=32 with --gemm-autotune
+# 1); ncu (per-kernel GPU time of one d12 step, top 15); sanitizer (compute-sanitizer memcheck and
+# racecheck on the attention dev programs with LLMC_DEV_CHECK_ONLY=1, memcheck on test_gpt2cu);
+# mpi (data parallelism and its scaling estimate, when mpirun is there); last, our tokens/s over
+# PyTorch's.
 #
-#   bash bench/gpu_check.sh --make-refs DIR   here (torch, network): the reference dumps (a few MB)
+#   bash bench/gpu_check.sh --make-refs DIR   here (torch, network): the reference dumps (~13 MB)
 #                                             and cudnn-frontend's headers (build/cudnn-frontend)
 #   bash bench/gpu_check.sh [--refs DIR] [--only STAGES] [--pack]   on the GPU machine
 #
 # REFS defaults to build/gpu_refs. Carry REFS and build/cudnn-frontend to a machine without
 # network (the device tool: carry ["build/gpu_refs", "build/cudnn-frontend"], command
-# `bash bench/gpu_check.sh --pack`, timeout about 560 s). --only runs the named stages (comma-
-# separated: info build torch test matmul dev sanitizer generate train ncu mpi); the build stage
-# only builds what is missing then. --pack ends by packing OUT/logs into OUT/logs.tar.gz (the device
-# tool brings back at most 8 files). Environment: OUT (default bench/results/gpu_<date>), JOBS
-# (default nproc), GPU_CHECK_BUDGET (seconds for the whole script, default 480; a stage that would
-# not end in time is skipped, saying so), EMU=1: the same script end to end on the CPU emulation
-# (g++ builds, a tiny model; a stage that needs a GPU tool prints a skip line) - `make test` runs it.
+# `bash bench/gpu_check.sh --pack`, timeout_s about 560). --only runs the named stages (comma-
+# separated names from the list above; name build too unless the binaries are there). --pack ends
+# by packing OUT/logs into OUT/logs.tar.gz (the device tool brings back at most 8 files).
+# Environment: OUT (default bench/results/gpu_<date>), JOBS (default nproc), GPU_CHECK_BUDGET
+# (seconds for the whole script, default 480; a stage that would not end in time is skipped,
+# saying so), EMU=1: the same script end to end on the CPU emulation (g++ builds, a tiny model; a
+# stage that needs a GPU tool prints a skip line): `make test` runs it (tests/test_gpu_check.sh).
 # Exit status: 0 when no stage failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -195,7 +197,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # build: every target, keep going past failures (-k); each later stage checks its binaries
-if wanted build || [ -n "$ONLY" ]; then
+if wanted build; then
     run_stage build 330 build.log make "${MAKE_FLAGS[@]}" "${TARGETS[@]}"
     status=$?
     missing=()
@@ -285,41 +287,6 @@ if wanted dev; then
                 skip "attention d12 12-layer time, version $version: no timing in the dev logs"
             fi
         done
-    fi
-fi
-
-# ---------------------------------------------------------------------------------------------
-# sanitizer: compute-sanitizer on the attention dev programs (checks only) and one test_gpt2cu
-STAGE_NAME=sanitizer
-if wanted sanitizer; then
-    if [ "$HAVE_GPU_TOOLS" = 0 ]; then
-        skip "compute-sanitizer: emulation (its strict checks and the AddressSanitizer builds cover this in make test)"
-    elif ! command -v compute-sanitizer >/dev/null; then
-        skip "compute-sanitizer: not installed"
-    else
-        for tool in memcheck racecheck; do
-            for name in attention_forward attention_backward; do
-                STAGE_NAME="compute-sanitizer $tool dev/cuda/$name.cu"
-                need "$DEV/$name" || continue
-                log="sanitizer_${tool}_$name.log"
-                run_stage "$STAGE_NAME" 120 "$log" env LLMC_DEV_CHECK_ONLY=1 compute-sanitizer \
-                    --tool "$tool" --error-exitcode 99 "$DEV/$name"
-                report "$STAGE_NAME" $? "$log" "$(grep -m1 'ERROR SUMMARY' "$LOGS/$log")"
-            done
-        done
-        STAGE_NAME="compute-sanitizer memcheck test_gpt2cu bf16"
-        ref=$(ls "$REFS"/*_state.bin 2>/dev/null | head -1)
-        if [ -z "$ref" ]; then
-            skip "$STAGE_NAME: no reference dump in $REFS"
-        elif need "$V16/test_gpt2cu"; then
-            name=$(basename "$ref" _state.bin)
-            run_stage "$STAGE_NAME" 180 sanitizer_memcheck_test_gpt2cu.log compute-sanitizer \
-                --tool memcheck --error-exitcode 99 "$V16/test_gpt2cu" -e "$REFS/${name}_bf16.bin" \
-                -s "$ref" -o "$LOGS/work_sanitizer"
-            report "$STAGE_NAME $name" $? sanitizer_memcheck_test_gpt2cu.log \
-                "$(grep -m1 'ERROR SUMMARY' "$LOGS/sanitizer_memcheck_test_gpt2cu.log")"
-            rm -rf "$LOGS/work_sanitizer"
-        fi
     fi
 fi
 
@@ -425,6 +392,42 @@ PY
         grep -q '^ *ms ' "$LOGS/ncu_top15.txt" || { [ "$status" -eq 0 ] && status=1; }
         report "ncu $MODEL B=$B T=$T, one step" "$status" ncu_run.log "$(head -1 "$LOGS/ncu_top15.txt")"
         [ "$status" -eq 0 ] && sed 's/^/     /' "$LOGS/ncu_top15.txt" | tail -n +2 | tee -a "$SUMMARY"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# sanitizer: compute-sanitizer on the attention dev programs (checks only) and one test_gpt2cu;
+# after the timings, as the slowest stage: the budget cuts it first
+STAGE_NAME=sanitizer
+if wanted sanitizer; then
+    if [ "$HAVE_GPU_TOOLS" = 0 ]; then
+        skip "compute-sanitizer: emulation (its strict checks and the AddressSanitizer builds cover this in make test)"
+    elif ! command -v compute-sanitizer >/dev/null; then
+        skip "compute-sanitizer: not installed"
+    else
+        for tool in memcheck racecheck; do
+            for name in attention_forward attention_backward; do
+                STAGE_NAME="compute-sanitizer $tool dev/cuda/$name.cu"
+                need "$DEV/$name" || continue
+                log="sanitizer_${tool}_$name.log"
+                run_stage "$STAGE_NAME" 90 "$log" env LLMC_DEV_CHECK_ONLY=1 compute-sanitizer \
+                    --tool "$tool" --error-exitcode 99 "$DEV/$name"
+                report "$STAGE_NAME" $? "$log" "$(grep -m1 'ERROR SUMMARY' "$LOGS/$log")"
+            done
+        done
+        STAGE_NAME="compute-sanitizer memcheck test_gpt2cu bf16"
+        ref=$(ls "$REFS"/*_state.bin 2>/dev/null | head -1)
+        if [ -z "$ref" ]; then
+            skip "$STAGE_NAME: no reference dump in $REFS"
+        elif need "$V16/test_gpt2cu"; then
+            name=$(basename "$ref" _state.bin)
+            run_stage "$STAGE_NAME" 120 sanitizer_memcheck_test_gpt2cu.log compute-sanitizer \
+                --tool memcheck --error-exitcode 99 "$V16/test_gpt2cu" -e "$REFS/${name}_bf16.bin" \
+                -s "$ref" -o "$LOGS/work_sanitizer"
+            report "$STAGE_NAME $name" $? sanitizer_memcheck_test_gpt2cu.log \
+                "$(grep -m1 'ERROR SUMMARY' "$LOGS/sanitizer_memcheck_test_gpt2cu.log")"
+            rm -rf "$LOGS/work_sanitizer"
+        fi
     fi
 fi
 

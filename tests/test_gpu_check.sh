@@ -5,7 +5,7 @@
 # "ok - " / "FAIL - " line per check, last line "N passed, N failed".
 # usage: tests/test_gpu_check.sh [WORKDIR]   (default build/test_gpu_check)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 WORK=${1:-build/test_gpu_check}
 rm -rf "$WORK"
 mkdir -p "$WORK"
