@@ -198,6 +198,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 # build: every target, keep going past failures (-k); each later stage checks its binaries
 if wanted build; then
+    if [ "$EMU" != 1 ] && [ ! -f build/cudnn-frontend/include/cudnn_frontend.h ]; then
+        note "info build/cudnn-frontend is missing: the BF16 (cuDNN) builds fetch it from PyPI and fail without network (carry it: --make-refs fetches it)"
+    fi
     run_stage build 330 build.log make "${MAKE_FLAGS[@]}" "${TARGETS[@]}"
     status=$?
     missing=()
