@@ -102,7 +102,8 @@ def main():
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    forward = model if args.no_compile else torch.compile(model)
+    # one static graph per batch size (as a training run has), not a dynamic-shape one
+    forward = model if args.no_compile else torch.compile(model, dynamic=False)
     autocast_type = torch.bfloat16
     T = args.seq_len
 
