@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=",${2:?--only needs stage names},"; shift 2 ;;
     --pack) PACK=1; shift ;;
     -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "error: gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) echo "error: gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 1 ;;
     esac
 done
 
@@ -73,13 +73,23 @@ if [ -n "$MAKE_REFS" ]; then
     exit 0
 fi
 
-OUT=${OUT:-bench/results/gpu_$(date -u +%Y-%m-%d_%H%M)}
-LOGS=$OUT/logs
-mkdir -p "$LOGS" || exit 1
-SUMMARY=$OUT/summary.txt
-: >"$SUMMARY"
+fail() {
+    echo "error: gpu_check.sh: $1" >&2
+    exit 1
+}
+STAGES=",info,build,torch,test,matmul,dev,generate,train,ncu,sanitizer,mpi,"
+for stage in ${ONLY//,/ }; do
+    [[ $STAGES == *",$stage,"* ]] || fail "--only: unknown stage '$stage' (stages: ${STAGES:1:-1})"
+done
 BUDGET=${GPU_CHECK_BUDGET:-480}
 JOBS=${JOBS:-$(nproc)}
+[[ $BUDGET =~ ^[0-9]+$ ]] || fail "GPU_CHECK_BUDGET=$BUDGET: expected whole seconds"
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || fail "JOBS=$JOBS: expected a positive whole number"
+OUT=${OUT:-bench/results/gpu_$(date -u +%Y-%m-%d_%H%M%S)}
+LOGS=$OUT/logs
+SUMMARY=$OUT/summary.txt
+[ -e "$SUMMARY" ] && fail "$SUMMARY already exists: set OUT to another directory (or remove it)"
+mkdir -p "$LOGS" || fail "cannot create $LOGS"
 START=$SECONDS
 FAILURES=0
 note() { echo "$1" | tee -a "$SUMMARY"; }

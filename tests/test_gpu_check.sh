@@ -79,4 +79,11 @@ if grep -q '^skip .*out of time' "$WORK/budget_out/summary.txt" && grep -q '^don
 else
     not_ok "GPU_CHECK_BUDGET=12: no 'out of time' skip or no final line (see $WORK/budget_out/summary.txt)"
 fi
+# bad flags and a summary that would be overwritten: one error line, exit 1, nothing run
+expect_error "gpu_check.sh --only with an unknown stage" "unknown stage 'tran'" \
+    bash bench/gpu_check.sh --only tran
+expect_error "gpu_check.sh GPU_CHECK_BUDGET=abc" "GPU_CHECK_BUDGET=abc" \
+    env GPU_CHECK_BUDGET=abc bash bench/gpu_check.sh
+expect_error "gpu_check.sh into a directory with a summary" "summary.txt already exists" \
+    env OUT="$WORK/out" bash bench/gpu_check.sh --only info
 checks_summary
