@@ -53,7 +53,8 @@ def kernels(B, features):
     mem2 = VEC if vec else SCALAR2  # two or more bf16 streams
     # forward
     add("encoder forward", 1, 0, 2 * N * C * X, mem2)
-    add("layernorm forward (fused residual)", 2 * L, 0, 4 * N * C * X + 8 * N, mem2)
+    # layer 0's ln1 (one input) counted as the fused kind, like the 2L others
+    add("layernorm forward (fused residual)", 2 * L + 1, 0, 4 * N * C * X + 8 * N, mem2)
     for name, cin, cout in (("qkv", C, 3 * C), ("attn proj", C, C), ("fc (+GELU epilogue)", C, 4 * C),
                             ("fc proj", 4 * C, C)):
         out_bytes = N * cout * X * (2 if "GELU" in name else 1)
