@@ -300,6 +300,7 @@ build/cuda/nvcc-dev/attention_%: dev/cuda/attention_%.cu $(wildcard dev/cuda/*.c
 # forward, reverse and random scheduling order, plus AddressSanitizer builds (tests/cuda_emu/run.sh).
 DEV_CUDA_SOURCES := $(filter-out dev/cuda/nccl_all_reduce.cu,$(wildcard dev/cuda/*.cu))
 EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_asan \
+	build/cuda_emu/test_matmul_cache \
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
 	build/cuda/emu-bf16-nocudnn/test_gpt2cu build/cuda/emu-fp32-asan/test_gpt2cu \
@@ -326,6 +327,16 @@ build/cuda_emu/test_cuda_emu: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu
 build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(filter-out -fopenmp,$(EMU_FLAGS)) $(EMU_ASAN_FLAGS) -x c++ -o $@ $< -lm
+
+# The matmul algorithm cache (llmc/matmul.cuh): eviction and --gemm-autotune, FP32; the nvcc
+# build runs on a GPU in bench/gpu_check.sh
+build/cuda_emu/test_matmul_cache: tests/cuda_emu/test_matmul_cache.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -x c++ -o $@ $< -lm
+
+build/cuda/nvcc-fp32/test_matmul_cache: tests/cuda_emu/test_matmul_cache.cu tests/cuda_emu/emu_check.cuh $(CUDA_HEADERS) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -DENABLE_FP32 -o $@ $< $(NVCC_LDLIBS)
 
 # FP32 test_gpt2cu with GELU as its own kernel (llmc/gelu.cuh) instead of the matmul epilogue, so
 # that every kernel in llmc/*.cuh runs in CI

@@ -850,6 +850,10 @@ int main(int argc, char **argv) {
     options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
                               "1: redo GELU in backward instead of keeping it per layer (less "
                               "memory, a little more compute)"};
+    int gemm_autotune = 0;
+    options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
+                              "1: time cuBLASLt's top algorithms once per matrix shape and keep "
+                              "the fastest (faster; the last bits may then differ between runs)"};
     MultiGpuOptions multi_options; // data parallelism: llmc/multi_gpu.cuh, docs/multi_gpu.md
     multi_gpu_options_defaults(&multi_options);
     num_options += multi_gpu_options_table(&multi_options, options + num_options);
@@ -859,6 +863,9 @@ int main(int argc, char **argv) {
               options, num_options);
     train_options_plot_command(&opt); // --plot: only redraw a plot
     if (recompute != 0 && recompute != 1) fatal("bad value %d for -r: expected 0 or 1", recompute);
+    if (gemm_autotune != 0 && gemm_autotune != 1) {
+        fatal("bad value %d for --gemm-autotune: expected 0 or 1", gemm_autotune);
+    }
     MultiGpu multi;
     multi_gpu_init(&multi, &multi_options, &argc, &argv);
     int rank = multi.process_rank, processes = multi.num_processes;
@@ -887,6 +894,7 @@ int main(int argc, char **argv) {
     }
     multi_gpu_after_init(&multi, &multi_options);
     matmul_init();
+    matmul_set_autotune(gemm_autotune);
 
     GPT2 model;
     // SFT data: its chat tokens may be new to the model (V grows into the padded rows)
@@ -1009,6 +1017,7 @@ int main(int argc, char **argv) {
                           tokens_per_step, mfu, &verdict);
     }
     train_report_done(&timer, tokens_per_step);
+    matmul_algo_cache_report();
     // everything is allocated up front, so the memory in use now is the run's peak
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));

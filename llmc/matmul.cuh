@@ -37,34 +37,133 @@ static inline void cublas_check_at(cublasStatus_t status, const char *file, int 
 #define cublas_check(call) cublas_check_at((call), __FILE__, __LINE__)
 #endif
 
-#ifndef LLMC_CUDA_EMU
-// The cache of cuBLASLt's algorithm choices, by everything the choice depends on.
+// The cache of cuBLASLt's algorithm choices, by everything the choice depends on. A training step
+// repeats the same few dozen shapes, but sampling adds new ones as its context grows (one per
+// length without cuDNN), so the cache is bounded and evicts the least recently used entry; entries
+// chosen by timing (--gemm-autotune 1) go last, as they cost the most to redo. The emulation has
+// one algorithm, but keeps the same cache so that its bookkeeping runs in CI.
 typedef struct {
     int m, n, k, trans_a, trans_b, batch, accumulate, epilogue;
     size_t stride_a, stride_b, stride_d;
     uint32_t alignments[3];
 } MatmulAlgoKey;
 
-#define MATMUL_ALGO_CACHE_SIZE 128
-static MatmulAlgoKey matmul_algo_keys[MATMUL_ALGO_CACHE_SIZE];
-static cublasLtMatmulAlgo_t matmul_algos[MATMUL_ALGO_CACHE_SIZE];
-static int matmul_algo_count = 0;
+#ifdef LLMC_CUDA_EMU
+typedef struct {
+    int index;
+} MatmulAlgo;
+#else
+typedef cublasLtMatmulAlgo_t MatmulAlgo;
+#endif
 
-static inline const cublasLtMatmulAlgo_t *matmul_algo_cache_find(const MatmulAlgoKey *key) {
-    for (int i = 0; i < matmul_algo_count; i++) {
-        if (memcmp(&matmul_algo_keys[i], key, sizeof(*key)) == 0) return &matmul_algos[i];
+typedef struct {
+    MatmulAlgoKey key;
+    MatmulAlgo algo;
+    unsigned long long last_use; // the cache's clock at the last lookup that found it
+    int tuned;                   // chosen by timing
+} MatmulAlgoEntry;
+
+#define MATMUL_ALGO_CACHE_CAPACITY 256
+// Autotuning times up to this many of the heuristic's candidates, for products of at least
+// matmul_autotune_min_macs multiply-adds (below ~1e9, a product lasts microseconds on a modern GPU
+// and its launch, not the algorithm, sets the time).
+#define MATMUL_AUTOTUNE_CANDIDATES 8
+
+typedef struct {
+    MatmulAlgoEntry entries[MATMUL_ALGO_CACHE_CAPACITY];
+    int count;
+    unsigned long long clock, hits, misses, evictions;
+    int autotune; // --gemm-autotune
+    unsigned long long autotune_min_macs;
+    unsigned long long tuned_shapes;  // shapes whose candidates were timed
+    unsigned long long tuned_changed; // ... where the fastest was not the heuristic's first
+} MatmulAlgoCache;
+
+static MatmulAlgoCache matmul_algo_cache = {{}, 0, 0, 0, 0, 0, 0, 1ull << 30, 0, 0};
+
+// --gemm-autotune 1: time the top heuristics once per shape and keep the fastest. Off by default:
+// the fastest can differ between runs (timing noise), and with it the rounding of the results.
+static inline void matmul_set_autotune(int on) {
+    matmul_algo_cache.autotune = on;
+}
+
+static inline MatmulAlgoEntry *matmul_algo_cache_find(const MatmulAlgoKey *key) {
+    MatmulAlgoCache *cache = &matmul_algo_cache;
+    for (int i = 0; i < cache->count; i++) {
+        if (memcmp(&cache->entries[i].key, key, sizeof(*key)) == 0) {
+            cache->entries[i].last_use = ++cache->clock;
+            cache->hits++;
+            return &cache->entries[i];
+        }
     }
+    cache->misses++;
     return NULL;
 }
 
-static inline void matmul_algo_cache_add(const MatmulAlgoKey *key,
-                                         const cublasLtMatmulAlgo_t *algo) {
-    if (matmul_algo_count == MATMUL_ALGO_CACHE_SIZE) return; // full: look up again next time
-    matmul_algo_keys[matmul_algo_count] = *key;
-    matmul_algos[matmul_algo_count] = *algo;
-    matmul_algo_count++;
+// Stores a choice; when full, replaces the least recently used untuned entry (tuned ones only
+// once every entry is tuned).
+static inline void matmul_algo_cache_add(const MatmulAlgoKey *key, const MatmulAlgo *algo,
+                                         int tuned) {
+    MatmulAlgoCache *cache = &matmul_algo_cache;
+    int slot = cache->count;
+    if (slot == MATMUL_ALGO_CACHE_CAPACITY) {
+        slot = -1;
+        for (int pass = 0; pass < 2 && slot < 0; pass++) {
+            for (int i = 0; i < cache->count; i++) {
+                if (pass == 0 && cache->entries[i].tuned) continue;
+                if (slot < 0 || cache->entries[i].last_use < cache->entries[slot].last_use)
+                    slot = i;
+            }
+        }
+        cache->evictions++;
+    } else {
+        cache->count++;
+    }
+    MatmulAlgoEntry *entry = &cache->entries[slot];
+    entry->key = *key;
+    entry->algo = *algo;
+    entry->last_use = ++cache->clock;
+    entry->tuned = tuned;
 }
+
+// One line on the cache for the end of a run.
+static inline void matmul_algo_cache_report(void) {
+    const MatmulAlgoCache *cache = &matmul_algo_cache;
+    printf("matmul algorithm cache: %d of %d shapes held, %llu hits, %llu misses, %llu evictions",
+           cache->count, MATMUL_ALGO_CACHE_CAPACITY, cache->hits, cache->misses, cache->evictions);
+    if (cache->autotune) {
+#ifdef LLMC_CUDA_EMU
+        printf(" | autotune: %llu shapes (emulation: one algorithm, nothing timed)",
+               cache->tuned_shapes);
+#else
+        printf(" | autotune: %llu shapes timed, %llu faster than the heuristic's first choice",
+               cache->tuned_shapes, cache->tuned_changed);
 #endif
+    }
+    printf("\n");
+}
+
+// The key of a product: its shape, layout, epilogue and the alignment each operand really has
+// (the heuristic assumes 256 bytes unless told otherwise; per-layer slices and batch strides of
+// odd shapes such as T=37 have less).
+static inline MatmulAlgoKey matmul_algo_key(const void *a, const void *b, const void *d,
+                                            int epilogue, int m, int n, int k, int trans_a,
+                                            int trans_b, int batch, size_t stride_a,
+                                            size_t stride_b, size_t stride_d, int accumulate) {
+    MatmulAlgoKey key;
+    memset(&key, 0, sizeof(key)); // padding bytes too: keys are compared with memcmp
+    key.m = m, key.n = n, key.k = k, key.trans_a = trans_a, key.trans_b = trans_b;
+    key.batch = batch, key.accumulate = accumulate, key.epilogue = epilogue;
+    key.stride_a = stride_a, key.stride_b = stride_b, key.stride_d = stride_d;
+    const void *operands[3] = {a, b, d};
+    size_t strides[3] = {stride_a, stride_b, stride_d};
+    for (int i = 0; i < 3; i++) {
+        uint64_t bits = (uint64_t)(uintptr_t)operands[i] | 256u;
+        if (batch > 1) bits |= (uint64_t)strides[i] * sizeof(floatX);
+        key.alignments[i] = (uint32_t)(bits & (~bits + 1)); // lowest set bit
+    }
+    return key;
+}
 
 static inline void matmul_init(void) {
 #ifndef LLMC_CUDA_EMU
@@ -82,6 +181,77 @@ static inline void matmul_free(void) {
 
 typedef enum { EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_GELU } MatmulEpilogue;
 
+#ifndef LLMC_CUDA_EMU
+// A product's operands for timing: element counts cover every batch.
+typedef struct {
+    const floatX *a, *b;
+    floatX *d;
+    size_t a_elems, b_elems, d_elems;
+    int accumulate;
+} MatmulOperands;
+
+static inline int ranges_overlap(const void *p, size_t p_bytes, const void *q, size_t q_bytes) {
+    uintptr_t p0 = (uintptr_t)p, q0 = (uintptr_t)q;
+    return p0 < q0 + q_bytes && q0 < p0 + p_bytes;
+}
+
+// --gemm-autotune: times each of the heuristic's candidates on the real inputs (one warm-up run,
+// then the mean of three) and returns the index of the fastest. The timing runs write into D,
+// which the real run then overwrites; when the product accumulates into D (or D overlaps an
+// input), into a zeroed scratch copy instead, so that no result changes. Without memory for the
+// scratch, or inside a stream capture (no synchronisation allowed), it keeps the first.
+static inline int matmul_autotune_pick(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t layout_a,
+                                       cublasLtMatrixLayout_t layout_b,
+                                       cublasLtMatrixLayout_t layout_d,
+                                       const cublasLtMatmulHeuristicResult_t *candidates, int count,
+                                       const MatmulOperands *ops, cudaStream_t stream) {
+    if (count < 2) return 0;
+    cudaStreamCaptureStatus capture;
+    cuda_check(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) return 0;
+    size_t d_bytes = ops->d_elems * sizeof(floatX);
+    floatX *target = ops->d, *scratch = NULL;
+    if (ops->accumulate || ranges_overlap(ops->d, d_bytes, ops->a, ops->a_elems * sizeof(floatX)) ||
+        ranges_overlap(ops->d, d_bytes, ops->b, ops->b_elems * sizeof(floatX))) {
+        if (cudaMalloc((void **)&scratch, d_bytes) != cudaSuccess) {
+            (void)cudaGetLastError(); // out of memory only skips the timing
+            return 0;
+        }
+        cuda_check(cudaMemsetAsync(scratch, 0, d_bytes, stream));
+        target = scratch;
+    }
+    cudaEvent_t start, stop;
+    cuda_check(cudaEventCreate(&start));
+    cuda_check(cudaEventCreate(&stop));
+    const float alpha = 1.0f, beta = ops->accumulate ? 1.0f : 0.0f;
+    const int repeats = 3;
+    int best = 0;
+    float best_ms = -1.0f;
+    for (int i = 0; i < count; i++) {
+        if (candidates[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+        cuda_check(cudaEventRecord(start, stream));
+        for (int r = 0; r <= repeats && status == CUBLAS_STATUS_SUCCESS; r++) {
+            if (r == 1) cuda_check(cudaEventRecord(start, stream)); // after the warm-up run
+            status =
+                cublasLtMatmul(cublaslt_handle, desc, &alpha, ops->a, layout_a, ops->b, layout_b,
+                               &beta, target, layout_d, target, layout_d, &candidates[i].algo,
+                               cublaslt_workspace, cublaslt_workspace_size, stream);
+        }
+        cuda_check(cudaEventRecord(stop, stream));
+        cuda_check(cudaEventSynchronize(stop));
+        if (status != CUBLAS_STATUS_SUCCESS) continue; // a candidate that refuses is skipped
+        float ms = 0.0f;
+        cuda_check(cudaEventElapsedTime(&ms, start, stop));
+        if (best_ms < 0.0f || ms < best_ms) best_ms = ms, best = i;
+    }
+    cuda_check(cudaEventDestroy(start));
+    cuda_check(cudaEventDestroy(stop));
+    if (scratch != NULL) cuda_check(cudaFree(scratch));
+    return best;
+}
+#endif
+
 // D (m,n, leading dimension m) (+)= op(A) op(B). A is (m,k) stored with leading dimension m, or
 // with trans_a (k,m) with leading dimension k; likewise B is (k,n) ld k, or with trans_b (n,k) ld
 // n. bias (m) is added to every column; with EPILOGUE_BIAS_GELU, pre_gelu (m,n) receives the biased
@@ -98,8 +268,18 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
     if (epilogue == EPILOGUE_BIAS_GELU && pre_gelu == NULL) {
         fatal("internal: GELU epilogue without a pre-GELU buffer");
     }
+    MatmulAlgoKey key = matmul_algo_key(a, b, d, (int)epilogue, m, n, k, trans_a, trans_b, batch,
+                                        stride_a, stride_b, stride_d, accumulate);
+    MatmulAlgoEntry *cached = matmul_algo_cache_find(&key);
+    int tune = cached == NULL && matmul_algo_cache.autotune &&
+               (unsigned long long)m * n * k * batch >= matmul_algo_cache.autotune_min_macs;
 #ifdef LLMC_CUDA_EMU
     (void)stream;
+    if (cached == NULL) {
+        MatmulAlgo only = {0};
+        matmul_algo_cache.tuned_shapes += tune;
+        matmul_algo_cache_add(&key, &only, tune);
+    }
     // Column-major D (m,n) is row-major D^T (n,m) = op(B)^T op(A)^T: sgemm's A is op(B)^T and its
     // B is op(A)^T, both described by strides.
     size_t a_elems = (size_t)m * k, b_elems = (size_t)k * n, d_elems = (size_t)m * n;
@@ -183,26 +363,10 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
                 sizeof(strides[i])));
         }
     }
-    // The heuristic assumes 256-byte aligned operands unless told otherwise; per-layer slices and
-    // batch strides of odd shapes (T=37) are less aligned, so state what each operand really has.
-    const void *operands[3] = {a, b, d};
-    size_t strides[3] = {stride_a, stride_b, stride_d};
-    uint32_t alignments[3];
-    for (int i = 0; i < 3; i++) {
-        uint64_t bits = (uint64_t)(uintptr_t)operands[i] | 256u;
-        if (batch > 1) bits |= (uint64_t)strides[i] * sizeof(floatX);
-        alignments[i] = (uint32_t)(bits & (~bits + 1)); // lowest set bit
-    }
     // The heuristic query costs tens of microseconds; a training step repeats the same few dozen
     // shapes, so its answer is kept per shape (an unchanging choice also keeps runs repeatable).
-    MatmulAlgoKey key;
-    memset(&key, 0, sizeof(key));
-    key.m = m, key.n = n, key.k = k, key.trans_a = trans_a, key.trans_b = trans_b;
-    key.batch = batch, key.accumulate = accumulate, key.epilogue = (int)epilogue;
-    key.stride_a = stride_a, key.stride_b = stride_b, key.stride_d = stride_d;
-    memcpy(key.alignments, alignments, sizeof(alignments));
-    const cublasLtMatmulAlgo_t *algo = matmul_algo_cache_find(&key);
-    cublasLtMatmulHeuristicResult_t heuristic;
+    const cublasLtMatmulAlgo_t *algo = cached != NULL ? &cached->algo : NULL;
+    cublasLtMatmulHeuristicResult_t heuristics[MATMUL_AUTOTUNE_CANDIDATES];
     if (algo == NULL) {
         cublasLtMatmulPreference_t preference;
         cublas_check(cublasLtMatmulPreferenceCreate(&preference));
@@ -213,21 +377,32 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES};
         for (int i = 0; i < 4; i++) {
-            uint32_t alignment = alignments[i < 3 ? i : 2]; // C is D
+            uint32_t alignment = key.alignments[i < 3 ? i : 2]; // C is D
             cublas_check(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i],
                                                               &alignment, sizeof(alignment)));
         }
         int found = 0;
-        cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b,
-                                                    layout_d, layout_d, preference, 1, &heuristic,
-                                                    &found));
+        cublas_check(cublasLtMatmulAlgoGetHeuristic(
+            cublaslt_handle, desc, layout_a, layout_b, layout_d, layout_d, preference,
+            tune ? MATMUL_AUTOTUNE_CANDIDATES : 1, heuristics, &found));
         cublas_check(cublasLtMatmulPreferenceDestroy(preference));
         if (found == 0) {
             fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m,
                   n, k, trans_a, trans_b, batch, (int)epilogue);
         }
-        matmul_algo_cache_add(&key, &heuristic.algo);
-        algo = &heuristic.algo;
+        int pick = 0;
+        if (tune) {
+            size_t a_elems = (size_t)(batch - 1) * stride_a + (size_t)m * k;
+            size_t b_elems = (size_t)(batch - 1) * stride_b + (size_t)k * n;
+            size_t d_elems = (size_t)(batch - 1) * stride_d + (size_t)m * n;
+            MatmulOperands operands = {a, b, d, a_elems, b_elems, d_elems, accumulate};
+            pick = matmul_autotune_pick(desc, layout_a, layout_b, layout_d, heuristics, found,
+                                        &operands, stream);
+            matmul_algo_cache.tuned_shapes++;
+            matmul_algo_cache.tuned_changed += pick != 0;
+        }
+        matmul_algo_cache_add(&key, &heuristics[pick].algo, tune);
+        algo = &heuristics[pick].algo;
     }
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublas_check(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, layout_a, b, layout_b, &beta, d,

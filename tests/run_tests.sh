@@ -510,8 +510,16 @@ sys.exit(0 if a.keys() == b.keys() and worst <= 2e-5 else 1)' "$WORK/sft_cpu/mai
 else
     not_ok "train_gpt2cu SFT: no masked shards from section 7 in $SFT/alpaca_full"
 fi
+expect_error "train_gpt2cu: --gemm-autotune 2" "bad value 2 for --gemm-autotune" \
+    ./build/cuda/emu-bf16/train_gpt2cu --gemm-autotune 2 -e d2 -x 1
 expect_error "train_gpt2cu: not enough GPU memory" "not enough GPU memory.*needs .* GiB" \
     ./build/cuda/emu-bf16/train_gpt2cu -e d12 -b 512 -t 1024 -x 1 -v 0 -s 0
+
+# ---------------------------------------------------------------------------------------------
+# 9b. The prepared GPU check, bench/gpu_check.sh, end to end on the emulation (EMU=1, tests/
+#     test_gpu_check.sh): --make-refs, every stage on a tiny model, a planted bad dump, the time
+#     budget. Each of its checks counts here.
+sub_suite "gpu_check" "$WORK/gpu_check.log" bash tests/test_gpu_check.sh "$WORK/gpu_check"
 
 # ---------------------------------------------------------------------------------------------
 # 10. Data parallelism (docs/multi_gpu.md) on the CPU emulation, NCCL mapped onto MPI:

@@ -5,7 +5,7 @@
 // position's row (a planted off-by-one) must fail the same bound. Built for the emulation
 // (make test runs the FP32 and BF16 builds) and with nvcc.
 //   test_generate_cu [MODEL [--bench N]]   (default: a random-init L=2, C=64, NH=4, V=1000,
-//   maxT=64 model). --bench N (a benchmark, for a GPU: bench/bench_gpu.sh runs it at d12): after
+//   maxT=64 model). --bench N (a benchmark, for a GPU: bench/gpu_check.sh runs it at d12): after
 //   the checks, the time of N new tokens after a 64-token prompt, one at a time, against the floor
 //   of reading every weight once per token at the measured device-to-device copy bandwidth.
 // One "ok - " or "FAIL - " line per check; last line "N passed, N failed".

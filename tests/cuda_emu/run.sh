@@ -100,6 +100,8 @@ done
 if [ -x build/cuda_emu/test_cuda_emu_asan ]; then
     run_suite "[asan]" "$WORK/test_cuda_emu_asan.log" ./build/cuda_emu/test_cuda_emu_asan
 fi
+# the matmul algorithm cache: eviction, LRU order, --gemm-autotune (llmc/matmul.cuh)
+run_suite "[matmul cache]" "$WORK/test_matmul_cache.log" ./build/cuda_emu/test_matmul_cache
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 if [ -x "$NVCC" ]; then
     run_check "nvcc compiles tests/cuda_emu/test_cuda_emu.cu (-Werror all-warnings)" "$WORK/nvcc.log" \

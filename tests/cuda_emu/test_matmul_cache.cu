@@ -1,0 +1,133 @@
+// The matmul algorithm cache (llmc/matmul.cuh): many more product shapes than it holds (as
+// sampling makes when its context grows) all run and stay correct, the least recently used entry
+// is the one evicted, autotuned entries (--gemm-autotune 1) go last, and autotuning leaves every
+// result as it was, accumulating products included. FP32 build (-DENABLE_FP32). The same source
+// runs on a GPU against cuBLASLt (bench/gpu_check.sh), where the autotune really times candidates.
+#include "emu_check.cuh"
+
+#include "../../llmc/matmul.cuh"
+
+#include <math.h>
+
+#include <vector>
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
+static float random_float(void) { // uniform in [-1, 1)
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+typedef struct {
+    int m, n, k, trans_a, trans_b, batch, accumulate, bias;
+} Shape;
+
+// The i-th shape of a sequence of distinct ones: m, n, k in [1, 40] and every layout flag vary.
+static Shape shape_number(int i) {
+    Shape s;
+    s.m = 1 + i % 40;
+    s.n = 1 + (i / 40) % 40;
+    s.k = 1 + (i * 7) % 40;
+    s.trans_a = (i / 3) % 2, s.trans_b = (i / 5) % 2;
+    s.batch = 1 + (i / 11) % 2;
+    s.accumulate = (i / 2) % 2;
+    s.bias = s.batch == 1 && !s.accumulate && i % 4 == 1;
+    return s;
+}
+
+// Runs one product on fresh random operands and compares D with a double-precision reference.
+// An fp32 dot product of length k with fp32 accumulation is off by at most ~k * 2^-24 *
+// sum|a*b| (plus the accumulated D's own rounding): limit 2 * (k + 2) * 2^-24 * (sum|a*b| + |c|).
+// planted_error, added to one reference element, must make the comparison fail.
+static bool run_product(const Shape &s, double planted_error) {
+    size_t a_elems = (size_t)s.m * s.k, b_elems = (size_t)s.k * s.n, d_elems = (size_t)s.m * s.n;
+    std::vector<float> a(a_elems * s.batch), b(b_elems * s.batch), d(d_elems * s.batch), bias(s.m),
+        out(d_elems * s.batch);
+    for (float &x : a) x = random_float();
+    for (float &x : b) x = random_float();
+    for (float &x : d) x = random_float();
+    for (float &x : bias) x = random_float();
+    float *d_a = to_device(a.data(), a.size()), *d_b = to_device(b.data(), b.size());
+    float *d_d = to_device(d.data(), d.size()), *d_bias = to_device(bias.data(), bias.size());
+    matmul_gemm(d_d, d_a, d_b, s.bias ? d_bias : NULL, NULL, s.bias ? EPILOGUE_BIAS : EPILOGUE_NONE,
+                s.m, s.n, s.k, s.trans_a, s.trans_b, s.batch, a_elems, b_elems, d_elems,
+                s.accumulate, 0);
+    cuda_check(cudaGetLastError());
+    to_host(out.data(), d_d, out.size());
+    bool good = true;
+    for (int batch = 0; batch < s.batch; batch++) {
+        const float *ab = a.data() + batch * a_elems, *bb = b.data() + batch * b_elems;
+        for (int j = 0; j < s.n; j++) {
+            for (int i = 0; i < s.m; i++) {
+                double sum = 0.0, magnitude = 0.0;
+                for (int p = 0; p < s.k; p++) {
+                    double x = s.trans_a ? ab[(size_t)i * s.k + p] : ab[(size_t)p * s.m + i];
+                    double y = s.trans_b ? bb[(size_t)p * s.n + j] : bb[(size_t)j * s.k + p];
+                    sum += x * y, magnitude += fabs(x * y);
+                }
+                size_t at = batch * d_elems + (size_t)j * s.m + i;
+                if (s.accumulate) sum += d[at], magnitude += fabs(d[at]);
+                if (s.bias) sum += bias[i], magnitude += fabs(bias[i]);
+                if (at == 0) sum += planted_error;
+                double limit = 2.0 * (s.k + 2) * ldexp(1.0, -24) * magnitude;
+                if (!(fabs(out[at] - sum) <= limit)) good = false;
+            }
+        }
+    }
+    cuda_check(cudaFree(d_a));
+    cuda_check(cudaFree(d_b));
+    cuda_check(cudaFree(d_d));
+    cuda_check(cudaFree(d_bias));
+    return good;
+}
+
+int main(void) {
+    matmul_init();
+    MatmulAlgoCache *cache = &matmul_algo_cache;
+    const int capacity = MATMUL_ALGO_CACHE_CAPACITY, shapes = 5 * capacity / 2;
+
+    int wrong = 0;
+    for (int i = 0; i < shapes; i++) wrong += !run_product(shape_number(i), 0.0);
+    check(wrong == 0, "%d distinct product shapes through a %d-entry cache: %d results off", shapes,
+          capacity, wrong);
+    check(cache->count == capacity && cache->misses == (unsigned long long)shapes &&
+              cache->evictions == (unsigned long long)(shapes - capacity),
+          "the cache holds %d (expected %d), %llu misses (%d), %llu evictions (%d)", cache->count,
+          capacity, cache->misses, shapes, cache->evictions, shapes - capacity);
+    check(!run_product(shape_number(shapes - 1), 1e-3),
+          "planted: a reference element 1e-3 off fails the comparison");
+
+    unsigned long long misses = cache->misses;
+    run_product(shape_number(shapes - 1), 0.0);
+    check(cache->misses == misses, "the most recent shape is still cached (a hit)");
+    run_product(shape_number(0), 0.0);
+    check(cache->misses == misses + 1, "the oldest shape was evicted (a miss)");
+    // the least recently used entry goes next: shape 0 was just used, shape shapes-capacity+1 not
+    run_product(shape_number(shapes), 0.0);
+    misses = cache->misses;
+    run_product(shape_number(0), 0.0);
+    check(cache->misses == misses, "a shape used again is kept while older ones are evicted");
+
+    // --gemm-autotune 1 on every size: results unchanged, accumulating products included
+    matmul_set_autotune(1);
+    unsigned long long min_macs = cache->autotune_min_macs;
+    cache->autotune_min_macs = 0;
+    const int tuned = 24;
+    wrong = 0;
+    for (int i = 0; i < tuned; i++) wrong += !run_product(shape_number(700 + i), 0.0);
+    check(wrong == 0 && cache->tuned_shapes == (unsigned long long)tuned,
+          "autotune: %d new shapes (half of them accumulating) timed and correct (%d off, %llu "
+          "timed, %llu faster than the heuristic's first)",
+          tuned, wrong, cache->tuned_shapes, cache->tuned_changed);
+    matmul_set_autotune(0);
+    cache->autotune_min_macs = min_macs;
+    for (int i = 0; i < capacity; i++) run_product(shape_number(800 + i), 0.0);
+    misses = cache->misses;
+    for (int i = 0; i < tuned; i++) run_product(shape_number(700 + i), 0.0);
+    check(cache->misses == misses && cache->tuned_shapes == (unsigned long long)tuned,
+          "autotuned shapes outlive %d newer untuned ones (%llu misses, %llu timings)", capacity,
+          cache->misses - misses, cache->tuned_shapes);
+    matmul_set_autotune(1); // so that the report counts the timings (bench/gpu_check.sh shows it)
+    matmul_algo_cache_report();
+    matmul_free();
+    return check_summary();
+}
