@@ -71,6 +71,7 @@ typedef struct {
     int top_k, max_tokens; // max_tokens 0: as many as fit in the context
     int print_ids;         // 1: print token ids instead of text (tests compare them)
     int quiet;             // no notices or tokens/s on stderr (GSM8K scoring)
+    int show_context;      // 1: print what the context holds after turns are dropped (tests)
     uint64_t rng_state;
     float *sampler_work;
     SamplerCandidate *candidates;
@@ -197,6 +198,22 @@ static int session_generate(ChatSession *s, const float *logits, int limit,
     return n;
 }
 
+// One line on stderr: the tokens in the context as text, special tokens by name, newlines as \n.
+static void session_print_context(const ChatSession *s) {
+    fprintf(stderr, "[context:");
+    for (size_t i = 0; i < s->history.size; i++) {
+        const uint8_t *bytes = bpe_token_bytes(&s->bpe, s->history.data[i]);
+        for (int k = 0; k < s->bpe.length[s->history.data[i]]; k++) {
+            if (bytes[k] == '\n') {
+                fputs("\\n", stderr);
+            } else {
+                fputc(bytes[k], stderr);
+            }
+        }
+    }
+    fprintf(stderr, "]\n");
+}
+
 // Tokens the answer may use: --max-tokens, or what is left of the context (one kept for the end
 // token that closes the turn).
 static int session_answer_room(const ChatSession *s) {
@@ -228,10 +245,10 @@ static int session_answer(ChatSession *s, const char *user_text, FILE *out, Byte
     }
     int dropped = session_make_room(s, s->turn.size + answer_room + 1);
     if (dropped > 0 && !s->quiet) {
-        fprintf(stderr,
-                "[context full (%d tokens): dropped the oldest %d turn(s), the system message is "
-                "kept; %d left]\n",
-                s->cache.max_T, dropped, s->num_turns);
+        fprintf(stderr, "[context full (%d tokens): dropped the oldest %d turn(s)%s; %d left]\n",
+                s->cache.max_T, dropped, s->prefix > 1 ? ", kept the system message" : "",
+                s->num_turns);
+        if (s->show_context) session_print_context(s);
     }
     if (s->num_turns == s->turns_capacity) {
         s->turns_capacity = s->turns_capacity ? 2 * s->turns_capacity : 16;
@@ -251,7 +268,6 @@ static int session_answer(ChatSession *s, const char *user_text, FILE *out, Byte
     byte_list_push(answer, 0);
     answer->size--;
     if (out != NULL) fprintf(out, "\n");
-    if (interrupted && !s->quiet) fprintf(stderr, "[stopped]\n");
     print_generation_stats(s, &stats);
     // close the turn so the conversation goes on in the template's shape
     if (s->cache.length < s->cache.max_T) {
@@ -289,7 +305,6 @@ static void session_complete(ChatSession *s, const char *text, FILE *out) {
                      limited ? "--max-tokens reached" : "the context is full", out, NULL,
                      &stop_token, &stats);
     fprintf(out, "\n");
-    if (interrupted && !s->quiet) fprintf(stderr, "[stopped]\n");
     print_generation_stats(s, &stats);
 }
 
@@ -459,7 +474,8 @@ int main(int argc, char **argv) {
         {0, "eval-gsm8k", OPTION_STRING, &eval_path,
          "score exact match on a GSM8K JSONL file (greedy with --temperature 0)"},
         {0, "eval-count", OPTION_INT, &eval_count, "problems to score (first N; 0: all)"},
-        {0, "verbose", OPTION_INT, &verbose, "1: print each scored problem"},
+        {0, "verbose", OPTION_INT, &verbose,
+         "1: print each scored problem; in chat, what the context holds after turns are dropped"},
         {0, "ids", OPTION_INT, &print_ids, "1: print the generated token ids instead of text"},
     };
     cli_parse(argc, argv,
@@ -530,6 +546,7 @@ int main(int argc, char **argv) {
     s.top_k = top_k;
     s.max_tokens = max_tokens;
     s.print_ids = print_ids;
+    s.show_context = verbose;
     s.rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
     s.system_prompt = system_prompt;
     s.sampler_work =
