@@ -184,8 +184,7 @@ static int session_generate(ChatSession *s, const float *logits, int limit,
         }
         if (out != NULL && s->print_ids) fprintf(out, "%d ", next);
         if (out != NULL) fflush(out);
-        if (s->cache.length >= s->cache.max_T) {
-            token_list_push(&s->history, next); // printed, but there is no room to run it
+        if (s->cache.length >= s->cache.max_T) { // printed, but there is no room to run it
             n++;
             stats->stopped_by = "the context is full";
             break;
@@ -231,7 +230,7 @@ static int session_answer(ChatSession *s, const char *user_text, FILE *out, Byte
     chat_render_message(&s->bpe, &s->chat, &user, &s->turn, NULL, &s->work);
     token_list_push(&s->turn, s->chat.start[CHAT_ASSISTANT]);
     answer->size = 0;
-    byte_list_push(answer, 0);
+    byte_list_push(answer, 0); // an empty answer when the message does not fit
     answer->size = 0;
     // room for the message, the answer (--max-tokens, else a quarter of the context) and its end
     size_t max_T = (size_t)s->cache.max_T;
@@ -267,7 +266,10 @@ static int session_answer(ChatSession *s, const char *user_text, FILE *out, Byte
                      answer, &stop_token, &stats);
     byte_list_push(answer, 0);
     answer->size--;
-    if (out != NULL) fprintf(out, "\n");
+    if (out != NULL) {
+        fprintf(out, "\n");
+        fflush(out); // the answer before the tokens/s line on stderr
+    }
     print_generation_stats(s, &stats);
     // close the turn so the conversation goes on in the template's shape
     if (s->cache.length < s->cache.max_T) {
@@ -305,6 +307,7 @@ static void session_complete(ChatSession *s, const char *text, FILE *out) {
                      limited ? "--max-tokens reached" : "the context is full", out, NULL,
                      &stop_token, &stats);
     fprintf(out, "\n");
+    fflush(out); // the text before the tokens/s line on stderr
     print_generation_stats(s, &stats);
 }
 
@@ -350,6 +353,10 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
         }
         session_reset(s);
         session_answer(s, json_object_get_string(question), NULL, &answer);
+        if (interrupted) { // Ctrl-C: the score of the problems answered so far
+            json_object_put(record);
+            break;
+        }
         char got[64], want[64];
         gsm8k_final_answer((const char *)answer.data, got, sizeof(got));
         gsm8k_final_answer(json_object_get_string(reference), want, sizeof(want));
