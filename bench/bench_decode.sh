@@ -34,7 +34,10 @@ make -s chat tokenizer build/bench_membw
 # a d12 model with random weights (speed does not depend on them), the GPT-2 tokenizer beside it
 MODEL=$WORK/d12.bin
 if [ ! -f "$MODEL" ]; then
-    python3 scripts/train_gpt2.py --model d12 --seed 1 --write-model "$MODEL" --mode none >/dev/null
+    for python in "${PYTHON:-}" /usr/bin/python3 "$VENV/bin/python" python3; do # one with torch
+        [ -n "$python" ] && "$python" -c "import torch" >/dev/null 2>&1 && break
+    done
+    "$python" scripts/train_gpt2.py --model d12 --seed 1 --write-model "$MODEL" --mode none >/dev/null
 fi
 cp dev/data/tinyshakespeare/gpt2_tokenizer.bin "$WORK/tokenizer.bin"
 # the prompt: " the" 64 times is 64 tokens (id 262 each); chat puts <|endoftext|> before it

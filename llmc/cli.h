@@ -76,8 +76,8 @@ static inline void cli_set_value(const CliOption *o, const char *flag, const cha
     }
 }
 
-// Parses argv; exits 0 after printing usage for --help (or -h, where no option takes -h), exits 1
-// with one line on any error.
+// Parses argv; exits 0 after printing usage for --help (or -h alone, where no option takes -h),
+// exits 1 with one line on any error.
 static inline void cli_parse(int argc, char **argv, const char *summary, const CliOption *options,
                              int num_options) {
     int h_is_help = 1;
@@ -86,7 +86,8 @@ static inline void cli_parse(int argc, char **argv, const char *summary, const C
     }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || (h_is_help && strcmp(arg, "-h") == 0)) {
+        // -h only alone: llm.c's trainers take "-h 1" (HellaSwag), which must not print help
+        if (strcmp(arg, "--help") == 0 || (h_is_help && argc == 2 && strcmp(arg, "-h") == 0)) {
             cli_print_usage(argv[0], summary, options, num_options);
             exit(0);
         }

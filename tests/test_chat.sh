@@ -211,7 +211,13 @@ echo "/reset" >&3
 wait_for "$WORK/sigint.err" 'new conversation'
 echo "and another one" >&3
 for _ in $(seq 1200); do [ "$(grep -c ' tokens/s;' "$WORK/sigint.err")" -ge 2 ] && break; sleep 0.1; done
-kill -INT "$chat_pid" # at the prompt: quits, though the input is still open
+# at the prompt Ctrl-C quits, though the input is still open. One that lands while the ended
+# answer's last token is still being run is taken as stopping that answer: send it until chat ends
+for _ in $(seq 20); do
+    kill -INT "$chat_pid" 2>/dev/null || break
+    sleep 0.5
+    ps -o stat= -p "$chat_pid" | grep -qv Z || break # ended (a zombie until waited for)
+done
 wait "$chat_pid"
 status=$?
 exec 3>&-
