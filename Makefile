@@ -19,7 +19,8 @@ else
 endif
 
 HEADERS := $(wildcard llmc/*.h)
-# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer
+# json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer, and HuggingFace's
+# config.json and safetensors header for -e DIR (llmc/safetensors.h: every program with a model)
 JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 
 .PHONY: all test clean format bench_cpu
@@ -36,20 +37,25 @@ all: train_gpt2 test_gpt2 tokenizer chat
 endif
 
 train_gpt2: train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 # Unit tests of the llmc/ headers (run by `make test`; ./build/test_units [WORKDIR] alone also works).
 build/test_units: tests/test_units.c $(HEADERS)
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+# The shuffled loader's order and state files, against llm.c's (tests/test_llmc_exact.sh).
+build/loader_order: tests/loader_order.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # Layer-by-layer CPU benchmark (bench/bench_cpu.sh runs it beside PyTorch).
 build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 bench_cpu: build/bench_cpu
 
@@ -70,7 +76,7 @@ chat: chat.c train_gpt2.c $(HEADERS)
 
 build/test_sft: tests/test_sft.c train_gpt2.c $(HEADERS)
 	@mkdir -p build
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(JSONC_LIBS) $(LDLIBS)
 
 build/test_tokenizer_units: tests/test_tokenizer_units.c $(HEADERS)
 	@mkdir -p build
@@ -103,7 +109,7 @@ $(SAN_BINARIES):
 # `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors
 FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \
@@ -130,7 +136,10 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/fuzz_vocab.h
 # ./train_gpt2cu, ./test_gpt2cu link to the variant built last.
 PRECISION ?= BF16
 CUDA_EMU ?= 0
-USE_CUDNN ?= 0
+# USE_CUDNN=1 (default): BF16 builds run attention on cuDNN's fused flash attention
+# (llmc/cudnn_att.cpp, cudnn-frontend); USE_CUDNN=0 keeps our own kernels (build/cuda/*-nocudnn).
+# FP32 builds always use our kernels (cuDNN's fused attention has no fp32 inputs).
+USE_CUDNN ?= 1
 NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(if $(CUDA_HOME),$(wildcard $(CUDA_HOME)/bin/nvcc)))
 CUDA_ARCH_FLAGS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH_FLAGS) -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings
@@ -151,8 +160,8 @@ EMU_ASAN_FLAGS = -fsanitize=address -fno-omit-frame-pointer -g
 ifneq ($(filter-out BF16 FP32,$(PRECISION)),)
   $(error PRECISION=$(PRECISION): expected BF16 or FP32)
 endif
-ifneq ($(USE_CUDNN),0)
-  $(error USE_CUDNN=$(USE_CUDNN): the cuDNN attention path is not written yet; use USE_CUDNN=0)
+ifneq ($(filter-out 0 1,$(USE_CUDNN)),)
+  $(error USE_CUDNN=$(USE_CUDNN): expected 0 or 1)
 endif
 PRECISION_LOWER = $(if $(filter FP32,$(PRECISION)),fp32,bf16)
 # Data parallelism in train_gpt2cu (llmc/multi_gpu.cuh): MPI (Debian: libopenmpi-dev openmpi-bin)
@@ -177,11 +186,26 @@ ifeq ($(MULTI_GPU_ON),1)
   EMU_MULTI_GPU_LIBS = $(MPI_LINK_FLAGS)
 endif
 CUDA_HEADERS := $(wildcard llmc/*.cuh) $(wildcard llmc/cuda_emu/*.h) $(HEADERS)
+CUDNN_SUFFIX = $(if $(and $(filter BF16,$(PRECISION)),$(filter 0,$(USE_CUDNN))),-nocudnn)
 ifeq ($(CUDA_EMU),1)
-  CUDA_VARIANT = emu-$(PRECISION_LOWER)$(if $(filter 1,$(EMU_ASAN)),-asan)
+  CUDA_VARIANT = emu-$(PRECISION_LOWER)$(CUDNN_SUFFIX)$(if $(filter 1,$(EMU_ASAN)),-asan)
 else
-  CUDA_VARIANT = nvcc-$(PRECISION_LOWER)
+  CUDA_VARIANT = nvcc-$(PRECISION_LOWER)$(CUDNN_SUFFIX)
 endif
+# A variant's name says its build: fp32 (-DENABLE_FP32), bf16 with cuDNN attention unless
+# -nocudnn, -asan. cudnn_att_object: the cuDNN glue object a variant links ($1: emu-bf16, ...).
+variant_flags = $(if $(findstring fp32,$1),-DENABLE_FP32,$(if $(findstring nocudnn,$1),,-DLLMC_USE_CUDNN))
+cudnn_att_object = $(if $(or $(findstring fp32,$1),$(findstring nocudnn,$1)),,build/cuda/$1/cudnn_att.o)
+# cudnn-frontend's headers (C++, header-only, not in the toolkit): PyPI's nvidia-cudnn-frontend
+# wheel, pinned, unpacked here by scripts/fetch_cudnn_frontend.sh on first use.
+CUDNN_FRONTEND_DIR = build/cudnn-frontend
+# cuDNN itself: with the CUDA toolkit (cudnn.h beside nvcc's headers), else CUDNN_HOME, else the
+# nvidia-cudnn wheel in python3's site-packages (whose library has only its versioned name).
+CUDNN_HOME ?= $(if $(wildcard $(dir $(NVCC))../include/cudnn.h),,$(shell python3 -c \
+	'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null))
+CUDNN_INCLUDES = -isystem $(CUDNN_FRONTEND_DIR)/include $(if $(CUDNN_HOME),-isystem $(CUDNN_HOME)/include)
+CUDNN_LDLIBS = $(if $(CUDNN_HOME),-L$(CUDNN_HOME)/lib -Xlinker -rpath=$(CUDNN_HOME)/lib \
+	$(if $(wildcard $(CUDNN_HOME)/lib/libcudnn.so),-lcudnn,-l:libcudnn.so.9),-lcudnn)
 CUDA_DIR = build/cuda/$(CUDA_VARIANT)
 
 .PHONY: train_gpt2cu test_gpt2cu cuda_compile_check check_nvcc
@@ -195,27 +219,59 @@ train_gpt2cu: $(CUDA_DIR)/train_gpt2cu
 test_gpt2cu: $(CUDA_DIR)/test_gpt2cu
 	ln -sf $< $@
 
-build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) | check_nvcc
+.SECONDEXPANSION:
+build/cuda/nvcc-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_MULTI_GPU_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
-		$(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_MULTI_GPU_FLAGS) $(call variant_flags,$*) -o $@ $< \
+		$(call cudnn_att_object,nvcc-$*) $(NVCC_LDLIBS) $(NVCC_MULTI_GPU_LIBS) \
+		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
 
-build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) | check_nvcc
+build/cuda/nvcc-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) $(if $(filter fp32,$*),-DENABLE_FP32,) -o $@ $< \
-		$(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_TEST_FLAGS) $(call variant_flags,$*) -o $@ $< \
+		$(call cudnn_att_object,nvcc-$*) $(NVCC_LDLIBS) $(NVCC_TEST_LDLIBS) \
+		$(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
 
-build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
+# The cuDNN glue, compiled once per variant (cudnn-frontend's templates take minutes to compile;
+# kept, not deleted as an intermediate file).
+.SECONDARY: $(foreach v,emu-bf16 emu-bf16-asan nvcc-bf16,build/cuda/$(v)/cudnn_att.o)
+build/cuda/nvcc-%/cudnn_att.o: llmc/cudnn_att.cpp llmc/cudnn_att.h $(CUDA_HEADERS) \
+	$(CUDNN_FRONTEND_DIR)/include/cudnn_frontend.h | check_nvcc
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< $(EMU_MULTI_GPU_LIBS) -lm
+	$(NVCC) $(NVCC_FLAGS) $(call variant_flags,$*) $(CUDNN_INCLUDES) -x cu -c -o $@ $<
 
-build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
+$(CUDNN_FRONTEND_DIR)/include/cudnn_frontend.h:
+	bash scripts/fetch_cudnn_frontend.sh $(CUDNN_FRONTEND_DIR)
+
+# the emulation: the same glue against its CPU stand-in of cudnn-frontend
+build/cuda/emu-%/cudnn_att.o: llmc/cudnn_att.cpp llmc/cudnn_att.h $(CUDA_HEADERS) \
+	llmc/cuda_emu/include/cudnn_frontend.h
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) $(if $(findstring fp32,$*),-DENABLE_FP32,) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) -Illmc/cuda_emu/include $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -c -o $@ $<
 
-# CI: nvcc builds both binaries (BF16) and links them against cuBLAS/cuBLASLt; no GPU is needed
-# to build, and `--help` runs without one.
+build/cuda/emu-%/train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(EMU_MULTI_GPU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(EMU_MULTI_GPU_LIBS) $(JSONC_LIBS) -lm
+
+build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
+
+# GPU generation with a key/value cache (llmc/kv_cache.cuh) against the full forward
+build/cuda/emu-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -I. $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
+
+build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -I. $(call variant_flags,$*) -o $@ $< $(call cudnn_att_object,nvcc-$*) \
+		$(NVCC_LDLIBS) $(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
+
+# CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
+# kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
+# `--help` runs without one.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
+	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu build/cuda/nvcc-bf16/test_generate_cu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
@@ -234,6 +290,15 @@ build/cuda/nvcc-dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) 
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LDLIBS)
 
+# the attention programs also time cuDNN's fused attention (version 3) through the BF16 glue
+# (USE_CUDNN=0: without it)
+DEV_CUDNN_VARIANT = $(if $(filter 1,$(USE_CUDNN)),bf16)
+build/cuda/nvcc-dev/attention_%: dev/cuda/attention_%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) \
+	$(if $(DEV_CUDNN_VARIANT),build/cuda/nvcc-bf16/cudnn_att.o) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(if $(DEV_CUDNN_VARIANT),-DLLMC_USE_CUDNN) -o $@ $< \
+		$(if $(DEV_CUDNN_VARIANT),build/cuda/nvcc-bf16/cudnn_att.o $(CUDNN_LDLIBS)) $(NVCC_LDLIBS)
+
 # ---------------------------------------------------------------------------------------------
 # The CUDA sources on the CPU emulation (issue 3, docs/cuda_emu.md): the emulation's own tests
 # (tests/cuda_emu/), every dev/cuda/*.cu kernel check and test_gpt2cu (FP32, BF16), each run in
@@ -242,7 +307,10 @@ DEV_CUDA_SOURCES := $(filter-out dev/cuda/nccl_all_reduce.cu,$(wildcard dev/cuda
 EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_asan \
 	$(patsubst dev/cuda/%.cu,build/cuda_emu/dev/%,$(DEV_CUDA_SOURCES)) \
 	$(if $(wildcard test_gpt2.cu),build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu \
-	build/cuda/emu-fp32-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu)
+	build/cuda/emu-bf16-nocudnn/test_gpt2cu build/cuda/emu-fp32-asan/test_gpt2cu \
+	build/cuda/emu-bf16-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu \
+	build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu \
+	build/cuda/emu-bf16-nocudnn/test_generate_cu)
 .PHONY: test-cuda-emu test-cuda-emu-planted
 # NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)
@@ -268,7 +336,7 @@ build/cuda_emu/test_cuda_emu_asan: tests/cuda_emu/test_cuda_emu.cu tests/cuda_em
 # that every kernel in llmc/*.cuh runs in CI
 build/cuda_emu/test_gpt2cu_unfused_gelu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< -lm
+	$(EMU_CXX) $(EMU_FLAGS) -DENABLE_FP32 -DLLMC_UNFUSED_GELU -x c++ -o $@ $< $(JSONC_LIBS) -lm
 
 build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_common.cuh $(CUDA_HEADERS) llmc/cuda_emu/include/nccl.h
 	@mkdir -p $(@D)
@@ -277,6 +345,11 @@ build/cuda_emu/dev/nccl_all_reduce: dev/cuda/nccl_all_reduce.cu dev/cuda/dev_com
 build/cuda_emu/dev/%: dev/cuda/%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) -x c++ -o $@ $< -lm
+
+build/cuda_emu/dev/attention_%: dev/cuda/attention_%.cu $(wildcard dev/cuda/*.cuh) $(CUDA_HEADERS) \
+	build/cuda/emu-bf16/cudnn_att.o
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) -DLLMC_USE_CUDNN -x c++ -o $@ $< -x none build/cuda/emu-bf16/cudnn_att.o -lm
 
 test-cuda-emu: $(EMU_TEST_BINARIES)
 	bash tests/cuda_emu/run.sh
@@ -301,6 +374,7 @@ test:
 format:
 	clang-format -i train_gpt2.c test_gpt2.c tokenizer.c llmc/*.h train_gpt2.cu test_gpt2.cu llmc/*.cuh \
 		dev/cuda/*.cu dev/cuda/*.cuh
+	clang-format -i llmc/cudnn_att.cpp llmc/cuda_emu/include/cudnn_frontend.h
 	clang-format -i llmc/cuda_emu/*.h tests/cuda_emu/*.cu tests/cuda_emu/*.cuh tests/fuzz/*.c tests/fuzz/*.h
 
 clean:

@@ -459,7 +459,8 @@ int main(int argc, char **argv) {
     int top_k = 0, max_tokens = 0, seed = 42, eval_count = 100, verbose = 0, context = 0;
     int print_ids = 0;
     CliOption options[] = {
-        {'e', "model", OPTION_STRING, &model_path, "model checkpoint (.bin)"},
+        {'e', "model", OPTION_STRING, &model_path,
+         "model checkpoint (.bin) or HuggingFace GPT-2 directory"},
         {'v', "tokenizer", OPTION_STRING, &tokenizer_path,
          "tokenizer file (default: tokenizer.bin beside the model, where the trainer keeps it, or "
          "in its parent directory); chat needs one with the chat tokens"},

@@ -114,7 +114,8 @@ int main(int argc, char **argv) {
     // relative).
     float step_tol = 1e-5f;
     CliOption options[] = {
-        {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
+        {'e', "model", OPTION_STRING, &model_path,
+         "reference model file (v3 fp32 or v5 bf16) or HuggingFace GPT-2 directory"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},
         {0, "init", OPTION_STRING, &init_descriptor,
          "instead: check that C's random init of this descriptor equals the model file"},

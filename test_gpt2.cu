@@ -327,7 +327,8 @@ int main(int argc, char **argv) {
 #endif
     int check_layers = 1;
     CliOption options[] = {
-        {'e', "model", OPTION_STRING, &model_path, "reference model file (v3 fp32 or v5 bf16)"},
+        {'e', "model", OPTION_STRING, &model_path,
+         "reference model file (v3 fp32 or v5 bf16) or HuggingFace GPT-2 directory"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},
         {'o', "work-dir", OPTION_STRING, &work_dir,
          "directory for the save/reload check's checkpoint"},
@@ -351,10 +352,10 @@ int main(int argc, char **argv) {
     if (model_path[0] == '\0') fatal("-e MODEL is required (see --help)");
     if (state_path_arg[0] == '\0') fatal("-s DEBUG_STATE is required (see --help)");
 
-    GPT2Config config;
-    FILE *file = fopen_check(model_path, "rb");
-    model_read_header(file, model_path, &config);
-    fclose(file);
+    GPT2Config config; // the shape only, for the debug state's sizes
+    ModelSource source;
+    model_source_open(&source, model_path, &config);
+    model_source_close(&source);
     DebugState ref;
     debug_state_read(state_path_arg, &config, &ref);
     int B = ref.B, T = ref.T, V = ref.V, Vp = config.padded_vocab_size;

@@ -638,12 +638,16 @@ static void collect_inputs(InputList *list, const char *path) {
     free(entries);
 }
 
+enum { DOCS_BLANK_LINES = 1, DOCS_DOUBLE_NEWLINE = 2 };
+
 typedef struct {
     const char *fields[16]; // JSON fields whose strings make a document, joined by "\n"
     char *field_names[16];
     int num_fields;
     int allow_invalid;
-    int blank_line_documents; // text files: a new document after each blank-line run
+    // text files: 0 one document a file; DOCS_BLANK_LINES a new document after each blank-line
+    // run; DOCS_DOUBLE_NEWLINE after each "\n\n" (llm.c's tinyshakespeare.py: text.split("\n\n"))
+    int blank_line_documents;
 } PrepareOptions;
 
 #define BATCH_BYTES (1 << 20)
@@ -949,7 +953,7 @@ static int cursor_next_file(InputCursor *cursor) {
 
 // End of the text file's document that starts at pos: the file's end, or with blank-line
 // documents the start of the next one (after "\n\n" and any further newlines, before another
-// character).
+// character), or with double-newline documents right after the next "\n\n".
 static size_t text_document_end(const InputCursor *cursor, size_t pos) {
     const uint8_t *text = cursor->mapped.data;
     size_t size = cursor->mapped.size;
@@ -957,6 +961,7 @@ static size_t text_document_end(const InputCursor *cursor, size_t pos) {
     const uint8_t *hit = find_bytes(text + pos, size - pos, "\n\n", 2);
     if (hit == NULL) return size;
     size_t p = (size_t)(hit - text) + 2;
+    if (cursor->options->blank_line_documents == DOCS_DOUBLE_NEWLINE) return p;
     while (p < size && text[p] == '\n') p++;
     return p;
 }
@@ -1500,8 +1505,8 @@ static int cmd_prepare(int argc, char **argv) {
         {0, "field", OPTION_STRING, &field,
          "JSON field(s) holding the text; a,b: fields joined by a newline"},
         {0, "docs", OPTION_STRING, &docs,
-         "text files: 'file' (one document each) or 'blank-lines' (a document after each blank "
-         "line run)"},
+         "text files: 'file' (one document each), 'blank-lines' (a document after each blank "
+         "line run) or 'double-newline' (after each \"\\n\\n\", as llm.c's tinyshakespeare.py)"},
         {0, "shard-size", OPTION_INT, &shard_size, "tokens per shard"},
         {0, "val-fraction", OPTION_STRING, &val_fraction_text,
          "last fraction of the tokens that goes to val"},
@@ -1575,9 +1580,11 @@ static int cmd_prepare(int argc, char **argv) {
     if (strcmp(docs, "file") == 0) {
         prepare.blank_line_documents = 0;
     } else if (strcmp(docs, "blank-lines") == 0) {
-        prepare.blank_line_documents = 1;
+        prepare.blank_line_documents = DOCS_BLANK_LINES;
+    } else if (strcmp(docs, "double-newline") == 0) {
+        prepare.blank_line_documents = DOCS_DOUBLE_NEWLINE;
     } else {
-        fatal("bad value '%s' for --docs: expected file or blank-lines", docs);
+        fatal("bad value '%s' for --docs: expected file, blank-lines or double-newline", docs);
     }
     for (const char *p = field; *p != '\0';) {
         const char *comma = strchr(p, ',');

@@ -27,6 +27,7 @@ run gives the same bits with any number of threads.
 #include "llmc/matmul.h"
 #include "llmc/model_config.h"
 #include "llmc/run_dir.h"
+#include "llmc/safetensors.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -502,19 +503,19 @@ static void gpt2_allocate_params(GPT2 *model) {
     point_parameters(&model->params, model->params_memory, &model->config);
 }
 
-// path is a checkpoint file or a descriptor such as d12 (random init from seed).
+// path is a checkpoint file, a HuggingFace GPT-2 directory or a descriptor such as d12 (random
+// init from seed).
 void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed) {
     memset(model, 0, sizeof(*model));
     if (gpt2_config_from_descriptor(path_or_descriptor, &model->config)) {
         gpt2_allocate_params(model);
         gpt2_init_params(&model->config, model->params_memory, seed);
     } else {
-        FILE *file = fopen_check(path_or_descriptor, "rb");
-        int version = model_read_header(file, path_or_descriptor, &model->config);
+        ModelSource source;
+        model_source_open(&source, path_or_descriptor, &model->config);
         gpt2_allocate_params(model);
-        model_read_params(file, path_or_descriptor, version, model->params_memory,
-                          model->num_parameters);
-        fclose(file);
+        model_source_read_params(&source, &model->config, model->params_memory,
+                                 model->num_parameters);
     }
     model->mean_loss = -1.0f;
 }

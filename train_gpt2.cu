@@ -34,6 +34,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
 #include "llmc/run_dir.h"
+#include "llmc/safetensors.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
 #include "llmc/tokenizer.h"
@@ -168,8 +169,9 @@ typedef struct {
     size_t padded_parameters, shard_offset, shard_size;
     int reduce_in_backward; // this backward completes the step: reduce each layer as it is done
     int max_B, max_T;
-    int recompute;     // 1: GELU outputs redone in backward instead of kept
-    char *acts_memory; // device
+    int recompute;                    // 1: GELU outputs redone in backward instead of kept
+    size_t attention_workspace_bytes; // cuDNN's (llmc/cudnn_att.h); 0 with our kernels
+    char *acts_memory;                // device
     ActivationTensors acts;
     int B, T;                // shape of the last forward
     int *inputs_host;        // (max_B * max_T) of the last forward
@@ -253,24 +255,20 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int rec
     return size_add_check(fixed, *activation_bytes, "device memory");
 }
 
-// path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16) or a descriptor such as d12 (random init
-// from seed, equal to PyTorch's). Allocates everything for batches of up to B x T.
-// recompute = 1: GELU outputs are not kept per layer but redone in backward (saves L*B*T*4C
-// values). grow_vocab_to > 0: SFT data's vocabulary size (see gpt2_grow_vocab_params).
-// multi: the processes of a data-parallel run (NULL: one).
+// path_or_descriptor: a checkpoint (v3 fp32 or v5 bf16), a HuggingFace GPT-2 directory or a
+// descriptor such as d12 (random init from seed, equal to PyTorch's). Allocates everything for
+// batches of up to B x T. recompute = 1: GELU outputs are not kept per layer but redone in backward
+// (saves L*B*T*4C values). grow_vocab_to > 0: SFT data's vocabulary size (see
+// gpt2_grow_vocab_params). multi: the processes of a data-parallel run (NULL: one).
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
                        int recompute, int grow_vocab_to, MultiGpu *multi) {
     memset(model, 0, sizeof(*model));
     model->recompute = recompute;
     model->multi = multi;
     // the shape first: the memory check below runs before any large allocation
-    FILE *file = NULL;
-    int version = 0;
+    ModelSource source;
     int from_descriptor = gpt2_config_from_descriptor(path_or_descriptor, &model->config);
-    if (!from_descriptor) {
-        file = fopen_check(path_or_descriptor, "rb");
-        version = model_read_header(file, path_or_descriptor, &model->config);
-    }
+    if (!from_descriptor) model_source_open(&source, path_or_descriptor, &model->config);
     model->num_parameters = gpt2_num_parameters(&model->config);
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
@@ -285,16 +283,21 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     size_t param_bytes, optimizer_bytes, activation_bytes;
     size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, shards, &param_bytes,
                                        &optimizer_bytes, &activation_bytes);
+    // cuDNN builds its attention graphs here: an unsupported shape fails before any allocation
+    model->attention_workspace_bytes =
+        attention_workspace_bytes(B, T, model->config.channels, model->config.num_heads);
+    needed = size_add_check(needed, model->attention_workspace_bytes, "device memory");
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (needed > free_bytes) {
         fatal("not enough GPU memory for B=%d T=%d and this model (%zu parameters): needs %.2f "
               "GiB (weights+grads %.2f, optimizer %.2f, activations %.2f of which attention "
-              "log-sum-exp %.3f), %.2f GiB free of %.2f; lower -b (activations scale with B*T) or "
-              "-t",
+              "log-sum-exp %.3f, attention workspace %.3f), %.2f GiB free of %.2f; lower -b "
+              "(activations scale with B*T) or -t",
               B, T, model->num_parameters, needed / 1073741824.0, param_bytes / 1073741824.0,
               optimizer_bytes / 1073741824.0, activation_bytes / 1073741824.0,
-              attention_stats_bytes(&model->config, B, T) / 1073741824.0, free_bytes / 1073741824.0,
+              attention_stats_bytes(&model->config, B, T) / 1073741824.0,
+              model->attention_workspace_bytes / 1073741824.0, free_bytes / 1073741824.0,
               total_bytes / 1073741824.0);
     }
     size_t n = model->num_parameters;
@@ -307,8 +310,7 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     if (from_descriptor) {
         gpt2_init_params(&model->config, params, seed);
     } else {
-        model_read_params(file, path_or_descriptor, version, params, n);
-        fclose(file);
+        model_source_read_params(&source, &model->config, params, n);
     }
     // SFT data with chat tokens: grow V into the padded rows before the weights go to the device
     if (grow_vocab_to > 0) gpt2_grow_vocab_params(&model->config, params, grow_vocab_to);
@@ -351,6 +353,7 @@ static void gpt2_free(GPT2 *model) {
     cuda_check(cudaFree(model->v_memory));
     if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
     cuda_check(cudaFree(model->acts_memory));
+    attention_free();
     cuda_check(cudaStreamDestroy(model->stream));
     free(model->inputs_host);
     free(model->plan_counts);
@@ -731,7 +734,22 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
 static const float *train_last_logits(void *model, const int *tokens, int length, float *scratch) {
     GPT2 *gpt2 = (GPT2 *)model;
     size_t Vp = (size_t)gpt2->config.padded_vocab_size;
+#ifdef LLMC_USE_CUDNN
+    // cuDNN builds a graph per sequence length (a GPU's build takes milliseconds to seconds):
+    // run the context padded to the next power of two (at most max_T), so that sampling builds
+    // about log2(max_T) graphs, not one per token. Attention is causal, so the padding after the
+    // last token changes none of the logits read here.
+    int padded = 1;
+    while (padded < length) padded *= 2;
+    if (padded > gpt2->max_T) padded = gpt2->max_T;
+    int *padded_tokens = (int *)malloc_check((size_t)padded * sizeof(int), "sampling context");
+    memcpy(padded_tokens, tokens, (size_t)length * sizeof(int));
+    for (int t = length; t < padded; t++) padded_tokens[t] = tokens[length - 1];
+    gpt2_forward(gpt2, padded_tokens, NULL, 1, padded, 0, 1.0f);
+    free(padded_tokens);
+#else
     gpt2_forward(gpt2, tokens, NULL, 1, length, 0, 1.0f);
+#endif
     cuda_check(cudaMemcpy(gpt2->logits_row_host, gpt2->acts.logits + (size_t)(length - 1) * Vp,
                           Vp * sizeof(floatX), cudaMemcpyDeviceToHost));
     floatX_to_floats(scratch, gpt2->logits_row_host, Vp);
@@ -876,12 +894,16 @@ int main(int argc, char **argv) {
     size_t param_bytes, optimizer_bytes, activation_bytes;
     gpt2_memory_needed(&model.config, B, T, recompute, gpt2_optimizer_shards(&multi), &param_bytes,
                        &optimizer_bytes, &activation_bytes);
-    size_t model_bytes = param_bytes + optimizer_bytes + activation_bytes;
+    size_t model_bytes =
+        param_bytes + optimizer_bytes + activation_bytes + model.attention_workspace_bytes;
     printf("memory plan: %.3f GiB = weights+grads %.3f, optimizer %.3f, activations %.3f (of which "
-           "attention log-sum-exp %.4f; no (B,NH,T,T) tensor)\n",
+           "attention log-sum-exp %.4f; no (B,NH,T,T) tensor), attention workspace %.4f\n",
            model_bytes / 1073741824.0, param_bytes / 1073741824.0, optimizer_bytes / 1073741824.0,
            activation_bytes / 1073741824.0,
-           attention_stats_bytes(&model.config, B, T) / 1073741824.0);
+           attention_stats_bytes(&model.config, B, T) / 1073741824.0,
+           model.attention_workspace_bytes / 1073741824.0);
+    printf("attention: %s\n",
+           attention_implementation(model.config.channels / model.config.num_heads));
     // each rank reads its own B rows of every window of processes * B rows (llmc/dataloader.h)
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size,

@@ -6,7 +6,12 @@
 # run through NCCL with one rank (-z 0, -z 1), dev/cuda/nccl_all_reduce on every GPU here and the
 # data-parallel scaling estimate from the two (docs/multi_gpu.md). Raw logs go
 # to bench/results/gpu_<date>/; the last lines summarise.
+# Attention (issue 16): test_gpt2cu also in the BF16 build on our kernels (USE_CUDNN=0), the
+# attention dev programs under compute-sanitizer (memcheck, racecheck) when it is installed, and
+# forward + backward of 12 layers at d12, B=16, T=1024 from their timings (target: under 4 ms).
 #   bash bench/bench_gpu.sh [REF_DIR]      (default build/test)
+# A GPU machine without network needs the cudnn-frontend headers carried along: run
+# `bash scripts/fetch_cudnn_frontend.sh` here first and carry build/cudnn-frontend.
 set -u
 cd "$(dirname "$0")/.."
 REF_DIR=${1:-build/test}
@@ -17,13 +22,13 @@ note() { echo "$1"; summary+=("$1"); }
 
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || true
 make -j2 train_gpt2cu test_gpt2cu >"$OUT/build_bf16.log" 2>&1 || { note "FAIL build (BF16): see $OUT/build_bf16.log"; exit 1; }
-make -j2 build/cuda/nvcc-fp32/test_gpt2cu dev_cuda >"$OUT/build_fp32.log" 2>&1 || { note "FAIL build (FP32, dev_cuda): see $OUT/build_fp32.log"; exit 1; }
+make -j2 build/cuda/nvcc-fp32/test_gpt2cu build/cuda/nvcc-bf16-nocudnn/test_gpt2cu dev_cuda >"$OUT/build_fp32.log" 2>&1 || { note "FAIL build (FP32, BF16 without cuDNN, dev_cuda): see $OUT/build_fp32.log"; exit 1; }
 
 for state in "$REF_DIR"/*_state.bin; do
     [ -e "$state" ] || { note "no reference dumps in $REF_DIR: test_gpt2cu not run"; break; }
     name=$(basename "$state" _state.bin)
     [ -e "$REF_DIR/$name.bin" ] || continue
-    for variant in nvcc-fp32 nvcc-bf16; do
+    for variant in nvcc-fp32 nvcc-bf16 nvcc-bf16-nocudnn; do
         log="$OUT/test_${variant}_$name.log"
         if ./build/cuda/$variant/test_gpt2cu -e "$REF_DIR/$name.bin" -s "$state" -o "$OUT/work" >"$log" 2>&1; then
             note "ok   test_gpt2cu $variant $name"
@@ -41,6 +46,41 @@ for binary in build/cuda/nvcc-dev/*; do
         note "FAIL dev/cuda/$name.cu (see $OUT/dev_$name.log)"
     fi
 done
+
+# Attention at d12, B=16, T=1024 (the dev programs' timed shape, one layer): 12 layers of forward
+# + backward, for our kernels (version 2) and cuDNN (version 3)
+for version in 2 3; do
+    fwd=$(grep "version $version (" "$OUT/dev_attention_forward.log" 2>/dev/null | grep -o '[0-9.]* ms' | head -1 | grep -o '[0-9.]*')
+    bwd=$(grep "version $version (" "$OUT/dev_attention_backward.log" 2>/dev/null | grep -o '[0-9.]* ms' | head -1 | grep -o '[0-9.]*')
+    [ -n "$fwd" ] && [ -n "$bwd" ] &&
+        note "attention d12 B=16 T=1024, 12 layers forward+backward, version $version: $(python3 -c "print('%.2f ms' % (12 * ($fwd + $bwd)))") (target < 4 ms)"
+done
+if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+        for name in attention_forward attention_backward; do
+            log="$OUT/sanitizer_${tool}_$name.log"
+            if LLMC_DEV_CHECK_ONLY=1 timeout 300 compute-sanitizer --tool "$tool" \
+                --error-exitcode 99 "./build/cuda/nvcc-dev/$name" >"$log" 2>&1; then
+                note "ok   compute-sanitizer --tool $tool dev/cuda/$name.cu: $(grep -m1 'ERROR SUMMARY' "$log")"
+            else
+                note "FAIL compute-sanitizer --tool $tool dev/cuda/$name.cu (exit $?, see $log)"
+            fi
+        done
+    done
+else
+    note "compute-sanitizer not found: memcheck/racecheck not run"
+fi
+
+# Generation on the GPU (llmc/kv_cache.cuh): its check against the full forward, and d12 decode
+# speed (256 new tokens after a 64-token prompt) against the weights-read-once floor
+make build/cuda/nvcc-bf16/test_generate_cu >>"$OUT/build_bf16.log" 2>&1
+log="$OUT/generate_d12.log"
+if ./build/cuda/nvcc-bf16/test_generate_cu >"$OUT/generate.log" 2>&1 &&
+    ./build/cuda/nvcc-bf16/test_generate_cu d12 --bench 256 >"$log" 2>&1; then
+    note "ok   test_generate_cu; $(grep '^decode benchmark' "$log")"
+else
+    note "FAIL test_generate_cu (see $OUT/generate.log, $log)"
+fi
 
 # d12 at T=1024 on synthetic tokens (the speed does not depend on the text): the largest B that fits
 python3 - "$OUT/bench_train.bin" <<'PY'

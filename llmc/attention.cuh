@@ -1,4 +1,5 @@
-// Causal self-attention as flash attention (our own kernels, no cuDNN): the (B,NH,T,T) score
+// Causal self-attention as flash attention (our own kernels; BF16 builds with USE_CUDNN=1 call
+// cuDNN's fused attention instead, llmc/cudnn_att.h, with the same layouts): the (B,NH,T,T) score
 // matrix is never stored. Forward keeps only the output (B,T,C) and the log-sum-exp of each score
 // row, lse (B,NH,T) in fp32; backward recomputes the probabilities tile by tile from it
 // (FlashAttention-2's structure). Q, K and V are read in place from the qkv projection's
@@ -19,6 +20,12 @@
 #include <type_traits>
 
 #include "cuda_common.cuh"
+#ifdef LLMC_USE_CUDNN
+#ifdef ENABLE_FP32
+#error "USE_CUDNN=1 needs a BF16 build: cuDNN's fused attention has no fp32 inputs"
+#endif
+#include "cudnn_att.h" // BF16 builds: cuDNN for head sizes it supports, our kernels otherwise
+#endif
 
 // Head sizes up to this are supported; the kernels are instantiated for HS_MAX = 16, 32, 64, 128
 // and smaller heads are zero-padded to the next of those.
@@ -253,10 +260,11 @@ template <typename Launch> static inline void attention_dispatch(int HS, Launch 
     }
 }
 
+// Our kernels (attention_forward below chooses between them and cuDNN).
 // out (B,T,C) and lse (B,NH,T) are written; qkv (B,T,3C), the qkv projection's output, is read
 // and must be kept for backward together with out and lse.
-static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
-                                     int C, int NH, cudaStream_t stream) {
+static inline void attention_forward_flash(floatX *out, float *lse, const floatX *qkv, int B, int T,
+                                           int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
@@ -270,9 +278,9 @@ static inline void attention_forward(floatX *out, float *lse, const floatX *qkv,
 
 // dqkv (B,T,3C) is overwritten from dout (B,T,C) and forward's out, lse and qkv.
 // dsum: (B,NH,T) floats of scratch (D = rowsum(dout * out)).
-static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *dout,
-                                      const floatX *out, const floatX *qkv, const float *lse, int B,
-                                      int T, int C, int NH, cudaStream_t stream) {
+static inline void attention_backward_flash(floatX *dqkv, float *dsum, const floatX *dout,
+                                            const floatX *out, const floatX *qkv, const float *lse,
+                                            int B, int T, int C, int NH, cudaStream_t stream) {
     int HS = C / NH;
     float scale = 1.0f / sqrtf((float)HS);
     attention_dispatch(HS, [&](auto hs_max) {
@@ -285,6 +293,56 @@ static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *d
         (dqkv, dout, qkv, lse, dsum, T, NH, HS, scale);
         cuda_check(cudaGetLastError());
     });
+}
+
+// The trainer's attention: cuDNN's in BF16 builds with USE_CUDNN=1 for the head sizes it
+// supports, else our kernels. Same arguments, layouts and lse either way.
+static inline void attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T,
+                                     int C, int NH, cudaStream_t stream) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) {
+        attention_forward_cudnn(out, lse, qkv, B, T, NH, C / NH, stream);
+        return;
+    }
+#endif
+    attention_forward_flash(out, lse, qkv, B, T, C, NH, stream);
+}
+
+static inline void attention_backward(floatX *dqkv, float *dsum, const floatX *dout,
+                                      const floatX *out, const floatX *qkv, const float *lse, int B,
+                                      int T, int C, int NH, cudaStream_t stream) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) {
+        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, C / NH, stream);
+        return;
+    }
+#endif
+    attention_backward_flash(dqkv, dsum, dout, out, qkv, lse, B, T, C, NH, stream);
+}
+
+// Which implementation runs for this head size (the trainer prints it).
+static inline const char *attention_implementation(int HS) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(HS)) return "cuDNN fused flash attention";
+#endif
+    (void)HS;
+    return "llmc flash attention kernels";
+}
+
+// Device memory the attention needs beyond its tensors: cuDNN's workspace for this shape (its
+// graphs are built here, so an unsupported shape fails at start-up), 0 for our kernels.
+static inline size_t attention_workspace_bytes(int B, int T, int C, int NH) {
+#ifdef LLMC_USE_CUDNN
+    if (attention_cudnn_supports(C / NH)) return attention_cudnn_workspace_bytes(B, T, NH, C / NH);
+#endif
+    (void)B, (void)T, (void)C, (void)NH;
+    return 0;
+}
+
+static inline void attention_free(void) {
+#ifdef LLMC_USE_CUDNN
+    attention_cudnn_free();
+#endif
 }
 
 #endif // LLMC_ATTENTION_CUH

@@ -5,10 +5,13 @@
 #define LLMC_CHECKPOINT_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dataloader.h"
 #include "divergence.h"
@@ -49,7 +52,10 @@ static inline uint64_t get_u64(const int32_t *slot) {
 // docs/formats.md; llm.c leaves them at zero): the -e the run started from (a resume loads the
 // checkpoint's weights instead, so a changed -e would be ignored), -b and -t (the loader's
 // position counts samples of processes*B*T tokens) and -d.
-#define RUN_RECORD_VERSION 1
+// Version 2 marks the loader rng in llm.c's 2,520-byte layout; version 1 files hold the 2,516-byte
+// one this engine wrote before (a 4-byte seed), still read (state_read_loader_rng).
+#define RUN_RECORD_VERSION 2
+#define RUN_RECORD_VERSION_SHORT_RNG 1
 #define RUN_RECORD_SLOT 100      // 100: version, 101: B, 102: T, 103: -d, 104: length of -e
 #define RUN_RECORD_SPEC_SLOT 128 // -e's first RUN_RECORD_SPEC_MAX bytes, in slots 128..253
 #define RUN_RECORD_SPEC_MAX ((CHECKSUM_KIND_SLOT - RUN_RECORD_SPEC_SLOT) * 4)
@@ -101,9 +107,9 @@ static inline RunRecord run_record_read(const char *path) {
     if (!is_state) return r;
     r.version = header[RUN_RECORD_SLOT];
     if (r.version == 0) return r;
-    if (r.version != RUN_RECORD_VERSION) {
-        fatal("%s: run record version %d in header[%d], expected %d (or 0: none)", path, r.version,
-              RUN_RECORD_SLOT, RUN_RECORD_VERSION);
+    if (r.version != RUN_RECORD_VERSION && r.version != RUN_RECORD_VERSION_SHORT_RNG) {
+        fatal("%s: run record version %d in header[%d], expected %d, %d or 0 (none)", path,
+              r.version, RUN_RECORD_SLOT, RUN_RECORD_VERSION, RUN_RECORD_VERSION_SHORT_RNG);
     }
     const char *names[4] = {"-b", "-t", "-d", "the length of -e"};
     for (int i = 0; i < 4; i++) {
@@ -210,6 +216,28 @@ static inline void state_check_permutation(const char *path, const char *what, c
     free(seen);
 }
 
+// The 2,516-byte mt19937 state of this engine's state files before run record version 2: llm.c's
+// layout with a 4-byte seed.
+#define MT19937_SHORT_STATE_BYTES (sizeof(mt19937_state) - 4)
+
+// Reads the loader's generator (rng_bytes: llm.c's layout or the short one) and checks it.
+static inline void state_read_loader_rng(mt19937_state *rng, size_t rng_bytes, FILE *file,
+                                         const char *path, uint32_t *crc) {
+    unsigned char raw[sizeof(mt19937_state)];
+    fread_crc(raw, 1, rng_bytes, file, path, "loader rng", crc);
+    size_t seed_bytes = rng_bytes == sizeof(mt19937_state) ? 8 : 4;
+    uint32_t seed32 = 0;
+    memcpy(&seed32, raw, 4);
+    rng->seed = seed32; // not used: llm.c leaves it unset
+    memcpy(&rng->left, raw + seed_bytes, rng_bytes - seed_bytes);
+    const char *problem = mt19937_state_problem(rng);
+    if (problem != NULL) {
+        fatal("%s: loader rng (mt19937 state, the %zu bytes before the outlier history): %s; "
+              "found left %d, next %u",
+              path, rng_bytes, problem, rng->left, rng->next);
+    }
+}
+
 // Reads a state file written by state_write (or llm.c) and positions the loader. Every field is
 // checked before it is used (against the file's length, the run and the data), and the checksum
 // when the file has one, before anything reaches the loader.
@@ -303,7 +331,16 @@ static inline void state_read_with_outliers(const char *path, TrainState *state,
     // the outlier detector's history comes last (header[50] values of loss and of norm)
     size_t outlier_bytes = outlier_history_bytes(header, path);
     size_t optimizer_and_outliers = size_add_check(optimizer_end, outlier_bytes, path);
-    size_t shuffle_min = 2 * sizeof(uint64_t) + sizeof(mt19937_state); // counts and generator
+    // the loader rng's bytes: llm.c's layout, or ours before run record version 2
+    int32_t record_version = header[RUN_RECORD_SLOT];
+    if (record_version != 0 && record_version != RUN_RECORD_VERSION &&
+        record_version != RUN_RECORD_VERSION_SHORT_RNG) {
+        fatal("%s: run record version %d in header[%d], expected %d, %d or 0 (none)", path,
+              record_version, RUN_RECORD_SLOT, RUN_RECORD_VERSION, RUN_RECORD_VERSION_SHORT_RNG);
+    }
+    size_t rng_bytes = record_version == RUN_RECORD_VERSION_SHORT_RNG ? MT19937_SHORT_STATE_BYTES
+                                                                      : sizeof(mt19937_state);
+    size_t shuffle_min = 2 * sizeof(uint64_t) + rng_bytes; // counts and generator
     if (loader->should_shuffle
             ? file_size < optimizer_and_outliers || file_size - optimizer_and_outliers < shuffle_min
             : file_size != optimizer_and_outliers) {
@@ -362,25 +399,21 @@ static inline void state_read_with_outliers(const char *path, TrainState *state,
         long position = ftell(file);
         size_t rest = position < 0 ? 0 : file_size - (size_t)position;
         size_t order_bytes = size_mul_check((size_t)num_samples, sizeof(int), path);
-        size_t expected_rest = size_add_check(
-            size_add_check(order_bytes, sizeof(mt19937_state), path), outlier_bytes, path);
+        size_t expected_rest =
+            size_add_check(size_add_check(order_bytes, rng_bytes, path), outlier_bytes, path);
         if (rest != expected_rest) {
             fatal("%s: %zu bytes after the loader sample count, expected %zu for %llu sample "
-                  "indices, the loader rng and the outlier history (truncated or corrupt)",
-                  path, rest, expected_rest, (unsigned long long)num_samples);
+                  "indices, the loader rng (%zu bytes with run record version %d in header[%d]) "
+                  "and the outlier history (truncated or corrupt)",
+                  path, rest, expected_rest, (unsigned long long)num_samples, rng_bytes,
+                  record_version, RUN_RECORD_SLOT);
         }
         sample_order = (int *)malloc_check(order_bytes, "loader sample order");
         fread_crc(sample_order, sizeof(int), (size_t)num_samples, file, path, "loader sample order",
                   &crc);
         state_check_permutation(path, "loader sample order (after the sample count)", sample_order,
                                 (size_t)num_samples);
-        fread_crc(&shuffle_rng, sizeof(shuffle_rng), 1, file, path, "loader rng", &crc);
-        const char *problem = mt19937_state_problem(&shuffle_rng);
-        if (problem != NULL) {
-            fatal("%s: loader rng (mt19937 state, the last %zu bytes): %s; found left %d, "
-                  "next %u",
-                  path, sizeof(mt19937_state), problem, shuffle_rng.left, shuffle_rng.next);
-        }
+        state_read_loader_rng(&shuffle_rng, rng_bytes, file, path, &crc);
     } else {
         dataloader_load_shard(loader, (size_t)shard_idx);
     }
@@ -464,6 +497,104 @@ static inline void checkpoint_mark_done(const char *dir, int step) {
     AtomicFile out;
     atomic_open(&out, path);
     atomic_commit(&out);
+}
+
+// The step of a checkpoint file name of ours: DONE_%08d, model_%08d.bin or state_%08d_%05d.bin,
+// exactly as the trainers write them (the number printed back must give the name again); -1 for
+// any other name, which housekeeping never touches.
+static inline int checkpoint_file_step(const char *name) {
+    const char *prefixes[3] = {"DONE_", "model_", "state_"};
+    for (int kind = 0; kind < 3; kind++) {
+        size_t n = strlen(prefixes[kind]);
+        if (strncmp(name, prefixes[kind], n) != 0 || name[n] < '0' || name[n] > '9') continue;
+        char *end = NULL;
+        long step = strtol(name + n, &end, 10);
+        if (step > INT_MAX) return -1;
+        long rank = 0;
+        if (kind == 2) {
+            if (end[0] != '_' || end[1] < '0' || end[1] > '9') return -1;
+            rank = strtol(end + 1, NULL, 10);
+            if (rank > INT_MAX) return -1;
+        }
+        char again[64];
+        if (kind == 0) snprintf(again, sizeof(again), "DONE_%08d", (int)step);
+        if (kind == 1) snprintf(again, sizeof(again), "model_%08d.bin", (int)step);
+        if (kind == 2) snprintf(again, sizeof(again), "state_%08d_%05d.bin", (int)step, (int)rank);
+        return strcmp(again, name) == 0 ? (int)step : -1;
+    }
+    return -1;
+}
+
+static inline int compare_int_descending(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
+}
+
+// Removes the files of step in dir whose names are our checkpoint's (checkpoint_file_step): the
+// model and state files first and the DONE marker last, so an interrupted removal leaves a marker
+// that resume passes over and the next housekeeping removes. Returns how many it removed.
+static inline int checkpoint_remove_step(const char *dir, int step) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    int removed = 0;
+    char path[4096 + 256];
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, "DONE_", 5) == 0) continue;
+        if (checkpoint_file_step(entry->d_name) != step) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+        struct stat info;
+        if (lstat(path, &info) != 0 || S_ISDIR(info.st_mode)) continue; // only files, links
+        if (remove(path) == 0) {
+            removed++;
+        } else {
+            printf("warning: %s: cannot delete (%s)\n", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    snprintf(path, sizeof(path), "%s/DONE_%08d", dir, step);
+    if (remove(path) == 0) {
+        removed++;
+    } else if (errno != ENOENT) {
+        printf("warning: %s: cannot delete (%s)\n", path, strerror(errno));
+    }
+    return removed;
+}
+
+// llm.c's -nk/-nm housekeeping, run after a checkpoint is complete: of the complete checkpoints in
+// dir (a DONE marker), the newest keep stay and so does every step that is a multiple of
+// major_every (> 0); the others' files are deleted. Nothing but our checkpoint files is touched,
+// and no files of a step without a marker (an unfinished write). keep <= 0: nothing is deleted.
+// (llm.c deletes the one checkpoint keep*-n steps back; this keeps the newest keep whatever
+// their steps, e.g. the last step's checkpoint off the -n cadence, and earlier runs' in dir.)
+static inline void checkpoint_prune(const char *dir, int keep, int major_every) {
+    if (keep <= 0) return;
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    int *steps = NULL;
+    size_t count = 0, capacity = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (strncmp(entry->d_name, "DONE_", 5) != 0) continue;
+        int step = checkpoint_file_step(entry->d_name);
+        if (step < 0) continue;
+        if (count == capacity) {
+            capacity = capacity ? 2 * capacity : 64;
+            int *grown = (int *)realloc(steps, capacity * sizeof(int));
+            if (grown == NULL) fatal("out of memory listing the checkpoints of %s", dir);
+            steps = grown;
+        }
+        steps[count++] = step;
+    }
+    closedir(d);
+    if (count > 1) qsort(steps, count, sizeof(int), compare_int_descending);
+    for (size_t i = (size_t)keep; i < count; i++) {
+        if (major_every > 0 && steps[i] % major_every == 0) continue;
+        int removed = checkpoint_remove_step(dir, steps[i]);
+        printf("checkpoint: deleted step %d (%d files): -nk %d keeps the newest %d%s\n", steps[i],
+               removed, keep, keep, major_every > 0 ? " and the multiples of -nm" : "");
+    }
+    free(steps);
 }
 
 // The state file of step for process owner (AdamW moments, master weights when not NULL, the

@@ -15,6 +15,8 @@
 
 typedef enum { OPTION_INT, OPTION_FLOAT, OPTION_STRING } OptionType;
 
+// An option with no short name and a two-letter long name is spelled with one dash too, as llm.c
+// spells its -nk and -nm.
 typedef struct {
     char short_name;       // 'b' for -b, or 0 for long-only options
     const char *long_name; // "batch-size" for --batch-size
@@ -22,6 +24,10 @@ typedef struct {
     void *value; // int*, float* or const char**
     const char *help;
 } CliOption;
+
+static inline int cli_is_two_letter(const CliOption *o) {
+    return o->short_name == 0 && strlen(o->long_name) == 2;
+}
 
 static inline void cli_print_usage(const char *program, const char *summary,
                                    const CliOption *options, int num_options) {
@@ -34,6 +40,8 @@ static inline void cli_print_usage(const char *program, const char *summary,
                                                         : "STR";
         if (o->short_name) {
             snprintf(flag, sizeof(flag), "-%c, --%s %s", o->short_name, o->long_name, metavar);
+        } else if (cli_is_two_letter(o)) {
+            snprintf(flag, sizeof(flag), "-%s %s", o->long_name, metavar);
         } else {
             snprintf(flag, sizeof(flag), "    --%s %s", o->long_name, metavar);
         }
@@ -99,6 +107,12 @@ static inline void cli_parse(int argc, char **argv, const char *summary, const C
         } else if (arg[0] == '-' && arg[1] != '\0' && arg[2] == '\0') {
             for (int k = 0; k < num_options; k++) {
                 if (options[k].short_name == arg[1]) match = &options[k];
+            }
+        } else if (arg[0] == '-' && arg[1] != '-' && strlen(arg) == 3) {
+            for (int k = 0; k < num_options; k++) {
+                if (cli_is_two_letter(&options[k]) && strcmp(arg + 1, options[k].long_name) == 0) {
+                    match = &options[k];
+                }
             }
         } else {
             fatal("unexpected argument '%s' (flags look like -b 4 or --batch-size 4; see --help)",

@@ -2,7 +2,8 @@
 // Each micro-batch is B*T+1 consecutive tokens: inputs are the first B*T, targets the same shifted
 // by one. With P processes, process r reads window sample*P*B*T + r*B*T, so ranks never overlap.
 // Order is deterministic; optional shuffling permutes shards and the samples inside each shard
-// with a seeded Mersenne Twister whose state is saved in checkpoints for exact resume.
+// with a seeded Mersenne Twister whose state is saved in checkpoints for exact resume. The
+// shuffled order is llm.c's draw for draw (seed + rank, see dataloader_reset).
 //
 // Loss masks (SFT): when a shard NAME.bin has a mask shard NAME.mask beside it (llmc/mask_shard.h)
 // the tokens are rows of T+1 and a micro-batch is B whole rows (rank r reads rows
@@ -129,16 +130,19 @@ static inline void dataloader_shuffle_current_shard(DataLoader *loader) {
         loader->intra_shard_indices =
             (int *)malloc_check(loader->intra_capacity * sizeof(int), "shuffle indices");
     }
-    mt19937_permutation(&loader->shuffle_rng, loader->intra_shard_indices,
-                        (int)loader->shard_num_samples);
+    identity_permutation(loader->intra_shard_indices, (int)loader->shard_num_samples);
+    mt19937_shuffle(&loader->shuffle_rng, loader->intra_shard_indices,
+                    (int)loader->shard_num_samples);
 }
 
-// Back to the first sample of the first shard (a new epoch: reshuffled when shuffling).
+// Back to the first sample of the first shard (a new epoch: reshuffled when shuffling). As in
+// llm.c, each epoch shuffles the previous epoch's shard order (not 0..n-1 again), and each shard's
+// samples are a fresh shuffle of 0..n-1 when the shard is opened.
 static inline void dataloader_reset(DataLoader *loader) {
     loader->current_shard_idx = 0;
     loader->current_sample_idx = 0;
     if (loader->should_shuffle) {
-        mt19937_permutation(&loader->shuffle_rng, loader->shard_indices, (int)loader->num_shards);
+        mt19937_shuffle(&loader->shuffle_rng, loader->shard_indices, (int)loader->num_shards);
     }
     dataloader_load_shard(loader, 0);
     if (loader->should_shuffle) {
@@ -272,9 +276,9 @@ static inline void dataloader_init_with_masks(DataLoader *loader, const char *pa
     for (size_t i = 0; i < loader->num_shards; i++) {
         loader->shard_indices[i] = (int)i;
     }
-    if (should_shuffle) {
+    if (should_shuffle) { // llm.c seeds each rank's loader with 42 + rank
         TorchGenerator gen;
-        torch_manual_seed(&gen, shuffle_seed);
+        torch_manual_seed(&gen, shuffle_seed + (uint32_t)process_rank);
         loader->shuffle_rng = gen.mt;
     }
     dataloader_reset(loader);

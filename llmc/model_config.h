@@ -106,61 +106,84 @@ static inline const char *gpt2_config_problem(const GPT2Config *c) {
     return NULL;
 }
 
-// Parses a descriptor: "dN" / "gpt2:dN" (N in 2,4,6,12,24,36,48) or
-// "L=2,C=64,NH=4,V=1000,maxT=128" (V defaults to 50257, maxT to 1024).
-// Returns 1 on success, 0 if the string is not a descriptor (then it is a file path).
+// llm.c's named shapes (its train_gpt2.cu): GPT-2 by depth, "dN" / "gpt2:dN", maxT 1024 (d2 and
+// d4 are ours, d60..d84 llm.c's unofficial large ones); GPT-3 by channels, "gpt3:cN", maxT 2048,
+// heads = channels / head size. Both have V = 50257.
+typedef struct {
+    int key; // depth (GPT-2) or channels (GPT-3)
+    int layers, channels, head_size_or_heads;
+} NamedShape;
+
+static const NamedShape gpt2_depth_shapes[] = {
+    {2, 2, 128, 2},     {4, 4, 256, 4},     {6, 6, 384, 6},     {12, 12, 768, 12},
+    {24, 24, 1024, 16}, {36, 36, 1280, 20}, {48, 48, 1600, 25}, {60, 60, 1920, 30},
+    {72, 72, 2880, 30}, {84, 84, 3456, 36},
+};
+
+// Here the last field is the head size.
+static const NamedShape gpt3_channel_shapes[] = {
+    {384, 6, 384, 64},     {768, 12, 768, 64},    {1024, 24, 1024, 64},
+    {1536, 24, 1536, 96},  {2048, 24, 2048, 128}, {2560, 32, 2560, 80},
+    {4096, 32, 4096, 128}, {5140, 40, 5140, 128}, {12288, 96, 12288, 128},
+};
+
+// The number after prefix in d ("12" of "d12"), or -1 unless d is prefix and a plain decimal.
+static inline long descriptor_number(const char *d, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(d, prefix, n) != 0 || d[n] < '0' || d[n] > '9') return -1;
+    char *end = NULL;
+    long value = strtol(d + n, &end, 10);
+    return *end == '\0' ? value : -1;
+}
+
+// Parses a descriptor: "dN" / "gpt2:dN" (N in 2,4,6,12,24,36,48,60,72,84), "gpt3:cN" (N in 384,
+// 768, 1024, 1536, 2048, 2560, 4096, 12288) or "L=2,C=64,NH=4,V=1000,maxT=128" (V defaults to
+// 50257, maxT to 1024). Returns 1 on success, 0 if the string is not a descriptor (then it is a
+// file path).
 static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config *config) {
     const char *d = descriptor;
-    if (strncmp(d, "gpt2:", 5) == 0) {
-        d += 5;
-    }
     memset(config, 0, sizeof(*config));
     config->vocab_size = 50257;
     config->max_seq_len = 1024;
-    if (d[0] == 'd' && d[1] >= '0' && d[1] <= '9') {
-        char *end = NULL;
-        long depth = strtol(d + 1, &end, 10);
-        if (*end != '\0') {
-            return 0;
+    long gpt3_channels = descriptor_number(d, "gpt3:c");
+    if (strncmp(d, "gpt2:", 5) == 0) {
+        d += 5;
+    }
+    long depth = descriptor_number(d, "d");
+    if (depth >= 0) {
+        const NamedShape *shape = NULL;
+        for (size_t i = 0; i < sizeof(gpt2_depth_shapes) / sizeof(gpt2_depth_shapes[0]); i++) {
+            if (gpt2_depth_shapes[i].key == depth) shape = &gpt2_depth_shapes[i];
         }
-        int channels = 0, heads = 0;
-        switch (depth) {
-        case 2:
-            channels = 128;
-            heads = 2;
-            break;
-        case 4:
-            channels = 256;
-            heads = 4;
-            break;
-        case 6:
-            channels = 384;
-            heads = 6;
-            break;
-        case 12:
-            channels = 768;
-            heads = 12;
-            break;
-        case 24:
-            channels = 1024;
-            heads = 16;
-            break;
-        case 36:
-            channels = 1280;
-            heads = 20;
-            break;
-        case 48:
-            channels = 1600;
-            heads = 25;
-            break;
-        default:
-            fatal("model descriptor %s: unsupported depth %ld (use d2, d4, d6, d12, d24, d36, d48 "
-                  "or L=..,C=..,NH=..,V=..,maxT=..)",
+        if (shape == NULL) {
+            fatal("model descriptor %s: unsupported depth %ld (use d2, d4, d6, d12, d24, d36, d48, "
+                  "d60, d72, d84, gpt3:cN or L=..,C=..,NH=..,V=..,maxT=..)",
                   descriptor, depth);
         }
-        config->num_layers = (int)depth;
-        config->channels = channels;
-        config->num_heads = heads;
+        config->num_layers = shape->layers;
+        config->channels = shape->channels;
+        config->num_heads = shape->head_size_or_heads;
+    } else if (gpt3_channels >= 0) {
+        const NamedShape *shape = NULL;
+        for (size_t i = 0; i < sizeof(gpt3_channel_shapes) / sizeof(gpt3_channel_shapes[0]); i++) {
+            if (gpt3_channel_shapes[i].key == gpt3_channels) shape = &gpt3_channel_shapes[i];
+        }
+        if (shape == NULL) {
+            fatal("model descriptor %s: unsupported GPT-3 channels %ld (use gpt3:c384, c768, "
+                  "c1024, c1536, c2048, c2560, c4096 or c12288)",
+                  descriptor, gpt3_channels);
+        }
+        // llm.c lists 5140 channels with heads of 128 for its 13B, which do not divide; its
+        // assert stops there too
+        if (shape->channels % shape->head_size_or_heads != 0) {
+            fatal("model descriptor %s: %d channels are not a multiple of the head size %d (as "
+                  "in llm.c, whose table has this entry but refuses it)",
+                  descriptor, shape->channels, shape->head_size_or_heads);
+        }
+        config->num_layers = shape->layers;
+        config->channels = shape->channels;
+        config->num_heads = shape->channels / shape->head_size_or_heads;
+        config->max_seq_len = 2048;
     } else if (strchr(d, '=') != NULL) {
         char buffer[256];
         if (strlen(d) >= sizeof(buffer)) {

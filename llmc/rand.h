@@ -6,6 +6,7 @@
 #ifndef LLMC_RAND_H
 #define LLMC_RAND_H
 
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,14 +20,17 @@
 #define MT_STATE_SIZE 624
 #define MT_SHIFT 397
 
-// Layout matches llm.c's mt19937_state, which its state files store verbatim.
+// Layout matches llm.c's mt19937_state (2,520 bytes), which its state files store verbatim. Its
+// seed is 8 bytes; llm.c never sets it (its files hold whatever was there), so readers ignore it.
 typedef struct {
-    uint32_t seed;
+    uint64_t seed;
     int32_t left;
     uint32_t next;
     uint32_t state[MT_STATE_SIZE];
     uint32_t matrix_a[2];
 } mt19937_state;
+static_assert(sizeof(mt19937_state) == 2520 && offsetof(mt19937_state, left) == 8,
+              "mt19937_state must have llm.c's layout: state files store it verbatim");
 
 // Why a saved state cannot be used (NULL if it can): the next draws read state[next] onward
 // until left runs out (left draws are left before the table is refilled), so next + left - 1 must
@@ -157,16 +161,21 @@ static inline void torch_normal_(TorchGenerator *gen, float *data, size_t n, dou
     }
 }
 
-// Fisher-Yates permutation of 0..n-1 driven by the Mersenne Twister (data loader shuffling).
-static inline void mt19937_permutation(mt19937_state *s, int *out, int n) {
+static inline void identity_permutation(int *out, int n) {
     for (int i = 0; i < n; i++) {
         out[i] = i;
     }
+}
+
+// Fisher-Yates shuffle of data[0..n-1] in place, as llm.c's random_permutation: one 32-bit draw
+// per swap, reduced modulo i+1 (the data loader's shuffling, so our data order is llm.c's). The
+// result is composed with what data held before.
+static inline void mt19937_shuffle(mt19937_state *s, int *data, int n) {
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)(mt19937_u64(s) % (uint64_t)(i + 1));
-        int tmp = out[i];
-        out[i] = out[j];
-        out[j] = tmp;
+        int j = (int)(mt19937_u32(s) % (uint32_t)(i + 1));
+        int tmp = data[i];
+        data[i] = data[j];
+        data[j] = tmp;
     }
 }
 

@@ -272,6 +272,10 @@ static inline void train_checkpoint_validate_sample(
         ((opt->checkpoint_every > 0 && step % opt->checkpoint_every == 0) || last_step)) {
         m->save_checkpoint(m->model, opt->output_dir, step, train_loader, *rng_state,
                            &detector->history);
+        // (rank 0 alone: every rank's state file is written before the checkpoint's DONE marker)
+        if (m->process_rank == 0) {
+            checkpoint_prune(opt->output_dir, opt->checkpoints_keep, opt->major_checkpoint_every);
+        }
     }
     if (val_loader != NULL && (step % opt->val_every == 0 || last_step)) {
         float val_loss = evaluate(m, val_loader, opt->val_max_batches);

@@ -23,6 +23,7 @@ typedef struct {
     float learning_rate, final_lr_fraction, weight_decay;
     int val_every, val_max_batches, sample_every, gen_tokens, checkpoint_every, resume, seed;
     int shuffle;
+    int checkpoints_keep, major_checkpoint_every; // -nk, -nm (llm.c's): llmc/checkpoint.h
     float grad_clip, beta1, beta2, eps, temperature;
     int top_k;
     int loss_mask; // DATALOADER_MASKS_*: use the .mask beside each shard (SFT), -1 if present
@@ -57,6 +58,8 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->resume = 0;
     o->seed = 42;
     o->shuffle = 0;
+    o->checkpoints_keep = 0;
+    o->major_checkpoint_every = 0;
     o->grad_clip = 1.0f;
     o->beta1 = 0.9f;
     o->beta2 = 0.95f;
@@ -77,8 +80,9 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {'i', "train", OPTION_STRING, &o->train_pattern, "training shards (glob)"},
         {'j', "val", OPTION_STRING, &o->val_pattern, "validation shards (glob; empty: none)"},
         {'e', "model", OPTION_STRING, &o->model_spec,
-         "model checkpoint (.bin) or descriptor: d2 d4 d6 d12 d24 d36 d48, "
-         "L=..,C=..,NH=..,V=..,maxT=.."},
+         "model checkpoint (.bin), HuggingFace GPT-2 directory (config.json + "
+         "model.safetensors) or descriptor: d2 d4 d6 d12 d24 d36 d48 d60 d72 d84, gpt3:cN (N: "
+         "384 768 1024 1536 2048 2560 4096 12288), L=..,C=..,NH=..,V=..,maxT=.."},
         {'o', "output", OPTION_STRING, &o->output_dir,
          "output directory for main.log and checkpoints"},
         {'b', "batch-size", OPTION_INT, &o->B, "micro-batch size (sequences)"},
@@ -100,8 +104,12 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {'n', "checkpoint-every", OPTION_INT, &o->checkpoint_every,
          "write a checkpoint every N steps and at the end (0: only at the end; needs -o)"},
         {'y', "resume", OPTION_INT, &o->resume, "1: resume from the newest checkpoint in -o"},
+        {0, "nk", OPTION_INT, &o->checkpoints_keep,
+         "keep only the newest N checkpoints in -o, deleting older ones (0: keep all)"},
+        {0, "nm", OPTION_INT, &o->major_checkpoint_every,
+         "with -nk: never delete the checkpoints of steps that are multiples of M (0: none)"},
         {0, "seed", OPTION_INT, &o->seed,
-         "seed of the random init (same as PyTorch's manual_seed)"},
+         "seed of the random init (same as PyTorch's manual_seed); + rank: of --shuffle"},
         {0, "shuffle", OPTION_INT, &o->shuffle, "1: shuffle training shards and samples (seeded)"},
         {0, "grad-clip", OPTION_FLOAT, &o->grad_clip,
          "clip gradients to this global norm (0: off)"},
@@ -168,6 +176,14 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
     if (o->resume && o->output_dir[0] == '\0') fatal("-y 1 needs -o DIR to find the checkpoint in");
     if (o->checkpoint_every > 0 && o->output_dir[0] == '\0') {
         fatal("-n needs -o DIR to write into");
+    }
+    if (o->checkpoints_keep < 0 || o->major_checkpoint_every < 0) {
+        fatal("bad value %d for -%s: must be >= 0",
+              o->checkpoints_keep < 0 ? o->checkpoints_keep : o->major_checkpoint_every,
+              o->checkpoints_keep < 0 ? "nk" : "nm");
+    }
+    if (o->checkpoints_keep > 0 && o->output_dir[0] == '\0') {
+        fatal("-nk needs -o DIR, the directory whose checkpoints it deletes");
     }
     if (o->loss_mask < -1 || o->loss_mask > 1) {
         fatal("bad value %d for --mask: expected -1, 0 or 1", o->loss_mask);

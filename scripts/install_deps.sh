@@ -2,18 +2,20 @@
 # Installs what llmc needs on a Debian/Ubuntu machine, and nothing when it is all there.
 #
 #   bash scripts/install_deps.sh quickstart   # build and train on the CPU: compiler, make, json-c
-#   bash scripts/install_deps.sh test         # everything `make test` calls, plus tiktoken in a venv
+#   bash scripts/install_deps.sh test         # everything `make test` calls, plus tiktoken and
+#                                             # transformers in venvs
 #
 # Checks each Debian package with `dpkg -s`; if some are missing it says which and why, runs
 # `apt-get update` once and `apt-get install --no-install-recommends` for them (through sudo when
-# not root). Python packages that only the tests need (tiktoken, for the tokenizer's comparisons)
-# go into a venv under build/ (build/venv-tiktoken), never into the system's Python.
+# not root). Python packages that only the tests need (tiktoken, for the tokenizer's comparisons;
+# transformers and safetensors, for the HuggingFace ones) go into venvs under build/
+# (build/venv-tiktoken, build/venv-hf), never into the system's Python.
 # LLMC_SKIP_DEPS=1 skips it all (you manage the packages yourself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 case "${1:-}" in
 quickstart | test) purpose=$1 ;;
@@ -114,6 +116,23 @@ if [ "$purpose" = test ]; then
         echo "deps: creating $VENV with $REQUIREMENTS (PyPI), for the tokenizer's comparisons"
         rm -rf "$VENV"
         python3 -m venv "$VENV"
+        # shellcheck disable=SC2086
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check $REQUIREMENTS || {
+            echo "error: pip install $REQUIREMENTS into $VENV failed (no access to PyPI? behind a proxy: PIP_INDEX_URL, PIP_CERT)" >&2
+            exit 1
+        }
+        echo "$REQUIREMENTS" >"$VENV/requirements.txt"
+    fi
+    # transformers and safetensors for the HuggingFace tests (tests/test_hf.sh), pinned; the venv
+    # sees the system's packages, so Debian's python3-torch serves (no torch download).
+    # (transformers 4.44 runs on Debian 12's torch 1.13)
+    VENV=build/venv-hf
+    REQUIREMENTS="transformers==4.44.2 safetensors==0.4.5"
+    if ! "$VENV/bin/python" -c "import transformers, safetensors, torch" >/dev/null 2>&1 ||
+        [ "$(cat "$VENV/requirements.txt" 2>/dev/null)" != "$REQUIREMENTS" ]; then
+        echo "deps: creating $VENV with $REQUIREMENTS (PyPI; torch from Debian), for the HuggingFace tests"
+        rm -rf "$VENV"
+        /usr/bin/python3 -m venv --system-site-packages "$VENV"
         # shellcheck disable=SC2086
         "$VENV/bin/pip" install --quiet --disable-pip-version-check $REQUIREMENTS || {
             echo "error: pip install $REQUIREMENTS into $VENV failed (no access to PyPI? behind a proxy: PIP_INDEX_URL, PIP_CERT)" >&2

@@ -259,6 +259,28 @@ def load_model_file(path):
     return model
 
 
+def hf_config_problem(hc):
+    """Why our GPT-2 is not the model of a HuggingFace GPT2Config (None if it is); the C loader
+    (llmc/safetensors.h) refuses the same keys."""
+    checks = [
+        ("activation_function", "gelu_new", "the tanh GELU, the only one implemented"),
+        ("layer_norm_epsilon", 1e-5, "our layernorm's"),
+        ("scale_attn_by_inverse_layer_idx", False, "attention scaled by 1/layer is not implemented"),
+        ("reorder_and_upcast_attn", False, "the reordered attention is not implemented"),
+        ("scale_attn_weights", True, "unscaled attention is not implemented"),
+        ("add_cross_attention", False, "cross-attention is not implemented"),
+        ("tie_word_embeddings", True, "an untied output head is not implemented"),
+    ]
+    for key, expected, why in checks:
+        found = getattr(hc, key, expected)
+        if found != expected:
+            return f"{key}: expected {expected!r} ({why}), found {found!r}"
+    n_inner = getattr(hc, "n_inner", None)
+    if n_inner is not None and n_inner != 4 * hc.n_embd:
+        return f"n_inner: expected None or 4*n_embd = {4 * hc.n_embd} (our MLP's width), found {n_inner}"
+    return None
+
+
 def load_hf(name):
     """GPT-2 weights from HuggingFace (`gpt2`, `gpt2-medium`, ... or a local directory)."""
     try:
@@ -270,6 +292,9 @@ def load_hf(name):
     except (OSError, ValueError) as e:
         fail(f"--hf {name}: {e}")
     hc = hf.config
+    problem = hf_config_problem(hc)
+    if problem:
+        fail(f"--hf {name}: config.json: {problem}")
     cfg = Config(hc.n_layer, hc.n_embd, hc.n_head, hc.vocab_size, hc.n_positions)
     sd = {k: v.detach().float() for k, v in hf.state_dict().items()}
     model = GPT(cfg)

@@ -27,8 +27,8 @@ find_python() {
 PY=$(find_python) || { echo "error: no python with torch found (apt-get install python3-torch)"; exit 1; }
 REF="$PY $ROOT/scripts/train_gpt2.py"
 echo "reference: $PY (torch $($PY -c 'import torch; print(torch.__version__)'))"
-# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7 and
-# 11-13 again with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of
+# The sanitized pass (section 15 runs it: LLMC_SANITIZE=1, tests/lib_checks.sh): sections 0-7,
+# 11-13 and 16 again with the CPU binaries built with AddressSanitizer and UBSan, on the PyTorch outputs of
 # the normal run in LLMC_REFERENCE_DIR. A sanitizer's report goes to a file in $WORK/sanitizer
 # (checked at the end of the pass) and ends its program with exit 86, never 1, the exit of an
 # expected error.
@@ -341,6 +341,12 @@ sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
 # the tokenizer kept beside checkpoints, context overflow, Ctrl-C by a signal, flags.
 sub_suite chat "$WORK/chat.log" env LLMC_CHAT_TEST_DIR="$WORK/chat" bash tests/test_chat.sh
 
+# ---------------------------------------------------------------------------------------------
+# 7b. llm.c, exactly (tests/test_llmc_exact.sh, issue 18): the shuffled loader's batches and state
+#     files against a re-implementation of llm.c's, resumes of llm.c-layout and older state files,
+#     tinyshakespeare's --llmc-split shards against llm.c's script (tiktoken). Each check counts here.
+sub_suite "llm.c exact" "$WORK/llmc_exact.log" bash tests/test_llmc_exact.sh "$WORK"
+
 # Sections 11-13 (issue 15) as one function: the sanitized pass runs them right after section 7
 # with its CPU programs sanitized (the emulated CUDA trainer in them runs as built), the normal
 # pass after section 10.
@@ -355,7 +361,7 @@ hostile_input_sections() {
     # ---------------------------------------------------------------------------------------------
     # 12. Output directories (tests/test_run_dirs.sh, on section 3's shards): two trainers on one -o,
     #     resume with changed -e/-b/-t/-d, stale temporary files, main.log after a resume, a stray
-    #     DONE marker, main.log write errors. Each of its checks counts here.
+    #     DONE marker, main.log write errors, -nk/-nm housekeeping. Each of its checks counts here.
     sub_suite "run dirs" "$WORK/run_dirs.log" bash tests/test_run_dirs.sh "$WORK"
 
     # ---------------------------------------------------------------------------------------------
@@ -366,13 +372,14 @@ hostile_input_sections() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The sanitized pass ends here, after sections 11-13: every report is a failure. Sections 8-10
+# The sanitized pass ends here, after sections 11-13 and 16: every report is a failure. Sections 8-10
 # run the CUDA trainer (the emulation has its own AddressSanitizer builds, section 8).
 if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
     hostile_input_sections
+    sub_suite hf "$WORK/hf.log" bash tests/test_hf.sh "$WORK" # section 16
     reports=$(find "$WORK/sanitizer" -type f | sort)
     if [ -z "$reports" ]; then
-        ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7 and 11-13"
+        ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7, 11-13 and 16"
     else
         for report in $reports; do
             not_ok "sanitizer report $report: $(grep -m 1 -E "ERROR|runtime error|SUMMARY" "$report" | head -c 300)"
@@ -732,18 +739,27 @@ hostile_input_sections
 
 # ---------------------------------------------------------------------------------------------
 # 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
-#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data) for
+#     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data, HuggingFace
+#     config.json + model.safetensors) for
 #     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
 #     that does not name the file fails, with the reproducer's path.
 sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \
     bash tests/fuzz/run.sh
 
 # ---------------------------------------------------------------------------------------------
-# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7 and 11-13 again with the CPU binaries
+# 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7, 11-13 and 16 again with the CPU binaries
 #     built with AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch
 #     outputs; every check counts here, and any sanitizer report fails.
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
     LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
+
+# ---------------------------------------------------------------------------------------------
+# 16. HuggingFace (tests/test_hf.sh, with transformers from build/venv-hf): random GPT-2s made by
+#     transformers (F32, BF16, F16, without the transformer. prefix) read with -e DIR by
+#     test_gpt2 and both trainers, against transformers' loss; scripts/export_hf.py's directories
+#     against from_pretrained's logits; hostile directories; planted errors. Each check counts here.
+#     The sanitized pass runs it too (after sections 11-13).
+sub_suite hf "$WORK/hf.log" bash tests/test_hf.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 elapsed=$(($(date +%s) - TEST_START))

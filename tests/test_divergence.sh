@@ -74,7 +74,7 @@ for name in sorted(os.listdir(folder)):
             shards = int(np.frombuffer(raw[offset:offset + 8], dtype=np.uint64)[0])
             offset += 8 + 4 * shards
             samples = int(np.frombuffer(raw[offset:offset + 8], dtype=np.uint64)[0])
-            offset += 8 + 4 * samples + 2508
+            offset += 8 + 4 * samples + 2520  # count, order, llm.c's 2,520-byte mt19937_state
         count = int(header[50])
         values.append(np.frombuffer(raw[offset:offset + 8 * count], dtype=np.float32))
         if offset + 8 * count != len(raw):

@@ -33,7 +33,7 @@ export OMP_WAIT_POLICY=passive # idle OpenMP threads would otherwise starve the 
 cat >"$WORK/craft.py" <<'EOF'
 import struct, sys
 
-MT_BYTES = 4 + 4 + 4 + 624 * 4 + 2 * 4  # llm.c's mt19937_state
+MT_BYTES = 8 + 4 + 4 + 624 * 4 + 2 * 4  # llm.c's mt19937_state: uint64 seed, left, next, ...
 
 def crc32c_table():
     table = []
@@ -83,7 +83,7 @@ def main():
                 struct.pack_into("<Q", data, lay["sample_count"], int(value))
             elif key in ("mt_left", "mt_next"):
                 struct.pack_into("<i" if key == "mt_left" else "<I", data,
-                                 lay["mt"] + (4 if key == "mt_left" else 8), int(value))
+                                 lay["mt"] + (8 if key == "mt_left" else 12), int(value))
             elif key == "truncate":
                 del data[len(data) - int(value):]
             else:
@@ -342,7 +342,7 @@ fi
 # 6. A directory where a file is expected says so.
 mkdir -p "$WORK/adir.bin" "$WORK/shards_dir/train_dir.bin"
 for bin in $BIN/train_gpt2 "$CU16"; do
-    expect_error "$(basename "$bin"): -e DIR" "adir.bin: is a directory, expected a file" \
+    expect_error "$(basename "$bin"): -e DIR (not a HuggingFace one)" "adir.bin: is a directory without config.json" \
         $bin -e "$WORK/adir.bin" -i "$DATA/train_000.bin" -x 1
     expect_error "$(basename "$bin"): -i matching a directory" "train_dir.bin: is a directory, expected a file" \
         $bin -e d2 -i "$WORK/shards_dir/*.bin" -x 1

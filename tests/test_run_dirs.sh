@@ -4,10 +4,10 @@
 # checkpoints of a run alone), resume with a changed -e, -b, -t or -d (refused or stated, the loader
 # moved to the same token), stale *.tmpPID files removed at start (trainers, tokenizer prepare) and
 # a failed write's as it ends, main.log after a resume equal to an uninterrupted run's, a stray DONE
-# marker passed over with a warning, main.log write errors. Both trainers (train_gpt2cu on the CPU
-# emulation). DIR holds train_000.bin, train_001.bin and val_000.bin (tests/run_tests.sh passes its
-# work directory); without it the script writes its own. Ends with one line "N passed, N failed";
-# exits non-zero if anything failed.
+# marker passed over with a warning, main.log write errors, checkpoint housekeeping (-nk, -nm).
+# Both trainers (train_gpt2cu on the CPU emulation). DIR holds train_000.bin, train_001.bin and
+# val_000.bin (tests/run_tests.sh passes its work directory); without it the script writes its own.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -190,8 +190,8 @@ resume_note d128 CPU "resume with -d 128 (was 64) states what changes; the next 
     103 128 -d 128
 copy_checkpoint "$BASE" 2 "$WORK/same"
 if run same $CPU "${FLAGS[@]}" -x 3 -o "$WORK/same" -y 1 && ! grep -q "^resume: -" "$WORK/same.log" &&
-    [ "$(slot "$WORK/same/state_00000003_00000.bin" 100)" = 1 ]; then
-    ok "resume with the same flags: no note about any flag; the state holds the run record (slot 100 = 1)"
+    [ "$(slot "$WORK/same/state_00000003_00000.bin" 100)" = 2 ]; then
+    ok "resume with the same flags: no note about any flag; the state holds the run record (slot 100 = 2)"
 else
     not_ok "resume with the same flags (see $WORK/same.log)"
 fi
@@ -292,6 +292,61 @@ for trainer in CPU CU; do
         "full_$trainer/main.log: write failed: No space left on device" \
         ${!trainer} "${FLAGS[@]}" -x 2 -o "$WORK/full_$trainer"
 done
+
+# ---------------------------------------------------------------------------------------------
+# 7. Checkpoint housekeeping (llm.c's -nk, -nm): after each checkpoint only the newest -nk complete
+#    ones stay, and every step that is a multiple of -nm; what is not our checkpoint file (near-miss
+#    names, a directory with a checkpoint's name) is never touched. llm.c's arithmetic
+#    (delete step - nk*n unless a multiple of nm) leaves the same steps on these runs.
+# listing DIR: the file names of DIR, sorted, on one line
+listing() { (cd "$1" && find . -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort | tr '\n' ' '); }
+# checkpoint_names STEP...: the file names of those steps' checkpoints (one process)
+checkpoint_names() {
+    local step
+    for step in "$@"; do
+        printf 'DONE_%08d\nmodel_%08d.bin\nstate_%08d_00000.bin\n' "$step" "$step" "$step"
+    done
+}
+DECOYS=(notes.txt model_2.bin DONE_00000002x model_00000002.bin.bak state_00000002_0.bin
+    state_00000002_00000.bin.old DONE_00000002.txt)
+for trainer in CPU CU; do
+    dir=$WORK/keep_$trainer
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    for decoy in "${DECOYS[@]}"; do echo "$decoy" >"$dir/$decoy"; done
+    if [ $trainer = CPU ]; then steps=10 kept="4 8 9 10"; else steps=5 kept="2 4 5"; fi
+    major=$([ $trainer = CPU ] && echo 4 || echo 2)
+    run keep_$trainer ${!trainer} "${FLAGS[@]}" -x $steps -n 1 -nk 2 -nm $major -o "$dir" ||
+        not_ok "$trainer: -nk run failed (see $WORK/keep_$trainer.log)"
+    # shellcheck disable=SC2086 # kept is a list of steps
+    want=$( (checkpoint_names $kept; printf '%s\n' "${DECOYS[@]}" .lock main.log) |
+        LC_ALL=C sort | tr '\n' ' ')
+    got=$(listing "$dir")
+    if [ "$got" = "$want" ]; then
+        ok "$trainer: -x $steps -n 1 -nk 2 -nm $major keeps steps $kept and every other file"
+    else
+        not_ok "$trainer: -nk 2 -nm $major left [$got], expected [$want]"
+    fi
+done
+# a resumed run goes on deleting; the first run's checkpoints count among the newest. A directory
+# with a checkpoint file's name (rank 1's state of step 9, which goes) is not a file of ours.
+mkdir -p "$WORK/keep_CPU/state_00000009_00001.bin"
+run keep_resume $CPU "${FLAGS[@]}" -x 12 -n 1 -nk 2 -nm 4 -o "$WORK/keep_CPU" -y 1 ||
+    not_ok "resume with -nk failed (see $WORK/keep_resume.log)"
+want=$( (checkpoint_names 4 8 11 12; printf '%s\n' "${DECOYS[@]}" .lock main.log state_00000009_00001.bin) |
+    LC_ALL=C sort | tr '\n' ' ')
+got=$(listing "$WORK/keep_CPU")
+[ "$got" = "$want" ] && ok "resumed to step 12 with -nk 2 -nm 4: steps 4 8 11 12 remain" ||
+    not_ok "resumed with -nk 2 -nm 4: left [$got], expected [$want]"
+# without -nk nothing is deleted, -nm alone included
+run keep_all $CPU "${FLAGS[@]}" -x 3 -n 1 -nm 2 -o "$WORK/keep_all" ||
+    not_ok "run without -nk failed (see $WORK/keep_all.log)"
+want=$( (checkpoint_names 1 2 3; printf '%s\n' .lock main.log) | LC_ALL=C sort | tr '\n' ' ')
+[ "$(listing "$WORK/keep_all")" = "$want" ] && ok "without -nk every checkpoint stays" ||
+    not_ok "without -nk: left [$(listing "$WORK/keep_all")]"
+expect_error "-nk -1 is refused" "bad value -1 for -nk: must be >= 0" \
+    $CPU "${FLAGS[@]}" -x 2 -nk -1 -o "$WORK/keep_bad"
+expect_error "-nk without -o is refused" "-nk needs -o DIR" $CPU "${FLAGS[@]}" -x 2 -nk 2
 
 # ---------------------------------------------------------------------------------------------
 checks_summary

@@ -218,8 +218,27 @@ static int test_descriptors(void) {
     CHECK(gpt2_config_from_descriptor("L=2,C=64,NH=4,V=1000,maxT=128", &c) == 1,
           "custom descriptor not recognised");
     if (!config_is(&c, 2, 64, 4, 1000, 1024, 128)) return 0;
-    const char *paths[] = {"model.bin", "/tmp/d12.bin", "d12x", "./d12"};
-    for (int i = 0; i < 4; i++) {
+    // llm.c's other shapes (train_gpt2.cu's gpt2_/gpt3_set_hyperparameters): L, C, NH, maxT
+    const struct {
+        const char *name;
+        int L, C, NH, maxT;
+    } named[] = {
+        {"d60", 60, 1920, 30, 1024},          {"gpt2:d72", 72, 2880, 30, 1024},
+        {"d84", 84, 3456, 36, 1024},          {"gpt3:c384", 6, 384, 6, 2048},
+        {"gpt3:c768", 12, 768, 12, 2048},     {"gpt3:c1024", 24, 1024, 16, 2048},
+        {"gpt3:c1536", 24, 1536, 16, 2048},   {"gpt3:c2048", 24, 2048, 16, 2048},
+        {"gpt3:c2560", 32, 2560, 32, 2048},   {"gpt3:c4096", 32, 4096, 32, 2048},
+        {"gpt3:c12288", 96, 12288, 96, 2048},
+    };
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        CHECK(gpt2_config_from_descriptor(named[i].name, &c) == 1, "%s not recognised",
+              named[i].name);
+        if (!config_is(&c, named[i].L, named[i].C, named[i].NH, 50257, 50304, named[i].maxT)) {
+            return 0;
+        }
+    }
+    const char *paths[] = {"model.bin", "/tmp/d12.bin", "d12x", "./d12", "gpt3:c768.bin"};
+    for (int i = 0; i < 5; i++) {
         CHECK(gpt2_config_from_descriptor(paths[i], &c) == 0, "'%s' taken for a descriptor",
               paths[i]);
     }
@@ -450,16 +469,16 @@ static int shuffled_epoch(DataLoader *l, int *order) {
 static int test_loader_shuffle(void) {
     int a[105], a2[105], b[105], c[105];
     DataLoader la, lb, lc;
-    open_loader(&la, 0, 1, 1, 1234);
-    open_loader(&lb, 0, 1, 1, 1234);
-    open_loader(&lc, 0, 1, 1, 4321);
+    open_loader(&la, 0, 1, 1, 2);
+    open_loader(&lb, 0, 1, 1, 2);
+    open_loader(&lc, 0, 1, 1, 5);
     if (!shuffled_epoch(&la, a) || !shuffled_epoch(&lb, b) || !shuffled_epoch(&lc, c)) return 0;
     if (!shuffled_epoch(&la, a2)) return 0; // the second epoch is complete too
     int in_order = 1;
     for (int k = 0; k < 105; k++) in_order &= a[k] == (k < 62 ? k : 1000 + k - 62);
     CHECK(!in_order, "shuffled epoch is in file order");
     CHECK(memcmp(a, b, sizeof(a)) == 0, "same seed gives different orders");
-    CHECK(memcmp(a, c, sizeof(a)) != 0, "seeds 1234 and 4321 give the same order");
+    CHECK(memcmp(a, c, sizeof(a)) != 0, "seeds 2 and 5 give the same order");
     CHECK(memcmp(a, a2, sizeof(a)) != 0, "second epoch is not reshuffled");
     // with these seeds the shard order is permuted too: not every epoch starts with shard 0
     CHECK(a[0] / 1000 + a2[0] / 1000 + c[0] / 1000 > 0, "every epoch starts with shard 0");
@@ -988,9 +1007,9 @@ static int test_state_shuffled(void) {
     state_write(path, &saved, m, v, NULL, &a);
     // another seed (whose shard order differs from seed 7's): only the restored permutations and
     // generator can make the batches agree
-    open_loader(&b, 0, 1, 1, 1234);
+    open_loader(&b, 0, 1, 1, 2);
     CHECK(memcmp(a.shard_indices, b.shard_indices, 2 * sizeof(int)) != 0,
-          "seeds 7 and 1234 give the same shard order");
+          "seeds 7 and 2 give the same shard order");
     CHECK(file_checksum_matches(path), "shuffled state: header[255] is not its CRC-32C");
     set_checksum_slots(path, 0, 0); // as llm.c writes it: loads without the check
     TrainState loaded;
@@ -1001,6 +1020,34 @@ static int test_state_shuffled(void) {
     if (!same_batches(&a, &b, 150)) return 0; // past the end of the epoch: a reshuffle
     dataloader_free(&a);
     dataloader_free(&b);
+    return 1;
+}
+
+// -nk/-nm housekeeping deletes only names that are exactly our checkpoint files' names.
+static int test_checkpoint_file_names(void) {
+    const struct {
+        const char *name;
+        int step;
+    } names[] = {
+        {"DONE_00000012", 12},
+        {"model_00000012.bin", 12},
+        {"state_00000012_00003.bin", 12},
+        {"DONE_123456789", 123456789},
+        {"DONE_0000012", -1},
+        {"DONE_00000012x", -1},
+        {"DONE_00000012.tmp77", -1},
+        {"model_00000012.bin.bak", -1},
+        {"model_12.bin", -1},
+        {"state_00000012_3.bin", -1},
+        {"state_00000012.bin", -1},
+        {"model_+0000012.bin", -1},
+        {"DONE_99999999999", -1},
+        {"main.log", -1},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int got = checkpoint_file_step(names[i].name);
+        CHECK(got == names[i].step, "%s: step %d, expected %d", names[i].name, got, names[i].step);
+    }
     return 1;
 }
 
@@ -1335,7 +1382,9 @@ int main(int argc, char **argv) {
               test_torch_normal_21);
     run_check("bf16 rounds to nearest even", test_bf16_rounding);
     run_check("bf16 keeps NaN, round-trips exact values", test_bf16_nan_and_inverse);
-    run_check("descriptors d12, gpt2:d24, custom; paths are not descriptors", test_descriptors);
+    run_check("descriptors d12, gpt2:d24, llm.c's d60..d84 and gpt3:cN, custom; paths are not "
+              "descriptors",
+              test_descriptors);
     run_check("d12 has 124475904 parameters", test_num_parameters);
     run_check("lr cosine with warmup", test_schedule_cosine);
     run_check("lr linear", test_schedule_linear);
@@ -1373,6 +1422,8 @@ int main(int argc, char **argv) {
     run_check("state file round trip (m, v, master, step, rng, loader)", test_state_round_trip);
     run_check("state file restores a shuffled loader exactly", test_state_shuffled);
     run_check("checkpoint_find_latest picks the newest DONE marker", test_find_latest);
+    run_check("-nk housekeeping: only our exact checkpoint names give a step",
+              test_checkpoint_file_names);
     run_check("fastmath: exp/tanh of NaN are NaN, of +-inf finite", test_fastmath_nan);
     run_check("first_non_finite finds the first NaN/inf in any chunk", test_first_non_finite);
     run_check("outlier detector: z-score, skip, spikes kept out then admitted, off, restore",

@@ -2,7 +2,8 @@
 Causal self-attention backward, from the materialising version (version 1: unpermute dout,
 datt = dy v^T and dv = att^T dy as batched matmuls over the (B,NH,T,T) probabilities kept from
 forward, a softmax-backward kernel in place over datt, dq = datt k and dk = datt^T q, permute into
-dqkv) to flash attention's (version 2, llmc/attention.cuh, FlashAttention-2's structure): the
+dqkv) to flash attention's (version 2, llmc/attention.cuh, FlashAttention-2's structure; version 3,
+cuDNN's fused attention backward through llmc/cudnn_att.cpp, when built with cuDNN): the
 probabilities recomputed tile by tile from forward's log-sum-exp, D = rowsum(dout * out) instead
 of rowsum(P * dP), one kernel for dq (a thread per query, walking key tiles up to the diagonal)
 and one for dk and dv (a thread per key, walking query tiles from the diagonal), each output with
@@ -198,15 +199,21 @@ static int check_shape(AttentionShape shape) {
     copy_to_floatX(d.out, out, BTC);
     cuda_check(cudaMemcpy(d.lse, lse, BNHT * sizeof(float), cudaMemcpyHostToDevice));
     int all_ok = 1;
-    for (int version = 1; version <= 2; version++) {
-        BackwardBounds bounds = attention_backward_bounds(T, HS, &magnitudes, version == 1);
-        printf(" version %d%s:\n", version, version == 2 ? " (flash, llmc/attention.cuh)" : "");
+    for (int version = 1; version <= ATTENTION_VERSIONS; version++) {
+        if (!attention_version_runs(version, HS)) continue;
+        // cuDNN (version 3) rounds P and dS to bf16 for its tensor-core products, as version 1
+        // stores att and datt: version 1's bounds and planted checks
+        int materialised = version != 2;
+        BackwardBounds bounds = attention_backward_bounds(T, HS, &magnitudes, materialised);
+        printf(" version %d%s:\n", version, attention_version_name(version));
         if (version == 1) {
             attention_forward_materialised(d.y, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
             attention_backward_materialised(d.dqkv, d.dqkvr, d.datt, d.scratch, d.dout, d.qkvr,
                                             d.att, B, T, C, NH, 0);
+        } else if (version == 2) {
+            attention_backward_flash(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0);
         } else {
-            attention_backward(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0);
+            attention_backward_version3(d.dqkv, d.dout, d.out, d.qkv, d.lse, B, T, NH, HS);
         }
         cuda_check(cudaDeviceSynchronize());
         float *dqkv = download_to_floats(d.dqkv, 3 * BTC);
@@ -214,10 +221,10 @@ static int check_shape(AttentionShape shape) {
         // dv does not depend on D; at T = 1 the shifted mask changes nothing. Version 1's dk
         // bound (its worst case times the largest column sum, which key 0 alone reaches) is far
         // above its errors in BF16, so these bugs pass it: only its dq and dv are planted-checked.
-        all_ok &= check_dqkv(", D dropped", version == 1 ? "q" : "qk", 1, no_dsum, dqkv_ref, B, T,
+        all_ok &= check_dqkv(", D dropped", materialised ? "q" : "qk", 1, no_dsum, dqkv_ref, B, T,
                              C, &bounds);
         if (T > 1) {
-            all_ok &= check_dqkv(", mask off by one", version == 1 ? "qv" : "qkv", 1, shifted_mask,
+            all_ok &= check_dqkv(", mask off by one", materialised ? "qv" : "qkv", 1, shifted_mask,
                                  dqkv_ref, B, T, C, &bounds);
         }
         free(dqkv);
@@ -235,6 +242,11 @@ static int check_shape(AttentionShape shape) {
 
 int main(void) {
     int all_ok = attention_check_shapes("attention_backward", check_shape);
+    // LLMC_DEV_CHECK_ONLY=1 (under compute-sanitizer): the checks without the timed runs
+    if (getenv("LLMC_DEV_CHECK_ONLY") != NULL) {
+        printf("%s\n", all_ok ? "PASS" : "FAIL");
+        return all_ok ? 0 : 1;
+    }
     AttentionShape timed = attention_timed_shape();
     int B = timed.B, T = timed.T, NH = timed.NH, HS = timed.HS, C = NH * HS;
     int repeats = DEV_EMULATED ? 1 : 20;
@@ -242,7 +254,7 @@ int main(void) {
     AttentionBuffers d = attention_buffers_alloc(timed, 1);
     // forward once, for version 1's att and version 2's out and lse
     attention_forward_materialised(d.out, d.qkvr, d.att, d.scratch, d.qkv, B, T, C, NH, 0);
-    attention_forward(d.out, d.lse, d.qkv, B, T, C, NH, 0);
+    attention_forward_flash(d.out, d.lse, d.qkv, B, T, C, NH, 0);
     printf("timing, B=%d T=%d NH=%d HS=%d (%d repeats; GB/s of each version's own traffic; causal "
            "useful FLOPs 5 B NH T^2 HS, %.1f GFLOP; the kernels do 7, scores and dP twice):\n",
            B, T, NH, HS, repeats, 5.0 * BNHT * T * HS / 1e9);
@@ -260,12 +272,25 @@ int main(void) {
         repeats);
     report_bandwidth("version 1 (materialising)", ms1, bytes_v1);
     float ms2 = time_ms(
-        [&]() { attention_backward(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0); },
+        [&]() {
+            attention_backward_flash(d.dqkv, d.dsum, d.dout, d.out, d.qkv, d.lse, B, T, C, NH, 0);
+        },
         repeats);
     report_bandwidth("version 2 (flash)", ms2, bytes_v2);
     printf("  version 2: %.1f TFLOP/s (5 B NH T^2 HS)%s\n",
            5.0 * BNHT * T * HS / (ms2 * 1e-3) / 1e12,
            DEV_EMULATED ? " (emulated: not a GPU time)" : "");
+    if (attention_version_runs(3, HS)) {
+        float ms3 = time_ms(
+            [&]() {
+                attention_backward_version3(d.dqkv, d.dout, d.out, d.qkv, d.lse, B, T, NH, HS);
+            },
+            repeats);
+        report_bandwidth("version 3 (cuDNN)", ms3, bytes_v2);
+        printf("  version 3: %.1f TFLOP/s (5 B NH T^2 HS)%s\n",
+               5.0 * BNHT * T * HS / (ms3 * 1e-3) / 1e12,
+               DEV_EMULATED ? " (emulated: the stand-in on the CPU, not cuDNN)" : "");
+    }
     attention_buffers_free(&d);
     printf("%s\n", all_ok ? "PASS" : "FAIL");
     return all_ok ? 0 : 1;

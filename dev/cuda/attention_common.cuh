@@ -321,4 +321,52 @@ static inline void attention_backward_materialised(floatX *dqkv, floatX *scratch
     cuda_check(cudaGetLastError());
 }
 
+// Versions: 1 materialising (above), 2 our flash kernels (llmc/attention.cuh), 3 cuDNN's fused
+// attention (llmc/cudnn_att.cpp) when built with LLMC_USE_CUDNN (BF16; the Makefile's dev builds
+// of these two files link the glue: on a GPU the real cuDNN, under the emulation its stand-in).
+#ifdef LLMC_USE_CUDNN
+#define ATTENTION_VERSIONS 3
+#else
+#define ATTENTION_VERSIONS 2
+#endif
+
+static inline const char *attention_version_name(int version) {
+    return version == 1   ? " (materialising)"
+           : version == 2 ? " (flash, llmc/attention.cuh)"
+                          : " (cuDNN fused attention, llmc/cudnn_att.cpp)";
+}
+
+// Whether version runs at head size HS (cuDNN's head sizes are multiples of 8 up to 128).
+static inline int attention_version_runs(int version, int HS) {
+#ifdef LLMC_USE_CUDNN
+    if (version == 3 && !attention_cudnn_supports(HS)) {
+        printf(" version 3: head size %d is not one cuDNN's fused attention takes: skipped\n", HS);
+        return 0;
+    }
+#endif
+    (void)HS;
+    return version <= ATTENTION_VERSIONS;
+}
+
+static inline void attention_forward_version3(floatX *out, float *lse, const floatX *qkv, int B,
+                                              int T, int NH, int HS) {
+#ifdef LLMC_USE_CUDNN
+    attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, 0);
+#else
+    (void)out, (void)lse, (void)qkv, (void)B, (void)T, (void)NH, (void)HS;
+    fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");
+#endif
+}
+
+static inline void attention_backward_version3(floatX *dqkv, const floatX *dout, const floatX *out,
+                                               const floatX *qkv, const float *lse, int B, int T,
+                                               int NH, int HS) {
+#ifdef LLMC_USE_CUDNN
+    attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, 0);
+#else
+    (void)dqkv, (void)dout, (void)out, (void)qkv, (void)lse, (void)B, (void)T, (void)NH, (void)HS;
+    fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");
+#endif
+}
+
 #endif // DEV_CUDA_ATTENTION_COMMON_CUH

@@ -1,10 +1,11 @@
 """Tokenize tinyshakespeare with GPT-2's BPE into llm.c data shards, and write the tokenizer file.
 
-    python3 dev/data/tinyshakespeare.py [-i INPUT_TXT] [-v VOCAB_DIR] [-o OUT_DIR]
+    python3 dev/data/tinyshakespeare.py [-i INPUT_TXT] [-v VOCAB_DIR] [-o OUT_DIR] [--llmc-split]
 
 Writes OUT_DIR/tiny_shakespeare_train.bin, OUT_DIR/tiny_shakespeare_val.bin and
 OUT_DIR/gpt2_tokenizer.bin (formats: docs/formats.md). See dev/data/README.md
-for how the text is cut into documents and into train/val.
+for how the text is cut into documents and into train/val; --llmc-split writes
+llm.c's shards instead (a document after each "\n\n", val the first 32,768 tokens).
 """
 
 import argparse
@@ -17,6 +18,7 @@ import time
 import data_common as dc
 
 VAL_FRACTION = 0.1
+LLMC_VAL_TOKENS = 32768  # llm.c's split: the first 32,768 tokens are val
 
 # what the canonical input (sha256 pinned in data_common.KNOWN_FILES) must give
 EXPECTED = {
@@ -24,6 +26,7 @@ EXPECTED = {
     "documents": 7222,
     "tokens": 338028,  # the document sequence, eot tokens included
 }
+EXPECTED_LLMC = EXPECTED  # the same counts (llm.c: 32,768 val + 305,260 train tokens)
 
 
 def split_documents(text):
@@ -35,9 +38,17 @@ def split_documents(text):
     return [d for d in re.split(r"(?<=\n\n)(?=[^\n])", text) if d]
 
 
-def tokenize(text, encoder):
+def split_documents_llmc(text):
+    """llm.c's cut: a document ends right after each "\n\n" (a run of three newlines leaves the
+    third to start the next one). Empty documents are dropped (only a text ending in "\n\n"
+    has one, where llm.c would write a last lone eot)."""
+    parts = text.split("\n\n")
+    return [d for d in [part + "\n\n" for part in parts[:-1]] + parts[-1:] if d]
+
+
+def tokenize(text, encoder, llmc_split=False):
     """eot, then the encoded document, for each document in order."""
-    docs = split_documents(text)
+    docs = split_documents_llmc(text) if llmc_split else split_documents(text)
     tokens = []
     for ids in encoder.encode_ordinary_batch(docs):
         tokens.append(encoder.eot)
@@ -54,6 +65,8 @@ def main(argv=None):
                    help="directory with GPT-2's encoder.json and vocab.bpe (default: shared data gpt2/)")
     p.add_argument("-o", "--out_dir", default=os.path.join(here, "tinyshakespeare"),
                    help="output directory (default: dev/data/tinyshakespeare/)")
+    p.add_argument("--llmc-split", action="store_true",
+                   help="llm.c's documents and split: its shards byte for byte")
     args = p.parse_args(argv)
     t0 = time.time()
 
@@ -68,18 +81,22 @@ def main(argv=None):
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    docs, tokens = tokenize(text, encoder)
+    docs, tokens = tokenize(text, encoder, args.llmc_split)
     n = len(tokens)
-    n_train = int(n * (1.0 - VAL_FRACTION))
-    train, val = tokens[:n_train], tokens[n_train:]
+    if args.llmc_split:
+        val, train = tokens[:LLMC_VAL_TOKENS], tokens[LLMC_VAL_TOKENS:]
+    else:
+        n_train = int(n * (1.0 - VAL_FRACTION))
+        train, val = tokens[:n_train], tokens[n_train:]
 
     # the tokens must spell the text again (eot tokens aside)
     if encoder.decode_bytes(t for t in tokens if t != encoder.eot) != raw:
         raise RuntimeError("tokens do not decode back to the input text")
     if canonical:
         got = {"plain_tokens": len(encoder.encode_ordinary(text)), "documents": len(docs), "tokens": n}
-        if got != EXPECTED:
-            raise RuntimeError(f"canonical tinyshakespeare gave {got}, expected {EXPECTED}")
+        expected = EXPECTED_LLMC if args.llmc_split else EXPECTED
+        if got != expected:
+            raise RuntimeError(f"canonical tinyshakespeare gave {got}, expected {expected}")
 
     print(f"{input_path}: {len(raw):,} bytes, {len(docs):,} documents, {n:,} tokens "
           f"(eot included) -> train {len(train):,} / val {len(val):,}")

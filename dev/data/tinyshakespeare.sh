@@ -2,16 +2,22 @@
 # Tokenize tinyshakespeare with GPT-2's BPE into llm.c data shards, in C (./tokenizer prepare), with
 # no Python: the same shards as tinyshakespeare.py, byte for byte (tests/test_tokenizer.sh checks).
 #
-#   bash dev/data/tinyshakespeare.sh [OUT_DIR]        (default dev/data/tinyshakespeare)
+#   bash dev/data/tinyshakespeare.sh [--llmc-split] [OUT_DIR]   (default dev/data/tinyshakespeare)
 #
 # Writes OUT_DIR/tiny_shakespeare_train.bin, tiny_shakespeare_val.bin (uint16 shards) and
-# gpt2_tokenizer.bin (our tokenizer file: llm.c's, plus the merges). Documents are cut after each
-# blank-line run, each preceded by <|endoftext|>; train is the first 90% of the tokens, val the rest
-# (dev/data/README.md). Inputs: ../shared/data beside the checkout, else $LLMC_DATA_DIR, else
+# gpt2_tokenizer.bin (our tokenizer file: llm.c's, plus the merges). By default documents are cut
+# after each blank-line run, each preceded by <|endoftext|>; train is the first 90% of the tokens,
+# val the rest. --llmc-split: llm.c's shards byte for byte instead (its dev/data/tinyshakespeare.py:
+# a document after each "\n\n", val the first 32,768 tokens, train the rest). dev/data/README.md. Inputs: ../shared/data beside the checkout, else $LLMC_DATA_DIR, else
 # dev/data/cache/, else downloaded from the canonical URLs and checked against pinned sha256s.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+SPLIT=(--docs blank-lines --val-fraction 0.1)
+if [ "${1:-}" = --llmc-split ]; then
+    SPLIT=(--docs double-newline --val-tokens 32768)
+    shift
+fi
 OUT=$(realpath -m "${1:-$HERE/tinyshakespeare}")
 
 # find_data RELPATH URL SHA256: prints the path of a data file, downloading it if needed
@@ -50,7 +56,7 @@ find_data gpt2/vocab.bpe $GPT2_URL/vocab.bpe \
 
 make -C "$ROOT" --no-print-directory -s tokenizer
 "$ROOT/tokenizer" prepare -v "$(dirname "$ENCODER")" -i "$TEXT" -o "$OUT" --name tiny_shakespeare \
-    --docs blank-lines --val-fraction 0.1 --tokenizer-name gpt2_tokenizer.bin
+    "${SPLIT[@]}" --tokenizer-name gpt2_tokenizer.bin
 # one shard per split: the names the trainer and llm.c use
 mv -f "$OUT/tiny_shakespeare_train_000000.bin" "$OUT/tiny_shakespeare_train.bin"
 mv -f "$OUT/tiny_shakespeare_val_000000.bin" "$OUT/tiny_shakespeare_val.bin"

@@ -42,7 +42,7 @@ FLAGS="-std=c++17 -O2 -DLLMC_CUDA_EMU -fopenmp -pthread -DENABLE_FP32 -x c++"
 
 plant llmc/cuda_common.cuh '"if (lane == 0) shared[warp] = value;\n    __syncthreads();\n"' \
     '"if (lane == 0) shared[warp] = value;\n"' || exit 1
-(cd "$WORK" && g++ $FLAGS -o test_nosync test_gpt2.cu -lm) || exit 1
+(cd "$WORK" && g++ $FLAGS -o test_nosync test_gpt2.cu -ljson-c -lm) || exit 1
 for order in forward reverse random; do
     if LLMC_EMU_ORDER=$order "$WORK/test_nosync" -e "$REF.bin" -s "${REF}_state.bin" -o "$WORK/ckpt" \
         >"$WORK/nosync_$order.log" 2>&1; then
@@ -54,7 +54,7 @@ done
 
 cp llmc/cuda_common.cuh "$WORK/llmc/cuda_common.cuh"
 plant llmc/adamw.cuh '"if (i >= n) return;"' '"if (i > n) return;"' || exit 1
-(cd "$WORK" && g++ $FLAGS -fsanitize=address -fno-omit-frame-pointer -g -o test_oob test_gpt2.cu -lm) || exit 1
+(cd "$WORK" && g++ $FLAGS -fsanitize=address -fno-omit-frame-pointer -g -o test_oob test_gpt2.cu -ljson-c -lm) || exit 1
 "$WORK/test_oob" -e "$REF.bin" -s "${REF}_state.bin" -o "$WORK/ckpt" >"$WORK/oob.log" 2>&1
 if grep -q "heap-buffer-overflow" "$WORK/oob.log" && grep -q "in adamw_kernel" "$WORK/oob.log"; then
     ok "index one past the end in adamw_kernel: AddressSanitizer reports $(grep -m1 -o 'heap-buffer-overflow.*' "$WORK/oob.log" | cut -c1-40)... $(grep -m1 -o 'in adamw_kernel.*adamw.cuh:[0-9]*' "$WORK/oob.log" | sed 's/(.*)//'); $(grep -m1 '^llmc_emu:' "$WORK/oob.log")"
@@ -64,7 +64,7 @@ fi
 cp llmc/adamw.cuh "$WORK/llmc/adamw.cuh"
 plant llmc/attention.cuh '"running_max + logf(running_sum);"' '"running_max + logf(running_sum) + 1e-3f;"' ||
     exit 1
-(cd "$WORK" && g++ $FLAGS -o test_lse test_gpt2.cu -lm) || exit 1
+(cd "$WORK" && g++ $FLAGS -o test_lse test_gpt2.cu -ljson-c -lm) || exit 1
 if "$WORK/test_lse" -e "$REF.bin" -s "${REF}_state.bin" -o "$WORK/ckpt" >"$WORK/lse.log" 2>&1; then
     not_ok "log-sum-exp 1e-3 off in attention_forward_kernel went unnoticed (see $WORK/lse.log)"
 elif grep -q "att_lse .*FAIL$" "$WORK/lse.log"; then

@@ -52,6 +52,45 @@ run_check() {
     fi
 }
 
+# cudnn_glue_plants REF: the BF16 test_gpt2cu rebuilt with one mistake planted in a copy of the
+# cuDNN glue (llmc/cudnn_att.cpp) must fail against the reference REF_bf16.bin: the tolerances
+# that pass the real glue catch each of these.
+cudnn_glue_plants() {
+    local ref=$1 plant_dir=$WORK/cudnn_plants name old new
+    mkdir -p "$plant_dir"
+    while IFS='|' read -r name old new; do
+        python3 - llmc/cudnn_att.cpp "$plant_dir/$name.cpp" "$old" "$new" <<'PY' || {
+import sys
+source, target, old, new = sys.argv[1:]
+text = open(source).read()
+if old not in text:
+    sys.exit("llmc/cudnn_att.cpp no longer contains %r: update the plant" % old)
+open(target, "w").write(text.replace(old, new, 1))
+PY
+            not_ok "planted cuDNN glue mistake '$name': could not plant"
+            continue
+        }
+        # shellcheck disable=SC2086
+        if ! { g++ $EMU_PLANT_FLAGS -Illmc -Illmc/cuda_emu/include -x c++ -c \
+            -o "$plant_dir/$name.o" "$plant_dir/$name.cpp" &&
+            g++ $EMU_PLANT_FLAGS -x c++ -o "$plant_dir/test_$name" test_gpt2.cu -x none \
+                "$plant_dir/$name.o" $JSONC_LIBS -lm; } </dev/null >"$plant_dir/$name.build.log" 2>&1; then
+            not_ok "planted cuDNN glue mistake '$name': build failed (see $plant_dir/$name.build.log)"
+        elif "$plant_dir/test_$name" -e "${ref}_bf16.bin" -s "${ref}_state.bin" \
+            -o "$plant_dir/ckpt_$name" </dev/null >"$plant_dir/$name.log" 2>&1; then
+            not_ok "planted cuDNN glue mistake '$name' went unnoticed by test_gpt2cu (bf16)"
+        else
+            ok "planted cuDNN glue mistake '$name': test_gpt2cu (bf16) fails ($(grep -c 'FAIL$' "$plant_dir/$name.log") checks off, e.g.$(grep -m1 'FAIL$' "$plant_dir/$name.log" | tr -s ' '))"
+        fi
+    done <<'PLANTS'
+k_v_swapped|{K_ID, (void *)(qkv + C)}, {V_ID, (void *)(qkv + 2 * C)}|{K_ID, (void *)(qkv + 2 * C)}, {V_ID, (void *)(qkv + C)}
+out_as_bnth|tensor.set_dim({B, NH, T, HS}).set_stride({T * C, HS, C, 1});|tensor.set_dim({B, NH, T, HS}).set_stride({T * C, T * HS, HS, 1});
+dk_dv_swapped|{DK_ID, (void *)(dqkv + C)},   {DV_ID, (void *)(dqkv + 2 * C)}|{DK_ID, (void *)(dqkv + 2 * C)},   {DV_ID, (void *)(dqkv + C)}
+PLANTS
+}
+EMU_PLANT_FLAGS="-std=c++17 -O2 -DLLMC_CUDA_EMU -DLLMC_USE_CUDNN -fopenmp -pthread"
+JSONC_LIBS=$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+
 # ---------------------------------------------------------------------------------------------
 # 1. The emulation's own tests.
 for order in $ORDERS; do
@@ -122,9 +161,11 @@ if [ -e test_gpt2.cu ]; then
                 not_ok "reference dump for test_gpt2cu (see $WORK/reference.log)"
         fi
     fi
-    for precision in fp32 bf16; do
+    # bf16 runs attention through the cuDNN glue (llmc/cudnn_att.cpp) on the emulation's
+    # stand-in for cudnn-frontend; bf16-nocudnn (USE_CUDNN=0) on our own kernels, as fp32 does
+    for precision in fp32 bf16 bf16-nocudnn; do
         model="$REF_DIR/$NAME.bin"
-        [ "$precision" = bf16 ] && model="$REF_DIR/${NAME}_bf16.bin"
+        [ "$precision" != fp32 ] && model="$REF_DIR/${NAME}_bf16.bin"
         for order in $ORDERS; do
             run_check "[$order] test_gpt2cu ($precision build, emulated) matches PyTorch" \
                 "$WORK/test_gpt2cu_${precision}_$order.log" \
@@ -141,6 +182,22 @@ if [ -e test_gpt2.cu ]; then
             "$WORK/test_gpt2cu_fp32_asan.log" ./build/cuda/emu-fp32-asan/test_gpt2cu \
             -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_fp32_asan"
     fi
+    # ASan over the cuDNN glue: every stride it gives the stand-in addresses memory there
+    if [ -x build/cuda/emu-bf16-asan/test_gpt2cu ]; then
+        run_check "[asan] test_gpt2cu (bf16 build with the cuDNN glue, emulated, AddressSanitizer) matches PyTorch" \
+            "$WORK/test_gpt2cu_bf16_asan.log" ./build/cuda/emu-bf16-asan/test_gpt2cu \
+            -e "$REF_DIR/${NAME}_bf16.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_bf16_asan"
+    fi
+    cudnn_glue_plants "$REF_DIR/$NAME"
+    # GPU generation with the key/value cache (llmc/kv_cache.cuh) = the full forward
+    for precision in fp32 bf16 bf16-nocudnn; do
+        for order in forward random; do
+            run_suite "[$order] test_generate_cu ($precision build, emulated):" \
+                "$WORK/test_generate_cu_${precision}_$order.log" \
+                env LLMC_EMU_ORDER="$order" LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 \
+                "./build/cuda/emu-$precision/test_generate_cu"
+        done
+    done
 fi
 
 # ---------------------------------------------------------------------------------------------
