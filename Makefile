@@ -59,6 +59,11 @@ build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 
 bench_cpu: build/bench_cpu
 
+# DRAM read bandwidth: the floor of batch-1 decoding (bench/bench_decode.sh).
+build/bench_membw: bench/bench_membw.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # Tokenizer: encode, decode, prepare, train (tokenizer.c); its unit checks; PCRE2 vs our
 # pre-tokenizer (needs libpcre2-dev; bench/bench_pretokenize.c).
 tokenizer: tokenizer.c $(HEADERS)

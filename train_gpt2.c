@@ -917,6 +917,8 @@ int main(int argc, char **argv) {
     int eot_token;
     int have_tokenizer =
         train_load_tokenizer(&tokenizer, tokenizer_path, model.config.vocab_size, &eot_token);
+    train_keep_tokenizer(output_dir, train_loader.glob_result.gl_pathv[0], tokenizer_path,
+                         model.config.vocab_size);
 
     gpt2_allocate_activations(&model, B, T);
     uint64_t rng_state = 1337;

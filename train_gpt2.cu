@@ -937,6 +937,10 @@ int main(int argc, char **argv) {
     int eot_token;
     int have_tokenizer =
         train_load_tokenizer(&tokenizer, opt.tokenizer_path, model.config.vocab_size, &eot_token);
+    if (rank == 0) {
+        train_keep_tokenizer(opt.output_dir, train_loader.glob_result.gl_pathv[0],
+                             opt.tokenizer_path, model.config.vocab_size);
+    }
 
     uint64_t rng_state = 1337;
     OutlierDetector detector;

@@ -56,7 +56,11 @@ static inline void cli_print_usage(const char *program, const char *summary,
         }
         printf("  %-28s %s (default %s)\n", flag, o->help, default_value);
     }
-    printf("  %-28s print this help and exit\n", "    --help");
+    int h_is_help = 1;
+    for (int k = 0; k < num_options; k++) {
+        if (options[k].short_name == 'h') h_is_help = 0;
+    }
+    printf("  %-28s print this help and exit\n", h_is_help ? "-h, --help" : "    --help");
 }
 
 static inline void cli_set_value(const CliOption *o, const char *flag, const char *text) {
@@ -80,12 +84,18 @@ static inline void cli_set_value(const CliOption *o, const char *flag, const cha
     }
 }
 
-// Parses argv; exits 0 after printing usage for --help, exits 1 with one line on any error.
+// Parses argv; exits 0 after printing usage for --help (or -h alone, where no option takes -h),
+// exits 1 with one line on any error.
 static inline void cli_parse(int argc, char **argv, const char *summary, const CliOption *options,
                              int num_options) {
+    int h_is_help = 1;
+    for (int k = 0; k < num_options; k++) {
+        if (options[k].short_name == 'h') h_is_help = 0;
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0) {
+        // -h only alone: llm.c's trainers take "-h 1" (HellaSwag), which must not print help
+        if (strcmp(arg, "--help") == 0 || (h_is_help && argc == 2 && strcmp(arg, "-h") == 0)) {
             cli_print_usage(argv[0], summary, options, num_options);
             exit(0);
         }

@@ -210,6 +210,74 @@ static inline int train_load_tokenizer(Tokenizer *tokenizer, const char *path, i
     return have_tokenizer;
 }
 
+// A file's size and CRC-32C (0, 0 if it cannot be opened): to tell whether two files are equal.
+static inline uint32_t train_file_crc(const char *path, size_t *size) {
+    *size = 0;
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) return 0;
+    unsigned char buffer[1 << 16];
+    uint32_t crc = 0;
+    size_t got;
+    while ((got = fread(buffer, 1, sizeof(buffer), file)) > 0) {
+        crc = crc32c_update(crc, buffer, got);
+        *size += got;
+    }
+    fclose(file);
+    return crc;
+}
+
+// Keeps the tokenizer beside the checkpoints, as output_dir/tokenizer.bin, so that chat finds it
+// with the model: tokenizer.bin beside the first training shard (tokenizer prepare writes it with
+// the data; SFT data's holds the chat tokens), else the --tokenizer file, the first whose V is the model's.
+// With neither, a note says so and nothing is written. A different tokenizer.bin already there
+// (another run's) is replaced, with a note.
+static inline void train_keep_tokenizer(const char *output_dir, const char *first_shard,
+                                        const char *tokenizer_path, int vocab_size) {
+    if (output_dir[0] == '\0') return;
+    char beside_data[4096];
+    const char *slash = strrchr(first_shard, '/');
+    int dir_length = slash == NULL ? 1 : (int)(slash - first_shard);
+    snprintf(beside_data, sizeof(beside_data), "%.*s/tokenizer.bin", dir_length,
+             slash == NULL ? "." : first_shard);
+    const char *candidates[2] = {beside_data, tokenizer_path};
+    const char *source = NULL;
+    for (int i = 0; i < 2 && source == NULL; i++) {
+        if (candidates[i][0] == '\0' || !file_exists(candidates[i])) continue;
+        int32_t header[HEADER_INTS];
+        size_t file_size;
+        FILE *file = tokenizer_file_open(candidates[i], header, &file_size);
+        fclose(file);
+        if (header[2] == vocab_size) source = candidates[i];
+    }
+    if (source == NULL) {
+        printf("note: no tokenizer with the model's V=%d (%s, --tokenizer %s): none kept beside the "
+               "checkpoints; chat will need -v\n",
+               vocab_size, beside_data, tokenizer_path[0] ? tokenizer_path : "none");
+        return;
+    }
+    char target[4096 + 16];
+    snprintf(target, sizeof(target), "%s/tokenizer.bin", output_dir);
+    size_t source_size, target_size;
+    uint32_t source_crc = train_file_crc(source, &source_size);
+    uint32_t target_crc = train_file_crc(target, &target_size);
+    if (file_exists(target) && source_size == target_size && source_crc == target_crc) return;
+    if (file_exists(target)) {
+        printf("note: %s differs from %s: replaced by it\n", target, source);
+    }
+    FILE *in = fopen_check(source, "rb");
+    AtomicFile out;
+    atomic_open(&out, target);
+    unsigned char buffer[1 << 16];
+    size_t got;
+    while ((got = fread(buffer, 1, sizeof(buffer), in)) > 0) {
+        fwrite_check(buffer, 1, got, out.file, out.temp_path);
+    }
+    if (ferror(in)) fatal("%s: read error while copying it to %s", source, target);
+    fclose(in);
+    atomic_commit(&out);
+    printf("tokenizer: %s kept beside the checkpoints as %s\n", source, target);
+}
+
 // What runs before training step `step` (and once after the last): a checkpoint (with the
 // outlier detector's history), validation on val_loader (NULL: none) and a sample, each at its
 // cadence. The checkpoint comes first, so a resumed run repeats validation and sampling exactly.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: install what is missing, tokenize tinyshakespeare, train a small GPT-2 (d4, 16M
-# parameters) for 150 steps and sample from it. Trains on the GPU (train_gpt2cu, bf16) when
-# nvidia-smi sees one and nvcc builds the trainer, else on the CPU (train_gpt2).
+# parameters) for 150 steps, sample from it and print the ./chat command that samples more. Uses
+# the GPU (train_gpt2cu, bf16) when nvidia-smi sees one and nvcc builds it, else the CPU (train_gpt2).
 #
 #   bash scripts/quickstart.sh [TRAINER FLAGS...]     e.g.  -x 50 -e d2
 #
@@ -43,6 +43,7 @@ fi
 if [ "$TRAINER" = ./train_gpt2 ]; then
     make --no-print-directory train_gpt2
 fi
+make --no-print-directory chat # to sample from the checkpoint afterwards
 
 OUT=out/quickstart/$(date +%Y%m%d-%H%M%S)
 while [ -e "$OUT" ]; do OUT="$OUT-$RANDOM"; done # two runs in one second
@@ -57,7 +58,10 @@ $TRAINER -e d4 -i "$DATA/tiny_shakespeare_train.bin" -j "$DATA/tiny_shakespeare_
 LAST_MODEL=$(cd "$OUT" && ls model_*.bin 2>/dev/null | tail -n 1)
 cat <<EOF
 
-done: $OUT/main.log holds the losses, $OUT/$LAST_MODEL the trained weights.
+done: $OUT/main.log holds the losses, $OUT/$LAST_MODEL the trained weights
+(and tokenizer.bin beside them).
+sample from it (continue a text; -n tokens, --temp, --seed; ./chat --help):
+  ./chat -e $OUT/$LAST_MODEL --complete "ROMEO:" -n 100
 next:
   bash scripts/test.sh                  # run every test (the README's second command)
   bash scripts/quickstart.sh -x 1000    # train longer; each run gets a new directory

@@ -46,7 +46,7 @@ for model in "$BASE" "$SFT"; do
     for temperature in 0 0.7; do
         echo "$model, temperature $temperature:"
         OMP_NUM_THREADS=1 ./chat -e "$model" -v "$OUT/sft/tokenizer.bin" --eval-gsm8k "$DATA/gsm8k/test.jsonl" \
-            -n "$EVAL_COUNT" --temperature "$temperature" --max-tokens 200
+            --eval-count "$EVAL_COUNT" --temperature "$temperature" --max-tokens 200
     done
 done
 OMP_NUM_THREADS=1 ./chat -e "$SFT" -v "$OUT/sft/tokenizer.bin" --temperature 0.7 --max-tokens 150 \

@@ -337,6 +337,9 @@ sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 #    PyTorch, KV cache, chat. Each of its checks counts here.
 sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
     ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/sft"} bash tests/test_sft.sh
+# Generation and chat (tests/test_chat.sh): --complete against PyTorch's greedy continuation,
+# the tokenizer kept beside checkpoints, context overflow, Ctrl-C by a signal, flags.
+sub_suite chat "$WORK/chat.log" env LLMC_CHAT_TEST_DIR="$WORK/chat" bash tests/test_chat.sh
 
 # ---------------------------------------------------------------------------------------------
 # 7b. llm.c, exactly (tests/test_llmc_exact.sh, issue 18): the shuffled loader's batches and state
