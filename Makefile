@@ -257,6 +257,21 @@ build/cuda/emu-%/test_gpt2cu: test_gpt2.cu train_gpt2.cu train_gpt2.c $(CUDA_HEA
 	@mkdir -p $(@D)
 	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
 
+# chat on the GPU (chat.cu = chat.c on train_gpt2.cu's forward and llmc/kv_cache.cuh): `make
+# chatcu` links ./chatcu to the variant of PRECISION / CUDA_EMU / USE_CUDNN, as train_gpt2cu does
+.PHONY: chatcu
+chatcu: $(CUDA_DIR)/chatcu
+	ln -sf $< $@
+
+build/cuda/emu-%/chatcu: chat.cu chat.c train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
+	@mkdir -p $(@D)
+	$(EMU_CXX) $(EMU_FLAGS) $(call variant_flags,$*) $(if $(findstring asan,$*),$(EMU_ASAN_FLAGS),) -x c++ -o $@ $< -x none $(call cudnn_att_object,emu-$*) $(JSONC_LIBS) -lm
+
+build/cuda/nvcc-%/chatcu: chat.cu chat.c train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,nvcc-$$*) | check_nvcc
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(call variant_flags,$*) -o $@ $< $(call cudnn_att_object,nvcc-$*) \
+		$(NVCC_LDLIBS) $(if $(call cudnn_att_object,nvcc-$*),$(CUDNN_LDLIBS)) $(JSONC_LIBS)
+
 # GPU generation with a key/value cache (llmc/kv_cache.cuh) against the full forward
 build/cuda/emu-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CUDA_HEADERS) $$(call cudnn_att_object,emu-$$*)
 	@mkdir -p $(@D)
@@ -272,6 +287,7 @@ build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CU
 # `--help` runs without one.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
 	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu build/cuda/nvcc-bf16/test_generate_cu \
+	build/cuda/nvcc-bf16/chatcu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
@@ -375,6 +391,7 @@ test-cuda-emu-planted: test-cuda-emu
 # suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
 TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
 	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu \
+	build/cuda/emu-fp32/chatcu build/cuda/emu-bf16/chatcu \
 	$(SAN_BINARIES) $(FUZZ_BINARIES)
 test:
 	@start=$$(date +%s); \

@@ -19,8 +19,10 @@ message is kept) and the cache is refilled with what remains: the positions of t
 change, so their keys and values must be computed again. Ctrl-C stops the answer being written and
 returns to the prompt; at the prompt it quits, as /quit and end of input do.
 */
+#ifndef LLMC_CHAT_GPU
 #define TESTING
 #include "train_gpt2.c"
+#endif
 
 #include <json-c/json.h>
 #include <signal.h>
@@ -28,7 +30,59 @@ returns to the prompt; at the prompt it quits, as /quit and end of input do.
 
 #include "llmc/bpe.h"
 #include "llmc/chat_template.h"
+#ifndef LLMC_CHAT_GPU
 #include "llmc/kv_cache.h"
+#endif
+
+// ----------------------------------------------------------------------------------------------
+// The backend: the CPU trainer's model (train_gpt2.c, llmc/kv_cache.h), or with LLMC_CHAT_GPU the
+// CUDA trainer's (chat.cu compiles this file after train_gpt2.cu and llmc/kv_cache.cuh, whose
+// KVCache, gpt2_forward_step and gpt2_free have the same names). What differs is below.
+
+#ifdef LLMC_CHAT_GPU
+static void chat_backend_init(void) {
+    cuda_check(cudaSetDevice(0));
+    matmul_init();
+}
+static void chat_backend_free(void) {
+    matmul_free();
+}
+// generation runs one token at a time (llmc/kv_cache.cuh): no B x T activations are needed
+static void chat_model_build(GPT2 *model, const char *path) {
+    gpt2_build(model, path, 0, 1, 1, 0, 0, NULL);
+}
+// new chat-token rows at the mean embedding, as the trainer starts them
+static void chat_model_grow_vocab(GPT2 *model, const char *path, int vocab_size) {
+    gpt2_free(model);
+    gpt2_build(model, path, 0, 1, 1, 0, vocab_size, NULL);
+}
+static int chat_embedding_rows_equal(const GPT2 *model, int a, int b) {
+    size_t C = (size_t)model->config.channels;
+    floatX *rows = (floatX *)malloc_check(2 * C * sizeof(floatX), "embedding rows");
+    cuda_check(cudaMemcpy(rows, model->params.wte + (size_t)a * C, C * sizeof(floatX),
+                          cudaMemcpyDeviceToHost));
+    cuda_check(cudaMemcpy(rows + C, model->params.wte + (size_t)b * C, C * sizeof(floatX),
+                          cudaMemcpyDeviceToHost));
+    int equal = memcmp(rows, rows + C, C * sizeof(floatX)) == 0;
+    free(rows);
+    return equal;
+}
+#else
+static void chat_backend_init(void) {}
+static void chat_backend_free(void) {}
+static void chat_model_build(GPT2 *model, const char *path) {
+    gpt2_build(model, path, 0);
+}
+static void chat_model_grow_vocab(GPT2 *model, const char *path, int vocab_size) {
+    (void)path;
+    gpt2_grow_vocab(model, vocab_size);
+}
+static int chat_embedding_rows_equal(const GPT2 *model, int a, int b) {
+    size_t C = (size_t)model->config.channels;
+    const float *wte = model->params.wte;
+    return memcmp(wte + (size_t)a * C, wte + (size_t)b * C, C * sizeof(float)) == 0;
+}
+#endif
 
 // ----------------------------------------------------------------------------------------------
 // the session: model, tokenizer, cache, the conversation in it and the sampling settings
@@ -136,7 +190,7 @@ static int session_make_room(ChatSession *s, size_t needed) {
     if (dropped == 0) return 0;
     size_t from = dropped < s->num_turns ? s->turn_starts[dropped] : s->history.size;
     size_t removed = from - s->prefix;
-    TokenList kept = {0};
+    TokenList kept = {NULL, 0, 0};
     for (size_t i = from; i < s->history.size; i++) token_list_push(&kept, s->history.data[i]);
     for (int t = dropped; t < s->num_turns; t++) {
         s->turn_starts[t - dropped] = s->turn_starts[t] - removed;
@@ -335,7 +389,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
     char *line = NULL;
     size_t capacity = 0;
     int seen = 0, correct = 0, formatted = 0, line_number = 0;
-    ByteList answer = {0};
+    ByteList answer = {NULL, 0, 0};
     double start = now_seconds();
     while (count <= 0 || seen < count) {
         ssize_t length = getline(&line, &capacity, file);
@@ -388,10 +442,7 @@ static int eval_gsm8k(ChatSession *s, const char *path, int count, int verbose) 
 // conversation, so any SFT step gives them different gradients and different rows. (A model made
 // with random chat rows and never fine-tuned is not caught.)
 static int chat_tokens_untrained(const GPT2 *model, const ChatTokens *chat) {
-    size_t C = (size_t)model->config.channels;
-    const float *wte = model->params.wte;
-    return memcmp(wte + (size_t)chat->start[CHAT_USER] * C,
-                  wte + (size_t)chat->start[CHAT_ASSISTANT] * C, C * sizeof(float)) == 0;
+    return chat_embedding_rows_equal(model, chat->start[CHAT_USER], chat->start[CHAT_ASSISTANT]);
 }
 
 // Interactive chat over stdin: a line is a user message (an empty line an empty message); /reset
@@ -406,7 +457,7 @@ static void chat_interactive(ChatSession *s, const char *model_path) {
     session_reset(s);
     char *line = NULL;
     size_t capacity = 0;
-    ByteList answer = {0};
+    ByteList answer = {NULL, 0, 0};
     for (;;) {
         if (tty) printf("\nuser> ");
         fflush(stdout);
@@ -515,7 +566,8 @@ int main(int argc, char **argv) {
 
     ChatSession s;
     memset(&s, 0, sizeof(s));
-    gpt2_build(&s.model, model_path, 0);
+    chat_backend_init();
+    chat_model_build(&s.model, model_path);
     bpe_read_file(&s.bpe, tokenizer_path);
     s.has_chat_tokens = chat_has_specials(&s.bpe);
     // a base model's tokenizer: -p continues text, as llama.cpp's -p does
@@ -533,7 +585,7 @@ int main(int argc, char **argv) {
             s.bpe.vocab_size <= s.model.config.padded_vocab_size) {
             // a base model, never fine-tuned: its chat-token rows start at the mean embedding, as
             // the trainer would start them (useful as the "before SFT" baseline)
-            gpt2_grow_vocab(&s.model, s.bpe.vocab_size);
+            chat_model_grow_vocab(&s.model, model_path, s.bpe.vocab_size);
         }
     }
     if (s.bpe.vocab_size != s.model.config.vocab_size) {
@@ -575,7 +627,7 @@ int main(int argc, char **argv) {
         s.quiet = 1;
         eval_gsm8k(&s, eval_path, eval_count, verbose);
     } else if (prompt[0] != '\0') {
-        ByteList answer = {0};
+        ByteList answer = {NULL, 0, 0};
         session_reset(&s);
         if (!session_answer(&s, prompt, stdout, &answer)) status = 1;
         free(answer.data);
@@ -591,5 +643,6 @@ int main(int argc, char **argv) {
     kv_cache_free(&s.cache);
     bpe_free(&s.bpe);
     gpt2_free(&s.model);
+    chat_backend_free();
     return status;
 }

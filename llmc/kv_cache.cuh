@@ -17,11 +17,12 @@ typedef struct {
     int length;            // tokens in the cache: the next token goes to this position
     floatX *keys, *values; // device, (L, max_T, C)
     floatX *buffers;       // device: the one token's activations, carved below
-    floatX *x, *x_next, *ln, *qkv, *atty, *projected, *residual2, *fch, *fch_gelu, *logits;
-    float *mean_rstd;    // device, 2 floats
-    int *token;          // device, 1 int
-    floatX *logits_host; // (Vp), pinned
-    float *logits_float; // (Vp) host, returned to the caller
+    floatX *x, *x_next, *ln, *qkv, *atty, *projected, *residual2, *fch, *fch_gelu;
+    floatX *logits_device; // (Vp)
+    float *mean_rstd;      // device, 2 floats
+    int *token;            // device, 1 int
+    floatX *logits_host;   // (Vp), pinned
+    float *logits;         // (Vp) host: the last logits computed, returned to the caller
 } KVCache;
 
 // The one-query attention's dynamic shared memory (scores of up to max_T keys, 32 floats for the
@@ -45,9 +46,9 @@ static inline void kv_cache_init(KVCache *cache, const GPT2Config *config, int m
     cache->values = (floatX *)cuda_malloc_check(cached * sizeof(floatX), "kv cache values");
     // x, x_next, ln, atty, projected, residual2 (C each), qkv (3C), fch, fch_gelu (4C), logits
     size_t sizes[] = {C, C, C, 3 * C, C, C, C, 4 * C, 4 * C, (size_t)cache->Vp};
-    floatX **slots[] = {&cache->x,        &cache->x_next,    &cache->ln,        &cache->qkv,
-                        &cache->atty,     &cache->projected, &cache->residual2, &cache->fch,
-                        &cache->fch_gelu, &cache->logits};
+    floatX **slots[] = {&cache->x,        &cache->x_next,       &cache->ln,        &cache->qkv,
+                        &cache->atty,     &cache->projected,    &cache->residual2, &cache->fch,
+                        &cache->fch_gelu, &cache->logits_device};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += sizes[i];
     cache->buffers = (floatX *)cuda_malloc_check(total * sizeof(floatX), "kv activations");
@@ -59,7 +60,7 @@ static inline void kv_cache_init(KVCache *cache, const GPT2Config *config, int m
     cache->mean_rstd = (float *)cuda_malloc_check(2 * sizeof(float), "kv ln stats");
     cache->token = (int *)cuda_malloc_check(sizeof(int), "kv token");
     cuda_check(cudaMallocHost((void **)&cache->logits_host, (size_t)cache->Vp * sizeof(floatX)));
-    cache->logits_float = (float *)malloc_check((size_t)cache->Vp * sizeof(float), "kv logits");
+    cache->logits = (float *)malloc_check((size_t)cache->Vp * sizeof(float), "kv logits");
 }
 
 static inline void kv_cache_reset(KVCache *cache) {
@@ -73,7 +74,7 @@ static inline void kv_cache_free(KVCache *cache) {
     cuda_check(cudaFree(cache->mean_rstd));
     cuda_check(cudaFree(cache->token));
     cuda_check(cudaFreeHost(cache->logits_host));
-    free(cache->logits_float);
+    free(cache->logits);
     memset(cache, 0, sizeof(*cache));
 }
 
@@ -180,12 +181,12 @@ static inline const float *gpt2_forward_step(GPT2 *model, KVCache *cache, int to
     }
     cache->length++;
     if (!want_logits) return NULL;
-    matmul_forward(cache->logits, NULL, cache->ln, p.wte, NULL, 1, C, cache->Vp, stream);
-    cuda_check(cudaMemcpyAsync(cache->logits_host, cache->logits,
+    matmul_forward(cache->logits_device, NULL, cache->ln, p.wte, NULL, 1, C, cache->Vp, stream);
+    cuda_check(cudaMemcpyAsync(cache->logits_host, cache->logits_device,
                                (size_t)cache->Vp * sizeof(floatX), cudaMemcpyDeviceToHost, stream));
     cuda_check(cudaStreamSynchronize(stream));
-    floatX_to_floats(cache->logits_float, cache->logits_host, (size_t)cache->Vp);
-    return cache->logits_float;
+    floatX_to_floats(cache->logits, cache->logits_host, (size_t)cache->Vp);
+    return cache->logits;
 }
 
 static inline const float *gpt2_forward_next(GPT2 *model, KVCache *cache, int token) {

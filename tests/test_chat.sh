@@ -272,4 +272,47 @@ expect_error "chat: a base tokenizer cannot chat" "no special token <|user_start
 expect_error "chat: text longer than the context" "--complete: the text is [0-9]* tokens, too long" \
     $BIN/chat -e "$SMALL" --complete "$long_message"
 
+# ---------------------------------------------------------------------------------------------
+# 8. chat on the GPU (chat.cu: the CUDA forward with the key/value cache in GPU memory), on the
+#    emulation: greedy completion and a greedy chat answer equal the CPU's token for token in the
+#    FP32 build (the logits differ by rounding only: tests/test_generate_cu.cu bounds them); the
+#    BF16 build (cuDNN attention) completes as many tokens. Seeded sampling at temperature 1 is not
+#    compared: on these barely trained, nearly uniform logits a rounding difference moves a draw.
+make --no-print-directory -s build/cuda/emu-fp32/chatcu build/cuda/emu-bf16/chatcu >"$WORK/build_gpu.log" 2>&1 ||
+    not_ok "building chatcu (see $WORK/build_gpu.log)"
+GPU32=./build/cuda/emu-fp32/chatcu
+GPU16=./build/cuda/emu-bf16/chatcu
+gpu_greedy=$(OMP_WAIT_POLICY=passive $GPU32 -e "$BASE" --ids 1 --complete "$PROMPT" --temp 0 -n 20 2>"$WORK/gpu32.err")
+if [ -n "$gpu_greedy" ] && [ "$gpu_greedy" = "$greedy_a" ]; then
+    ok "chatcu (fp32, emulated): greedy --complete = the CPU's, 20 of 20 tokens"
+else
+    not_ok "chatcu (fp32, emulated) greedy: '$gpu_greedy' vs CPU '$greedy_a' ($(head -c 200 "$WORK/gpu32.err"))"
+fi
+gpu16_greedy=$(OMP_WAIT_POLICY=passive $GPU16 -e "$BASE" --ids 1 --complete "$PROMPT" --temp 0 -n 20 2>"$WORK/gpu16.err")
+same=0
+read -ra cpu_ids <<<"$greedy_a"
+read -ra bf16_ids <<<"$gpu16_greedy"
+for i in "${!cpu_ids[@]}"; do [ "${cpu_ids[$i]}" = "${bf16_ids[$i]:-}" ] && same=$((same + 1)); done
+if [ "${#bf16_ids[@]}" -eq 20 ] && grep -q "tokens/s" "$WORK/gpu16.err"; then
+    ok "chatcu (bf16, emulated, cuDNN attention): --complete gives 20 tokens ($same of 20 equal the fp32 CPU's)"
+else
+    not_ok "chatcu (bf16, emulated): '$gpu16_greedy' ($(head -c 200 "$WORK/gpu16.err"))"
+fi
+cpu_answer=$($BIN/chat -e "$SMALL" -p "What is 10 - 4?" -n 12 --temp 0 2>/dev/null)
+gpu_answer=$(OMP_WAIT_POLICY=passive $GPU32 -e "$SMALL" -p "What is 10 - 4?" -n 12 --temp 0 2>"$WORK/gpu_chat.err")
+if [ -n "$gpu_answer" ] && [ "$gpu_answer" = "$cpu_answer" ]; then
+    ok "chatcu (fp32, emulated): a greedy chat answer (template, SFT model) = the CPU's"
+else
+    not_ok "chatcu chat answer: '$gpu_answer' vs CPU '$cpu_answer' ($(head -c 200 "$WORK/gpu_chat.err"))"
+fi
+# the conversation outgrowing the 64-token context on the GPU too
+printf 'What is 2 + 2?\nWhat is 3 + 3?\nWhat is 4 + 4?\nWhat is 5 + 5?\n' |
+    OMP_WAIT_POLICY=passive $GPU32 -e "$SMALL" -n 8 --temp 0 --verbose 1 >"$WORK/gpu_overflow.out" 2>&1
+if grep -q "dropped" "$WORK/gpu_overflow.out"; then
+    ok "chatcu (fp32, emulated): a conversation longer than the context drops its oldest turns"
+else
+    not_ok "chatcu context overflow (see $WORK/gpu_overflow.out)"
+fi
+expect_error "chatcu: a missing model file" "no_such_model.bin" $GPU32 -e "$WORK/no_such_model.bin" --complete "x"
+
 checks_summary
