@@ -124,9 +124,8 @@ static double matvec_error_over_bound(const float *out, const float *inp, const 
 static void test_matvec(void) {
     // C: a multiple of 16, with a remainder, under 16; OC: whole blocks of 4 and a short last one
     const int shapes[][2] = {{768, 13}, {37, 10}, {5, 3}, {96, 4}};
-    int max_threads = 1;
 #ifdef _OPENMP
-    max_threads = omp_get_max_threads();
+    int max_threads = omp_get_max_threads();
 #endif
     uint64_t rng = 4242;
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
