@@ -5,8 +5,8 @@
 // It reuses the CPU trainer's layer functions (encoder, layernorm, matmul, gelu, residual), so it
 // is included after them: `#define TESTING` + `#include "train_gpt2.c"`, then this header
 // (chat.c, tests/test_sft.c). Only attention has its own one-query version here, written as
-// attention_forward computes one row; the matmuls of one row sum in another order than the full
-// forward's, so the logits agree to rounding (1e-5 relative, tests/test_sft.c).
+// attention_forward computes one row; the matmuls of one row (matvec_forward) sum in another order
+// than the full forward's, so the logits agree to rounding (1e-5 relative, tests/test_sft.c).
 #ifndef LLMC_KV_CACHE_H
 #define LLMC_KV_CACHE_H
 
@@ -89,14 +89,55 @@ static inline void attention_forward_one(float *out, float *scores, const float 
     }
 }
 
+// Rows of one matvec block and lanes of each row's partial sums (see matvec_forward).
+#define MATVEC_ROWS 4
+#define MATVEC_LANES 16
+
 // out (OC) = weight (OC,C) @ inp (C) + bias: matmul_forward for one row, without the packing that
-// pays off only for many rows (per generated token it would repack the whole wte).
+// pays off only for many rows (per generated token it would repack the whole wte). At batch 1 each
+// weight is read once and used once, so this is bound by memory bandwidth if the arithmetic keeps
+// up: a block of MATVEC_ROWS rows is summed at once in MATVEC_ROWS x MATVEC_LANES independent
+// partial sums (one long dependency chain per row could not), the rows streamed front to back, and
+// the threads take contiguous runs of blocks. The order of each output's sum, whatever the thread
+// count or the row's place in a block: lane k sums inp[i] * w[i] over i = k mod 16 (i < C rounded
+// down to 16) in increasing i; the 16 lanes are added pairwise (lane k += lane k + 8, then + 4, +
+// 2,
+// + 1); then the C mod 16 remaining products in increasing i; then the bias.
 static inline void matvec_forward(float *out, const float *inp, const float *weight,
                                   const float *bias, int C, int OC) {
-#pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-        float sum = dot_product(inp, weight + (size_t)o * C, C);
-        out[o] = bias != NULL ? sum + bias[o] : sum;
+    int blocks = (OC + MATVEC_ROWS - 1) / MATVEC_ROWS;
+    int C16 = C - C % MATVEC_LANES;
+#pragma omp parallel for schedule(static)
+    for (int block = 0; block < blocks; block++) {
+        int o0 = block * MATVEC_ROWS;
+        // a last, short block repeats its last row (same order, the copies' sums are dropped)
+        const float *w0 = weight + (size_t)o0 * C;
+        const float *w1 = weight + (size_t)(o0 + 1 < OC ? o0 + 1 : OC - 1) * C;
+        const float *w2 = weight + (size_t)(o0 + 2 < OC ? o0 + 2 : OC - 1) * C;
+        const float *w3 = weight + (size_t)(o0 + 3 < OC ? o0 + 3 : OC - 1) * C;
+        // one array per row, each a register's worth: an acc[rows][lanes] array stays in memory
+        float acc0[MATVEC_LANES] = {0}, acc1[MATVEC_LANES] = {0};
+        float acc2[MATVEC_LANES] = {0}, acc3[MATVEC_LANES] = {0};
+        for (int i = 0; i < C16; i += MATVEC_LANES) {
+            for (int k = 0; k < MATVEC_LANES; k++) {
+                float x = inp[i + k];
+                acc0[k] += x * w0[i + k];
+                acc1[k] += x * w1[i + k];
+                acc2[k] += x * w2[i + k];
+                acc3[k] += x * w3[i + k];
+            }
+        }
+        float *accs[MATVEC_ROWS] = {acc0, acc1, acc2, acc3};
+        const float *rows[MATVEC_ROWS] = {w0, w1, w2, w3};
+        for (int r = 0; r < MATVEC_ROWS && o0 + r < OC; r++) {
+            float *acc = accs[r];
+            for (int width = MATVEC_LANES / 2; width >= 1; width /= 2) {
+                for (int k = 0; k < width; k++) acc[k] += acc[k + width];
+            }
+            float sum = acc[0];
+            for (int i = C16; i < C; i++) sum += inp[i] * rows[r][i];
+            out[o0 + r] = bias != NULL ? sum + bias[o0 + r] : sum;
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 /*
 Unit checks of SFT training and generation on random models (no reference files needed):
+  - the KV cache's matvec_forward sums in its documented order (bit for bit, any thread count, odd
+    shapes) and equals a double-precision matvec to rounding;
   - the KV-cache path (llmc/kv_cache.h) gives the full forward's logits at every position;
   - a row whose targets are all masked contributes exactly nothing: the gradients of a batch with
     it equal those of the batch without it;
@@ -66,8 +68,8 @@ static void test_kv_cache(const char *descriptor, int T) {
         if (abs_error > worst_abs) worst_abs = abs_error;
     }
     // Every matmul differs in order: the full forward's sgemm adds the C products to the bias in
-    // sequence (FMA or not), the cache's matvec_forward sums them in dot_product's 8 lanes and adds
-    // the bias last. Different orders of C-term sums: sqrt(C) u sum|terms| per output; for the
+    // sequence (FMA or not), the cache's matvec_forward sums them in 16 lanes (its comment) and
+    // adds the bias last. Different orders of C-term sums: sqrt(C) u sum|terms| per output; for the
     // logits (C = 128 or 96, |lnf| ~ 1, |wte| ~ 0.02: sum|lnf wte| ~ 1.6) ~1.1e-6, and the layers
     // before add relative errors of the same size (each layernorm rescales them): ~3e-6. 1e-5; a
     // wrong position, key or value moves logits by > 1e-2.
@@ -86,6 +88,90 @@ static void test_kv_cache(const char *descriptor, int T) {
     kv_cache_free(&cache);
     free(tokens);
     gpt2_free(&model);
+}
+
+// matvec_forward's documented order, written out one product at a time (kv_cache.h)
+static float matvec_row_in_documented_order(const float *inp, const float *w, float bias, int C) {
+    float lanes[MATVEC_LANES] = {0};
+    int C16 = C - C % MATVEC_LANES;
+    for (int i = 0; i < C16; i++) lanes[i % MATVEC_LANES] += inp[i] * w[i];
+    for (int width = MATVEC_LANES / 2; width >= 1; width /= 2) {
+        for (int k = 0; k < width; k++) lanes[k] += lanes[k + width];
+    }
+    float sum = lanes[0];
+    for (int i = C16; i < C; i++) sum += inp[i] * w[i];
+    return sum + bias;
+}
+
+// max over outputs of |out - exact| / bound, bound = (C + 1) u (sum |inp w| + |bias|): any order of
+// C + 1 float additions of the rounded products is within that (Higham's gamma_n, n u < 0.01).
+static double matvec_error_over_bound(const float *out, const float *inp, const float *w,
+                                      const float *bias, int C, int OC) {
+    double worst = 0.0;
+    for (int o = 0; o < OC; o++) {
+        double exact = bias[o], magnitude = fabs((double)bias[o]);
+        for (int i = 0; i < C; i++) {
+            exact += (double)inp[i] * w[(size_t)o * C + i];
+            magnitude += fabs((double)inp[i] * w[(size_t)o * C + i]);
+        }
+        double bound = (C + 1) * ldexp(1.0, -24) * magnitude;
+        double ratio = fabs(out[o] - exact) / bound;
+        if (!(ratio <= worst)) worst = ratio;
+    }
+    return worst;
+}
+
+static void test_matvec(void) {
+    // C: a multiple of 16, with a remainder, under 16; OC: whole blocks of 4 and a short last one
+    const int shapes[][2] = {{768, 13}, {37, 10}, {5, 3}, {96, 4}};
+#ifdef _OPENMP
+    int max_threads = omp_get_max_threads();
+#endif
+    uint64_t rng = 4242;
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        int C = shapes[s][0], OC = shapes[s][1];
+        float *inp = (float *)malloc_check((size_t)C * sizeof(float), "matvec inp");
+        float *w = (float *)malloc_check((size_t)OC * C * sizeof(float), "matvec w");
+        float *bias = (float *)malloc_check((size_t)OC * sizeof(float), "matvec bias");
+        float *out = (float *)malloc_check((size_t)OC * sizeof(float), "matvec out");
+        float *out_threads = (float *)malloc_check((size_t)OC * sizeof(float), "matvec out");
+        float *expected = (float *)malloc_check((size_t)OC * sizeof(float), "matvec expected");
+        for (int i = 0; i < C; i++) inp[i] = 2.0f * xorshift_f32(&rng) - 1.0f;
+        for (size_t i = 0; i < (size_t)OC * C; i++) w[i] = 2.0f * xorshift_f32(&rng) - 1.0f;
+        for (int o = 0; o < OC; o++) bias[o] = 2.0f * xorshift_f32(&rng) - 1.0f;
+#ifdef _OPENMP
+        omp_set_num_threads(1);
+#endif
+        matvec_forward(out, inp, w, bias, C, OC);
+#ifdef _OPENMP
+        omp_set_num_threads(3); // a thread count that splits the blocks unevenly
+#endif
+        matvec_forward(out_threads, inp, w, bias, C, OC);
+#ifdef _OPENMP
+        omp_set_num_threads(max_threads);
+#endif
+        for (int o = 0; o < OC; o++) {
+            expected[o] = matvec_row_in_documented_order(inp, w + (size_t)o * C, bias[o], C);
+        }
+        check(memcmp(out, expected, (size_t)OC * sizeof(float)) == 0 &&
+                  memcmp(out_threads, expected, (size_t)OC * sizeof(float)) == 0,
+              "matvec C=%d OC=%d: the documented order bit for bit, on 1 and 3 threads", C, OC);
+        double ratio = matvec_error_over_bound(out, inp, w, bias, C, OC);
+        check(ratio <= 1.0,
+              "matvec C=%d OC=%d: equals the double matvec to rounding (error/bound %.2e)", C, OC,
+              ratio);
+        // planted error: the last row's weight at the largest |inp| (near 1 for uniform inputs) off
+        // by 1 moves its output by about that, far above the bound ((C + 1)^2 u = 0.04 at C = 768)
+        int j = 0;
+        for (int i = 1; i < C; i++) j = fabsf(inp[i]) > fabsf(inp[j]) ? i : j;
+        float *planted = w + (size_t)(OC - 1) * C + j, kept = *planted;
+        *planted += 1.0f;
+        matvec_forward(out, inp, w, bias, C, OC);
+        *planted = kept;
+        check(matvec_error_over_bound(out, inp, w, bias, C, OC) > 1.0,
+              "matvec C=%d OC=%d: a planted weight error is caught", C, OC);
+        free(inp), free(w), free(bias), free(out), free(out_threads), free(expected);
+    }
 }
 
 // Gradients of the masked loss of (inputs, targets, mask) with B rows, normalised by normaliser.
@@ -194,6 +280,7 @@ static void test_grow_vocab(void) {
 }
 
 int main(void) {
+    test_matvec();
     test_kv_cache("d2", 40);
     test_kv_cache("L=3,C=96,NH=3,V=50257,maxT=128", 77);
     test_masked_rows();
