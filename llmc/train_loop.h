@@ -57,9 +57,16 @@ typedef struct {
     const float *(*position_losses)(void *model);
 } TrainModel;
 
+// At most this many values a call: the CUDA trainer sums through a small device buffer
+// (MULTI_GPU_SCRATCH in llmc/multi_gpu.cuh).
+#define TRAIN_SUM_MAX_VALUES 16
+
 static inline void train_sum_across_processes(const TrainModel *m, double *values, int count) {
     if (m->num_processes > 1 && m->sum_across_processes != NULL) {
-        m->sum_across_processes(m->model, values, count);
+        for (int done = 0; done < count; done += TRAIN_SUM_MAX_VALUES) {
+            int n = count - done < TRAIN_SUM_MAX_VALUES ? count - done : TRAIN_SUM_MAX_VALUES;
+            m->sum_across_processes(m->model, values + done, n);
+        }
     }
 }
 

@@ -216,12 +216,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 6. the emulated CUDA trainer (FP32), candidates in rows of B=6 (examples split across batches)
+# 6. the emulated CUDA trainer (FP32), candidates in rows of B=6 (examples split across batches),
+#    on one process and on two
 if run cu_h $CU -e "$MODEL" -i "$WORK/train.bin" -j "" -b 6 -t 144 -x 0 -s 0 -h "$WORK/sub.bin" \
     --hellaswag-out "$WORK/cu.txt" && summary=$(compare "$WORK/cu.txt" "$WORK/py12.txt" 2>&1); then
     ok "trained d2, emulated train_gpt2cu (fp32, B=6) vs PyTorch: $summary"
 else
     not_ok "emulated train_gpt2cu -h: ${summary:-see $WORK/cu_h.log}"
+fi
+
+# two emulated GPUs (mpirun -np 2): each rank scores half the examples, rank 0 writes them all
+if ! command -v mpirun >/dev/null; then
+    not_ok "data parallel -h: mpirun not found (Debian: apt-get install libopenmpi-dev openmpi-bin)"
+elif run cu_h_dp env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+    mpirun --oversubscribe -np 2 $CU -e "$MODEL" -i "$WORK/train.bin" -j "" -b 3 -t 144 -x 0 -s 0 \
+    -h "$WORK/sub.bin" --hellaswag-out "$WORK/cu_dp.txt" &&
+    summary=$(compare "$WORK/cu_dp.txt" "$WORK/py12.txt" 2>&1) && grep -q "^hellaswag: $(awk '$3 == $4' "$WORK/py12.txt" | wc -l)/48 = " "$WORK/cu_h_dp.log"; then
+    ok "emulated train_gpt2cu on 2 ranks x B=3 vs PyTorch: $summary"
+else
+    not_ok "emulated train_gpt2cu -h on 2 ranks: ${summary:-see $WORK/cu_h_dp.log}"
 fi
 
 checks_summary
