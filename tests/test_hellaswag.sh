@@ -215,6 +215,15 @@ else
     not_ok "train_gpt2 -x 0 (see $WORK/x0.log, $WORK/x0/main.log)"
 fi
 
+if run x0_val $BIN/train_gpt2 -e "$MODEL" -i "$WORK/train.bin" -j "$WORK/train.bin" -m 2 -b 4 -t 64 -x 0 -s 0 \
+    -o "$WORK/x0_val" && ! grep -q "trl:" "$WORK/x0_val/main.log" &&
+    [ "$(cat "$WORK/x0_val/main.log")" = "$(grep -o "^s:0 tel:[0-9.]*" "$WORK/x0_val/main.log")" ] &&
+    [ -n "$(cat "$WORK/x0_val/main.log")" ]; then
+    ok "train_gpt2 -x 0 -j: only the validation: main.log is '$(cat "$WORK/x0_val/main.log")'"
+else
+    not_ok "train_gpt2 -x 0 -j (see $WORK/x0_val.log, $WORK/x0_val/main.log)"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 6. the emulated CUDA trainer (FP32), candidates in rows of B=6 (examples split across batches),
 #    on one process and on two
