@@ -109,7 +109,7 @@ $(SAN_BINARIES):
 # `make fuzz` runs each for FUZZ_SECONDS (default 60), two at a time; make test, 20 s each.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors
+FUZZ_HARNESSES := model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors eval
 FUZZ_BINARIES := $(FUZZ_HARNESSES:%=build/fuzz/fuzz_%)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -DLLMC_FUZZ -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror \

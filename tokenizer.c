@@ -4,6 +4,7 @@
 //   ./tokenizer decode  -v VOCAB -i SHARD.bin                data shard -> text on stdout
 //   ./tokenizer prepare -v VOCAB -i INPUTS... -o OUT_DIR     text/JSONL -> train/val shards
 //   ./tokenizer train   -i TEXT... --vocab-size N -o VOCAB_OUT
+//   ./tokenizer eval-file -v VOCAB -i FILE.jsonl -o FILE.bin  HellaSwag JSONL -> llm.c eval file
 //
 // VOCAB is a directory with GPT-2's encoder.json + vocab.bpe, a .tiktoken file, or our tokenizer
 // file (written by train and prepare). Formats: docs/formats.md. Every output is written to a
@@ -31,6 +32,7 @@
 #include "llmc/chat_template.h"
 #include "llmc/cli.h"
 #include "llmc/dataloader.h"
+#include "llmc/eval_loader.h"
 #include "llmc/formats.h"
 #include "llmc/mmap_file.h"
 #include "llmc/run_dir.h"
@@ -1822,6 +1824,213 @@ static int cmd_train(int argc, char **argv) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// eval-file: HellaSwag-style JSONL -> llm.c's eval file (llmc/eval_loader.h), as llm.c's
+// dev/data/hellaswag.py writes it: context tokens = encode(ctx), ending k = encode(" " + ending)
+
+// Why a JSONL line is not an example (message), or 1 with its fields.
+static int hellaswag_fields(json_object *object, const char **ctx, json_object **endings,
+                            int *label, char *message, size_t size) {
+    if (!json_object_is_type(object, json_type_object)) {
+        snprintf(message, size, "expected a JSON object, found %s",
+                 json_type_to_name(json_object_get_type(object)));
+        return 0;
+    }
+    json_object *value;
+    if (!json_object_object_get_ex(object, "ctx", &value) ||
+        !json_object_is_type(value, json_type_string)) {
+        snprintf(message, size, "\"ctx\" missing or not a string");
+        return 0;
+    }
+    *ctx = json_object_get_string(value);
+    if (!json_object_object_get_ex(object, "endings", endings) ||
+        !json_object_is_type(*endings, json_type_array)) {
+        snprintf(message, size, "\"endings\" missing or not an array");
+        return 0;
+    }
+    size_t count = json_object_array_length(*endings);
+    if (count != EVAL_COMPLETIONS) {
+        snprintf(message, size, "%zu endings, expected %d", count, EVAL_COMPLETIONS);
+        return 0;
+    }
+    for (int k = 0; k < EVAL_COMPLETIONS; k++) {
+        if (!json_object_is_type(json_object_array_get_idx(*endings, (size_t)k),
+                                 json_type_string)) {
+            snprintf(message, size, "ending %d is not a string", k);
+            return 0;
+        }
+    }
+    if (!json_object_object_get_ex(object, "label", &value) ||
+        !json_object_is_type(value, json_type_int)) {
+        snprintf(message, size, "\"label\" missing or not an integer");
+        return 0;
+    }
+    int64_t number = json_object_get_int64(value);
+    if (number < 0 || number >= EVAL_COMPLETIONS) {
+        snprintf(message, size, "label %lld out of range 0..%d", (long long)number,
+                 EVAL_COMPLETIONS - 1);
+        return 0;
+    }
+    *label = (int)number;
+    return 1;
+}
+
+static int cmd_eval_file(int argc, char **argv) {
+    const char *vocab = default_vocab();
+    const char *output = "";
+    int max_len = 1024, skip_bad = 0;
+    CliOption options[] = {
+        {'v', "vocab", OPTION_STRING, &vocab,
+         "vocabulary: dir with encoder.json + vocab.bpe, .tiktoken, or tokenizer .bin"},
+        {'o', "output", OPTION_STRING, &output, "output eval file (.bin)"},
+        {'t', "max-len", OPTION_INT, &max_len,
+         "maxT: every candidate (context + ending) must have fewer tokens (llm.c's check)"},
+        {0, "skip-bad", OPTION_INT, &skip_bad,
+         "1: skip bad lines (each printed with its line number, then counted); 0: refuse them"},
+    };
+    int num_options = (int)(sizeof(options) / sizeof(options[0]));
+    const char *summary =
+        "Writes llm.c's multiple-choice eval file (magic 20240522) from HellaSwag-style JSONL: "
+        "one object a line with ctx, endings (4 strings) and label (0..3).";
+    SplitArgs args = split_inputs(argc, argv, "tokenizer eval-file");
+    for (int i = 1; i < args.num_rest; i++) {
+        if (strcmp(args.rest[i], "--help") == 0) {
+            cli_print_usage("tokenizer eval-file -i FILE.jsonl", summary, options, num_options);
+            printf("  %-28s input JSONL file\n", "-i, --input FILE");
+            split_args_free(&args);
+            return 0;
+        }
+    }
+    cli_parse(args.num_rest, args.rest, summary, options, num_options);
+    if (args.num_inputs != 1) {
+        fatal("eval-file needs one input file (-i FILE.jsonl), got %d", args.num_inputs);
+    }
+    if (output[0] == '\0') fatal("eval-file needs an output (-o FILE.bin)");
+    if (max_len < 2) fatal("bad value %d for --max-len: must be >= 2", max_len);
+    if (skip_bad != 0 && skip_bad != 1) {
+        fatal("bad value %d for --skip-bad: expected 0 or 1", skip_bad);
+    }
+    const char *path = args.inputs[0];
+    BPE bpe;
+    bpe_load(&bpe, vocab);
+    if (bpe.vocab_size > EVAL_START) {
+        fatal("%s: %d tokens: the eval file stores ids below %d (uint16)", vocab, bpe.vocab_size,
+              EVAL_START);
+    }
+    InputText input = input_text_open(path);
+    json_tokener *tokener = json_tokener_new();
+    if (tokener == NULL) fatal("out of memory");
+    BPEWork work;
+    memset(&work, 0, sizeof(work));
+    TokenList context = {0}, endings[EVAL_COMPLETIONS];
+    memset(endings, 0, sizeof(endings));
+    ByteBuffer text = {0};
+    EvalWriter writer;
+    eval_writer_open(&writer, output);
+    size_t line_number = 0, skipped = 0, longest = 0;
+    const uint8_t *at = input.data, *end = input.data + input.size;
+    while (at < end) {
+        line_number++;
+        const uint8_t *newline = (const uint8_t *)memchr(at, '\n', (size_t)(end - at));
+        size_t length = newline ? (size_t)(newline - at) : (size_t)(end - at);
+        const uint8_t *line = at;
+        at += length + (newline ? 1 : 0);
+        size_t blank = 0;
+        while (blank < length && strchr(" \t\r", line[blank]) != NULL) blank++;
+        if (blank == length) continue; // blank lines carry no example
+        char message[300] = "";
+        if (length > INT_MAX) {
+            fatal("%s: line %zu: longer than %d bytes", path, line_number, INT_MAX);
+        }
+        json_tokener_reset(tokener);
+        json_object *object = json_tokener_parse_ex(tokener, (const char *)line, (int)length);
+        enum json_tokener_error error = json_tokener_get_error(tokener);
+        const char *ctx = NULL;
+        json_object *ending_array = NULL;
+        int label = 0, ok = object != NULL && error == json_tokener_success;
+        if (!ok) {
+            snprintf(message, sizeof(message), "not valid JSON at column %zu: %s",
+                     json_tokener_get_parse_end(tokener) + 1,
+                     error == json_tokener_continue ? "the line ends inside a value"
+                                                    : json_tokener_error_desc(error));
+        } else {
+            size_t parse_end = json_tokener_get_parse_end(tokener);
+            while (parse_end < length && strchr(" \t\r", line[parse_end]) != NULL) parse_end++;
+            if (parse_end != length) {
+                snprintf(message, sizeof(message),
+                         "unexpected text after the JSON value at column %zu", parse_end + 1);
+                ok = 0;
+            } else {
+                ok =
+                    hellaswag_fields(object, &ctx, &ending_array, &label, message, sizeof(message));
+            }
+        }
+        size_t ending_lengths[EVAL_COMPLETIONS];
+        const int32_t *ending_ids[EVAL_COMPLETIONS];
+        if (ok) {
+            context.size = 0;
+            bpe_encode_ordinary(&bpe, (const uint8_t *)ctx, strlen(ctx), &context, &work);
+            if (context.size == 0) {
+                snprintf(message, sizeof(message), "\"ctx\" has no tokens");
+                ok = 0;
+            }
+        }
+        for (int k = 0; ok && k < EVAL_COMPLETIONS; k++) {
+            json_object *ending = json_object_array_get_idx(ending_array, (size_t)k);
+            text.size = 0;
+            byte_buffer_append(&text, " ", 1); // GPT-2's words start with their space
+            byte_buffer_append(&text, json_object_get_string(ending),
+                               (size_t)json_object_get_string_len(ending));
+            endings[k].size = 0;
+            bpe_encode_ordinary(&bpe, text.data, text.size, &endings[k], &work);
+            ending_lengths[k] = endings[k].size;
+            ending_ids[k] = endings[k].data;
+            if (context.size + endings[k].size >= (size_t)max_len) {
+                snprintf(message, sizeof(message),
+                         "candidate %d has %zu tokens (context %zu + ending %zu), too long for "
+                         "--max-len %d (must be fewer)",
+                         k, context.size + endings[k].size, context.size, endings[k].size, max_len);
+                ok = 0;
+            }
+        }
+        if (ok && eval_record_bytes(context.size, ending_lengths) == 0) {
+            snprintf(message, sizeof(message), "the example exceeds the format's %d-byte record",
+                     EVAL_MAX_RECORD);
+            ok = 0;
+        }
+        if (object != NULL) json_object_put(object);
+        if (!ok) {
+            if (!skip_bad) {
+                fatal("%s: line %zu: %s (--skip-bad 1 skips such lines)", path, line_number,
+                      message);
+            }
+            fprintf(stderr, "%s: line %zu: skipped: %s\n", path, line_number, message);
+            skipped++;
+            continue;
+        }
+        eval_writer_add(&writer, label, context.data, context.size, ending_ids, ending_lengths);
+        for (int k = 0; k < EVAL_COMPLETIONS; k++) {
+            if (context.size + ending_lengths[k] > longest) {
+                longest = context.size + ending_lengths[k];
+            }
+        }
+    }
+    int written = writer.header[2];
+    if (written == 0) fatal("%s: no example to write (%zu line(s) skipped)", path, skipped);
+    eval_writer_commit(&writer);
+    fprintf(stderr, "%s: %d examples (%zu line(s) skipped), longest candidate %zu tokens -> %s\n",
+            path, written, skipped, longest, output);
+    for (int k = 0; k < EVAL_COMPLETIONS; k++) token_list_free(&endings[k]);
+    token_list_free(&context);
+    free(text.data);
+    bpe_work_free(&work);
+    json_tokener_free(tokener);
+    input_text_close(&input);
+    bpe_free(&bpe);
+    split_args_free(&args);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------------------------
 
 static void print_main_usage(void) {
     printf("usage: tokenizer COMMAND [options]   (tokenizer COMMAND --help for each)\n"
@@ -1836,7 +2045,9 @@ static void print_main_usage(void) {
            "  prepare --sft FORMAT --seq-len T -v VOCAB -i FILES... -o OUT_DIR   instruction data "
            "-> packed token + mask shards\n"
            "  show    -v VOCAB -i SHARD.bin             an SFT shard's rows, trained spans in [[ "
-           "]]\n\n"
+           "]]\n"
+           "  eval-file -v VOCAB -i FILE.jsonl -o FILE.bin   HellaSwag-style JSONL -> llm.c's "
+           "eval file (-h of the trainers)\n\n"
            "VOCAB: a directory with GPT-2's encoder.json + vocab.bpe (default %s), a .tiktoken "
            "file, or a tokenizer file from train/prepare.\n",
            default_vocab());
@@ -1853,6 +2064,8 @@ int main(int argc, char **argv) {
     if (strcmp(command, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
     if (strcmp(command, "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(command, "show") == 0) return cmd_show(argc - 1, argv + 1);
-    fatal("unknown command '%s': expected encode, decode, prepare, train or show (see --help)",
+    if (strcmp(command, "eval-file") == 0) return cmd_eval_file(argc - 1, argv + 1);
+    fatal("unknown command '%s': expected encode, decode, prepare, train, show or eval-file (see "
+          "--help)",
           command);
 }

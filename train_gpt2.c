@@ -816,6 +816,10 @@ static BatchLoss train_forward(void *model, const int *inputs, const int *target
     return batch_loss((GPT2 *)model);
 }
 
+static const float *train_position_losses(void *model) {
+    return ((GPT2 *)model)->acts.losses;
+}
+
 static BatchLoss train_forward_backward(void *model, const int *inputs, const int *targets,
                                         const unsigned char *target_mask, int B, int T,
                                         float normaliser, float loss_scale, int last_micro_step) {
@@ -912,7 +916,7 @@ int main(int argc, char **argv) {
         printf(
             "loss masks: on (SFT); the loss is the mean over the trained targets of each step\n");
     }
-    if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, grad_accum_steps);
+    if (max_steps < 0) max_steps = train_epoch_steps(&train_loader, grad_accum_steps);
     Tokenizer tokenizer;
     int eot_token;
     int have_tokenizer =
@@ -921,6 +925,12 @@ int main(int argc, char **argv) {
                          model.config.vocab_size);
 
     gpt2_allocate_activations(&model, B, T);
+    TrainEval eval;
+    int have_eval = opt.hellaswag_path[0] != '\0';
+    if (have_eval) {
+        train_eval_init(&eval, opt.hellaswag_path, opt.hellaswag_out, model.config.vocab_size, B,
+                        T);
+    }
     uint64_t rng_state = 1337;
     OutlierDetector detector;
     outlier_detector_init(&detector, opt.outlier_window, opt.skip_loss_z, opt.skip_norm_z);
@@ -935,7 +945,9 @@ int main(int argc, char **argv) {
         outlier_detector_restore(&detector, &outliers);
         printf("resume: from step %d of %s\n", start_step, output_dir);
     }
-    if (start_step >= max_steps) {
+    if (max_steps == 0) {
+        printf("-x 0: no training step, only evaluation\n");
+    } else if (start_step >= max_steps) {
         printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
     }
     Logger logger;
@@ -957,14 +969,15 @@ int main(int argc, char **argv) {
                               save_checkpoint,
                               0,
                               1,
-                              NULL};
+                              NULL,
+                              train_position_losses};
     StepTimer timer = {0.0, 0};
     double run_start = now_seconds();
     for (int step = start_step; step <= max_steps; step++) {
-        train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
-                                         &train_loader, have_val ? &val_loader : NULL,
-                                         have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
-                                         &detector, &logger);
+        train_checkpoint_validate_sample(
+            &train_model, &opt, step, start_step, max_steps, &train_loader,
+            have_val ? &val_loader : NULL, have_eval ? &eval : NULL,
+            have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state, &detector, &logger);
         if (step == max_steps) break;
 
         double start = now_seconds();
@@ -999,6 +1012,7 @@ int main(int argc, char **argv) {
     step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);
+    if (have_eval) train_eval_free(&eval);
     if (have_tokenizer) tokenizer_free(&tokenizer);
     gpt2_free(&model);
     return 0;

@@ -733,6 +733,10 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
     return batch_loss(gpt2);
 }
 
+static const float *train_position_losses(void *model) {
+    return ((GPT2 *)model)->losses_host;
+}
+
 static const float *train_last_logits(void *model, const int *tokens, int length, float *scratch) {
     GPT2 *gpt2 = (GPT2 *)model;
     size_t Vp = (size_t)gpt2->config.padded_vocab_size;
@@ -932,7 +936,7 @@ int main(int argc, char **argv) {
             "loss masks: on (SFT); the loss is the mean over the trained targets of each step\n");
     }
     int max_steps = opt.max_steps;
-    if (max_steps <= 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
+    if (max_steps < 0) max_steps = train_epoch_steps(&train_loader, opt.grad_accum_steps);
     Tokenizer tokenizer;
     int eot_token;
     int have_tokenizer =
@@ -942,6 +946,13 @@ int main(int argc, char **argv) {
                              opt.tokenizer_path, model.config.vocab_size);
     }
 
+    TrainEval eval;
+    int have_eval = opt.hellaswag_path[0] != '\0';
+    if (have_eval) {
+        train_eval_init(&eval, opt.hellaswag_path, opt.hellaswag_out, model.config.vocab_size, B,
+                        T);
+    }
+
     uint64_t rng_state = 1337;
     OutlierDetector detector;
     outlier_detector_init(&detector, opt.outlier_window, opt.skip_loss_z, opt.skip_norm_z);
@@ -949,7 +960,9 @@ int main(int argc, char **argv) {
         rng_state = load_state(&model, opt.output_dir, start_step, &train_loader, &detector);
         printf("resume: from step %d of %s\n", start_step, opt.output_dir);
     }
-    if (start_step >= max_steps) {
+    if (max_steps == 0) {
+        printf("-x 0: no training step, only evaluation\n");
+    } else if (start_step >= max_steps) {
         printf("nothing to do: step %d already reached -x %d\n", start_step, max_steps);
     }
     Logger logger;
@@ -977,14 +990,15 @@ int main(int argc, char **argv) {
                               save_checkpoint,
                               rank,
                               processes,
-                              sum_across_processes};
+                              sum_across_processes,
+                              train_position_losses};
     StepTimer timer = {0.0, 0};
     double run_start = now_seconds();
     for (int step = start_step; step <= max_steps; step++) {
-        train_checkpoint_validate_sample(&train_model, &opt, step, start_step, max_steps,
-                                         &train_loader, have_val ? &val_loader : NULL,
-                                         have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state,
-                                         &detector, &logger);
+        train_checkpoint_validate_sample(
+            &train_model, &opt, step, start_step, max_steps, &train_loader,
+            have_val ? &val_loader : NULL, have_eval ? &eval : NULL,
+            have_tokenizer ? &tokenizer : NULL, eot_token, &rng_state, &detector, &logger);
         if (step == max_steps) break;
 
         double start = now_seconds();
@@ -1044,6 +1058,7 @@ int main(int argc, char **argv) {
     if (train_loader.has_masks) step_batches_free(&step_batches);
     dataloader_free(&train_loader);
     if (have_val) dataloader_free(&val_loader);
+    if (have_eval) train_eval_free(&eval);
     if (have_tokenizer) tokenizer_free(&tokenizer);
     gpt2_free(&model);
     matmul_free();

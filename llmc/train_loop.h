@@ -9,10 +9,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "dataloader.h"
 #include "divergence.h"
+#include "eval_loader.h"
 #include "logger.h"
 #include "report.h"
 #include "sampler.h"
@@ -52,11 +54,20 @@ typedef struct {
     // data), and a sum of host values over all of them, in place (NULL for one process)
     int process_rank, num_processes;
     void (*sum_across_processes)(void *model, double *values, int count);
+    // the host per-position losses (B*T, row-major) of the last forward with targets
+    const float *(*position_losses)(void *model);
 } TrainModel;
+
+// At most this many values a call: the CUDA trainer sums through a small device buffer
+// (MULTI_GPU_SCRATCH in llmc/multi_gpu.cuh).
+#define TRAIN_SUM_MAX_VALUES 16
 
 static inline void train_sum_across_processes(const TrainModel *m, double *values, int count) {
     if (m->num_processes > 1 && m->sum_across_processes != NULL) {
-        m->sum_across_processes(m->model, values, count);
+        for (int done = 0; done < count; done += TRAIN_SUM_MAX_VALUES) {
+            int n = count - done < TRAIN_SUM_MAX_VALUES ? count - done : TRAIN_SUM_MAX_VALUES;
+            m->sum_across_processes(m->model, values + done, n);
+        }
     }
 }
 
@@ -140,6 +151,96 @@ static inline float evaluate(const TrainModel *m, DataLoader *loader, int max_ba
     train_sum_across_processes(m, totals, 4);
     if (loader->has_masks) return totals[2] > 0 ? (float)(totals[1] / totals[2]) : 0.0f;
     return (float)(totals[0] / totals[3]);
+}
+
+// HellaSwag-style evaluation (-h): the eval file, checked against the model, and the host rows of
+// one batch of candidates.
+typedef struct {
+    EvalFile file;
+    const char *path, *out_path;
+    int B, T;
+    int *inputs, *targets;
+    unsigned char *mask;
+    double *means;      // per candidate, this process's (0 elsewhere) until summed
+    double *prediction; // per example, likewise
+} TrainEval;
+
+static inline void train_eval_init(TrainEval *e, const char *path, const char *out_path,
+                                   int vocab_size, int B, int T) {
+    memset(e, 0, sizeof(*e));
+    eval_file_load(&e->file, path);
+    eval_file_check_model(&e->file, path, vocab_size, T);
+    e->path = path;
+    e->out_path = out_path;
+    e->B = B;
+    e->T = T;
+    size_t BT = (size_t)B * T, candidates = (size_t)e->file.num_examples * EVAL_COMPLETIONS;
+    e->inputs = (int *)malloc_check(BT * sizeof(int), "eval inputs");
+    e->targets = (int *)malloc_check(BT * sizeof(int), "eval targets");
+    e->mask = (unsigned char *)malloc_check(BT, "eval mask");
+    e->means = (double *)malloc_check(candidates * sizeof(double), "eval losses");
+    e->prediction =
+        (double *)malloc_check((size_t)e->file.num_examples * sizeof(double), "eval predictions");
+    printf("hellaswag: %d examples from %s, longest candidate %d tokens\n", e->file.num_examples,
+           path, e->file.longest);
+}
+
+static inline void train_eval_free(TrainEval *e) {
+    eval_file_free(&e->file);
+    free(e->inputs);
+    free(e->targets);
+    free(e->mask);
+    free(e->means);
+    free(e->prediction);
+}
+
+// Scores every example (each process a contiguous share, its candidates B rows a forward, each
+// batch only as long as its longest candidate), prints "hellaswag: N/M = acc" and logs llm.c's
+// "s:%d eval:%f"; with an output file, appends each example's line there. Returns the accuracy.
+static inline float train_eval_run(const TrainModel *m, TrainEval *e, int step, Logger *logger) {
+    int n = e->file.num_examples, P = m->num_processes > 1 ? m->num_processes : 1;
+    int per_process = (n + P - 1) / P;
+    int start = per_process * m->process_rank;
+    int end = start + per_process < n ? start + per_process : n;
+    if (start > n) start = n;
+    size_t candidates = (size_t)n * EVAL_COMPLETIONS;
+    memset(e->means, 0, candidates * sizeof(double));
+    memset(e->prediction, 0, (size_t)n * sizeof(double));
+    double started = now_seconds();
+    size_t last = (size_t)end * EVAL_COMPLETIONS;
+    for (size_t first = (size_t)start * EVAL_COMPLETIONS; first < last; first += (size_t)e->B) {
+        int rows = last - first < (size_t)e->B ? (int)(last - first) : e->B;
+        int T_batch = eval_fill_rows(&e->file, first, rows, e->inputs, e->targets, e->mask);
+        m->forward(m->model, e->inputs, e->targets, NULL, rows, T_batch);
+        eval_row_means(m->position_losses(m->model), e->mask, rows, T_batch, e->means + first);
+    }
+    double correct = 0.0;
+    for (int i = start; i < end; i++) {
+        int predicted = eval_predict(e->means + (size_t)i * EVAL_COMPLETIONS);
+        e->prediction[i] = predicted;
+        correct += predicted == e->file.label[i];
+    }
+    train_sum_across_processes(m, &correct, 1);
+    if (e->out_path[0] != '\0') { // every process's scores, for rank 0 to write
+        train_sum_across_processes(m, e->means, (int)candidates);
+        train_sum_across_processes(m, e->prediction, n);
+    }
+    float accuracy = (float)(correct / n);
+    if (m->process_rank == 0) {
+        printf("hellaswag: %d/%d = %.4f (step %d, %.1f s)\n", (int)correct, n, accuracy, step,
+               now_seconds() - started);
+        logger_write(logger, "s:%d eval:%.4f\n", step, accuracy); // llm.c's line
+        if (e->out_path[0] != '\0') {
+            FILE *out = fopen_check(e->out_path, "a");
+            for (int i = 0; i < n; i++) {
+                const double *means = e->means + (size_t)i * EVAL_COMPLETIONS;
+                fprintf(out, "%d %d %d %d %.9g %.9g %.9g %.9g\n", step, i, e->file.label[i],
+                        (int)e->prediction[i], means[0], means[1], means[2], means[3]);
+            }
+            if (ferror(out) || fclose(out) != 0) fatal("%s: write failed", e->out_path);
+        }
+    }
+    return accuracy;
 }
 
 // The text of the last sample printed and the step it was taken at, for the run's report.md
@@ -279,12 +380,15 @@ static inline void train_keep_tokenizer(const char *output_dir, const char *firs
 }
 
 // What runs before training step `step` (and once after the last): a checkpoint (with the
-// outlier detector's history), validation on val_loader (NULL: none) and a sample, each at its
-// cadence. The checkpoint comes first, so a resumed run repeats validation and sampling exactly.
-static inline void train_checkpoint_validate_sample(
-    const TrainModel *m, const TrainOptions *opt, int step, int start_step, int max_steps,
-    const DataLoader *train_loader, DataLoader *val_loader, const Tokenizer *tokenizer,
-    int eot_token, uint64_t *rng_state, const OutlierDetector *detector, Logger *logger) {
+// outlier detector's history), validation on val_loader (NULL: none), the eval file (eval, NULL:
+// none; as llm.c, not at step 0 unless it is the last) and a sample, each at its cadence. The
+// checkpoint comes first, so a resumed run repeats validation and sampling exactly.
+static inline void
+train_checkpoint_validate_sample(const TrainModel *m, const TrainOptions *opt, int step,
+                                 int start_step, int max_steps, const DataLoader *train_loader,
+                                 DataLoader *val_loader, TrainEval *eval,
+                                 const Tokenizer *tokenizer, int eot_token, uint64_t *rng_state,
+                                 const OutlierDetector *detector, Logger *logger) {
     int last_step = step == max_steps;
     if (opt->output_dir[0] != '\0' && step > start_step &&
         ((opt->checkpoint_every > 0 && step % opt->checkpoint_every == 0) || last_step)) {
@@ -299,6 +403,10 @@ static inline void train_checkpoint_validate_sample(
         float val_loss = evaluate(m, val_loader, opt->val_max_batches);
         printf("step %d: val loss %.6f\n", step, val_loss);
         logger_log_val(logger, step, val_loss);
+    }
+    if (eval != NULL &&
+        ((step > 0 && opt->val_every > 0 && step % opt->val_every == 0) || last_step)) {
+        train_eval_run(m, eval, step, logger);
     }
     if (m->process_rank == 0 && opt->gen_tokens > 0 && opt->sample_every > 0 &&
         ((step > 0 && step % opt->sample_every == 0) || last_step)) {

@@ -6,6 +6,7 @@
 #define LLMC_TRAIN_OPTIONS_H
 
 #include <stdio.h>
+#include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -16,10 +17,14 @@
 #include "utils.h"
 
 #define TRAIN_OPTIONS_MAX 64
+// -h 1: where llm.c's dev/data/hellaswag.py writes the HellaSwag val set
+#define HELLASWAG_DEFAULT_PATH "dev/data/hellaswag/hellaswag_val.bin"
 
 typedef struct {
     const char *train_pattern, *val_pattern, *model_spec, *output_dir, *tokenizer_path;
     const char *schedule_name;
+    const char *hellaswag_path; // eval file (llmc/eval_loader.h); "" or "0": none
+    const char *hellaswag_out;  // per-example scores of each evaluation, appended ("": none)
     int B, T, total_batch_size, max_steps, warmup_steps;
     float learning_rate, final_lr_fraction, weight_decay;
     int val_every, val_max_batches, sample_every, gen_tokens, checkpoint_every, resume, seed;
@@ -45,6 +50,8 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->output_dir = "";
     o->tokenizer_path = "dev/data/tinyshakespeare/gpt2_tokenizer.bin";
     o->schedule_name = "cosine";
+    o->hellaswag_path = "";
+    o->hellaswag_out = "";
     o->B = 4;
     o->T = 64;
     o->total_batch_size = -1;
@@ -94,7 +101,8 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {'t', "seq-len", OPTION_INT, &o->T, "sequence length"},
         {'d', "total-batch", OPTION_INT, &o->total_batch_size,
          "tokens per optimizer step; a multiple of B*T, accumulated (-1: B*T)"},
-        {'x', "max-steps", OPTION_INT, &o->max_steps, "optimizer steps (-1: one epoch of -i)"},
+        {'x', "max-steps", OPTION_INT, &o->max_steps,
+         "optimizer steps (-1: one epoch of -i; 0: none, only evaluate)"},
         {'l', "lr", OPTION_FLOAT, &o->learning_rate, "peak learning rate"},
         {'u', "warmup", OPTION_INT, &o->warmup_steps, "linear warmup steps"},
         {'q', "final-lr-frac", OPTION_FLOAT, &o->final_lr_fraction,
@@ -103,6 +111,11 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
          "lr schedule: cosine, linear, constant, wsd"},
         {'c', "weight-decay", OPTION_FLOAT, &o->weight_decay, "AdamW weight decay (matrices only)"},
         {'v', "val-every", OPTION_INT, &o->val_every, "validate every N steps (0: never)"},
+        {'h', "hellaswag", OPTION_STRING, &o->hellaswag_path,
+         "eval file (tokenizer eval-file) scored at validations after step 0 and at the end; "
+         "1: " HELLASWAG_DEFAULT_PATH ", 0 or empty: none"},
+        {0, "hellaswag-out", OPTION_STRING, &o->hellaswag_out,
+         "append each evaluated example's candidate losses and prediction to this text file"},
         {'m', "val-batches", OPTION_INT, &o->val_max_batches, "max validation batches"},
         {'s', "sample-every", OPTION_INT, &o->sample_every, "sample every N steps (0: never)"},
         {'g', "gen-tokens", OPTION_INT, &o->gen_tokens, "tokens to generate when sampling"},
@@ -161,6 +174,15 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
         fatal("bad value '%s' for -k: expected cosine, linear, constant or wsd", o->schedule_name);
     }
     if (o->B <= 0) fatal("bad value %d for -b: must be >= 1", o->B);
+    if (o->max_steps < -1) {
+        fatal("bad value %d for -x: expected -1 (one epoch), 0 (no step) or a step count",
+              o->max_steps);
+    }
+    if (strcmp(o->hellaswag_path, "1") == 0) o->hellaswag_path = HELLASWAG_DEFAULT_PATH;
+    if (strcmp(o->hellaswag_path, "0") == 0) o->hellaswag_path = "";
+    if (o->hellaswag_out[0] != '\0' && o->hellaswag_path[0] == '\0') {
+        fatal("--hellaswag-out needs -h FILE");
+    }
     if (o->T <= 0) fatal("bad value %d for -t: must be >= 1", o->T);
     // a micro-step's positions are indexed with int everywhere: B*T*processes must fit one
     size_t micro_tokens;

@@ -744,6 +744,13 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 17. HellaSwag (tests/test_hellaswag.sh): tokenizer eval-file byte-identical to llm.c's writer,
+#     bad JSONL lines, hostile eval files, -h of train_gpt2 and the emulated train_gpt2cu (fp32) on
+#     a trained d2 against scripts/eval_hellaswag.py (PyTorch), -x 0. Each of its checks counts here.
+sub_suite hellaswag "$WORK/hellaswag.log" env LLMC_HELLASWAG_TEST_DIR="$WORK/hellaswag" \
+    bash tests/test_hellaswag.sh
+
+# ---------------------------------------------------------------------------------------------
 # 11-13: hostile inputs, output directories, divergence (hostile_input_sections, defined after
 #        section 7, where the sanitized pass runs them).
 hostile_input_sections
@@ -751,7 +758,7 @@ hostile_input_sections
 # ---------------------------------------------------------------------------------------------
 # 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
 #     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data, HuggingFace
-#     config.json + model.safetensors) for
+#     config.json + model.safetensors, eval file) for
 #     LLMC_FUZZ_SECONDS (default 20) from seeds our writers make; a crash, a leak or an error
 #     that does not name the file fails, with the reproducer's path.
 sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \

@@ -16,6 +16,8 @@ encoder.json + vocab.bpe, as dev/data/data_common.py's gpt2_encoder does):
   dump-merges TOKENIZER_BIN                       the merges stored in our tokenizer file
   shard-ids SHARD...                              the tokens of data shards, in order
   write-tiktoken OUT [--extra N]                  GPT-2's ranks as a .tiktoken file, plus N made-up merges
+  eval-file JSONL OUT                             llm.c's eval file (magic 20240522) of HellaSwag JSONL, each
+                                                  record built as llm.c's dev/data/hellaswag.py does
 """
 
 import argparse
@@ -316,6 +318,28 @@ def cmd_write_tiktoken(args):
             f.write(base64.b64encode(token) + b" %d\n" % rank)
 
 
+def cmd_eval_file(args):
+    enc = gpt2_encoding()
+    stream, longest, count = [], 0, 0
+    with open(args.jsonl, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            example = json.loads(line)
+            context = enc.encode_ordinary(example["ctx"])
+            endings = [enc.encode_ordinary(" " + e) for e in example["endings"]]
+            record = [65535, 0, count, example["label"], len(endings), len(context)] + context
+            for ending in endings:
+                record += [len(ending)] + ending
+            record[1] = 2 * len(record)
+            longest = max(longest, record[1])
+            stream += record
+            count += 1
+    header = [20240522, 1, count, longest] + [0] * 252
+    with open(args.out, "wb") as f:
+        f.write(struct.pack("<256i", *header) + struct.pack("<%dH" % len(stream), *stream))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -359,6 +383,10 @@ def main():
     s.add_argument("out")
     s.add_argument("--extra", type=int, default=0)
     s.set_defaults(run=cmd_write_tiktoken)
+    s = sub.add_parser("eval-file")
+    s.add_argument("jsonl")
+    s.add_argument("out")
+    s.set_defaults(run=cmd_eval_file)
     args = p.parse_args()
     args.run(args)
 

@@ -16,7 +16,7 @@ ROOT=$(pwd)
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-2}
 WORK=${FUZZ_WORK:-$ROOT/build/fuzz/work}
-ALL=(model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors)
+ALL=(model state shard mask tokenizer gpt2_vocab tiktoken sft safetensors eval)
 if [ $# -gt 0 ]; then HARNESSES=("$@"); else HARNESSES=("${ALL[@]}"); fi
 for name in "${HARNESSES[@]}"; do
     case " ${ALL[*]} " in *" $name "*) ;; *)
