@@ -329,9 +329,9 @@ static inline uint32_t train_file_crc(const char *path, size_t *size) {
 
 // Keeps the tokenizer beside the checkpoints, as output_dir/tokenizer.bin, so that chat finds it
 // with the model: tokenizer.bin beside the first training shard (tokenizer prepare writes it with
-// the data; SFT data's holds the chat tokens), else the --tokenizer file, the first whose V is the model's.
-// With neither, a note says so and nothing is written. A different tokenizer.bin already there
-// (another run's) is replaced, with a note.
+// the data; SFT data's holds the chat tokens), else the --tokenizer file, the first whose V is the
+// model's. With neither, a note says so and nothing is written. A different tokenizer.bin already
+// there (another run's) is replaced, with a note.
 static inline void train_keep_tokenizer(const char *output_dir, const char *first_shard,
                                         const char *tokenizer_path, int vocab_size) {
     if (output_dir[0] == '\0') return;
@@ -351,9 +351,10 @@ static inline void train_keep_tokenizer(const char *output_dir, const char *firs
         if (header[2] == vocab_size) source = candidates[i];
     }
     if (source == NULL) {
-        printf("note: no tokenizer with the model's V=%d (%s, --tokenizer %s): none kept beside the "
-               "checkpoints; chat will need -v\n",
-               vocab_size, beside_data, tokenizer_path[0] ? tokenizer_path : "none");
+        printf(
+            "note: no tokenizer with the model's V=%d (%s, --tokenizer %s): none kept beside the "
+            "checkpoints; chat will need -v\n",
+            vocab_size, beside_data, tokenizer_path[0] ? tokenizer_path : "none");
         return;
     }
     char target[4096 + 16];
