@@ -85,6 +85,8 @@ for name in sorted(os.listdir(folder)):
                            for field in line.split()], dtype=np.float64)
     elif (name.startswith("DONE_") and not raw) or name == ".lock":  # (the lock holds a PID)
         continue
+    elif name in ("report.md", "loss.svg", "tokenizer.bin"):  # end-of-run report, kept tokenizer
+        continue
     else:
         bad.append(name + ": unexpected file")
         continue

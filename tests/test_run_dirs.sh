@@ -298,8 +298,12 @@ done
 #    ones stay, and every step that is a multiple of -nm; what is not our checkpoint file (near-miss
 #    names, a directory with a checkpoint's name) is never touched. llm.c's arithmetic
 #    (delete step - nk*n unless a multiple of nm) leaves the same steps on these runs.
-# listing DIR: the file names of DIR, sorted, on one line
-listing() { (cd "$1" && find . -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort | tr '\n' ' '); }
+# listing DIR: the file names of DIR, sorted, on one line; the end-of-run report.md and loss.svg
+# (tests/test_report.sh checks them) are left out, as they are not the pruning's business
+listing() {
+    (cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name report.md ! -name loss.svg -printf '%f\n' |
+        LC_ALL=C sort | tr '\n' ' ')
+}
 # checkpoint_names STEP...: the file names of those steps' checkpoints (one process)
 checkpoint_names() {
     local step
