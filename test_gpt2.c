@@ -65,7 +65,7 @@ static int check_init(const GPT2 *model, const char *descriptor, int seed) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&config, sizes);
     size_t offset = 0, mismatches = 0;
-    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+    for (int k = 0; k < model_num_tensors(&config); k++) {
         size_t bad = 0, first = SIZE_MAX;
         for (size_t i = 0; i < sizes[k]; i++) {
             if (memcmp(&params[offset + i], &model->params_memory[offset + i], sizeof(float)) !=
@@ -76,7 +76,7 @@ static int check_init(const GPT2 *model, const char *descriptor, int seed) {
         }
         if (bad > 0) {
             printf("  %-10s %zu of %zu values differ; first [%zu]: C %.9g, reference %.9g\n",
-                   parameter_tensor_names[k], bad, sizes[k], first, params[offset + first],
+                   model_tensor_name(&config, k), bad, sizes[k], first, params[offset + first],
                    model->params_memory[offset + first]);
         }
         mismatches += bad;
@@ -167,12 +167,14 @@ int main(int argc, char **argv) {
     // The floor scales with the largest reference value of the tensor, except for wte: its
     // gradient (tied embedding + classifier) spans orders of magnitude between the rows of
     // tokens in the batch and all others, so there it scales with each row's largest value and
-    // an error in a small row is still seen.
+    // an error in a small row is still seen. llama's untied wte (rows of the batch's tokens
+    // only) and lm_head (the classifier) likewise.
     size_t row_lengths[NUM_PARAMETER_TENSORS];
-    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) row_lengths[k] = sizes[k];
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) row_lengths[k] = sizes[k] > 0 ? sizes[k] : 1;
     row_lengths[0] = (size_t)model.config.channels;
+    if (model.config.arch == MODEL_ARCH_LLAMA) row_lengths[10] = (size_t)model.config.channels;
     size_t offset = 0;
-    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+    for (int k = 0; k < model_num_tensors(&model.config); k++) {
         const float *want = ref.grads + offset;
         const float *got = model.grads_memory + offset;
         Comparison total = {0.0, 0.0, SIZE_MAX};
@@ -192,7 +194,7 @@ int main(int argc, char **argv) {
             total.max_abs_error = fmax(total.max_abs_error, c.max_abs_error);
             total.max_reference = fmax(total.max_reference, c.max_reference);
         }
-        report(parameter_tensor_names[k], total, got, want, sizes[k], sizes[k],
+        report(model_tensor_name(&model.config, k), total, got, want, sizes[k], sizes[k],
                first_bad_tolerance);
         offset += sizes[k];
     }

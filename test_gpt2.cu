@@ -356,6 +356,7 @@ int main(int argc, char **argv) {
     ModelSource source;
     model_source_open(&source, model_path, &config);
     model_source_close(&source);
+    model_config_require_gpt2(&config, model_path, "test_gpt2cu");
     DebugState ref;
     debug_state_read(state_path_arg, &config, &ref);
     int B = ref.B, T = ref.T, V = ref.V, Vp = config.padded_vocab_size;

@@ -38,7 +38,7 @@ run gives the same bits with any number of threads.
 // ----------------------------------------------------------------------------
 // Layers. N = B*T rows; backward functions accumulate (+=) into their gradients.
 
-// out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) token ids
+// out (B,T,C) = wte[inp] + wpe[t]; inp (B,T) token ids. wpe NULL (llama): wte[inp] only.
 void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T,
                      int C) {
 #pragma omp parallel for collapse(2)
@@ -46,6 +46,10 @@ void encoder_forward(float *out, const int *inp, const float *wte, const float *
         for (int t = 0; t < T; t++) {
             float *out_bt = out + ((size_t)b * T + t) * C;
             const float *wte_ix = wte + (size_t)inp[b * T + t] * C;
+            if (wpe == NULL) {
+                memcpy(out_bt, wte_ix, (size_t)C * sizeof(float));
+                continue;
+            }
             const float *wpe_t = wpe + (size_t)t * C;
             for (int i = 0; i < C; i++) {
                 out_bt[i] = wte_ix[i] + wpe_t[i];
@@ -55,6 +59,7 @@ void encoder_forward(float *out, const int *inp, const float *wte, const float *
 }
 
 // Parallel over channels so each gradient element is summed by one thread in a fixed order.
+// dwpe NULL (llama): no position embedding.
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T,
                       int C) {
 #pragma omp parallel for
@@ -63,7 +68,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *in
             for (int t = 0; t < T; t++) {
                 float d = dout[((size_t)b * T + t) * C + i];
                 dwte[(size_t)inp[b * T + t] * C + i] += d;
-                dwpe[(size_t)t * C + i] += d;
+                if (dwpe != NULL) dwpe[(size_t)t * C + i] += d;
             }
         }
     }
@@ -204,28 +209,50 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     }
 }
 
-// Causal self-attention. qkv (B,T,3C) holds q, k, v each split into NH heads of size C/NH;
-// out (B,T,C). Only the log-sum-exp of each score row, lse (B,NH,T), is kept for backward, which
-// recomputes the probabilities: B*NH*T*T floats per layer would be 2.4 GB for d12 at T=1024.
+// Causal self-attention with grouped-query heads. Each token's row of qkv holds NH query heads,
+// then KV key heads, then KV value heads, each of hs values (GPT-2: KV = NH, the row is q, k, v of
+// C each); query head h reads kv head h / (NH/KV). out (B,T,NH*hs). Only the log-sum-exp of each
+// score row, lse (B,NH,T), is kept for backward, which recomputes the probabilities: B*NH*T*T
+// floats per layer would be 2.4 GB for d12 at T=1024.
+typedef struct {
+    size_t row;        // values per token: (NH + 2 KV) hs
+    size_t k, v;       // offsets of the key and value heads in a row
+    int NH, KV, group; // group = NH / KV query heads per kv head
+    int hs;
+    float scale;
+} AttentionShape;
 
-// Scores of row t of head h against keys 0..t, scaled; returns their maximum.
-static inline float attention_scores(float *scores, const float *qkv, int b, int h, int t, int T,
-                                     int C, int hs, float scale) {
-    size_t C3 = (size_t)C * 3;
-    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+static inline AttentionShape attention_shape(int NH, int KV, int hs) {
+    AttentionShape s;
+    s.row = (size_t)(NH + 2 * KV) * hs;
+    s.k = (size_t)NH * hs;
+    s.v = (size_t)(NH + KV) * hs;
+    s.NH = NH;
+    s.KV = KV;
+    s.group = NH / KV;
+    s.hs = hs;
+    s.scale = 1.0f / sqrtf((float)hs);
+    return s;
+}
+
+// Scores of row t of query head h against keys 0..t, scaled; returns their maximum.
+static inline float attention_scores(float *scores, const float *qkv, const AttentionShape *s,
+                                     int b, int h, int t, int T) {
+    const float *q = qkv + ((size_t)b * T + t) * s->row + (size_t)h * s->hs;
+    size_t k_offset = s->k + (size_t)(h / s->group) * s->hs;
     float maxval = -INFINITY;
     for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-        scores[t2] = dot_product(q, k, hs) * scale;
+        const float *k = qkv + ((size_t)b * T + t2) * s->row + k_offset;
+        scores[t2] = dot_product(q, k, s->hs) * s->scale;
         if (scores[t2] > maxval) maxval = scores[t2];
     }
     return maxval;
 }
 
-void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    size_t C3 = (size_t)C * 3;
+void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T, int NH, int KV,
+                           int hs) {
+    AttentionShape s = attention_shape(NH, KV, hs);
+    size_t out_row = (size_t)NH * hs;
 #pragma omp parallel
     {
         float *prob = (float *)malloc_check((size_t)T * sizeof(float), "attention row");
@@ -233,15 +260,16 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < NH; h++) {
                 for (int t = 0; t < T; t++) {
-                    float maxval = attention_scores(prob, qkv, b, h, t, T, C, hs, scale);
+                    float maxval = attention_scores(prob, qkv, &s, b, h, t, T);
                     for (int t2 = 0; t2 <= t; t2++) prob[t2] = exp_approx(prob[t2] - maxval);
                     float sum = 0.0f;
                     for (int t2 = 0; t2 <= t; t2++) sum += prob[t2];
                     float inv = 1.0f / sum;
-                    float *y = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                    float *y = out + ((size_t)b * T + t) * out_row + (size_t)h * hs;
                     for (int i = 0; i < hs; i++) y[i] = 0.0f;
+                    size_t v_offset = s.v + (size_t)(h / s.group) * hs;
                     for (int t2 = 0; t2 <= t; t2++) {
-                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
+                        const float *v = qkv + ((size_t)b * T + t2) * s.row + v_offset;
                         float a = prob[t2] * inv;
                         for (int i = 0; i < hs; i++) y[i] += a * v[i];
                     }
@@ -253,44 +281,53 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
     }
 }
 
-// Each (b, h) pair owns its slices of dqkv, so the parallel loop needs no atomics.
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, int B,
-                        int T, int C, int NH) {
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    size_t C3 = (size_t)C * 3;
+// GPT-2's: qkv (B,T,3C), NH heads of C/NH, out (B,T,C).
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    attention_forward_gqa(out, lse, qkv, B, T, NH, NH, C / NH);
+}
+
+// Each (b, kv head) pair owns its slices of dqkv (its query heads', its key and value head's), so
+// the parallel loop needs no atomics, and the query heads of a group add into the shared key and
+// value gradients in a fixed order.
+void attention_backward_gqa(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                            int B, int T, int NH, int KV, int hs) {
+    AttentionShape s = attention_shape(NH, KV, hs);
+    size_t out_row = (size_t)NH * hs;
 #pragma omp parallel
     {
         float *prob = (float *)malloc_check((size_t)T * sizeof(float), "attention row");
         float *dprob = (float *)malloc_check((size_t)T * sizeof(float), "attention row grad");
 #pragma omp for collapse(2)
         for (int b = 0; b < B; b++) {
-            for (int h = 0; h < NH; h++) {
-                for (int t = 0; t < T; t++) {
-                    attention_scores(prob, qkv, b, h, t, T, C, hs, scale);
-                    float row_lse = lse[((size_t)b * NH + h) * T + t];
-                    for (int t2 = 0; t2 <= t; t2++) prob[t2] = exp_approx(prob[t2] - row_lse);
-                    const float *dy = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-                    // through out = prob @ v
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
-                        float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * C + (size_t)h * hs;
-                        dprob[t2] = dot_product(v, dy, hs);
-                        float a = prob[t2];
-                        for (int i = 0; i < hs; i++) dv[i] += a * dy[i];
-                    }
-                    // through the softmax: dscore = prob * (dprob - sum(prob * dprob))
-                    float weighted = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) weighted += prob[t2] * dprob[t2];
-                    const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-                    float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        float dscore = prob[t2] * (dprob[t2] - weighted) * scale;
-                        const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-                        float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-                        for (int i = 0; i < hs; i++) {
-                            dq[i] += k[i] * dscore;
-                            dk[i] += q[i] * dscore;
+            for (int kvh = 0; kvh < KV; kvh++) {
+                size_t k_offset = s.k + (size_t)kvh * hs, v_offset = s.v + (size_t)kvh * hs;
+                for (int h = kvh * s.group; h < (kvh + 1) * s.group; h++) {
+                    for (int t = 0; t < T; t++) {
+                        attention_scores(prob, qkv, &s, b, h, t, T);
+                        float row_lse = lse[((size_t)b * NH + h) * T + t];
+                        for (int t2 = 0; t2 <= t; t2++) prob[t2] = exp_approx(prob[t2] - row_lse);
+                        const float *dy = dout + ((size_t)b * T + t) * out_row + (size_t)h * hs;
+                        // through out = prob @ v
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            const float *v = qkv + ((size_t)b * T + t2) * s.row + v_offset;
+                            float *dv = dqkv + ((size_t)b * T + t2) * s.row + v_offset;
+                            dprob[t2] = dot_product(v, dy, hs);
+                            float a = prob[t2];
+                            for (int i = 0; i < hs; i++) dv[i] += a * dy[i];
+                        }
+                        // through the softmax: dscore = prob * (dprob - sum(prob * dprob))
+                        float weighted = 0.0f;
+                        for (int t2 = 0; t2 <= t; t2++) weighted += prob[t2] * dprob[t2];
+                        const float *q = qkv + ((size_t)b * T + t) * s.row + (size_t)h * hs;
+                        float *dq = dqkv + ((size_t)b * T + t) * s.row + (size_t)h * hs;
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            float dscore = prob[t2] * (dprob[t2] - weighted) * s.scale;
+                            const float *k = qkv + ((size_t)b * T + t2) * s.row + k_offset;
+                            float *dk = dqkv + ((size_t)b * T + t2) * s.row + k_offset;
+                            for (int i = 0; i < hs; i++) {
+                                dq[i] += k[i] * dscore;
+                                dk[i] += q[i] * dscore;
+                            }
                         }
                     }
                 }
@@ -299,6 +336,11 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         free(prob);
         free(dprob);
     }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *lse, int B,
+                        int T, int C, int NH) {
+    attention_backward_gqa(dqkv, dout, qkv, lse, B, T, NH, NH, C / NH);
 }
 
 #define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
@@ -382,6 +424,191 @@ void crossentropy_softmax_backward(float *dlogits, const float *probs, const int
 }
 
 // ----------------------------------------------------------------------------
+// Layers of the llama family (llmc/model_config.h): RMSNorm, QK-norm, RoPE, SwiGLU.
+
+#define RMSNORM_EPS 1e-5f
+
+// y = x * rstd * w over one row of n, rstd = 1/sqrt(mean(x^2) + eps); returns rstd.
+static inline float rmsnorm_row(float *y, const float *x, const float *w, int n) {
+    double sum = 0.0; // double, as layernorm_forward: well inside the parity budget
+    for (int i = 0; i < n; i++) sum += (double)x[i] * x[i];
+    float s = 1.0f / sqrtf((float)(sum / n) + RMSNORM_EPS);
+    for (int i = 0; i < n; i++) y[i] = x[i] * s * w[i];
+    return s;
+}
+
+// dx += (dnorm - norm * mean(dnorm * norm)) * rstd with norm = x * rstd, dnorm = w * dy.
+static inline void rmsnorm_row_backward(float *dx, const float *dy, const float *x, const float *w,
+                                        float s, int n) {
+    double dot = 0.0;
+    for (int i = 0; i < n; i++) dot += (double)(w[i] * dy[i]) * (x[i] * s);
+    float mean_dot = (float)(dot / n);
+    for (int i = 0; i < n; i++) dx[i] += (w[i] * dy[i] - x[i] * s * mean_dot) * s;
+}
+
+// out (N,C) = inp * rstd * weight per row; rstd (N) kept for backward.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        rstd[n] = rmsnorm_row(out + (size_t)n * C, inp + (size_t)n * C, weight, C);
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        size_t row = (size_t)n * C;
+        rmsnorm_row_backward(dinp + row, dout + row, inp + row, weight, rstd[n], C);
+    }
+    // the weight's gradient: a reduction over rows, parallel over channels
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        float dw = 0.0f;
+        for (int n = 0; n < N; n++) {
+            size_t at = (size_t)n * C + i;
+            dw += inp[at] * rstd[n] * dout[at];
+        }
+        dweight[i] += dw;
+    }
+}
+
+// QK-norm: out = qkv with each of the NH query and KV key heads (hs values) of every row RMS-
+// normalised, with qnormw (hs) for query heads and knormw (hs) for key heads; the value heads are
+// copied. rstd (N, NH+KV). Without QK-norm (qnormw NULL) out is a copy of qkv.
+void qknorm_forward(float *out, float *rstd, const float *qkv, const float *qnormw,
+                    const float *knormw, int N, int NH, int KV, int hs) {
+    size_t width = (size_t)(NH + 2 * KV) * hs;
+    int heads = NH + KV;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = qkv + (size_t)n * width;
+        float *y = out + (size_t)n * width;
+        if (qnormw == NULL) {
+            memcpy(y, x, width * sizeof(float));
+            continue;
+        }
+        for (int r = 0; r < heads; r++) {
+            const float *w = r < NH ? qnormw : knormw;
+            rstd[(size_t)n * heads + r] =
+                rmsnorm_row(y + (size_t)r * hs, x + (size_t)r * hs, w, hs);
+        }
+        memcpy(y + (size_t)heads * hs, x + (size_t)heads * hs, (size_t)KV * hs * sizeof(float));
+    }
+}
+
+void qknorm_backward(float *dqkv, float *dqnormw, float *dknormw, const float *dout,
+                     const float *qkv, const float *qnormw, const float *knormw, const float *rstd,
+                     int N, int NH, int KV, int hs) {
+    size_t width = (size_t)(NH + 2 * KV) * hs;
+    int heads = NH + KV;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        size_t row = (size_t)n * width;
+        size_t first_copied = qnormw == NULL ? 0 : (size_t)heads * hs;
+        for (size_t i = first_copied; i < width; i++) dqkv[row + i] += dout[row + i];
+        if (qnormw == NULL) continue;
+        for (int r = 0; r < heads; r++) {
+            size_t at = row + (size_t)r * hs;
+            rmsnorm_row_backward(dqkv + at, dout + at, qkv + at, r < NH ? qnormw : knormw,
+                                 rstd[(size_t)n * heads + r], hs);
+        }
+    }
+    if (qnormw == NULL) return;
+#pragma omp parallel for
+    for (int i = 0; i < hs; i++) {
+        float dq = 0.0f, dk = 0.0f;
+        for (int n = 0; n < N; n++) {
+            for (int r = 0; r < heads; r++) {
+                size_t at = (size_t)n * width + (size_t)r * hs + i;
+                float term = qkv[at] * rstd[(size_t)n * heads + r] * dout[at];
+                if (r < NH) {
+                    dq += term;
+                } else {
+                    dk += term;
+                }
+            }
+        }
+        dqnormw[i] += dq;
+        dknormw[i] += dk;
+    }
+}
+
+// RoPE, half-split (HuggingFace Llama's rotate_half): in each of the first `heads` head vectors
+// (hs values) of every row (width values; row n is position n % T), the pair (i, i + hs/2) turns
+// by the angle pos * theta^(-2i/hs). In place; the backward turns the gradient back by the same
+// angle (a rotation's transpose is its inverse), so it replaces, not accumulates.
+static void rope_rotate(float *x, int B, int T, int heads, int hs, size_t width, float theta,
+                        int inverse) {
+    int half = hs / 2;
+    size_t table = size_mul_check((size_t)T, (size_t)half, "RoPE table");
+    float *cos_table = (float *)malloc_check(table * sizeof(float), "RoPE cos");
+    float *sin_table = (float *)malloc_check(table * sizeof(float), "RoPE sin");
+    for (int i = 0; i < half; i++) {
+        // as PyTorch: inv_freq = 1 / theta ** (arange(0, hs, 2) / hs), angles t * inv_freq, in fp32
+        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hs);
+        for (int t = 0; t < T; t++) {
+            float angle = (float)t * inv_freq;
+            cos_table[(size_t)t * half + i] = cosf(angle);
+            sin_table[(size_t)t * half + i] = inverse ? -sinf(angle) : sinf(angle);
+        }
+    }
+    int N = B * T;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *c = cos_table + (size_t)(n % T) * half;
+        const float *s = sin_table + (size_t)(n % T) * half;
+        for (int r = 0; r < heads; r++) {
+            float *v = x + (size_t)n * width + (size_t)r * hs;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+    free(cos_table);
+    free(sin_table);
+}
+
+void rope_forward(float *qk, int B, int T, int heads, int hs, size_t width, float theta) {
+    rope_rotate(qk, B, T, heads, hs, width, theta, 0);
+}
+
+void rope_backward(float *dqk, int B, int T, int heads, int hs, size_t width, float theta) {
+    rope_rotate(dqk, B, T, heads, hs, width, theta, 1);
+}
+
+// SwiGLU: inp (N, 2F) = [gate | up] per row, out (N, F) = silu(gate) * up.
+void swiglu_forward(float *out, const float *inp, int N, int F) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *gate = inp + (size_t)n * 2 * F, *up = gate + F;
+        float *y = out + (size_t)n * F;
+        for (int i = 0; i < F; i++) {
+            float g = gate[i];
+            y[i] = g / (1.0f + exp_approx(-g)) * up[i];
+        }
+    }
+}
+
+// d gate = dout * up * silu'(gate), silu'(g) = sig(g) (1 + g (1 - sig(g))); d up = dout * silu.
+void swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *gate = inp + (size_t)n * 2 * F, *up = gate + F;
+        float *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
+        const float *dy = dout + (size_t)n * F;
+        for (int i = 0; i < F; i++) {
+            float g = gate[i];
+            float sig = 1.0f / (1.0f + exp_approx(-g));
+            dgate[i] += dy[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+            dup[i] += dy[i] * g * sig;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
 // The model
 
 typedef struct {
@@ -403,14 +630,40 @@ static void point_parameters(ParameterTensors *p, float *memory, const GPT2Confi
     }
 }
 
-#define NUM_ACTIVATION_TENSORS 22
+// The llama family's 11 tensors (llmc/model_config.h), pointed into the same kind of block.
+typedef struct {
+    float *wte, *rms1w, *qkvw, *qnormw, *knormw, *attprojw, *rms2w, *fcw, *fcprojw, *rmsfw;
+    float *lm_head;
+} LlamaParameters;
 
+static LlamaParameters point_llama_parameters(float *memory, const GPT2Config *config) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    LlamaParameters p;
+    float **fields[NUM_LLAMA_TENSORS] = {&p.wte,     &p.rms1w,    &p.qkvw,   &p.qnormw,
+                                         &p.knormw,  &p.attprojw, &p.rms2w,  &p.fcw,
+                                         &p.fcprojw, &p.rmsfw,    &p.lm_head};
+    for (int i = 0; i < NUM_LLAMA_TENSORS; i++) {
+        *fields[i] = memory;
+        memory += sizes[i];
+    }
+    if (!config->qknorm) p.qnormw = p.knormw = NULL;
+    return p;
+}
+
+#define NUM_ACTIVATION_TENSORS 24
+
+// llama: ln* are the RMSNorms (no mean: 0 elements), qkv is (L,B,T,QKV) with QKV = (NH+2KV)*HS,
+// qkvr the same after QK-norm and RoPE (what attention reads), qk_rstd (L,B,T,NH+KV) with QK-norm,
+// fch (L,B,T,2ffn) and fch_gelu the SwiGLU output (L,B,T,ffn). GPT-2 has no qkvr, qk_rstd.
 typedef struct {
     float *encoded;   // (B,T,C)
     float *ln1;       // (L,B,T,C)
     float *ln1_mean;  // (L,B,T)
     float *ln1_rstd;  // (L,B,T)
     float *qkv;       // (L,B,T,3C)
+    float *qkvr;      // llama: (L,B,T,QKV)
+    float *qk_rstd;   // llama with QK-norm: (L,B,T,NH+KV)
     float *atty;      // (L,B,T,C)
     float *att_lse;   // (L,B,NH,T) log-sum-exp of each attention score row
     float *attproj;   // (L,B,T,C)
@@ -435,27 +688,33 @@ static size_t point_activations(ActivationTensors *a, float *memory, const GPT2C
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
     size_t BT = (size_t)B * T;
+    int llama = config->arch == MODEL_ARCH_LLAMA;
+    size_t QKV = llama ? (size_t)llama_qkv_width(config) : 3 * C;
+    size_t F = (size_t)config->ffn, KV = (size_t)config->num_kv_heads;
+    size_t mean = llama ? 0 : 1; // RMSNorm keeps no mean
     struct {
         float **field;
         size_t size;
     } table[NUM_ACTIVATION_TENSORS] = {{&a->encoded, BT * C},
                                        {&a->ln1, L * BT * C},
-                                       {&a->ln1_mean, L * BT},
+                                       {&a->ln1_mean, mean * L * BT},
                                        {&a->ln1_rstd, L * BT},
-                                       {&a->qkv, L * BT * 3 * C},
+                                       {&a->qkv, L * BT * QKV},
+                                       {&a->qkvr, llama ? L * BT * QKV : 0},
+                                       {&a->qk_rstd, config->qknorm ? L * BT * (NH + KV) : 0},
                                        {&a->atty, L * BT * C},
                                        {&a->att_lse, L * B * NH * (size_t)T},
                                        {&a->attproj, L * BT * C},
                                        {&a->residual2, L * BT * C},
                                        {&a->ln2, L * BT * C},
-                                       {&a->ln2_mean, L * BT},
+                                       {&a->ln2_mean, mean * L * BT},
                                        {&a->ln2_rstd, L * BT},
-                                       {&a->fch, L * BT * 4 * C},
-                                       {&a->fch_gelu, L * BT * 4 * C},
+                                       {&a->fch, llama ? L * BT * 2 * F : L * BT * 4 * C},
+                                       {&a->fch_gelu, llama ? L * BT * F : L * BT * 4 * C},
                                        {&a->fcproj, L * BT * C},
                                        {&a->residual3, L * BT * C},
                                        {&a->lnf, BT * C},
-                                       {&a->lnf_mean, BT},
+                                       {&a->lnf_mean, mean * BT},
                                        {&a->lnf_rstd, BT},
                                        {&a->logits, BT * Vp},
                                        {&a->probs, BT * Vp},
@@ -541,36 +800,12 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
         size_mul_check(model->num_activations, sizeof(float), "activations"), "activations");
 }
 
-// Runs the model on inputs (B,T); with targets also computes the mean loss over the targets whose
-// target_mask is 1 (target_mask NULL: all of them).
-void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
-                         const unsigned char *target_mask, int B, int T) {
+// GPT-2 from the inputs of the last forward to its logits.
+static void gpt2_forward_logits(GPT2 *model) {
     const GPT2Config *cfg = &model->config;
-    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
-    if (T > cfg->max_seq_len) {
-        fatal("sequence length T=%d exceeds the model's maxT=%d", T, cfg->max_seq_len);
-    }
-    for (int i = 0; i < B * T; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V ||
-            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
-            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
-                  inputs[i], targets != NULL ? targets[i] : 0, V);
-        }
-    }
-    if (model->acts_memory == NULL) {
-        gpt2_allocate_activations(model, B, T);
-    } else if (B > model->max_B || T > model->max_T) {
-        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
-              model->max_T);
-    }
-    point_activations(&model->acts, model->acts_memory, cfg, B, T);
-    model->B = B;
-    model->T = T;
-    model->inputs = inputs;
-    model->targets = targets;
-    model->target_mask = targets != NULL ? target_mask : NULL;
-
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T;
+    const int *inputs = model->inputs;
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t BT = (size_t)B * T;
@@ -606,6 +841,192 @@ void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
     const float *final_residual = a.residual3 + (size_t)(L - 1) * BT * C;
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, final_residual, p.lnfw, p.lnfb, (int)BT, C);
     matmul_forward(a.logits, a.lnf, p.wte, NULL, (int)BT, C, Vp);
+}
+
+// GPT-2 from the gradient of the logits (in grads_acts) to the parameter gradients.
+static void gpt2_backward_layers(GPT2 *model) {
+    const GPT2Config *cfg = &model->config;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T;
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts, ga = model->grads_acts;
+    size_t BT = (size_t)B * T, c = (size_t)C;
+    matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, (int)BT, C, Vp);
+    float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
+    float *dfinal_residual = ga.residual3 + (size_t)(L - 1) * BT * c;
+    layernorm_backward(dfinal_residual, g.lnfw, g.lnfb, ga.lnf, final_residual, p.lnfw, a.lnf_mean,
+                       a.lnf_rstd, (int)BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        float *dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BT * c;
+        size_t lse_offset = (size_t)l * B * NH * T;
+        // MLP block
+        residual_backward(ga.residual2 + l * BT * c, ga.fcproj + l * BT * c,
+                          ga.residual3 + l * BT * c, BT * c);
+        matmul_backward(ga.fch_gelu + l * BT * 4 * c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c,
+                        ga.fcproj + l * BT * c, a.fch_gelu + l * BT * 4 * c,
+                        p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C);
+        gelu_backward(ga.fch + l * BT * 4 * c, a.fch + l * BT * 4 * c, ga.fch_gelu + l * BT * 4 * c,
+                      BT * 4 * c);
+        matmul_backward(ga.ln2 + l * BT * c, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c,
+                        ga.fch + l * BT * 4 * c, a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT,
+                        C, 4 * C);
+        layernorm_backward(ga.residual2 + l * BT * c, g.ln2w + l * c, g.ln2b + l * c,
+                           ga.ln2 + l * BT * c, a.residual2 + l * BT * c, p.ln2w + l * c,
+                           a.ln2_mean + l * BT, a.ln2_rstd + l * BT, (int)BT, C);
+        // attention block
+        residual_backward(dresidual, ga.attproj + l * BT * c, ga.residual2 + l * BT * c, BT * c);
+        matmul_backward(ga.atty + l * BT * c, g.attprojw + l * c * c, g.attprojb + l * c,
+                        ga.attproj + l * BT * c, a.atty + l * BT * c, p.attprojw + l * c * c,
+                        (int)BT, C, C);
+        attention_backward(ga.qkv + l * BT * 3 * c, ga.atty + l * BT * c, a.qkv + l * BT * 3 * c,
+                           a.att_lse + lse_offset, B, T, C, NH);
+        matmul_backward(ga.ln1 + l * BT * c, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c,
+                        ga.qkv + l * BT * 3 * c, a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c,
+                        (int)BT, C, 3 * C);
+        layernorm_backward(dresidual, g.ln1w + l * c, g.ln1b + l * c, ga.ln1 + l * BT * c, residual,
+                           p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C);
+    }
+    encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
+}
+
+// The llama family (llmc/model_config.h) from the inputs of the last forward to its logits:
+// x = wte[inp]; per layer x += attproj(attention(rope(qknorm(qkv(rms1(x)))))),
+// x += fcproj(swiglu(fc(rms2(x)))); logits = lm_head(rmsf(x)).
+static void llama_forward_logits(GPT2 *model) {
+    const GPT2Config *cfg = &model->config;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int KV = cfg->num_kv_heads, HS = llama_head_size(cfg), F = cfg->ffn;
+    int QKV = llama_qkv_width(cfg), B = model->B, T = model->T;
+    LlamaParameters p = point_llama_parameters(model->params_memory, cfg);
+    ActivationTensors a = model->acts;
+    size_t BT = (size_t)B * T, c = (size_t)C, w = (size_t)QKV, f = (size_t)F;
+    size_t heads = (size_t)(NH + KV), hs = (size_t)HS;
+    encoder_forward(a.encoded, model->inputs, p.wte, NULL, B, T, C);
+    for (int l = 0; l < L; l++) {
+        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        float *ln1 = a.ln1 + l * BT * c;
+        float *qkv = a.qkv + l * BT * w, *qkvr = a.qkvr + l * BT * w;
+        float *atty = a.atty + l * BT * c;
+        float *attproj = a.attproj + l * BT * c;
+        float *residual2 = a.residual2 + l * BT * c;
+        float *ln2 = a.ln2 + l * BT * c;
+        float *fch = a.fch + l * BT * 2 * f, *fch_swiglu = a.fch_gelu + l * BT * f;
+        float *fcproj = a.fcproj + l * BT * c;
+        float *residual3 = a.residual3 + l * BT * c;
+        rmsnorm_forward(ln1, a.ln1_rstd + l * BT, residual, p.rms1w + l * c, (int)BT, C);
+        matmul_forward(qkv, ln1, p.qkvw + l * w * c, NULL, (int)BT, C, QKV);
+        if (cfg->qknorm) {
+            qknorm_forward(qkvr, a.qk_rstd + l * BT * heads, qkv, p.qnormw + l * hs,
+                           p.knormw + l * hs, (int)BT, NH, KV, HS);
+        } else {
+            qknorm_forward(qkvr, NULL, qkv, NULL, NULL, (int)BT, NH, KV, HS); // a copy
+        }
+        rope_forward(qkvr, B, T, NH + KV, HS, w, cfg->rope_theta);
+        attention_forward_gqa(atty, a.att_lse + (size_t)l * B * NH * T, qkvr, B, T, NH, KV, HS);
+        matmul_forward(attproj, atty, p.attprojw + l * c * c, NULL, (int)BT, C, C);
+        residual_forward(residual2, residual, attproj, BT * c);
+        rmsnorm_forward(ln2, a.ln2_rstd + l * BT, residual2, p.rms2w + l * c, (int)BT, C);
+        matmul_forward(fch, ln2, p.fcw + l * 2 * f * c, NULL, (int)BT, C, 2 * F);
+        swiglu_forward(fch_swiglu, fch, (int)BT, F);
+        matmul_forward(fcproj, fch_swiglu, p.fcprojw + l * c * f, NULL, (int)BT, F, C);
+        residual_forward(residual3, residual2, fcproj, BT * c);
+    }
+    const float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
+    rmsnorm_forward(a.lnf, a.lnf_rstd, final_residual, p.rmsfw, (int)BT, C);
+    matmul_forward(a.logits, a.lnf, p.lm_head, NULL, (int)BT, C, Vp);
+}
+
+// The llama family from the gradient of the logits (in grads_acts) to the parameter gradients.
+static void llama_backward_layers(GPT2 *model) {
+    const GPT2Config *cfg = &model->config;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int KV = cfg->num_kv_heads, HS = llama_head_size(cfg), F = cfg->ffn;
+    int QKV = llama_qkv_width(cfg), B = model->B, T = model->T;
+    LlamaParameters p = point_llama_parameters(model->params_memory, cfg);
+    LlamaParameters g = point_llama_parameters(model->grads_memory, cfg);
+    ActivationTensors a = model->acts, ga = model->grads_acts;
+    size_t BT = (size_t)B * T, c = (size_t)C, w = (size_t)QKV, f = (size_t)F;
+    size_t heads = (size_t)(NH + KV), hs = (size_t)HS;
+    matmul_backward(ga.lnf, g.lm_head, NULL, ga.logits, a.lnf, p.lm_head, (int)BT, C, Vp);
+    const float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
+    float *dfinal_residual = ga.residual3 + (size_t)(L - 1) * BT * c;
+    rmsnorm_backward(dfinal_residual, g.rmsfw, ga.lnf, final_residual, p.rmsfw, a.lnf_rstd, (int)BT,
+                     C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        float *dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BT * c;
+        size_t at = l * BT * c; // offset of this layer's (B,T,C) activations
+        // MLP block
+        residual_backward(ga.residual2 + at, ga.fcproj + at, ga.residual3 + at, BT * c);
+        matmul_backward(ga.fch_gelu + l * BT * f, g.fcprojw + l * c * f, NULL, ga.fcproj + at,
+                        a.fch_gelu + l * BT * f, p.fcprojw + l * c * f, (int)BT, F, C);
+        swiglu_backward(ga.fch + l * BT * 2 * f, a.fch + l * BT * 2 * f, ga.fch_gelu + l * BT * f,
+                        (int)BT, F);
+        matmul_backward(ga.ln2 + at, g.fcw + l * 2 * f * c, NULL, ga.fch + l * BT * 2 * f,
+                        a.ln2 + at, p.fcw + l * 2 * f * c, (int)BT, C, 2 * F);
+        rmsnorm_backward(ga.residual2 + at, g.rms2w + l * c, ga.ln2 + at, a.residual2 + at,
+                         p.rms2w + l * c, a.ln2_rstd + l * BT, (int)BT, C);
+        // attention block
+        residual_backward(dresidual, ga.attproj + at, ga.residual2 + at, BT * c);
+        matmul_backward(ga.atty + at, g.attprojw + l * c * c, NULL, ga.attproj + at, a.atty + at,
+                        p.attprojw + l * c * c, (int)BT, C, C);
+        float *dqkvr = ga.qkvr + l * BT * w;
+        attention_backward_gqa(dqkvr, ga.atty + at, a.qkvr + l * BT * w,
+                               a.att_lse + (size_t)l * B * NH * T, B, T, NH, KV, HS);
+        rope_backward(dqkvr, B, T, NH + KV, HS, w, cfg->rope_theta);
+        if (cfg->qknorm) {
+            qknorm_backward(ga.qkv + l * BT * w, g.qnormw + l * hs, g.knormw + l * hs, dqkvr,
+                            a.qkv + l * BT * w, p.qnormw + l * hs, p.knormw + l * hs,
+                            a.qk_rstd + l * BT * heads, (int)BT, NH, KV, HS);
+        } else {
+            qknorm_backward(ga.qkv + l * BT * w, NULL, NULL, dqkvr, a.qkv + l * BT * w, NULL, NULL,
+                            NULL, (int)BT, NH, KV, HS); // adds dqkvr
+        }
+        matmul_backward(ga.ln1 + at, g.qkvw + l * w * c, NULL, ga.qkv + l * BT * w, a.ln1 + at,
+                        p.qkvw + l * w * c, (int)BT, C, QKV);
+        rmsnorm_backward(dresidual, g.rms1w + l * c, ga.ln1 + at, residual, p.rms1w + l * c,
+                         a.ln1_rstd + l * BT, (int)BT, C);
+    }
+    encoder_backward(g.wte, NULL, ga.encoded, model->inputs, B, T, C);
+}
+
+// Runs the model on inputs (B,T); with targets also computes the mean loss over the targets whose
+// target_mask is 1 (target_mask NULL: all of them).
+void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
+                         const unsigned char *target_mask, int B, int T) {
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    if (T > cfg->max_seq_len) {
+        fatal("sequence length T=%d exceeds the model's maxT=%d", T, cfg->max_seq_len);
+    }
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V ||
+            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
+                  inputs[i], targets != NULL ? targets[i] : 0, V);
+        }
+    }
+    if (model->acts_memory == NULL) {
+        gpt2_allocate_activations(model, B, T);
+    } else if (B > model->max_B || T > model->max_T) {
+        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
+              model->max_T);
+    }
+    point_activations(&model->acts, model->acts_memory, cfg, B, T);
+    model->B = B;
+    model->T = T;
+    model->inputs = inputs;
+    model->targets = targets;
+    model->target_mask = targets != NULL ? target_mask : NULL;
+
+    if (cfg->arch == MODEL_ARCH_LLAMA) {
+        llama_forward_logits(model);
+    } else {
+        gpt2_forward_logits(model);
+    }
+    ActivationTensors a = model->acts;
+    size_t BT = (size_t)B * T;
     if (targets != NULL) {
         crossentropy_softmax_forward(a.probs, a.losses, a.logits, targets, (int)BT, V, Vp);
         double sum = 0.0;
@@ -650,7 +1071,6 @@ void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     }
     const GPT2Config *cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     int B = model->B, T = model->T;
     if (model->grads_memory == NULL) {
         model->grads_memory =
@@ -671,48 +1091,15 @@ void gpt2_backward_normalised(GPT2 *model, float normaliser) {
         memset(model->grads_acts_memory + start, 0, count * sizeof(float));
     }
 
-    ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts, ga = model->grads_acts;
-    size_t BT = (size_t)B * T, c = (size_t)C;
+    size_t BT = (size_t)B * T;
     crossentropy_softmax_backward(ga.logits, a.probs, model->targets, model->target_mask,
                                   normaliser, (int)BT, V, Vp);
-    matmul_backward(ga.lnf, g.wte, NULL, ga.logits, a.lnf, p.wte, (int)BT, C, Vp);
-    float *final_residual = a.residual3 + (size_t)(L - 1) * BT * c;
-    float *dfinal_residual = ga.residual3 + (size_t)(L - 1) * BT * c;
-    layernorm_backward(dfinal_residual, g.lnfw, g.lnfb, ga.lnf, final_residual, p.lnfw, a.lnf_mean,
-                       a.lnf_rstd, (int)BT, C);
-    for (int l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
-        float *dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BT * c;
-        size_t lse_offset = (size_t)l * B * NH * T;
-        // MLP block
-        residual_backward(ga.residual2 + l * BT * c, ga.fcproj + l * BT * c,
-                          ga.residual3 + l * BT * c, BT * c);
-        matmul_backward(ga.fch_gelu + l * BT * 4 * c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c,
-                        ga.fcproj + l * BT * c, a.fch_gelu + l * BT * 4 * c,
-                        p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C);
-        gelu_backward(ga.fch + l * BT * 4 * c, a.fch + l * BT * 4 * c, ga.fch_gelu + l * BT * 4 * c,
-                      BT * 4 * c);
-        matmul_backward(ga.ln2 + l * BT * c, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c,
-                        ga.fch + l * BT * 4 * c, a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT,
-                        C, 4 * C);
-        layernorm_backward(ga.residual2 + l * BT * c, g.ln2w + l * c, g.ln2b + l * c,
-                           ga.ln2 + l * BT * c, a.residual2 + l * BT * c, p.ln2w + l * c,
-                           a.ln2_mean + l * BT, a.ln2_rstd + l * BT, (int)BT, C);
-        // attention block
-        residual_backward(dresidual, ga.attproj + l * BT * c, ga.residual2 + l * BT * c, BT * c);
-        matmul_backward(ga.atty + l * BT * c, g.attprojw + l * c * c, g.attprojb + l * c,
-                        ga.attproj + l * BT * c, a.atty + l * BT * c, p.attprojw + l * c * c,
-                        (int)BT, C, C);
-        attention_backward(ga.qkv + l * BT * 3 * c, ga.atty + l * BT * c, a.qkv + l * BT * 3 * c,
-                           a.att_lse + lse_offset, B, T, C, NH);
-        matmul_backward(ga.ln1 + l * BT * c, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c,
-                        ga.qkv + l * BT * 3 * c, a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c,
-                        (int)BT, C, 3 * C);
-        layernorm_backward(dresidual, g.ln1w + l * c, g.ln1b + l * c, ga.ln1 + l * BT * c, residual,
-                           p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C);
+    if (cfg->arch == MODEL_ARCH_LLAMA) {
+        llama_backward_layers(model);
+    } else {
+        gpt2_backward_layers(model);
     }
-    encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
 }
 
 // Backward of the last forward's mean loss times loss_scale (1/grad_accum_steps when
@@ -779,8 +1166,9 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     gpt2_parameter_sizes(&model->config, sizes);
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-        float decay =
-            gpt2_tensor_is_decayed(k) ? 1.0f - opt->learning_rate * opt->weight_decay : 1.0f;
+        float decay = model_tensor_is_decayed(&model->config, k)
+                          ? 1.0f - opt->learning_rate * opt->weight_decay
+                          : 1.0f;
         float *param = model->params_memory + offset;
         float *grad = model->grads_memory + offset;
         float *m = model->m_memory + offset;

@@ -271,6 +271,7 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     ModelSource source;
     int from_descriptor = gpt2_config_from_descriptor(path_or_descriptor, &model->config);
     if (!from_descriptor) model_source_open(&source, path_or_descriptor, &model->config);
+    model_config_require_gpt2(&model->config, path_or_descriptor, "train_gpt2cu");
     model->num_parameters = gpt2_num_parameters(&model->config);
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);

@@ -18,6 +18,18 @@
 #define MODEL_MAGIC 20240326
 #define MODEL_VERSION_FP32 3
 #define MODEL_VERSION_BF16 5
+#define MODEL_VERSION_LLAMA_FP32                                                                   \
+    6 // the llama family (docs/formats.md): header[8..12] say its shape
+#define MODEL_VERSION_LLAMA_BF16 7
+#define MODEL_SLOT_ARCH 8
+#define MODEL_SLOT_KV 9
+#define MODEL_SLOT_FFN 10
+#define MODEL_SLOT_QKNORM 11
+#define MODEL_SLOT_ROPE_THETA 12 // float bits
+
+static inline int model_version_is_fp32(int version) {
+    return version == MODEL_VERSION_FP32 || version == MODEL_VERSION_LLAMA_FP32;
+}
 #define DEBUG_STATE_MAGIC 20240327
 #define DEBUG_STATE_VERSION 2
 #define TOKENIZER_MAGIC 20240328
@@ -113,9 +125,21 @@ static inline int model_read_header(FILE *file, const char *path, GPT2Config *co
               MODEL_MAGIC);
     }
     int version = header[1];
-    if (version != MODEL_VERSION_FP32 && version != MODEL_VERSION_BF16) {
-        fatal("%s: unsupported model version %d in header[1], expected 3 (fp32) or 5 (bf16)", path,
-              version);
+    memset(config, 0, sizeof(*config));
+    if (version == MODEL_VERSION_LLAMA_FP32 || version == MODEL_VERSION_LLAMA_BF16) {
+        if (header[MODEL_SLOT_ARCH] != MODEL_ARCH_LLAMA) {
+            fatal("%s: header[8] (arch): expected 1 (llama) in a version-%d model, found %d", path,
+                  version, header[MODEL_SLOT_ARCH]);
+        }
+        config->arch = MODEL_ARCH_LLAMA;
+        config->num_kv_heads = header[MODEL_SLOT_KV];
+        config->ffn = header[MODEL_SLOT_FFN];
+        config->qknorm = header[MODEL_SLOT_QKNORM];
+        config->rope_theta = int_bits_to_float(header[MODEL_SLOT_ROPE_THETA]);
+    } else if (version != MODEL_VERSION_FP32 && version != MODEL_VERSION_BF16) {
+        fatal("%s: unsupported model version %d in header[1], expected 3 (fp32), 5 (bf16), 6 "
+              "(llama fp32) or 7 (llama bf16)",
+              path, version);
     }
     config->max_seq_len = header[2];
     config->vocab_size = header[3];
@@ -124,6 +148,13 @@ static inline int model_read_header(FILE *file, const char *path, GPT2Config *co
     config->channels = header[6];
     config->padded_vocab_size = header[7];
     const char *problem = gpt2_config_problem(config);
+    if (problem != NULL && config->arch == MODEL_ARCH_LLAMA) {
+        fatal("%s: bad model header (header[2..12]: maxT=%d V=%d L=%d NH=%d C=%d Vp=%d KV=%d "
+              "ffn=%d qknorm=%d rope_theta=%g): %s",
+              path, config->max_seq_len, config->vocab_size, config->num_layers, config->num_heads,
+              config->channels, config->padded_vocab_size, config->num_kv_heads, config->ffn,
+              config->qknorm, (double)config->rope_theta, problem);
+    }
     if (problem != NULL) {
         fatal("%s: bad model header (header[2..7]: maxT=%d V=%d L=%d NH=%d C=%d Vp=%d): %s", path,
               config->max_seq_len, config->vocab_size, config->num_layers, config->num_heads,
@@ -131,7 +162,7 @@ static inline int model_read_header(FILE *file, const char *path, GPT2Config *co
     }
     header_has_checksum(header, path); // an unknown kind fails here, before any allocation
     // within the caps above these cannot overflow; checked all the same
-    size_t bytes_per_param = version == MODEL_VERSION_FP32 ? 4 : 2;
+    size_t bytes_per_param = model_version_is_fp32(version) ? 4 : 2;
     size_t expected = size_add_check(
         HEADER_BYTES, size_mul_check(gpt2_num_parameters(config), bytes_per_param, path), path);
     if (file_size != expected) {
@@ -151,7 +182,7 @@ static inline void model_read_params(FILE *file, const char *path, int version, 
     read_header(file, path, header);
     int checksum = header_has_checksum(header, path);
     uint32_t crc = 0;
-    if (version == MODEL_VERSION_FP32) {
+    if (model_version_is_fp32(version)) {
         fread_check(params, sizeof(float), num_parameters, file, path, "parameters");
         if (checksum) crc = crc32c_update(0, params, num_parameters * sizeof(float));
     } else {
@@ -170,11 +201,21 @@ static inline void model_read_params(FILE *file, const char *path, int version, 
     if (checksum) header_checksum_verify(header, crc, path);
 }
 
-// Writes a model checkpoint atomically; version 3 (fp32) or 5 (bf16).
+// Writes a model checkpoint atomically; version 3 (fp32) or 5 (bf16), which a llama-family model
+// writes as 6 or 7 with its shape in header[8..12].
 static inline void model_write(const char *path, const GPT2Config *config, const float *params,
                                int version) {
     int32_t header[HEADER_INTS];
     memset(header, 0, sizeof(header));
+    int fp32 = model_version_is_fp32(version);
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        version = fp32 ? MODEL_VERSION_LLAMA_FP32 : MODEL_VERSION_LLAMA_BF16;
+        header[MODEL_SLOT_ARCH] = MODEL_ARCH_LLAMA;
+        header[MODEL_SLOT_KV] = config->num_kv_heads;
+        header[MODEL_SLOT_FFN] = config->ffn;
+        header[MODEL_SLOT_QKNORM] = config->qknorm;
+        header[MODEL_SLOT_ROPE_THETA] = float_to_int_bits(config->rope_theta);
+    }
     header[0] = MODEL_MAGIC;
     header[1] = version;
     header[2] = config->max_seq_len;
@@ -189,7 +230,7 @@ static inline void model_write(const char *path, const GPT2Config *config, const
     AtomicFile out;
     atomic_open(&out, path);
     fwrite_check(header, sizeof(int32_t), HEADER_INTS, out.file, path);
-    if (version == MODEL_VERSION_FP32) {
+    if (fp32) {
         fwrite_crc(params, sizeof(float), num_parameters, out.file, path, &crc);
     } else {
         const size_t chunk = 1 << 20;

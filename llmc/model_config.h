@@ -1,5 +1,6 @@
-// GPT-2 shape, the table of its 16 parameter tensors, model descriptors (d12, L=..,C=..) and the
-// random initialisation that equals our PyTorch reference's for the same seed.
+// Model shapes (GPT-2, and the llama family: RMSNorm, RoPE, SwiGLU, GQA, optional QK-norm, untied
+// head), the tables of their parameter tensors, model descriptors (d12, L=..,C=.., arch=llama,..)
+// and the random initialisation that equals our PyTorch reference's for the same seed.
 // Shared by the CPU and CUDA trainers: the parameter layout is the checkpoint layout.
 #ifndef LLMC_MODEL_CONFIG_H
 #define LLMC_MODEL_CONFIG_H
@@ -19,9 +20,21 @@ typedef struct {
     int num_layers;        // L
     int num_heads;         // NH
     int channels;          // C
+    // the llama family (arch MODEL_ARCH_LLAMA); all 0 for GPT-2
+    int arch;         // MODEL_ARCH_GPT2 or MODEL_ARCH_LLAMA
+    int num_kv_heads; // KV: key/value heads (grouped-query attention), NH % KV == 0
+    int ffn;          // SwiGLU hidden width
+    int qknorm;       // 1: RMSNorm over each head of q and k before RoPE
+    float rope_theta; // RoPE base
 } GPT2Config;
 
+#define MODEL_ARCH_GPT2 0
+#define MODEL_ARCH_LLAMA 1
+
+// The most tensors of any architecture: the arrays of per-tensor sizes have this length; the
+// tensors an architecture does not have are 0 elements at the end (llama: 11, then 5 empty).
 #define NUM_PARAMETER_TENSORS 16
+#define NUM_LLAMA_TENSORS 11
 
 // The largest shape a model file or descriptor may have (docs/formats.md): far beyond any GPT-2-
 // class model (GPT-3 175B: L 96, C 12288, NH 96), small enough that every size derived from them
@@ -32,6 +45,8 @@ typedef struct {
 #define GPT2_MAX_LAYERS 1024     // L
 #define GPT2_MAX_HEADS 1024      // NH
 #define GPT2_MAX_CHANNELS 65536  // C
+#define LLAMA_MAX_FFN 262144     // ffn (4 x the largest C)
+#define LLAMA_MAX_ROPE_THETA 1e9 // rope_theta (Llama 3: 500000)
 #define GPT2_STRINGIFY_(x) #x
 #define GPT2_STRINGIFY(x) GPT2_STRINGIFY_(x)
 
@@ -39,11 +54,60 @@ static const char *const parameter_tensor_names[NUM_PARAMETER_TENSORS] = {
     "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw",     "lnfb"};
 
+static const char *const llama_tensor_names[NUM_LLAMA_TENSORS] = {
+    "wte",   "rms1w", "qkvw",    "qnormw", "knormw", "attprojw",
+    "rms2w", "fcw",   "fcprojw", "rmsfw",  "lm_head"};
+
+static inline int model_num_tensors(const GPT2Config *config) {
+    return config->arch == MODEL_ARCH_LLAMA ? NUM_LLAMA_TENSORS : NUM_PARAMETER_TENSORS;
+}
+
+static inline const char *model_tensor_name(const GPT2Config *config, int tensor_index) {
+    return config->arch == MODEL_ARCH_LLAMA ? llama_tensor_names[tensor_index]
+                                            : parameter_tensor_names[tensor_index];
+}
+
+// The llama family's head size and width of one token's q, k, v row: [NH*HS | KV*HS | KV*HS].
+static inline int llama_head_size(const GPT2Config *config) {
+    return config->channels / config->num_heads;
+}
+static inline int llama_qkv_width(const GPT2Config *config) {
+    return (config->num_heads + 2 * config->num_kv_heads) * llama_head_size(config);
+}
+
 // Element counts of the 16 tensors, in checkpoint order. The products are checked: a shape that
 // passed gpt2_config_problem cannot overflow them, but a wrapped count would pass a file's length
 // check with a tiny file.
+static inline void llama_parameter_sizes(const GPT2Config *config,
+                                         size_t sizes[NUM_PARAMETER_TENSORS]) {
+    const char *what = "model shape: parameter count";
+    size_t Vp = (size_t)config->padded_vocab_size;
+    size_t C = (size_t)config->channels;
+    size_t L = (size_t)config->num_layers;
+    size_t HS = (size_t)llama_head_size(config);
+    size_t QKV = (size_t)llama_qkv_width(config);
+    size_t F = (size_t)config->ffn;
+    size_t LC = size_mul_check(L, C, what);
+    memset(sizes, 0, NUM_PARAMETER_TENSORS * sizeof(size_t));
+    sizes[0] = size_mul_check(Vp, C, what);                           // wte
+    sizes[1] = LC;                                                    // rms1w
+    sizes[2] = size_mul_check(size_mul_check(L, QKV, what), C, what); // qkvw
+    sizes[3] = config->qknorm ? size_mul_check(L, HS, what) : 0;      // qnormw
+    sizes[4] = sizes[3];                                              // knormw
+    sizes[5] = size_mul_check(LC, C, what);                           // attprojw
+    sizes[6] = LC;                                                    // rms2w
+    sizes[7] = size_mul_check(size_mul_check(LC, 2, what), F, what);  // fcw
+    sizes[8] = size_mul_check(LC, F, what);                           // fcprojw
+    sizes[9] = C;                                                     // rmsfw
+    sizes[10] = sizes[0];                                             // lm_head
+}
+
 static inline void gpt2_parameter_sizes(const GPT2Config *config,
                                         size_t sizes[NUM_PARAMETER_TENSORS]) {
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        llama_parameter_sizes(config, sizes);
+        return;
+    }
     const char *what = "model shape: parameter count";
     size_t Vp = (size_t)config->padded_vocab_size;
     size_t C = (size_t)config->channels;
@@ -85,6 +149,21 @@ static inline int gpt2_tensor_is_decayed(int tensor_index) {
            tensor_index == 10 || tensor_index == 12;
 }
 
+// The same for either architecture: llama decays wte, qkvw, attprojw, fcw, fcprojw and lm_head
+// (its 2-D tensors; PyTorch's reference decays the parameters with dim 2).
+static inline int model_tensor_is_decayed(const GPT2Config *config, int tensor_index) {
+    if (config->arch != MODEL_ARCH_LLAMA) return gpt2_tensor_is_decayed(tensor_index);
+    return tensor_index == 0 || tensor_index == 2 || tensor_index == 5 || tensor_index == 7 ||
+           tensor_index == 8 || tensor_index == 10;
+}
+
+// SwiGLU's default hidden width: the multiple of 64 nearest 8C/3, ties up (8C/3/64 = C/24), at
+// least 64.
+static inline int llama_default_ffn(int channels) {
+    long ffn = ((long)channels + 12) / 24 * 64;
+    return ffn < 64 ? 64 : (int)ffn;
+}
+
 static inline int round_up_int(int value, int multiple) {
     return ((value + multiple - 1) / multiple) * multiple;
 }
@@ -103,6 +182,22 @@ static inline const char *gpt2_config_problem(const GPT2Config *c) {
 #undef GPT2_RANGE
     if (c->padded_vocab_size < c->vocab_size) return "Vp must be >= V";
     if (c->channels % c->num_heads != 0) return "C must be divisible by NH";
+    if (c->arch == MODEL_ARCH_GPT2) {
+        if (c->num_kv_heads != 0 || c->ffn != 0 || c->qknorm != 0 || c->rope_theta != 0.0f) {
+            return "KV, ffn, qknorm and rope_theta are llama fields (arch=llama)";
+        }
+        return NULL;
+    }
+    if (c->arch != MODEL_ARCH_LLAMA) return "arch must be 0 (gpt2) or 1 (llama)";
+    if (c->num_kv_heads <= 0 || c->num_kv_heads > c->num_heads) return "KV must be in 1..NH";
+    if (c->num_heads % c->num_kv_heads != 0) return "NH must be divisible by KV";
+    if ((c->channels / c->num_heads) % 2 != 0) return "the head size C/NH must be even (RoPE)";
+    if (c->ffn <= 0 || c->ffn > LLAMA_MAX_FFN)
+        return "ffn must be in 1.." GPT2_STRINGIFY(LLAMA_MAX_FFN);
+    if (c->qknorm != 0 && c->qknorm != 1) return "qknorm must be 0 or 1";
+    if (!(c->rope_theta >= 1.0f && c->rope_theta <= LLAMA_MAX_ROPE_THETA)) {
+        return "rope_theta must be a number in 1..1e9";
+    }
     return NULL;
 }
 
@@ -190,15 +285,43 @@ static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config
             fatal("model descriptor too long: %s", descriptor);
         }
         strcpy(buffer, d);
+        int llama = 0, ffn_given = 0;
         for (char *item = strtok(buffer, ","); item != NULL; item = strtok(NULL, ",")) {
             char *eq = strchr(item, '=');
-            char *end = NULL;
-            long value = eq ? strtol(eq + 1, &end, 10) : 0;
-            if (eq == NULL || end == eq + 1 || *end != '\0' || value <= 0 || value > (1L << 30)) {
-                fatal("model descriptor %s: bad item '%s' (expected KEY=positive integer)",
-                      descriptor, item);
+            if (eq == NULL) {
+                fatal("model descriptor %s: bad item '%s' (expected KEY=value)", descriptor, item);
             }
             *eq = '\0';
+            const char *value_text = eq + 1;
+            if (strcmp(item, "arch") == 0) {
+                if (strcmp(value_text, "llama") == 0) {
+                    llama = 1;
+                } else if (strcmp(value_text, "gpt2") != 0) {
+                    fatal("model descriptor %s: arch: expected gpt2 or llama, found '%s'",
+                          descriptor, value_text);
+                }
+                continue;
+            }
+            if (strcmp(item, "rope_theta") == 0) {
+                char *end = NULL;
+                double theta = strtod(value_text, &end);
+                if (end == value_text || *end != '\0' || !(theta >= 1.0) ||
+                    theta > LLAMA_MAX_ROPE_THETA) {
+                    fatal(
+                        "model descriptor %s: rope_theta: expected a number in 1..1e9, found '%s'",
+                        descriptor, value_text);
+                }
+                config->rope_theta = (float)theta;
+                continue;
+            }
+            char *end = NULL;
+            long value = strtol(value_text, &end, 10);
+            int is_qknorm = strcmp(item, "qknorm") == 0;
+            if (end == value_text || *end != '\0' || value < (is_qknorm ? 0 : 1) ||
+                value > (is_qknorm ? 1 : (1L << 30))) {
+                fatal("model descriptor %s: bad value '%s' for %s (expected %s)", descriptor,
+                      value_text, item, is_qknorm ? "0 or 1" : "a positive integer");
+            }
             if (strcmp(item, "L") == 0)
                 config->num_layers = (int)value;
             else if (strcmp(item, "C") == 0)
@@ -209,9 +332,24 @@ static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config
                 config->vocab_size = (int)value;
             else if (strcmp(item, "maxT") == 0)
                 config->max_seq_len = (int)value;
+            else if (strcmp(item, "KV") == 0)
+                config->num_kv_heads = (int)value;
+            else if (strcmp(item, "ffn") == 0)
+                config->ffn = (int)value, ffn_given = 1;
+            else if (is_qknorm)
+                config->qknorm = (int)value;
             else
-                fatal("model descriptor %s: unknown key '%s' (keys: L, C, NH, V, maxT)", descriptor,
-                      item);
+                fatal("model descriptor %s: unknown key '%s' (keys: L, C, NH, V, maxT; with "
+                      "arch=llama also KV, ffn, rope_theta, qknorm)",
+                      descriptor, item);
+        }
+        if (llama) {
+            config->arch = MODEL_ARCH_LLAMA;
+            if (config->num_kv_heads == 0) config->num_kv_heads = config->num_heads;
+            if (!ffn_given && config->channels > 0) {
+                config->ffn = llama_default_ffn(config->channels);
+            }
+            if (config->rope_theta == 0.0f) config->rope_theta = 10000.0f;
         }
     } else {
         return 0;
@@ -227,7 +365,43 @@ static inline int gpt2_config_from_descriptor(const char *descriptor, GPT2Config
 // Fills params (laid out as in the checkpoint) with the initialisation our PyTorch reference uses:
 // torch.manual_seed(seed), then normal_ on wte[:V], wpe, and per layer qkvw, attprojw, fcw,
 // fcprojw (the two residual projections scaled by 1/sqrt(2L)); ones and zeros elsewhere.
+// llama: normal_ on wte[:V], per layer qkvw, attprojw, fcw, fcprojw (the residual projections
+// attprojw and fcprojw scaled by 1/sqrt(2L)), then lm_head[:V]; the norm weights are ones.
+static inline void llama_init_params(const GPT2Config *config, float *params, uint32_t seed) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    float *tensors[NUM_PARAMETER_TENSORS];
+    float *ptr = params;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        tensors[i] = ptr;
+        ptr += sizes[i];
+    }
+    size_t C = (size_t)config->channels, L = (size_t)config->num_layers;
+    size_t QKV = (size_t)llama_qkv_width(config), F = (size_t)config->ffn;
+    memset(params, 0, gpt2_num_parameters(config) * sizeof(float));
+    const int ones[] = {1, 3, 4, 6, 9}; // rms1w, qnormw, knormw, rms2w, rmsfw
+    for (int k = 0; k < 5; k++) {
+        for (size_t i = 0; i < sizes[ones[k]]; i++) tensors[ones[k]][i] = 1.0f;
+    }
+    TorchGenerator gen;
+    torch_manual_seed(&gen, seed);
+    const double std = 0.02;
+    const double residual_std = 0.02 / sqrt(2.0 * (double)L);
+    torch_normal_(&gen, tensors[0], (size_t)config->vocab_size * C, 0.0, std);
+    for (size_t l = 0; l < L; l++) {
+        torch_normal_(&gen, tensors[2] + l * QKV * C, QKV * C, 0.0, std);
+        torch_normal_(&gen, tensors[5] + l * C * C, C * C, 0.0, residual_std);
+        torch_normal_(&gen, tensors[7] + l * 2 * F * C, 2 * F * C, 0.0, std);
+        torch_normal_(&gen, tensors[8] + l * C * F, C * F, 0.0, residual_std);
+    }
+    torch_normal_(&gen, tensors[10], (size_t)config->vocab_size * C, 0.0, std);
+}
+
 static inline void gpt2_init_params(const GPT2Config *config, float *params, uint32_t seed) {
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        llama_init_params(config, params, seed);
+        return;
+    }
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(config, sizes);
     float *tensors[NUM_PARAMETER_TENSORS];
@@ -264,14 +438,8 @@ static inline void gpt2_init_params(const GPT2Config *config, float *params, uin
 // as the mean of the real token rows, so the new tokens' logits begin at an average token's level
 // and their input embeddings at the centre of the others, not at the origin. Rows that are not all
 // zero (a model fine-tuned before) are kept.
-static inline void gpt2_grow_vocab_params(GPT2Config *cfg, float *params, int vocab_size) {
-    int old_V = cfg->vocab_size, C = cfg->channels;
-    if (vocab_size <= old_V) return;
-    if (vocab_size > cfg->padded_vocab_size) {
-        fatal("the data needs V=%d tokens but the model has only Vp=%d embedding rows", vocab_size,
-              cfg->padded_vocab_size);
-    }
-    float *wte = params; // wte is the first tensor
+// llama grows its untied output head (lm_head, the last tensor) the same way.
+static inline int grow_vocab_rows(float *wte, int old_V, int vocab_size, int C) {
     double *mean = (double *)calloc_check((size_t)C, sizeof(double), "mean embedding");
     for (int v = 0; v < old_V; v++) {
         for (int i = 0; i < C; i++) mean[i] += wte[(size_t)v * C + i];
@@ -286,15 +454,50 @@ static inline void gpt2_grow_vocab_params(GPT2Config *cfg, float *params, int vo
         initialised++;
     }
     free(mean);
+    return initialised;
+}
+
+static inline void gpt2_grow_vocab_params(GPT2Config *cfg, float *params, int vocab_size) {
+    int old_V = cfg->vocab_size, C = cfg->channels;
+    if (vocab_size <= old_V) return;
+    if (vocab_size > cfg->padded_vocab_size) {
+        fatal("the data needs V=%d tokens but the model has only Vp=%d embedding rows", vocab_size,
+              cfg->padded_vocab_size);
+    }
+    int initialised = grow_vocab_rows(params, old_V, vocab_size, C); // wte is the first tensor
+    if (cfg->arch == MODEL_ARCH_LLAMA) {
+        size_t sizes[NUM_PARAMETER_TENSORS], offset = 0;
+        gpt2_parameter_sizes(cfg, sizes);
+        for (int k = 0; k < NUM_LLAMA_TENSORS - 1; k++) offset += sizes[k];
+        grow_vocab_rows(params + offset, old_V, vocab_size, C);
+    }
     cfg->vocab_size = vocab_size;
     printf("vocab: V %d -> %d for the chat tokens; %d unused row(s) set to the mean embedding\n",
            old_V, vocab_size, initialised);
 }
 
 static inline void gpt2_config_print(const GPT2Config *config, size_t num_parameters) {
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        printf("model: arch=llama L=%d C=%d NH=%d KV=%d ffn=%d qknorm=%d rope_theta=%g V=%d Vp=%d "
+               "maxT=%d, %.2fM parameters\n",
+               config->num_layers, config->channels, config->num_heads, config->num_kv_heads,
+               config->ffn, config->qknorm, (double)config->rope_theta, config->vocab_size,
+               config->padded_vocab_size, config->max_seq_len, (double)num_parameters / 1e6);
+        return;
+    }
     printf("model: L=%d C=%d NH=%d V=%d Vp=%d maxT=%d, %.2fM parameters\n", config->num_layers,
            config->channels, config->num_heads, config->vocab_size, config->padded_vocab_size,
            config->max_seq_len, (double)num_parameters / 1e6);
+}
+
+// For the programs that run GPT-2 only so far (the CUDA trainer, chat): one line naming the
+// model and the field, exit 1.
+static inline void model_config_require_gpt2(const GPT2Config *config, const char *path,
+                                             const char *program) {
+    if (config->arch != MODEL_ARCH_GPT2) {
+        fatal("%s: arch llama (model-file version 6/7, header[8] = %d) is not supported by %s yet",
+              path, config->arch, program);
+    }
 }
 
 #endif // LLMC_MODEL_CONFIG_H
