@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch fp32 reference for the C GPT-2 trainer (formats: docs/formats.md).
 
-Builds a GPT-2 (random init from a descriptor, a model file, or HuggingFace weights) and can:
-  --write-model / --write-model-bf16   the weights before any step (version 3 / version 5 file)
+Builds a GPT-2 or a llama-family model (random init from a descriptor such as d2 or
+arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64, a model file, or HuggingFace GPT-2 weights) and can:
+  --write-model / --write-model-bf16   the weights before any step (version 3 / 5; llama 6 / 7)
   --write-state                        debug state: one batch, its logits, loss, grads, step losses
   --write-tokenizer                    gpt2_tokenizer.bin (via dev/data/data_common.py)
   --mode train                         train on llm.c data shards (or random tokens) like the C trainer
@@ -50,6 +51,8 @@ def fail(message):
 
 
 class Config:
+    arch = "gpt2"
+
     def __init__(self, L, C, NH, V=50257, maxT=1024):
         self.L, self.C, self.NH, self.V, self.maxT = L, C, NH, V, maxT
         self.Vp = (V + 127) // 128 * 128
@@ -126,13 +129,7 @@ class GPT(nn.Module):
         for block in self.h:
             x = block(x, self.mask)
         logits = F.linear(self.ln_f(x), self.wte.weight)
-        if loss_mask is None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
-            return logits, loss
-        losses = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-        mask = loss_mask.reshape(-1).to(losses.dtype)
-        denominator = mask.sum().clamp(min=1.0) if normaliser is None else normaliser
-        return logits, (losses * mask).sum() / denominator
+        return cross_entropy_loss(logits, targets, loss_mask, normaliser)
 
     @torch.no_grad()
     def init_random(self, seed):
@@ -154,6 +151,190 @@ class GPT(nn.Module):
             block.mlp.c_proj.weight.normal_(mean=0.0, std=residual_std)
 
 
+# ----------------------------------------------------------------------------------------------
+# The llama family (docs/formats.md, llmc/model_config.h): RMSNorm, RoPE (half-split), SwiGLU,
+# grouped-query attention, optional QK-norm, untied output head, no biases.
+
+MODEL_ARCH_LLAMA = 1  # header[8] of a version 6/7 model file
+RMSNORM_EPS = 1e-5
+
+
+def llama_default_ffn(C):
+    """The multiple of 64 nearest 8C/3 (ties up), at least 64: as llmc/model_config.h."""
+    return max(64, (C + 12) // 24 * 64)
+
+
+class LlamaConfig:
+    arch = "llama"
+
+    def __init__(self, L, C, NH, V=50257, maxT=1024, KV=None, ffn=None, rope_theta=10000.0, qknorm=0):
+        self.L, self.C, self.NH, self.V, self.maxT = L, C, NH, V, maxT
+        self.KV = NH if KV is None else KV
+        self.ffn = llama_default_ffn(C) if ffn is None else ffn
+        self.rope_theta, self.qknorm = float(rope_theta), int(qknorm)
+        self.HS = C // NH
+        self.Vp = (V + 127) // 128 * 128
+
+    def __repr__(self):
+        return (
+            f"arch=llama,L={self.L},C={self.C},NH={self.NH},KV={self.KV},V={self.V},maxT={self.maxT},"
+            f"ffn={self.ffn},rope_theta={self.rope_theta:g},qknorm={self.qknorm} (Vp={self.Vp})"
+        )
+
+    def problem(self):
+        """Why the shape is not one the C side accepts (None if it is); names the field."""
+        if self.C % self.NH:
+            return f"C ({self.C}) must be a multiple of NH ({self.NH})"
+        if not 1 <= self.KV <= self.NH or self.NH % self.KV:
+            return f"KV ({self.KV}) must divide NH ({self.NH})"
+        if self.HS % 2:
+            return f"the head size C/NH ({self.HS}) must be even (RoPE)"
+        if not 1.0 <= self.rope_theta <= 1e9:
+            return f"rope_theta ({self.rope_theta}) must be in 1..1e9"
+        if self.qknorm not in (0, 1):
+            return f"qknorm ({self.qknorm}) must be 0 or 1"
+        return None
+
+    def qkv_width(self):
+        return (self.NH + 2 * self.KV) * self.HS
+
+    def num_parameters(self):
+        C, F, HS = self.C, self.ffn, self.HS
+        per_layer = C + self.qkv_width() * C + (2 * HS if self.qknorm else 0) + C * C + C + 2 * F * C + C * F
+        return 2 * self.Vp * C + self.L * per_layer + C
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMSNORM_EPS) * self.weight
+
+
+def rope_tables(T, HS, theta):
+    """cos and sin (T, HS/2) of the angles pos * theta^(-2i/HS), in fp32 as the C side."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, HS, 2, dtype=torch.float32) / HS))
+    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Half-split rotation (HuggingFace Llama's rotate_half) of x (B, H, T, HS)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.NH, self.KV, self.HS = cfg.NH, cfg.KV, cfg.HS
+        self.qkv = nn.Linear(cfg.C, cfg.qkv_width(), bias=False)  # [NH q heads | KV k | KV v]
+        self.proj = nn.Linear(cfg.C, cfg.C, bias=False)
+        if cfg.qknorm:  # one weight per layer, shared by all heads
+            self.q_norm, self.k_norm = RMSNorm(cfg.HS), RMSNorm(cfg.HS)
+        self.qknorm = cfg.qknorm
+
+    def forward(self, x, mask, cos, sin):
+        B, T, C = x.shape
+        NH, KV, HS = self.NH, self.KV, self.HS
+        q, k, v = self.qkv(x).split([NH * HS, KV * HS, KV * HS], dim=2)
+        q, k, v = q.view(B, T, NH, HS), k.view(B, T, KV, HS), v.view(B, T, KV, HS)
+        if self.qknorm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # query head h reads kv head h // (NH / KV)
+        k, v = k.repeat_interleave(NH // KV, dim=1), v.repeat_interleave(NH // KV, dim=1)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HS))
+        att = att.masked_fill(mask[:T, :T], float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.proj(y)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ffn = cfg.ffn
+        self.fc = nn.Linear(cfg.C, 2 * cfg.ffn, bias=False)  # [gate | up]
+        self.proj = nn.Linear(cfg.ffn, cfg.C, bias=False)
+
+    def forward(self, x):
+        gate, up = self.fc(x).split(self.ffn, dim=-1)
+        return self.proj(F.silu(gate) * up)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.rms_1 = RMSNorm(cfg.C)
+        self.attn = LlamaAttention(cfg)
+        self.rms_2 = RMSNorm(cfg.C)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x, mask, cos, sin):
+        x = x + self.attn(self.rms_1(x), mask, cos, sin)
+        return x + self.mlp(self.rms_2(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.V, cfg.C)
+        self.h = nn.ModuleList(LlamaBlock(cfg) for _ in range(cfg.L))
+        self.rms_f = RMSNorm(cfg.C)
+        self.lm_head = nn.Linear(cfg.C, cfg.V, bias=False)  # untied
+        mask = torch.triu(torch.ones(cfg.maxT, cfg.maxT, dtype=torch.bool), diagonal=1)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, idx, targets, loss_mask=None, normaliser=None):
+        T = idx.shape[1]
+        cos, sin = rope_tables(T, self.cfg.HS, self.cfg.rope_theta)
+        x = self.wte(idx)
+        for block in self.h:
+            x = block(x, self.mask, cos, sin)
+        logits = self.lm_head(self.rms_f(x))
+        return cross_entropy_loss(logits, targets, loss_mask, normaliser)
+
+    @torch.no_grad()
+    def init_random(self, seed):
+        """llmc/model_config.h's llama init: manual_seed, then normal_ in this exact order."""
+        residual_std = 0.02 / math.sqrt(2 * self.cfg.L)
+        torch.manual_seed(seed)
+        self.wte.weight.normal_(mean=0.0, std=0.02)
+        for block in self.h:
+            block.attn.qkv.weight.normal_(mean=0.0, std=0.02)
+            block.attn.proj.weight.normal_(mean=0.0, std=residual_std)
+            block.mlp.fc.weight.normal_(mean=0.0, std=0.02)
+            block.mlp.proj.weight.normal_(mean=0.0, std=residual_std)
+        self.lm_head.weight.normal_(mean=0.0, std=0.02)
+
+
+def cross_entropy_loss(logits, targets, loss_mask, normaliser):
+    """logits (B, T, V) and the mean cross-entropy; with loss_mask (B, T) of 0/1, the sum over the
+    targets where it is 1 divided by normaliser (default: their count, at least 1)."""
+    if loss_mask is None:
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+        return logits, loss
+    losses = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    mask = loss_mask.reshape(-1).to(losses.dtype)
+    denominator = mask.sum().clamp(min=1.0) if normaliser is None else normaliser
+    return logits, (losses * mask).sum() / denominator
+
+
+# The llama family's 11 file tensors (qnormw, knormw: 0 elements, absent, without QK-norm)
+LLAMA_FILE_TENSORS = [
+    ("wte", "wte.weight"), ("rms1w", "h.rms_1.weight"), ("qkvw", "h.attn.qkv.weight"),
+    ("qnormw", "h.attn.q_norm.weight"), ("knormw", "h.attn.k_norm.weight"),
+    ("attprojw", "h.attn.proj.weight"), ("rms2w", "h.rms_2.weight"), ("fcw", "h.mlp.fc.weight"),
+    ("fcprojw", "h.mlp.proj.weight"), ("rmsfw", "rms_f.weight"), ("lm_head", "lm_head.weight"),
+]  # fmt: skip
+PADDED_TENSORS = ("wte", "lm_head")  # V rows in the model, Vp in the file (the rest zero)
+
+
 # The 16 file tensors in order: (name, attribute path); "h." marks per-layer tensors, stacked over layers
 FILE_TENSORS = [
     ("wte", "wte.weight"), ("wpe", "wpe.weight"),
@@ -167,6 +348,12 @@ FILE_TENSORS = [
 ]  # fmt: skip
 
 
+def file_tensor_table(cfg):
+    if cfg.arch == "llama":
+        return [(n, a) for n, a in LLAMA_FILE_TENSORS if cfg.qknorm or n not in ("qnormw", "knormw")]
+    return FILE_TENSORS
+
+
 def tensor_params(model, attr):
     """The parameters behind one file tensor: one per layer for "h." paths, else one."""
     if attr.startswith("h."):
@@ -177,12 +364,12 @@ def tensor_params(model, attr):
 def file_tensors(model, grads=False):
     """The 16 tensors in file order (per-layer ones stacked, wte zero-padded to Vp rows), as copies."""
     out = []
-    for name, attr in FILE_TENSORS:
+    for name, attr in file_tensor_table(model.cfg):
         params = tensor_params(model, attr)
         if grads:
             params = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         t = torch.stack([p.detach() for p in params]) if attr.startswith("h.") else params[0].detach().clone()
-        if name == "wte":
+        if name in PADDED_TENSORS:
             t = torch.cat([t, t.new_zeros(model.cfg.Vp - model.cfg.V, model.cfg.C)])
         out.append(t.contiguous())
     return out
@@ -192,8 +379,39 @@ def file_tensors(model, grads=False):
 # Model sources: descriptor, model file, HuggingFace
 
 
+def parse_llama_descriptor(text):
+    """`arch=llama,L=..,C=..,NH=..,KV=..,V=..,maxT=..[,ffn=..][,rope_theta=..][,qknorm=1]`."""
+    fields = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key == "arch":
+            continue
+        if key == "rope_theta":
+            try:
+                fields[key] = float(value)
+            except ValueError:
+                fail(f"--model {text}: rope_theta: expected a number, found '{value}'")
+            continue
+        keys = ("L", "C", "NH", "KV", "V", "maxT", "ffn", "qknorm")
+        low = 0 if key == "qknorm" else 1
+        if key not in keys or not value.isdigit() or int(value) < low:
+            fail(f"--model {text}: bad field '{item}' (expected {', '.join(keys)} = integer, rope_theta = number)")
+        fields[key] = int(value)
+    for key in ("L", "C", "NH"):
+        if key not in fields:
+            fail(f"--model {text}: field {key} missing")
+    cfg = LlamaConfig(**fields)
+    problem = cfg.problem()
+    if problem:
+        fail(f"--model {text}: {problem}")
+    return cfg
+
+
 def parse_descriptor(text):
-    """`dN`, `gpt2:dN` or `L=2,C=64,NH=4,V=1000,maxT=128` -> Config; None if not a descriptor."""
+    """`dN`, `gpt2:dN` or `L=2,C=64,NH=4,V=1000,maxT=128` -> Config, `arch=llama,...` ->
+    LlamaConfig; None if not a descriptor."""
+    if text.startswith("arch=llama"):
+        return parse_llama_descriptor(text)
     match = re.fullmatch(r"(?:gpt2:)?d(\d+)", text)
     if match:
         depth = int(match.group(1))
@@ -228,8 +446,10 @@ def load_model_file(path):
     magic, version, maxT, V, L, NH, C, Vp = header[:8]
     if magic != MODEL_MAGIC:
         fail(f"{path}: header field magic: expected {MODEL_MAGIC}, found {magic}")
-    if version not in (3, 5):
-        fail(f"{path}: header field version: expected 3 (fp32) or 5 (bf16), found {version}")
+    if version not in (3, 5, 6, 7):
+        fail(f"{path}: header field version: expected 3 (fp32), 5 (bf16), 6 or 7 (llama), found {version}")
+    if version in (6, 7) and header[8] != MODEL_ARCH_LLAMA:
+        fail(f"{path}: header field arch (header[8]): expected {MODEL_ARCH_LLAMA} (llama), found {header[8]}")
     for name, value in (("maxT", maxT), ("V", V), ("L", L), ("NH", NH), ("C", C)):
         if value < 1:
             fail(f"{path}: header field {name}: expected a positive value, found {value}")
@@ -237,23 +457,33 @@ def load_model_file(path):
         fail(f"{path}: header field NH: C ({C}) must be a multiple of NH, found {NH}")
     if Vp < V:
         fail(f"{path}: header field Vp: expected >= V ({V}), found {Vp}")
-    cfg = Config(L, C, NH, V, maxT)
+    if version in (6, 7):
+        KV, ffn, qknorm = header[9:12]
+        rope_theta = struct.unpack("<f", struct.pack("<i", header[12]))[0]
+        if KV < 1 or ffn < 1:
+            fail(f"{path}: header field KV or ffn (header[9..10]): expected positive values, found {KV}, {ffn}")
+        cfg = LlamaConfig(L, C, NH, V, maxT, KV, ffn, rope_theta, qknorm)
+        problem = cfg.problem()
+        if problem:
+            fail(f"{path}: header (llama fields, header[8..12]): {problem}")
+    else:
+        cfg = Config(L, C, NH, V, maxT)
     cfg.Vp = Vp  # keep the file's padding
-    elem = 4 if version == 3 else 2
+    elem = 4 if version in (3, 6) else 2
     expected = HEADER_BYTES + cfg.num_parameters() * elem
     if len(data) != expected:
         fail(f"{path}: file length: expected {expected} bytes for {cfg}, found {len(data)}")
-    dtype = torch.float32 if version == 3 else torch.bfloat16
+    dtype = torch.float32 if version in (3, 6) else torch.bfloat16
     flat = torch.frombuffer(data, dtype=dtype, offset=HEADER_BYTES).float()
-    model = GPT(cfg)
+    model = Llama(cfg) if cfg.arch == "llama" else GPT(cfg)
     offset = 0
     with torch.no_grad():
-        for name, attr in FILE_TENSORS:
+        for name, attr in file_tensor_table(cfg):
             for param in tensor_params(model, attr):
-                n = Vp * C if name == "wte" else param.numel()
+                n = Vp * C if name in PADDED_TENSORS else param.numel()
                 chunk = flat[offset : offset + n]
                 offset += n
-                if name == "wte":
+                if name in PADDED_TENSORS:
                     chunk = chunk.view(Vp, C)[:V]  # drop the padding rows
                 param.copy_(chunk.view_as(param))
     return model
@@ -352,7 +582,12 @@ def to_bf16_bits(t):
 def write_model(model, path, bf16=False):
     cfg = model.cfg
     version = 5 if bf16 else 3
-    head = header_bytes([MODEL_MAGIC, version, cfg.maxT, cfg.V, cfg.L, cfg.NH, cfg.C, cfg.Vp])
+    ints = [MODEL_MAGIC, version, cfg.maxT, cfg.V, cfg.L, cfg.NH, cfg.C, cfg.Vp]
+    if cfg.arch == "llama":  # docs/formats.md: versions 6 / 7, the shape's rest in header[8..12]
+        ints[1] = 7 if bf16 else 6
+        ints += [MODEL_ARCH_LLAMA, cfg.KV, cfg.ffn, cfg.qknorm, float_bits(cfg.rope_theta)]
+    version = ints[1]
+    head = header_bytes(ints)
     tensors = file_tensors(model)
     atomic_write(path, [head] + [tensor_bytes(to_bf16_bits(t) if bf16 else t) for t in tensors])
     print(f"wrote {path} (version {version}, {cfg.num_parameters()} parameters)")
@@ -631,7 +866,8 @@ def run_train(model, loader, args):
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
-    add("--model", help="dN, gpt2:dN, L=..,C=..,NH=..,V=..,maxT=.. or a model file (default d2)")
+    add("--model", help="dN, gpt2:dN, L=..,C=..,NH=..,V=..,maxT=.., arch=llama,L=..,C=..,NH=..,KV=..,V=..,"
+        "maxT=..[,ffn=..][,rope_theta=..][,qknorm=1] or a model file (default d2)")
     add("--hf", help="HuggingFace GPT-2 name or directory, instead of --model")
     add("--seed", type=int, default=42, help="init seed; random batches use seed + 1 (default 42)")
     add("-b", dest="B", type=int, default=4, help="micro-batch size (default 4)")
@@ -705,7 +941,8 @@ def build_model(args):
         if not os.path.isfile(spec):
             fail(f"--model {spec}: not a descriptor and no such file")
         return load_model_file(spec)
-    model = GPT(cfg)  # nn defaults consume the RNG here, before the seeded init below
+    # nn defaults consume the RNG here, before the seeded init below
+    model = Llama(cfg) if cfg.arch == "llama" else GPT(cfg)
     model.init_random(args.seed)
     return model
 
