@@ -56,6 +56,23 @@ expect_error() {
     fi
 }
 
+# compare_losses NAME C_LOG(main.log) PY_LOSSES TOLERANCE: the trainer's losses (its main.log) against
+# a reference's (scripts/train_gpt2.py --losses); prints the worst difference. $PY: a python.
+compare_losses() {
+    $PY - "$2" "$3" "$4" <<'EOF'
+import sys
+c = {}
+for line in open(sys.argv[1]):
+    if " trl:" in line:
+        step = int(line.split()[0][2:]); c[step] = float(line.split()[1][4:])
+ref = [tuple(l.split()) for l in open(sys.argv[2]) if l.strip()]
+ref = {int(s): float(v) for s, v in ref}
+tol = float(sys.argv[3])
+worst = max(abs(c[s] - ref[s]) for s in ref)
+print("steps %d, max |diff| %.2e (tolerance %g)" % (len(ref), worst, tol))
+sys.exit(0 if len(c) == len(ref) and worst <= tol else 1)
+EOF
+}
 # reused_reference ARGS...: in place of a PyTorch reference run (scripts/train_gpt2.py ARGS...),
 # copies each file it would write (--write-model, --write-model-bf16, --write-state, --losses
 # PATH) from $LLMC_REFERENCE_DIR, where an earlier run of the same checks wrote it under the same

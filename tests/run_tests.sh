@@ -166,6 +166,13 @@ for spec in "logits|$LOGITS|$V|logits" "loss|$LOSS|1|loss" \
 done
 
 # ---------------------------------------------------------------------------------------------
+# 2b. The llama family (tests/test_llama.sh, issue 20): sections 1-3's checks for arch=llama models
+#     (QK-norm off/on, KV < NH, small vocabularies), corrupted references, bad descriptors and
+#     headers, the programs without llama refusing its files. Each of its checks counts here.
+sub_suite llama "$WORK/llama.log" env LLMC_LLAMA_TEST_DIR="$WORK/llama" \
+    ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/llama"} bash tests/test_llama.sh
+
+# ---------------------------------------------------------------------------------------------
 # 3. train_gpt2 on a model file and unshuffled shards reproduces PyTorch's losses.
 $PY - "$WORK" <<'EOF'
 import random, struct, sys
@@ -188,22 +195,6 @@ shard(work + "/train_u32.bin", draw(3000), 20240801, 7, "I")
 shard(work + "/bad_token.bin", draw(1000) + [60000] + draw(1000))
 EOF
 MODEL=$WORK/d2_b4_t64.bin
-# compare_losses NAME C_LOG(main.log) PY_LOSSES TOLERANCE
-compare_losses() {
-    $PY - "$2" "$3" "$4" <<'EOF'
-import sys
-c = {}
-for line in open(sys.argv[1]):
-    if " trl:" in line:
-        step = int(line.split()[0][2:]); c[step] = float(line.split()[1][4:])
-ref = [tuple(l.split()) for l in open(sys.argv[2]) if l.strip()]
-ref = {int(s): float(v) for s, v in ref}
-tol = float(sys.argv[3])
-worst = max(abs(c[s] - ref[s]) for s in ref)
-print("steps %d, max |diff| %.2e (tolerance %g)" % (len(ref), worst, tol))
-sys.exit(0 if len(c) == len(ref) and worst <= tol else 1)
-EOF
-}
 # Losses of two fp32 runs that sum in other orders (here: against PyTorch). A step's loss is the
 # fp32 mean of n = B*T losses of ~10.8; summing them rounds by ~u*sqrt(n/3)*10.8 (u = 6e-8,
 # random-walk model of a running sum), so two runs differ by ~u*sqrt(2n/3)*10.8 (8.5e-6 at n = 256),

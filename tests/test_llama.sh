@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The llama family (issue 20; part of `make test`; alone: bash tests/test_llama.sh): train_gpt2.c's
+# llama layers (RMSNorm, RoPE, SwiGLU, grouped-query attention, QK-norm, untied head) against the
+# PyTorch reference (scripts/train_gpt2.py): random init bit for bit, logits, loss, every gradient,
+# 10 AdamW steps, for QK-norm off and on, KV < NH (and KV = 1), T not a multiple of 8, small
+# vocabularies; the bf16 file (version 7); corrupted references that must fail; train_gpt2's losses
+# on a llama model against PyTorch's (and a planted learning-rate error that must fail); sampling;
+# bad descriptors and model headers; the programs without llama refuse its files by name.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=${LLMC_LLAMA_TEST_DIR:-$ROOT/build/llama_test}
+rm -rf "$WORK"
+mkdir -p "$WORK"
+# shellcheck source=tests/lib_checks.sh
+source "$ROOT/tests/lib_checks.sh"
+
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$BIN/chat" >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
+PY=""
+for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
+    if [ -n "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1; then PY=$candidate; break; fi
+done
+[ -n "$PY" ] || { echo "error: no python with torch"; echo "0 passed, 1 failed"; exit 1; }
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# the PyTorch references: with LLMC_REFERENCE_DIR, those an earlier run wrote (tests/lib_checks.sh)
+REF="$PY scripts/train_gpt2.py"
+[ -n "${LLMC_REFERENCE_DIR:-}" ] && REF=reused_reference
+
+# ---------------------------------------------------------------------------------------------
+# Reference dumps. name | descriptor | seed | B | T | extra reference flags
+# The tolerances are test_gpt2's defaults, derived there for GPT-2: the llama block has the same
+# kinds of sums (matmuls of K <= 2*ffn, softmax rows, RMSNorm's mean of squares in double like
+# layernorm's), so the same rounding budget holds (measured: logits 4e-7, gradients <= 1e-7 abs).
+CONFIGS=(
+    "kv2_b2_t21|arch=llama,L=2,C=64,NH=4,KV=2,V=300,maxT=64|5|2|21|-l 1e-3"
+    "qk_kv2_b3_t19_wd|arch=llama,L=3,C=96,NH=6,KV=2,V=1000,maxT=64,qknorm=1,rope_theta=500000,ffn=160|6|3|19|-l 1e-3 -c 0.1"
+    "qk_mqa_b1_t13|arch=llama,L=1,C=32,NH=4,KV=1,V=200,maxT=32,qknorm=1|7|1|13|--grad-clip 0.5"
+)
+for config in "${CONFIGS[@]}"; do
+    IFS='|' read -r name descriptor seed B T extra <<<"$config"
+    # shellcheck disable=SC2086
+    if run "ref_$name" $REF --model "$descriptor" --seed "$seed" -b "$B" -t "$T" --steps 10 $extra \
+        --write-model "$WORK/$name.bin" --write-model-bf16 "$WORK/${name}_bf16.bin" \
+        --write-state "$WORK/${name}_state.bin"; then
+        ok "reference dump $name"
+    else
+        not_ok "reference dump $name (see $WORK/ref_$name.log)"
+        continue
+    fi
+    if run "test_$name" $BIN/test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin"; then
+        ok "test_gpt2 llama $name: logits, loss, 11 gradients, 10 AdamW steps match PyTorch"
+    else
+        not_ok "test_gpt2 llama $name (see $WORK/test_$name.log)"
+    fi
+    if run "init_$name" $BIN/test_gpt2 -e "$WORK/$name.bin" --init "$descriptor" --seed "$seed"; then
+        ok "random init $descriptor seed $seed is bit-identical to PyTorch's"
+    else
+        not_ok "random init $descriptor seed $seed (see $WORK/init_$name.log)"
+    fi
+done
+cat "$WORK/test_qk_kv2_b3_t19_wd.log" 2>/dev/null
+
+# The bf16 file (version 7): the bound of run_tests.sh section 1's bf16 check (each weight rounded
+# by <= 2^-8 of itself; a logit by <= 2^-8 per weight matrix on its path, 2L+2 = 8 here, of
+# 1 + |logit|: 3.1e-2, limit 5e-2), measured 7e-4 relative on the step losses.
+if run bf16_load $BIN/test_gpt2 -e "$WORK/qk_kv2_b3_t19_wd_bf16.bin" -s "$WORK/qk_kv2_b3_t19_wd_state.bin" \
+    --logits-tol 5e-2 --loss-tol 1e-3 --grad-tol 1e9 --step-tol 1e-3; then
+    ok "llama bf16 model file (version 7) loads; loss within 1e-3 of fp32"
+else
+    not_ok "llama bf16 model file (see $WORK/bf16_load.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Corrupted references must fail, naming what is wrong: a median element of a tensor x1.01.
+corrupt_llama() { # corrupt_llama MODEL STATE DST WHAT: WHAT is logits, loss, step3 or a tensor name
+    $PY - "$@" <<'EOF'
+import struct, sys
+model, state, dst, what = sys.argv[1:5]
+h = struct.unpack_from("<256i", open(model, "rb").read(1024))
+maxT, V, L, NH, C, Vp, arch, KV, F, qknorm = h[2:12]
+HS = C // NH
+sizes = [("wte", Vp * C), ("rms1w", L * C), ("qkvw", L * (NH + 2 * KV) * HS * C),
+         ("qnormw", L * HS * qknorm), ("knormw", L * HS * qknorm), ("attprojw", L * C * C),
+         ("rms2w", L * C), ("fcw", L * 2 * F * C), ("fcprojw", L * C * F), ("rmsfw", C),
+         ("lm_head", Vp * C)]
+data = bytearray(open(state, "rb").read())
+s = struct.unpack_from("<256i", data)
+BT = s[2] * s[3]
+logits = 1024 + 8 * BT
+grads = logits + 4 * BT * V + 4
+if what == "logits":
+    offset, count = logits, BT * V
+elif what == "loss":
+    offset, count = grads - 4, 1
+elif what == "step3":
+    offset, count = grads + 4 * sum(n for _, n in sizes) + 12, 1
+else:
+    offset = grads + 4 * sum(n for name, n in sizes[: [k for k, _ in sizes].index(what)])
+    count = dict(sizes)[what]
+    if what in ("wte", "lm_head"):
+        count = V * C  # the real rows
+values = struct.unpack_from("<%df" % count, data, offset)
+# among the non-zero values: wte's gradient is zero outside the rows of the batch's tokens
+nonzero = sorted((i for i in range(count) if values[i] != 0.0), key=lambda i: abs(values[i]))
+pick = nonzero[len(nonzero) // 2]
+struct.pack_into("<f", data, offset + 4 * pick, values[pick] * 1.01)
+open(dst, "wb").write(data)
+EOF
+}
+M=$WORK/qk_kv2_b3_t19_wd.bin
+S=$WORK/qk_kv2_b3_t19_wd_state.bin
+if [ -f "$S" ]; then
+    for spec in "logits|logits" "loss|loss" "wte|wte" "qkvw|qkvw" "qnormw|qnormw" "knormw|knormw" \
+        "fcw|fcw" "lm_head|lm_head" "step3|step  3"; do
+        IFS='|' read -r what expect <<<"$spec"
+        corrupt_llama "$M" "$S" "$WORK/corrupt_$what.bin" "$what"
+        if $BIN/test_gpt2 -e "$M" -s "$WORK/corrupt_$what.bin" >"$WORK/corrupt_$what.log" 2>&1; then
+            not_ok "corrupted llama reference ($what: a median element x1.01) passed: the test cannot fail"
+        elif grep -q "${expect}[: ].*FAIL" "$WORK/corrupt_$what.log"; then
+            ok "corrupted llama reference ($what: a median element x1.01) fails and names $expect"
+        else
+            not_ok "corrupted llama reference ($what) failed without naming $expect (see $WORK/corrupt_$what.log)"
+        fi
+    done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# train_gpt2 on a llama model file and an unshuffled shard reproduces PyTorch's losses
+# (run_tests.sh section 3's comparison and tolerance, PARITY_TOL derived there).
+$PY - "$WORK" <<'EOF'
+import random, struct, sys
+rng = random.Random(99)
+ids = [rng.randrange(1000) for _ in range(200)]  # a skewed unigram distribution over V = 1000
+tokens = [ids[min(int(rng.expovariate(0.05)), 199)] for _ in range(4000)]
+with open(sys.argv[1] + "/train_000.bin", "wb") as f:
+    f.write(struct.pack("<256i", *([20240520, 1, len(tokens)] + [0] * 253)))
+    f.write(struct.pack("<%dH" % len(tokens), *tokens))
+EOF
+PARITY_TOL=1e-4
+llama_parity() { # llama_parity NAME "C flags" "reference flags"
+    local name=$1 cflags=$2 pyflags=$3 summary
+    # shellcheck disable=SC2086
+    if ! run "train_$name" $BIN/train_gpt2 -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/$name" $cflags; then
+        not_ok "train_gpt2 llama $name (see $WORK/train_$name.log)"
+        return
+    fi
+    # shellcheck disable=SC2086
+    if ! run "ref_train_$name" $REF --mode train --model "$M" --input "$WORK/train_000.bin" \
+        --losses "$WORK/$name.ref" $pyflags; then
+        not_ok "reference train llama $name (see $WORK/ref_train_$name.log)"
+        return
+    fi
+    if summary=$(compare_losses "$name" "$WORK/$name/main.log" "$WORK/$name.ref" "$PARITY_TOL"); then
+        ok "train_gpt2 llama $name matches PyTorch: $summary"
+    else
+        not_ok "train_gpt2 llama $name vs PyTorch: $summary"
+    fi
+}
+llama_parity "train_accum_cosine_wd" "-b 2 -t 32 -d 128 -l 2e-3 -c 0.1 -x 8 -u 2 -q 0.1 -k cosine" \
+    "-b 2 -t 32 -d 128 -l 2e-3 -c 0.1 --steps 8 -u 2 -q 0.1 -k cosine"
+if ! run train_planted_lr $BIN/train_gpt2 -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/planted_lr" \
+    -b 2 -t 32 -d 128 -l 2.02e-3 -c 0.1 -x 8 -u 2 -q 0.1 -k cosine; then
+    not_ok "train_gpt2 llama with a 1% learning-rate error did not run (see $WORK/train_planted_lr.log)"
+elif summary=$(compare_losses planted "$WORK/planted_lr/main.log" "$WORK/train_accum_cosine_wd.ref" "$PARITY_TOL"); then
+    not_ok "llama: a 1% learning-rate error passes the comparison with PyTorch's losses: $summary"
+else
+    ok "(planted) llama: a 1% learning-rate error fails the comparison with PyTorch's losses: $summary"
+fi
+# the checkpoint it wrote is a version 6 file that PyTorch and train_gpt2 load again
+CKPT=$(find "$WORK/train_accum_cosine_wd" -name "model_*.bin" 2>/dev/null | sort | tail -1)
+version=$([ -n "$CKPT" ] && od -An -tu4 -j4 -N4 "$CKPT" | tr -d ' ')
+if [ "$version" = 6 ] && run reload_ref $PY scripts/train_gpt2.py --model "$CKPT" --mode none --write-model "$WORK/reloaded.bin" &&
+    run reload_c $BIN/train_gpt2 -e "$WORK/reloaded.bin" -i "$WORK/train_000.bin" -b 2 -t 32 -x 0 -v 0 -s 0; then
+    ok "train_gpt2's llama checkpoint is a version 6 file; PyTorch and train_gpt2 load it"
+else
+    not_ok "llama checkpoint ${CKPT:-none} (version ${version:-?}; see $WORK/reload_ref.log, $WORK/reload_c.log)"
+fi
+# sampling during training (token ids: no tokenizer of this vocabulary)
+if run sample $BIN/train_gpt2 -e "$M" -i "$WORK/train_000.bin" -b 2 -t 32 -x 2 -v 0 -s 1 -g 6 &&
+    grep -q "generating" "$WORK/sample.log"; then
+    ok "train_gpt2 samples from a llama model: $(grep -m1 -A2 generating "$WORK/sample.log" | tail -1 | head -c 80)"
+else
+    not_ok "train_gpt2 sampling from a llama model (see $WORK/sample.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Bad descriptors: one error line naming the field, exit 1.
+D="arch=llama,L=2,C=64,NH=4"
+expect_error "descriptor: NH not a multiple of KV" "NH must be divisible by KV" $BIN/test_gpt2 -e "$D,KV=3"
+expect_error "descriptor: KV above NH" "KV must be in 1..NH" $BIN/test_gpt2 -e "$D,KV=8"
+expect_error "descriptor: odd head size" "head size C/NH must be even" $BIN/test_gpt2 -e "arch=llama,L=2,C=60,NH=4"
+expect_error "descriptor: C not a multiple of NH" "C must be divisible by NH" $BIN/test_gpt2 -e "arch=llama,L=2,C=66,NH=4"
+expect_error "descriptor: qknorm=2" "bad value '2' for qknorm" $BIN/test_gpt2 -e "$D,qknorm=2"
+expect_error "descriptor: rope_theta not a number" "rope_theta: expected a number" $BIN/test_gpt2 -e "$D,rope_theta=abc"
+expect_error "descriptor: rope_theta below 1" "rope_theta: expected a number in 1..1e9" $BIN/test_gpt2 -e "$D,rope_theta=0.5"
+expect_error "descriptor: ffn too large" "ffn must be in 1..262144" $BIN/test_gpt2 -e "$D,ffn=300000"
+expect_error "descriptor: KV without arch=llama" "llama fields" $BIN/test_gpt2 -e "L=2,C=64,NH=4,KV=2"
+expect_error "descriptor: unknown arch" "arch: expected gpt2 or llama" $BIN/test_gpt2 -e "arch=mamba,L=2,C=64,NH=4"
+expect_error "descriptor: unknown key" "unknown key 'heads'" $BIN/test_gpt2 -e "$D,heads=2"
+# at the caps no size overflows 64 bits (llmc/model_config.h): the largest shape is refused by the
+# allocation, still with one line (not under AddressSanitizer, which reports a 290 TB malloc itself)
+if [ "${LLMC_SANITIZE:-0}" != 1 ]; then
+    expect_error "descriptor: the largest shape" "out of memory allocating .* bytes for parameters" \
+        $BIN/test_gpt2 -e "arch=llama,L=1024,C=65536,NH=1024,ffn=262144,V=16777216,maxT=16"
+fi
+
+# Bad model headers (version 6): one error line naming the file and the field, exit 1.
+M1=$WORK/kv2_b2_t21.bin
+patch_header() { # patch_header SRC DST SLOT VALUE(int, or f:FLOAT for float bits)
+    $PY - "$@" <<'EOF'
+import struct, sys
+src, dst, slot, value = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+data = bytearray(open(src, "rb").read())
+if value.startswith("f:"):
+    struct.pack_into("<f", data, 4 * slot, float(value[2:]))
+else:
+    struct.pack_into("<i", data, 4 * slot, int(value))
+open(dst, "wb").write(data)
+EOF
+}
+if [ -f "$M1" ]; then
+    for spec in "arch_gpt2|8|0|header\[8\] (arch): expected 1" "kv_3|9|3|NH must be divisible by KV" \
+        "kv_0|9|0|KV must be in 1..NH" "ffn_huge|10|2147483647|ffn must be in" \
+        "qknorm_2|11|2|qknorm must be 0 or 1" "theta_nan|12|f:nan|rope_theta must be" \
+        "ffn_other|10|128|file is .* bytes, expected" "version_8|1|8|unsupported model version 8"; do
+        IFS='|' read -r what slot value pattern <<<"$spec"
+        patch_header "$M1" "$WORK/bad_$what.bin" "$slot" "$value"
+        expect_error "llama header: $what" "bad_$what.bin.*$pattern" $BIN/test_gpt2 -e "$WORK/bad_$what.bin" -s "$WORK/kv2_b2_t21_state.bin"
+    done
+    head -c 5000 "$M1" >"$WORK/truncated.bin"
+    expect_error "llama header: truncated file" "truncated.bin: file is 5000 bytes, expected" \
+        $BIN/test_gpt2 -e "$WORK/truncated.bin" -s "$WORK/kv2_b2_t21_state.bin"
+    expect_error "llama header (PyTorch reference): KV" "bad_kv_3.bin.*KV" $PY scripts/train_gpt2.py \
+        --model "$WORK/bad_kv_3.bin" --mode none --write-model "$WORK/never.bin"
+    # programs without llama yet refuse its file by name (train_gpt2cu and test_gpt2cu use the same
+    # model_config_require_gpt2 as chat)
+    expect_error "chat refuses a llama model" "kv2_b2_t21.bin: arch llama .* not supported by chat" \
+        $BIN/chat -e "$M1" -v "$WORK/none.bin" -p hi
+fi
+
+# ---------------------------------------------------------------------------------------------
+checks_summary
