@@ -820,8 +820,17 @@ static int test_model_caps(void) {
     GPT2Config c;
     gpt2_config_from_descriptor("L=2,C=64,NH=4,V=1000,maxT=128", &c);
     CHECK(gpt2_config_problem(&c) == NULL, "a small model is refused");
-    GPT2Config big = {GPT2_MAX_SEQ_LEN, GPT2_MAX_VOCAB, GPT2_MAX_VOCAB,
-                      GPT2_MAX_LAYERS,  GPT2_MAX_HEADS, GPT2_MAX_CHANNELS};
+    GPT2Config big = {GPT2_MAX_SEQ_LEN,
+                      GPT2_MAX_VOCAB,
+                      GPT2_MAX_VOCAB,
+                      GPT2_MAX_LAYERS,
+                      GPT2_MAX_HEADS,
+                      GPT2_MAX_CHANNELS,
+                      0,
+                      0,
+                      0,
+                      0,
+                      0.0f};
     CHECK(gpt2_config_problem(&big) == NULL, "the largest shape is refused: %s",
           gpt2_config_problem(&big));
     size_t n = gpt2_num_parameters(&big); // 12 L C^2 + ... ~ 5.4e13: no overflow
@@ -836,6 +845,77 @@ static int test_model_caps(void) {
         c = saved;
         CHECK(problem != NULL, "field %d above its cap accepted", k);
     }
+    // llama at its caps: every parameter tensor and the total still fit 64 bits
+    GPT2Config llama = big;
+    llama.arch = MODEL_ARCH_LLAMA;
+    llama.num_kv_heads = GPT2_MAX_HEADS;
+    llama.ffn = LLAMA_MAX_FFN;
+    llama.qknorm = 1;
+    llama.rope_theta = (float)LLAMA_MAX_ROPE_THETA;
+    CHECK(gpt2_config_problem(&llama) == NULL, "the largest llama shape is refused: %s",
+          gpt2_config_problem(&llama));
+    CHECK(gpt2_num_parameters(&llama) > 3ull * GPT2_MAX_LAYERS * LLAMA_MAX_FFN * GPT2_MAX_CHANNELS,
+          "llama parameter count");
+    llama.ffn = LLAMA_MAX_FFN + 1;
+    CHECK(gpt2_config_problem(&llama) != NULL, "ffn above its cap accepted");
+    return 1;
+}
+
+// The llama descriptor's defaults: KV = NH, rope_theta 10000, ffn the multiple of 64 nearest 8C/3.
+static int test_llama_descriptor(void) {
+    GPT2Config c;
+    CHECK(gpt2_config_from_descriptor("arch=llama,L=2,C=64,NH=4,V=300,maxT=32", &c) == 1,
+          "arch=llama not recognised");
+    CHECK(c.arch == MODEL_ARCH_LLAMA && c.num_kv_heads == 4 && c.ffn == 192 && c.qknorm == 0 &&
+              c.rope_theta == 10000.0f && c.padded_vocab_size == 384,
+          "defaults: KV %d ffn %d qknorm %d theta %g Vp %d", c.num_kv_heads, c.ffn, c.qknorm,
+          (double)c.rope_theta, c.padded_vocab_size);
+    // 8C/3: 170.7 -> 192, 2048 -> 2048, 96 (a tie between 64 and 128) -> 128, 32 -> 64 (not 0)
+    const int channels[] = {64, 768, 36, 12}, ffn[] = {192, 2048, 128, 64};
+    for (int i = 0; i < 4; i++) {
+        CHECK(llama_default_ffn(channels[i]) == ffn[i], "C=%d: ffn %d, expected %d", channels[i],
+              llama_default_ffn(channels[i]), ffn[i]);
+    }
+    CHECK(gpt2_config_from_descriptor(
+              "arch=llama,L=1,C=32,NH=4,KV=1,ffn=80,rope_theta=5e5,qknorm=1", &c) == 1 &&
+              c.num_kv_heads == 1 && c.ffn == 80 && c.rope_theta == 500000.0f && c.qknorm == 1,
+          "explicit llama fields");
+    return 1;
+}
+
+// Versions 6/7: the llama fields in header[8..12], read back to the same config and parameters.
+static int test_llama_model_round_trip(void) {
+    GPT2Config c, back;
+    gpt2_config_from_descriptor("arch=llama,L=1,C=32,NH=4,KV=2,V=100,maxT=16,qknorm=1", &c);
+    size_t n = gpt2_num_parameters(&c);
+    float *params = (float *)malloc_check(n * sizeof(float), "params");
+    float *read = (float *)malloc_check(n * sizeof(float), "read");
+    gpt2_init_params(&c, params, 77);
+    for (int version = 3; version <= 5; version += 2) {
+        char path[4200];
+        work_path(path, sizeof(path), "llama.bin");
+        model_write(path, &c, params, version); // 3 -> 6, 5 -> 7
+        FILE *f = fopen_check(path, "rb");
+        int32_t raw[HEADER_INTS];
+        fread_check(raw, 4, HEADER_INTS, f, path, "header");
+        int want_version = version == 3 ? 6 : 7;
+        CHECK(raw[1] == want_version && raw[8] == 1 && raw[9] == 2 && raw[10] == c.ffn &&
+                  raw[11] == 1 && raw[12] == float_to_int_bits(10000.0f),
+              "v%d header[8..12] %d %d %d %d %d", raw[1], raw[8], raw[9], raw[10], raw[11],
+              raw[12]);
+        fseek_check(f, 0, SEEK_SET, path);
+        int got_version = model_read_header(f, path, &back);
+        CHECK(got_version == want_version && memcmp(&back, &c, sizeof(c)) == 0,
+              "read back version %d, config differs", got_version);
+        model_read_params(f, path, got_version, read, n);
+        fclose(f);
+        for (size_t i = 0; i < n; i++) {
+            float want = version == 3 ? params[i] : bf16_to_float(float_to_bf16(params[i]));
+            CHECK(bits_of(read[i]) == bits_of(want), "v%d parameter %zu", want_version, i);
+        }
+    }
+    free(params);
+    free(read);
     return 1;
 }
 
@@ -1415,6 +1495,10 @@ int main(int argc, char **argv) {
               test_size_checks);
     run_check("model shape caps: the largest shape fits 64 bits, one more is refused",
               test_model_caps);
+    run_check("llama descriptor: defaults (KV, ffn nearest 8C/3, rope_theta) and explicit fields",
+              test_llama_descriptor);
+    run_check("llama model file v6/v7 round trip: header[8..12], config, parameters",
+              test_llama_model_round_trip);
     run_check("mt19937 saved state: every reachable position passes, out-of-table ones fail",
               test_mt19937_state_check);
     run_check("model file v3/v5 round trip, size, checksum, atomic write; loads without checksum",

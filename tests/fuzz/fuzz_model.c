@@ -1,5 +1,5 @@
-// libFuzzer harness: model files, version 3 (fp32) and 5 (bf16), as the trainers, test_gpt2 and
-// chat read them (llmc/formats.h: model_read_header, then model_read_params).
+// libFuzzer harness: model files, versions 3 (fp32) and 5 (bf16), llama 6 and 7, as the trainers,
+// test_gpt2 and chat read them (llmc/formats.h: model_read_header, then model_read_params).
 #include "fuzz.h"
 
 #include "../../llmc/formats.h"
@@ -45,8 +45,19 @@ static void fuzz_write_seeds(const char *dir) {
          .num_layers = 2,
          .num_heads = 1,
          .channels = 2},
+        {.max_seq_len = 4, // llama (versions 6 and 7)
+         .vocab_size = 9,
+         .padded_vocab_size = 16,
+         .num_layers = 1,
+         .num_heads = 2,
+         .channels = 4,
+         .arch = MODEL_ARCH_LLAMA,
+         .num_kv_heads = 1,
+         .ffn = 3,
+         .qknorm = 1,
+         .rope_theta = 10000.0f},
     };
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < 3; c++) {
         size_t n = gpt2_num_parameters(&configs[c]);
         float *params = (float *)malloc_check(n * sizeof(float), "seed parameters");
         for (size_t i = 0; i < n; i++) params[i] = (float)fuzz_random() / 4294967296.0f - 0.5f;
