@@ -72,7 +72,6 @@ static void chat_backend_init(void) {}
 static void chat_backend_free(void) {}
 static void chat_model_build(GPT2 *model, const char *path) {
     gpt2_build(model, path, 0);
-    model_config_require_gpt2(&model->config, path, "chat"); // llmc/kv_cache.h: GPT-2 only so far
 }
 static void chat_model_grow_vocab(GPT2 *model, const char *path, int vocab_size) {
     (void)path;

@@ -537,9 +537,10 @@ void qknorm_backward(float *dqkv, float *dqnormw, float *dknormw, const float *d
 // RoPE, half-split (HuggingFace Llama's rotate_half): in each of the first `heads` head vectors
 // (hs values) of every row (width values; row n is position n % T), the pair (i, i + hs/2) turns
 // by the angle pos * theta^(-2i/hs). In place; the backward turns the gradient back by the same
-// angle (a rotation's transpose is its inverse), so it replaces, not accumulates.
-static void rope_rotate(float *x, int B, int T, int heads, int hs, size_t width, float theta,
-                        int inverse) {
+// angle (a rotation's transpose is its inverse), so it replaces, not accumulates. Positions start
+// at first_pos (generation: one token at a time).
+static void rope_rotate(float *x, int B, int T, int first_pos, int heads, int hs, size_t width,
+                        float theta, int inverse) {
     int half = hs / 2;
     size_t table = size_mul_check((size_t)T, (size_t)half, "RoPE table");
     float *cos_table = (float *)malloc_check(table * sizeof(float), "RoPE cos");
@@ -548,7 +549,7 @@ static void rope_rotate(float *x, int B, int T, int heads, int hs, size_t width,
         // as PyTorch: inv_freq = 1 / theta ** (arange(0, hs, 2) / hs), angles t * inv_freq, in fp32
         float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hs);
         for (int t = 0; t < T; t++) {
-            float angle = (float)t * inv_freq;
+            float angle = (float)(first_pos + t) * inv_freq;
             cos_table[(size_t)t * half + i] = cosf(angle);
             sin_table[(size_t)t * half + i] = inverse ? -sinf(angle) : sinf(angle);
         }
@@ -572,11 +573,11 @@ static void rope_rotate(float *x, int B, int T, int heads, int hs, size_t width,
 }
 
 void rope_forward(float *qk, int B, int T, int heads, int hs, size_t width, float theta) {
-    rope_rotate(qk, B, T, heads, hs, width, theta, 0);
+    rope_rotate(qk, B, T, 0, heads, hs, width, theta, 0);
 }
 
 void rope_backward(float *dqk, int B, int T, int heads, int hs, size_t width, float theta) {
-    rope_rotate(dqk, B, T, heads, hs, width, theta, 1);
+    rope_rotate(dqk, B, T, 0, heads, hs, width, theta, 1);
 }
 
 // SwiGLU: inp (N, 2F) = [gate | up] per row, out (N, F) = silu(gate) * up.

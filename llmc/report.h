@@ -582,6 +582,11 @@ static inline void report_write_run(const RunReport *r) {
             "| layers L / channels C / heads NH / vocabulary V | %d / %d / %d / %d (padded %d) "
             "|\n",
             c->num_layers, c->channels, c->num_heads, c->vocab_size, c->padded_vocab_size);
+    if (c->arch == MODEL_ARCH_LLAMA) {
+        fprintf(out,
+                "| llama: kv heads KV / SwiGLU ffn / QK-norm / RoPE theta | %d / %d / %s / %g |\n",
+                c->num_kv_heads, c->ffn, c->qknorm ? "on" : "off", (double)c->rope_theta);
+    }
     fprintf(out, "| max sequence length | %d |\n| device | ", c->max_seq_len);
     report_put_cell(out, r->device);
     fputs(" |\n| train data | ", out);

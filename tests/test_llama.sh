@@ -5,7 +5,8 @@
 # 10 AdamW steps, for QK-norm off and on, KV < NH (and KV = 1), T not a multiple of 8, small
 # vocabularies; the bf16 file (version 7); corrupted references that must fail; train_gpt2's losses
 # on a llama model against PyTorch's (and a planted learning-rate error that must fail); sampling;
-# bad descriptors and model headers; the programs without llama refuse its files by name.
+# bad descriptors and model headers; the CUDA trainer refuses llama by name; chat's greedy completion
+# equals PyTorch's.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -234,10 +235,43 @@ if [ -f "$M1" ]; then
         $BIN/test_gpt2 -e "$WORK/truncated.bin" -s "$WORK/kv2_b2_t21_state.bin"
     expect_error "llama header (PyTorch reference): KV" "bad_kv_3.bin.*KV" $PY scripts/train_gpt2.py \
         --model "$WORK/bad_kv_3.bin" --mode none --write-model "$WORK/never.bin"
-    # programs without llama yet refuse its file by name (train_gpt2cu and test_gpt2cu use the same
-    # model_config_require_gpt2 as chat)
-    expect_error "chat refuses a llama model" "kv2_b2_t21.bin: arch llama .* not supported by chat" \
-        $BIN/chat -e "$M1" -v "$WORK/none.bin" -p hi
+    # the CUDA trainer (emulated build; test_gpt2cu and chatcu load through the same gpt2_build)
+    # refuses a llama file or descriptor by name
+    CU=build/cuda/emu-fp32/train_gpt2cu
+    if make --no-print-directory -s CUDA_EMU=1 "$CU" >"$WORK/build_cu.log" 2>&1; then
+        expect_error "train_gpt2cu refuses a llama model file" "kv2_b2_t21.bin: arch llama .* not supported by train_gpt2cu" \
+            $CU -e "$M1" -i "$WORK/train_000.bin" -b 2 -t 16 -x 1
+        expect_error "train_gpt2cu refuses a llama descriptor" "arch=llama,L=2.*: arch llama .* not supported by train_gpt2cu" \
+            $CU -e "$D" -i "$WORK/train_000.bin" -b 2 -t 16 -x 1
+    else
+        not_ok "building $CU (see $WORK/build_cu.log)"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# chat on a llama model (llmc/kv_cache.h's llama_forward_step, with KV heads): a base model trained
+# on text of the GPT-2 tokenizer; its greedy completion equals PyTorch's greedy continuation
+# (tests/greedy_reference.py, with a planted one-token change that must fail). tests/test_sft.c
+# checks the cache's logits against the full forward's.
+FIX=$ROOT/tests/fixtures/sft
+make --no-print-directory -s "$BIN/tokenizer" >>"$WORK/build.log" 2>&1
+PROMPT="Natalia sold clips to 48 of her friends"
+if $BIN/tokenizer prepare -i "$FIX/gsm8k.jsonl" --field question,answer --val-fraction 0 -o "$WORK/plain" \
+    >"$WORK/prepare_plain.log" 2>&1 &&
+    run train_chat env OMP_NUM_THREADS=1 $BIN/train_gpt2 -e "arch=llama,L=2,C=64,NH=4,KV=2,maxT=128,qknorm=1" \
+        -i "$WORK/plain/data_train_000000.bin" -j "" -b 1 -t 32 -x 8 -l 3e-3 -s 0 --tokenizer "" -o "$WORK/chat_model" &&
+    greedy=$(OMP_NUM_THREADS=1 $BIN/chat -e "$WORK/chat_model/model_00000008.bin" --ids 1 --complete "$PROMPT" \
+        --temperature 0 -n 20 2>"$WORK/chat.err") && [ "$(echo "$greedy" | wc -w)" -eq 20 ]; then
+    printf '%s' "$PROMPT" | $BIN/tokenizer encode -v "$WORK/plain/tokenizer.bin" -i - -o - >"$WORK/prompt.ids"
+    echo "$greedy" >"$WORK/greedy_c.ids"
+    if summary=$($PY tests/greedy_reference.py "$WORK/chat_model/model_00000008.bin" "$WORK/prompt.ids" \
+        "$WORK/greedy_c.ids" 2>&1); then
+        ok "chat: a llama model's greedy completion = PyTorch's greedy continuation: $summary"
+    else
+        not_ok "chat: llama greedy completion vs PyTorch: $summary"
+    fi
+else
+    not_ok "chat on a llama model (see $WORK/train_chat.log, $WORK/chat.err)"
 fi
 
 # ---------------------------------------------------------------------------------------------

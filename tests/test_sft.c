@@ -283,6 +283,9 @@ int main(void) {
     test_matvec();
     test_kv_cache("d2", 40);
     test_kv_cache("L=3,C=96,NH=3,V=50257,maxT=128", 77);
+    // the llama family: GQA (KV < NH, and KV = 1), QK-norm, RoPE at the cached positions
+    test_kv_cache("arch=llama,L=2,C=64,NH=4,KV=2,V=300,maxT=64,qknorm=1", 45);
+    test_kv_cache("arch=llama,L=1,C=96,NH=6,KV=1,V=1000,maxT=64,rope_theta=500000", 33);
     test_masked_rows();
     test_grow_vocab();
     printf("%d passed, %d failed\n", passed, failed);
