@@ -1,4 +1,5 @@
-// HuggingFace GPT-2 directories (config.json + model.safetensors), read without Python, and
+// HuggingFace GPT-2 and Llama (LlamaForCausalLM) directories (config.json + model.safetensors),
+// read without Python, and
 // model_source_*: what -e names in every program (a descriptor aside), a v3/v5 model file or such
 // a directory. docs/formats.md describes the layout; link with json-c.
 //
@@ -119,8 +120,92 @@ static inline void hf_config_require_bool(const char *path, json_object *root, c
     }
 }
 
+// A key that must be absent or null (a feature we do not implement).
+static inline void hf_config_require_null(const char *path, json_object *root, const char *key,
+                                          const char *why) {
+    char shown[HF_SHOWN_MAX];
+    json_object *value = NULL;
+    if (json_object_object_get_ex(root, key, &value) && value != NULL) {
+        fatal("%s: %s: expected null (%s), found %s", path, key, why, hf_shown(value, shown));
+    }
+}
+
+// A number key (absent: fallback) that must lie in [low, high].
+static inline double hf_config_number(const char *path, json_object *root, const char *key,
+                                      double fallback, double low, double high) {
+    char shown[HF_SHOWN_MAX];
+    json_object *value = NULL;
+    if (!json_object_object_get_ex(root, key, &value) || value == NULL) return fallback;
+    double number = json_object_get_double(value);
+    if (!(json_object_is_type(value, json_type_double) ||
+          json_object_is_type(value, json_type_int)) ||
+        !(number >= low && number <= high)) {
+        fatal("%s: %s: expected a number in %g..%g, found %s", path, key, low, high,
+              hf_shown(value, shown));
+    }
+    return number;
+}
+
+// config.json of a LlamaForCausalLM (model_type "llama"): our llama family without QK-norm.
+// What our block does not compute is refused by key: RoPE scaling, biases, tied embeddings,
+// another activation or RMSNorm epsilon, a head_dim other than hidden_size / num_attention_heads.
+static inline void hf_read_llama_config(const char *path, json_object *root, GPT2Config *config) {
+    char shown[HF_SHOWN_MAX];
+    json_object *value = NULL;
+    if (json_object_object_get_ex(root, "hidden_act", &value) &&
+        (!json_object_is_type(value, json_type_string) ||
+         strcmp(json_object_get_string(value), "silu") != 0)) {
+        fatal("%s: hidden_act: expected \"silu\" (SwiGLU, the only MLP implemented), found %s",
+              path, hf_shown(value, shown));
+    }
+    hf_config_require_null(path, root, "rope_scaling", "RoPE scaling is not implemented");
+    hf_config_require_bool(path, root, "attention_bias", 0, "attention biases are not implemented");
+    hf_config_require_bool(path, root, "mlp_bias", 0, "MLP biases are not implemented");
+    hf_config_require_bool(path, root, "tie_word_embeddings", 0,
+                           "llama's output head is untied; a tied one is not implemented");
+    if (hf_config_number(path, root, "rms_norm_eps", 1e-6, 0, 1) != 1e-5) {
+        fatal("%s: rms_norm_eps: expected 1e-05 (our RMSNorm's; HF's default is 1e-06), found %s",
+              path,
+              json_object_object_get_ex(root, "rms_norm_eps", &value)
+                  ? hf_shown(value, shown)
+                  : "none (HF's default 1e-06)");
+    }
+    if (hf_config_number(path, root, "pretraining_tp", 1, 0, 1e9) != 1) {
+        fatal("%s: pretraining_tp: expected 1 (the sliced projections are not implemented)", path);
+    }
+    memset(config, 0, sizeof(*config));
+    config->arch = MODEL_ARCH_LLAMA;
+    config->vocab_size = hf_config_int(path, root, "vocab_size", NULL, GPT2_MAX_VOCAB);
+    config->max_seq_len =
+        hf_config_int(path, root, "max_position_embeddings", NULL, GPT2_MAX_SEQ_LEN);
+    config->num_layers = hf_config_int(path, root, "num_hidden_layers", NULL, GPT2_MAX_LAYERS);
+    config->num_heads = hf_config_int(path, root, "num_attention_heads", NULL, GPT2_MAX_HEADS);
+    config->channels = hf_config_int(path, root, "hidden_size", NULL, GPT2_MAX_CHANNELS);
+    config->ffn = hf_config_int(path, root, "intermediate_size", NULL, LLAMA_MAX_FFN);
+    config->num_kv_heads =
+        json_object_object_get_ex(root, "num_key_value_heads", &value) && value != NULL
+            ? hf_config_int(path, root, "num_key_value_heads", NULL, GPT2_MAX_HEADS)
+            : config->num_heads;
+    config->rope_theta =
+        (float)hf_config_number(path, root, "rope_theta", 10000.0, 1.0, LLAMA_MAX_ROPE_THETA);
+    if (json_object_object_get_ex(root, "head_dim", &value) && value != NULL &&
+        (!json_object_is_type(value, json_type_int) ||
+         json_object_get_int64(value) != config->channels / config->num_heads ||
+         config->channels % config->num_heads != 0)) {
+        fatal("%s: head_dim: expected null or hidden_size / num_attention_heads = %d, found %s",
+              path, config->channels / config->num_heads, hf_shown(value, shown));
+    }
+    config->padded_vocab_size = round_up_int(config->vocab_size, 128);
+    const char *problem = gpt2_config_problem(config);
+    if (problem != NULL) {
+        fatal("%s: hidden_size, num_attention_heads, num_key_value_heads: %s (found %d, %d, %d)",
+              path, problem, config->channels, config->num_heads, config->num_kv_heads);
+    }
+}
+
 // Reads dir/config.json into config (V, maxT, L, NH, C; Vp = V rounded up to 128, as our
 // descriptors have it). Configurations whose model differs from ours are refused by key.
+// A LlamaForCausalLM's (model_type "llama") goes to hf_read_llama_config.
 static inline void hf_read_config(const char *dir, GPT2Config *config) {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/config.json", dir) >= (int)sizeof(path)) {
@@ -136,9 +221,21 @@ static inline void hf_read_config(const char *dir, GPT2Config *config) {
     json_object *root = hf_json_parse(path, "JSON", &file, 0, file.size, &tokener);
     json_object *value = NULL;
     if (json_object_object_get_ex(root, "model_type", &value) &&
+        json_object_is_type(value, json_type_string) &&
+        strcmp(json_object_get_string(value), "llama") == 0) {
+        hf_read_llama_config(path, root, config);
+        json_object_put(root);
+        json_tokener_free(tokener);
+        hf_reading.root = NULL;
+        hf_reading.tokener = NULL;
+        mmap_file_close(&file);
+        return;
+    }
+    if (json_object_object_get_ex(root, "model_type", &value) &&
         (!json_object_is_type(value, json_type_string) ||
          strcmp(json_object_get_string(value), "gpt2") != 0)) {
-        fatal("%s: model_type: expected \"gpt2\", found %s", path, hf_shown(value, shown));
+        fatal("%s: model_type: expected \"gpt2\" or \"llama\", found %s", path,
+              hf_shown(value, shown));
     }
     // absent = HF's default, gelu_new (tanh approximation, our GELU)
     if (json_object_object_get_ex(root, "activation_function", &value) &&
@@ -286,12 +383,19 @@ static inline float hf_element(const uint8_t *data, int element_bytes, int is_bf
     return is_bf16 ? bf16_to_float(half) : f16_to_float(half);
 }
 
-// Reads dir/model.safetensors into params (our layout, num_parameters of config; wte's padded
-// rows V..Vp-1 zero), after hf_read_config filled config. params NULL: only checks the names,
-// dtypes, shapes and offsets (so nothing is allocated for a file that cannot hold the model).
-static inline void hf_read_params(const char *dir, const GPT2Config *config, float *params) {
+// An opened model.safetensors: its JSON header parsed, the tensors' bytes after it.
+typedef struct {
     char path[4096];
-    if (snprintf(path, sizeof(path), "%s/model.safetensors", dir) >= (int)sizeof(path)) {
+    MappedFile file;
+    json_tokener *tokener;
+    json_object *root;
+    const uint8_t *buffer;
+    uint64_t buffer_size;
+} HfSafetensors;
+
+static inline void hf_safetensors_open(HfSafetensors *st, const char *dir) {
+    char *path = st->path;
+    if (snprintf(path, sizeof(st->path), "%s/model.safetensors", dir) >= (int)sizeof(st->path)) {
         fatal("%s: path too long", dir);
     }
     MappedFile file = mmap_file_check(path);
@@ -310,12 +414,98 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
                                                                           : SAFETENSORS_MAX_HEADER),
               SAFETENSORS_MAX_HEADER, file.size - 8, (unsigned long long)header_length);
     }
+    st->file = file;
+    st->root = hf_json_parse(path, "JSON header", &file, 8, (size_t)header_length, &st->tokener);
+    st->buffer = file.data + 8 + header_length;
+    st->buffer_size = file.size - 8 - header_length;
+}
+
+static inline void hf_safetensors_close(HfSafetensors *st) {
+    json_object_put(st->root);
+    json_tokener_free(st->tokener);
+    hf_reading.root = NULL;
+    hf_reading.tokener = NULL;
+    mmap_file_close(&st->file);
+}
+
+// One tensor's entry of the JSON header: checks its dtype (F32, BF16 or F16), its shape (rank
+// dims) and its data_offsets (count * element size bytes within the buffer); returns its bytes.
+static inline const uint8_t *hf_tensor_data(const HfSafetensors *st, const char *full_name,
+                                            json_object *entry, int rank, const size_t dims[2],
+                                            int *element_bytes_out, int *is_bf16) {
+    const char *path = st->path;
     char shown[HF_SHOWN_MAX];
-    json_tokener *tokener;
-    json_object *root =
-        hf_json_parse(path, "JSON header", &file, 8, (size_t)header_length, &tokener);
-    const uint8_t *buffer = file.data + 8 + header_length;
-    uint64_t buffer_size = file.size - 8 - header_length;
+    json_object *dtype = NULL, *shape = NULL, *offsets_json = NULL;
+    json_object_object_get_ex(entry, "dtype", &dtype);
+    json_object_object_get_ex(entry, "shape", &shape);
+    json_object_object_get_ex(entry, "data_offsets", &offsets_json);
+    const char *type = json_object_get_string(dtype);
+    int element_bytes = strcmp(type, "F32") == 0                                ? 4
+                        : strcmp(type, "BF16") == 0 || strcmp(type, "F16") == 0 ? 2
+                                                                                : 0;
+    if (element_bytes == 0) {
+        fatal("%s: tensor %s: dtype: expected F32, BF16 or F16, found %s", path, full_name,
+              hf_shown(dtype, shown));
+    }
+    *element_bytes_out = element_bytes;
+    *is_bf16 = strcmp(type, "BF16") == 0;
+    if (!json_object_is_type(shape, json_type_array) ||
+        json_object_array_length(shape) != (size_t)rank) {
+        fatal("%s: tensor %s: shape: expected %d dimension(s), found %s", path, full_name, rank,
+              hf_shown(shape, shown));
+    }
+    size_t count = 1;
+    for (int d = 0; d < rank; d++) {
+        json_object *dim = json_object_array_get_idx(shape, (size_t)d);
+        if (!json_object_is_type(dim, json_type_int) ||
+            json_object_get_int64(dim) != (int64_t)dims[d]) {
+            if (rank == 1) {
+                fatal("%s: tensor %s: shape: expected [%zu] from config.json, found %s", path,
+                      full_name, dims[0], hf_shown(shape, shown));
+            }
+            fatal("%s: tensor %s: shape: expected [%zu, %zu] from config.json, found %s", path,
+                  full_name, dims[0], dims[1], hf_shown(shape, shown));
+        }
+        count *= dims[d]; // within the caps of config: no overflow
+    }
+    if (!json_object_is_type(offsets_json, json_type_array) ||
+        json_object_array_length(offsets_json) != 2) {
+        fatal("%s: tensor %s: data_offsets: expected [begin, end]", path, full_name);
+    }
+    int64_t bounds[2];
+    for (int k = 0; k < 2; k++) {
+        json_object *bound = json_object_array_get_idx(offsets_json, (size_t)k);
+        if (!json_object_is_type(bound, json_type_int)) {
+            fatal("%s: tensor %s: data_offsets: expected two integers, found %s", path, full_name,
+                  hf_shown(offsets_json, shown));
+        }
+        bounds[k] = json_object_get_int64(bound);
+    }
+    size_t bytes = size_mul_check(count, (size_t)element_bytes, path);
+    if (bounds[0] < 0 || bounds[1] < bounds[0] || (uint64_t)bounds[1] > st->buffer_size ||
+        (uint64_t)(bounds[1] - bounds[0]) != bytes) {
+        fatal("%s: tensor %s: data_offsets: expected %zu bytes (%zu %s values) within the "
+              "%llu bytes after the header, found [%lld, %lld]",
+              path, full_name, bytes, count, type, (unsigned long long)st->buffer_size,
+              (long long)bounds[0], (long long)bounds[1]);
+    }
+    return st->buffer + bounds[0];
+}
+
+static inline void hf_read_llama_params(const char *dir, const GPT2Config *config, float *params);
+
+// Reads dir/model.safetensors into params (our layout, num_parameters of config; wte's padded
+// rows V..Vp-1 zero), after hf_read_config filled config. params NULL: only checks the names,
+// dtypes, shapes and offsets (so nothing is allocated for a file that cannot hold the model).
+static inline void hf_read_params(const char *dir, const GPT2Config *config, float *params) {
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        hf_read_llama_params(dir, config, params);
+        return;
+    }
+    HfSafetensors st;
+    hf_safetensors_open(&st, dir);
+    const char *path = st.path;
+    json_object *root = st.root;
 
     size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(config, sizes);
@@ -352,64 +542,16 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
             fatal("%s: tensor %s: expected an object of dtype, shape, data_offsets", path,
                   full_name);
         }
-        json_object *dtype = NULL, *shape = NULL, *offsets_json = NULL;
+        json_object *dtype = NULL;
         json_object_object_get_ex(entry, "dtype", &dtype);
-        json_object_object_get_ex(entry, "shape", &shape);
-        json_object_object_get_ex(entry, "data_offsets", &offsets_json);
         if (!json_object_is_type(dtype, json_type_string)) {
             fatal("%s: tensor %s: dtype: missing or not a string", path, full_name);
         }
         if (known == 0) continue; // a buffer HF writes and ignores on load
-        const char *type = json_object_get_string(dtype);
-        int element_bytes = strcmp(type, "F32") == 0                                ? 4
-                            : strcmp(type, "BF16") == 0 || strcmp(type, "F16") == 0 ? 2
-                                                                                    : 0;
-        if (element_bytes == 0) {
-            fatal("%s: tensor %s: dtype: expected F32, BF16 or F16, found %s", path, full_name,
-                  hf_shown(dtype, shown));
-        }
-        int is_bf16 = strcmp(type, "BF16") == 0;
-        if (!json_object_is_type(shape, json_type_array) ||
-            json_object_array_length(shape) != (size_t)place.rank) {
-            fatal("%s: tensor %s: shape: expected %d dimension(s), found %s", path, full_name,
-                  place.rank, hf_shown(shape, shown));
-        }
-        size_t count = 1;
-        for (int d = 0; d < place.rank; d++) {
-            json_object *dim = json_object_array_get_idx(shape, (size_t)d);
-            if (!json_object_is_type(dim, json_type_int) ||
-                json_object_get_int64(dim) != (int64_t)place.dims[d]) {
-                if (place.rank == 1) {
-                    fatal("%s: tensor %s: shape: expected [%zu] from config.json, found %s", path,
-                          full_name, place.dims[0], hf_shown(shape, shown));
-                }
-                fatal("%s: tensor %s: shape: expected [%zu, %zu] from config.json, found %s", path,
-                      full_name, place.dims[0], place.dims[1], hf_shown(shape, shown));
-            }
-            count *= place.dims[d]; // within the caps of config: no overflow
-        }
-        if (!json_object_is_type(offsets_json, json_type_array) ||
-            json_object_array_length(offsets_json) != 2) {
-            fatal("%s: tensor %s: data_offsets: expected [begin, end]", path, full_name);
-        }
-        int64_t bounds[2];
-        for (int k = 0; k < 2; k++) {
-            json_object *bound = json_object_array_get_idx(offsets_json, (size_t)k);
-            if (!json_object_is_type(bound, json_type_int)) {
-                fatal("%s: tensor %s: data_offsets: expected two integers, found %s", path,
-                      full_name, hf_shown(offsets_json, shown));
-            }
-            bounds[k] = json_object_get_int64(bound);
-        }
-        size_t bytes = size_mul_check(count, (size_t)element_bytes, path);
-        if (bounds[0] < 0 || bounds[1] < bounds[0] || (uint64_t)bounds[1] > buffer_size ||
-            (uint64_t)(bounds[1] - bounds[0]) != bytes) {
-            fatal("%s: tensor %s: data_offsets: expected %zu bytes (%zu %s values) within the "
-                  "%llu bytes after the header, found [%lld, %lld]",
-                  path, full_name, bytes, count, type, (unsigned long long)buffer_size,
-                  (long long)bounds[0], (long long)bounds[1]);
-        }
-        const uint8_t *data = buffer + bounds[0];
+        int element_bytes, is_bf16;
+        const uint8_t *data =
+            hf_tensor_data(&st, full_name, entry, place.rank, place.dims, &element_bytes, &is_bf16);
+        size_t count = place.rank == 2 ? place.dims[0] * place.dims[1] : place.dims[0];
         size_t slot = place.tensor == -1 ? slots // lm_head: not a slot of its own
                       : place.layer < 0
                           ? (size_t)(place.tensor == 0   ? 0
@@ -469,11 +611,111 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
     }
     free(seen);
     hf_reading.seen = NULL;
-    json_object_put(root);
-    json_tokener_free(tokener);
-    hf_reading.root = NULL;
-    hf_reading.tokener = NULL;
-    mmap_file_close(&file);
+    hf_safetensors_close(&st);
+}
+
+// A LlamaForCausalLM's tensors: "model.embed_tokens.weight", "model.norm.weight",
+// "lm_head.weight", and per layer "model.layers.N." + these; nn.Linear's (out, in) is our layout,
+// so nothing is transposed: q, k, v are row blocks of our qkvw, gate and up of our fcw.
+#define HF_LLAMA_LAYER_TENSORS 9
+static inline void hf_read_llama_params(const char *dir, const GPT2Config *config, float *params) {
+    HfSafetensors st;
+    hf_safetensors_open(&st, dir);
+    const char *path = st.path;
+    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS], total = 0;
+    gpt2_parameter_sizes(config, sizes);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        offsets[i] = total;
+        total += sizes[i];
+    }
+    int L = config->num_layers;
+    size_t C = (size_t)config->channels, V = (size_t)config->vocab_size;
+    size_t HS = (size_t)llama_head_size(config), F = (size_t)config->ffn;
+    size_t NH = (size_t)config->num_heads, KV = (size_t)config->num_kv_heads;
+    const struct {
+        const char *name;
+        int tensor;
+        size_t rows, cols, first_row; // cols 0: rank 1; first_row: within our layer's tensor
+    } globals[3] = {{"model.embed_tokens.weight", 0, V, C, 0},
+                    {"model.norm.weight", 9, C, 0, 0},
+                    {"lm_head.weight", 10, V, C, 0}},
+      per_layer[HF_LLAMA_LAYER_TENSORS] = {
+          {"input_layernorm.weight", 1, C, 0, 0},
+          {"self_attn.q_proj.weight", 2, NH * HS, C, 0},
+          {"self_attn.k_proj.weight", 2, KV * HS, C, NH * HS},
+          {"self_attn.v_proj.weight", 2, KV * HS, C, (NH + KV) * HS},
+          {"self_attn.o_proj.weight", 5, C, C, 0},
+          {"post_attention_layernorm.weight", 6, C, 0, 0},
+          {"mlp.gate_proj.weight", 7, F, C, 0},
+          {"mlp.up_proj.weight", 7, F, C, F},
+          {"mlp.down_proj.weight", 8, C, F, 0}};
+    size_t slots = 3 + (size_t)L * HF_LLAMA_LAYER_TENSORS;
+    unsigned char *seen = (unsigned char *)calloc_check(slots, 1, "safetensors names");
+    hf_reading.seen = seen;
+    if (params != NULL) memset(params, 0, total * sizeof(float)); // padded rows stay zero
+    struct json_object_iterator it = json_object_iter_begin(st.root);
+    struct json_object_iterator end = json_object_iter_end(st.root);
+    for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+        const char *name = json_object_iter_peek_name(&it);
+        char full_name[256]; // as it may appear in an error
+        printable_text(name, strlen(name), full_name, sizeof(full_name));
+        json_object *entry = json_object_iter_peek_value(&it);
+        if (strcmp(name, "__metadata__") == 0) continue;
+        int index = -1, layer = -1;
+        for (int g = 0; g < 3; g++) {
+            if (strcmp(name, globals[g].name) == 0) index = g;
+        }
+        int ignored = 0;
+        if (index < 0 && strncmp(name, "model.layers.", 13) == 0) {
+            const char *rest = hf_parse_layer(name + 13, L, &layer);
+            for (int k = 0; rest != NULL && k < HF_LLAMA_LAYER_TENSORS; k++) {
+                if (strcmp(rest, per_layer[k].name) == 0) index = k;
+            }
+            ignored = rest != NULL && strcmp(rest, "self_attn.rotary_emb.inv_freq") == 0;
+        }
+        if (ignored) continue; // a buffer older transformers wrote, recomputed on load
+        if (index < 0) {
+            fatal("%s: tensor %s: not a tensor of a LlamaForCausalLM with num_hidden_layers %d "
+                  "(expected model.embed_tokens, model.layers.0..%d.*, model.norm, lm_head)",
+                  path, full_name, L, L - 1);
+        }
+        if (entry == NULL || !json_object_is_type(entry, json_type_object)) {
+            fatal("%s: tensor %s: expected an object of dtype, shape, data_offsets", path,
+                  full_name);
+        }
+        json_object *dtype = NULL;
+        json_object_object_get_ex(entry, "dtype", &dtype);
+        if (!json_object_is_type(dtype, json_type_string)) {
+            fatal("%s: tensor %s: dtype: missing or not a string", path, full_name);
+        }
+        int tensor = layer < 0 ? globals[index].tensor : per_layer[index].tensor;
+        size_t rows = layer < 0 ? globals[index].rows : per_layer[index].rows;
+        size_t cols = layer < 0 ? globals[index].cols : per_layer[index].cols;
+        size_t first_row = layer < 0 ? 0 : per_layer[index].first_row;
+        size_t dims[2] = {rows, cols};
+        int element_bytes, is_bf16;
+        const uint8_t *data =
+            hf_tensor_data(&st, full_name, entry, cols ? 2 : 1, dims, &element_bytes, &is_bf16);
+        size_t slot =
+            layer < 0 ? (size_t)index : 3 + (size_t)layer * HF_LLAMA_LAYER_TENSORS + (size_t)index;
+        if (seen[slot]) fatal("%s: tensor %s: given twice", path, full_name);
+        seen[slot] = 1;
+        if (params == NULL) continue;
+        float *dst = params + offsets[tensor] + first_row * (cols ? cols : 1);
+        if (layer >= 0) dst += (size_t)layer * (sizes[tensor] / (size_t)L);
+        size_t count = rows * (cols ? cols : 1);
+        for (size_t i = 0; i < count; i++) dst[i] = hf_element(data, element_bytes, is_bf16, i);
+    }
+    for (size_t slot = 0; slot < slots; slot++) {
+        if (seen[slot]) continue;
+        if (slot < 3) fatal("%s: tensor %s: missing", path, globals[slot].name);
+        fatal("%s: tensor model.layers.%zu.%s: missing (config.json: num_hidden_layers %d)", path,
+              (slot - 3) / HF_LLAMA_LAYER_TENSORS,
+              per_layer[(slot - 3) % HF_LLAMA_LAYER_TENSORS].name, L);
+    }
+    free(seen);
+    hf_reading.seen = NULL;
+    hf_safetensors_close(&st);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Exports one of our model files (version 3 fp32 or 5 bf16; docs/formats.md) as a HuggingFace
-GPT-2 directory: config.json, model.safetensors and, when the vocabulary is GPT-2's (V = 50257),
+GPT-2 directory, or a llama-family file (version 6 or 7, without QK-norm) as a LlamaForCausalLM
+directory: config.json, model.safetensors and, when the vocabulary is GPT-2's (V = 50257),
 GPT-2's tokenizer files vocab.json and merges.txt (copied from --vocab-dir).
 
     python3 scripts/export_hf.py -i log/model_00010000.bin -o gpt2-ours
@@ -50,6 +51,62 @@ def hf_tensors(model):
             out.append((prefix + name + ".bias", module.bias))
     out += [("transformer.ln_f.weight", model.ln_f.weight), ("transformer.ln_f.bias", model.ln_f.bias)]
     return [(name, t.detach().contiguous()) for name, t in out]
+
+
+def hf_llama_tensors(model):
+    """(name, tensor) in HF LlamaForCausalLM's names; nn.Linear layouts as ours, so q, k, v are row
+    blocks of our qkv weight and gate, up those of our fc weight. HF's Llama applies RoPE in the
+    half-split layout (rotate_half) to q_proj's output as we do: no permutation."""
+    cfg = model.cfg
+    q_rows, kv_rows = cfg.NH * cfg.HS, cfg.KV * cfg.HS
+    out = [("model.embed_tokens.weight", model.wte.weight)]
+    for layer, block in enumerate(model.h):
+        prefix = f"model.layers.{layer}."
+        qkv = block.attn.qkv.weight
+        fc = block.mlp.fc.weight
+        out += [
+            (prefix + "input_layernorm.weight", block.rms_1.weight),
+            (prefix + "self_attn.q_proj.weight", qkv[:q_rows]),
+            (prefix + "self_attn.k_proj.weight", qkv[q_rows : q_rows + kv_rows]),
+            (prefix + "self_attn.v_proj.weight", qkv[q_rows + kv_rows :]),
+            (prefix + "self_attn.o_proj.weight", block.attn.proj.weight),
+            (prefix + "post_attention_layernorm.weight", block.rms_2.weight),
+            (prefix + "mlp.gate_proj.weight", fc[: cfg.ffn]),
+            (prefix + "mlp.up_proj.weight", fc[cfg.ffn :]),
+            (prefix + "mlp.down_proj.weight", block.mlp.proj.weight),
+        ]
+    out += [("model.norm.weight", model.rms_f.weight), ("lm_head.weight", model.lm_head.weight)]
+    return [(name, t.detach().contiguous()) for name, t in out]
+
+
+def hf_llama_config(cfg, dtype):
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.V,
+        "hidden_size": cfg.C,
+        "intermediate_size": cfg.ffn,
+        "num_hidden_layers": cfg.L,
+        "num_attention_heads": cfg.NH,
+        "num_key_value_heads": cfg.KV,
+        "head_dim": cfg.HS,
+        "max_position_embeddings": cfg.maxT,
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-5,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "pretraining_tp": 1,
+        "tie_word_embeddings": False,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "torch_dtype": DTYPES[dtype][2],
+    }
+    if cfg.V == GPT2_VOCAB_SIZE:
+        config["bos_token_id"] = config["eos_token_id"] = GPT2_EOT
+    return config
 
 
 def safetensors_bytes(tensors, dtype):
@@ -102,7 +159,7 @@ def hf_config(cfg, dtype):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-i", "--input", required=True, help="model file, version 3 (fp32) or 5 (bf16)")
+    p.add_argument("-i", "--input", required=True, help="model file, version 3 (fp32) or 5 (bf16); llama 6 or 7")
     p.add_argument("-o", "--output", required=True, help="directory to create (absent or empty)")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="tensor type (default: the file's, f32 for v3, bf16 for v5)")
     p.add_argument("--vocab-dir", default=os.path.join(ref.REPO, "..", "shared", "data", "gpt2"),
@@ -120,7 +177,10 @@ def main():
     version = struct.unpack("<2i", head)[1] if len(head) == 8 else 0
     model = ref.load_model_file(args.input)  # validates the header against the length
     cfg = model.cfg
-    dtype = args.dtype or ("bf16" if version == 5 else "f32")
+    llama = cfg.arch == "llama"
+    if llama and cfg.qknorm:
+        fail(f"-i {args.input}: qknorm=1 (header[11]): LlamaForCausalLM has no QK-norm; not exported")
+    dtype = args.dtype or ("bf16" if version in (5, 7) else "f32")
     tokenizer = cfg.V == GPT2_VOCAB_SIZE and not args.no_tokenizer
     sources = [os.path.join(args.vocab_dir, name) for name in ("encoder.json", "vocab.bpe")]
     if tokenizer:
@@ -136,9 +196,10 @@ def main():
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's is 0700
     try:
-        ref.atomic_write(os.path.join(tmp, "config.json"),
-                         [(json.dumps(hf_config(cfg, dtype), indent=2) + "\n").encode()])
-        ref.atomic_write(os.path.join(tmp, "model.safetensors"), safetensors_bytes(hf_tensors(model), dtype))
+        config = hf_llama_config(cfg, dtype) if llama else hf_config(cfg, dtype)
+        tensors = hf_llama_tensors(model) if llama else hf_tensors(model)
+        ref.atomic_write(os.path.join(tmp, "config.json"), [(json.dumps(config, indent=2) + "\n").encode()])
+        ref.atomic_write(os.path.join(tmp, "model.safetensors"), safetensors_bytes(tensors, dtype))
         if tokenizer:
             shutil.copyfile(sources[0], os.path.join(tmp, "vocab.json"))
             shutil.copyfile(sources[1], os.path.join(tmp, "merges.txt"))

@@ -511,12 +511,70 @@ def hf_config_problem(hc):
     return None
 
 
+def hf_llama_problem(hc):
+    """Why our llama is not the model of a HuggingFace LlamaConfig (None if it is); the C loader
+    (llmc/safetensors.h) refuses the same keys."""
+    checks = [
+        ("hidden_act", "silu", "SwiGLU, the only MLP implemented"),
+        ("rms_norm_eps", 1e-5, "our RMSNorm's"),
+        ("rope_scaling", None, "RoPE scaling is not implemented"),
+        ("attention_bias", False, "attention biases are not implemented"),
+        ("mlp_bias", False, "MLP biases are not implemented"),
+        ("tie_word_embeddings", False, "a tied output head is not implemented for llama"),
+        ("pretraining_tp", 1, "the sliced projections are not implemented"),
+    ]
+    for key, expected, why in checks:
+        found = getattr(hc, key, expected)
+        if found != expected:
+            return f"{key}: expected {expected!r} ({why}), found {found!r}"
+    return None
+
+
+def load_hf_llama(name):
+    """A HuggingFace LlamaForCausalLM (directory) as our Llama: q, k, v and gate, up concatenated."""
+    from transformers import LlamaForCausalLM
+
+    hf = LlamaForCausalLM.from_pretrained(name, torch_dtype=torch.float32)
+    hc = hf.config
+    problem = hf_llama_problem(hc)
+    if problem:
+        fail(f"--hf {name}: config.json: {problem}")
+    kv = getattr(hc, "num_key_value_heads", None) or hc.num_attention_heads
+    cfg = LlamaConfig(hc.num_hidden_layers, hc.hidden_size, hc.num_attention_heads, hc.vocab_size,
+                      hc.max_position_embeddings, kv, hc.intermediate_size, getattr(hc, "rope_theta", 10000.0))
+    problem = cfg.problem()
+    if problem:
+        fail(f"--hf {name}: config.json: {problem}")
+    sd = {k: v.detach().float() for k, v in hf.state_dict().items()}
+    model = Llama(cfg)
+    with torch.no_grad():
+        model.wte.weight.copy_(sd["model.embed_tokens.weight"])
+        for layer, block in enumerate(model.h):
+            p = f"model.layers.{layer}."
+            attn = [sd[p + f"self_attn.{x}_proj.weight"] for x in "qkv"]
+            block.rms_1.weight.copy_(sd[p + "input_layernorm.weight"])
+            block.attn.qkv.weight.copy_(torch.cat(attn))
+            block.attn.proj.weight.copy_(sd[p + "self_attn.o_proj.weight"])
+            block.rms_2.weight.copy_(sd[p + "post_attention_layernorm.weight"])
+            block.mlp.fc.weight.copy_(torch.cat([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]]))
+            block.mlp.proj.weight.copy_(sd[p + "mlp.down_proj.weight"])
+        model.rms_f.weight.copy_(sd["model.norm.weight"])
+        model.lm_head.weight.copy_(sd["lm_head.weight"])
+    return model
+
+
 def load_hf(name):
-    """GPT-2 weights from HuggingFace (`gpt2`, `gpt2-medium`, ... or a local directory)."""
+    """GPT-2 weights from HuggingFace (`gpt2`, `gpt2-medium`, ... or a local directory), or a
+    LlamaForCausalLM directory (model_type llama)."""
     try:
-        from transformers import GPT2LMHeadModel
+        from transformers import AutoConfig, GPT2LMHeadModel
     except ImportError:
         fail("--hf needs the transformers package")
+    try:
+        if AutoConfig.from_pretrained(name).model_type == "llama":
+            return load_hf_llama(name)
+    except (OSError, ValueError) as e:
+        fail(f"--hf {name}: {e}")
     try:
         hf = GPT2LMHeadModel.from_pretrained(name)
     except (OSError, ValueError) as e:
@@ -868,7 +926,7 @@ def parse_args():
     add = p.add_argument
     add("--model", help="dN, gpt2:dN, L=..,C=..,NH=..,V=..,maxT=.., arch=llama,L=..,C=..,NH=..,KV=..,V=..,"
         "maxT=..[,ffn=..][,rope_theta=..][,qknorm=1] or a model file (default d2)")
-    add("--hf", help="HuggingFace GPT-2 name or directory, instead of --model")
+    add("--hf", help="HuggingFace GPT-2 name or directory (or a LlamaForCausalLM directory), instead of --model")
     add("--seed", type=int, default=42, help="init seed; random batches use seed + 1 (default 42)")
     add("-b", dest="B", type=int, default=4, help="micro-batch size (default 4)")
     add("-t", dest="T", type=int, default=64, help="sequence length (default 64)")

@@ -2,6 +2,8 @@
 """HuggingFace side of tests/test_hf.sh (needs transformers and safetensors: build/venv-hf, made by
 scripts/install_deps.sh test).
 
+  make-llama DIR --seed S --shape L,C,NH,KV,V,maxT,ffn [--rope-theta X] [--dtype f32|bf16|f16]
+      a random LlamaForCausalLM, every parameter random (untied head, rms_norm_eps 1e-5).
   make DIR --seed S --shape L,C,NH,V,maxT [--dtype f32|bf16|f16] [--no-prefix]
       a random GPT-2 made by transformers, saved by save_pretrained (safetensors); every
       parameter random (HF's init leaves biases at 0 and layernorm weights at 1: noise is added
@@ -10,7 +12,7 @@ scripts/install_deps.sh test).
   loss DIR STATE [--plant]
       transformers' loss on the debug state's batch against the state's loss (exit 1 if off).
   logits DIR MODEL.bin [--plant]
-      GPT2LMHeadModel.from_pretrained(DIR)'s logits against our reference's for MODEL.bin
+      AutoModelForCausalLM.from_pretrained(DIR)'s logits (GPT-2 or Llama) against our reference's for MODEL.bin
       (scripts/train_gpt2.py's reader) on random tokens (exit 1 if off).
   hostile SRC_DIR OUT_DIR CASE
       a copy of SRC_DIR broken one way (see HOSTILE).
@@ -45,16 +47,35 @@ def fail(message):
 
 
 def hf_model(directory):
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
-    model = GPT2LMHeadModel.from_pretrained(directory, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(directory, torch_dtype=torch.float32)
     model.eval()
     return model
 
 
 def plant(model):
+    with torch.no_grad():  # every logit 1% larger
+        final_norm = model.transformer.ln_f if hasattr(model, "transformer") else model.model.norm
+        final_norm.weight *= 1.01
+
+
+def cmd_make_llama(args):
+    """A random LlamaForCausalLM (shape L,C,NH,KV,V,maxT,ffn) with every parameter random."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    L, C, NH, KV, V, maxT, ffn = (int(x) for x in args.shape.split(","))
+    config = LlamaConfig(num_hidden_layers=L, hidden_size=C, num_attention_heads=NH, num_key_value_heads=KV,
+                         vocab_size=V, max_position_embeddings=maxT, intermediate_size=ffn, rms_norm_eps=1e-5,
+                         rope_theta=args.rope_theta, tie_word_embeddings=False)
+    torch.manual_seed(args.seed)
+    model = LlamaForCausalLM(config)
     with torch.no_grad():
-        model.transformer.ln_f.weight *= 1.01  # every logit 1% larger
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
+    model.to(dtype).save_pretrained(args.dir, safe_serialization=True)
+    print(f"wrote {args.dir} (llama {args.shape}, {args.dtype})")
 
 
 def cmd_make(args):
@@ -152,6 +173,14 @@ HOSTILE = {
     "upcast": "config.json reorder_and_upcast_attn true",
     "n_embd": "config.json n_embd 48 (tensors of 64)",
     "planted": "valid, but ln_f.weight (F32) and so every logit 1% larger: a check must fail",
+    # a LlamaForCausalLM directory's
+    "rope_scaling": "config.json rope_scaling linear, factor 2",
+    "attention_bias": "config.json attention_bias true",
+    "tied": "config.json tie_word_embeddings true",
+    "rms_eps": "config.json rms_norm_eps 1e-6",
+    "kv_heads": "config.json num_key_value_heads 3 (num_attention_heads 4)",
+    "llama_missing": "model.norm.weight missing",
+    "llama_shape": "a k_proj.weight with q_proj's shape",
 }
 
 
@@ -163,7 +192,10 @@ def cmd_hostile(args):
     case = args.case
     config_edits = {"activation": ("activation_function", "relu"), "epsilon": ("layer_norm_epsilon", 1e-6),
                     "inverse_layer": ("scale_attn_by_inverse_layer_idx", True),
-                    "upcast": ("reorder_and_upcast_attn", True), "n_embd": ("n_embd", 48)}
+                    "upcast": ("reorder_and_upcast_attn", True), "n_embd": ("n_embd", 48),
+                    "rope_scaling": ("rope_scaling", {"type": "linear", "factor": 2.0}),
+                    "attention_bias": ("attention_bias", True), "tied": ("tie_word_embeddings", True),
+                    "rms_eps": ("rms_norm_eps", 1e-6), "kv_heads": ("num_key_value_heads", 3)}
     if case == "truncated":
         with open(st, "r+b") as f:
             f.truncate(os.path.getsize(st) - 100)
@@ -205,6 +237,12 @@ def cmd_hostile(args):
             (value,) = struct.unpack_from("<f", body, begin)
             struct.pack_into("<f", body, begin, value * 1.01)
         write_safetensors(st, header, bytes(body))
+    elif case == "llama_missing":
+        del header["model.norm.weight"]
+        write_safetensors(st, header, body)
+    elif case == "llama_shape":
+        header["model.layers.0.self_attn.k_proj.weight"]["shape"] = header["model.layers.0.self_attn.q_proj.weight"]["shape"]
+        write_safetensors(st, header, body)
     elif case in config_edits:
         with open(cfg_path) as f:
             config = json.load(f)
@@ -228,6 +266,12 @@ def main():
     m.add_argument("--shape", default="2,64,4,1000,64")
     m.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     m.add_argument("--no-prefix", action="store_true")
+    ml = sub.add_parser("make-llama")
+    ml.add_argument("dir")
+    ml.add_argument("--seed", type=int, default=1)
+    ml.add_argument("--shape", default="2,64,4,2,1000,64,192")
+    ml.add_argument("--rope-theta", type=float, default=10000.0)
+    ml.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     lo = sub.add_parser("loss")
     lo.add_argument("dir")
     lo.add_argument("state")
@@ -242,7 +286,9 @@ def main():
     h.add_argument("case")
     args = p.parse_args()
     torch.set_num_threads(1)
-    {"make": cmd_make, "loss": cmd_loss, "logits": cmd_logits, "hostile": cmd_hostile}[args.command](args)
+    commands = {"make": cmd_make, "make-llama": cmd_make_llama, "loss": cmd_loss, "logits": cmd_logits}
+    commands["hostile"] = cmd_hostile
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 #    logits, test_gpt2 reads the directory back, GPT-2's tokenizer files come along; an existing
 #    directory is not overwritten;
 #  - hostile directories: one error line naming the file and the field, exit 1;
-#  - planted errors: a directory with the final layernorm 1% off fails both comparisons.
+#  - planted errors: a directory with the final layernorm 1% off fails both comparisons;
+#  - Llama (LlamaForCausalLM): import of transformers-made directories, export of v6 files, hostile
+#    configs (rope_scaling, attention_bias, tied head, rms_norm_eps, KV) and tensors, by name.
 # Needs a python with transformers and safetensors: $HF_PYTHON, else build/venv-hf
 # (scripts/install_deps.sh test). Ends with "N passed, N failed"; exits non-zero on a failure.
 set -u
@@ -234,6 +236,81 @@ expect_error "hostile: chat -e DIR" "bad_dtype/model.safetensors: tensor transfo
 for case in activation epsilon inverse_layer upcast; do
     key=$(sed -n "s/^    \"$case\": \"config.json \([a-z_]*\) .*/\1/p" tests/hf_reference.py)
     expect_error "train_gpt2.py --hf refuses $case" "config.json: $key: expected" \
+        $REF --hf "$WORK/bad_$case" --mode none --write-model "$WORK/refused.bin"
+done
+
+
+# ---------------------------------------------------------------------------------------------
+# Llama (LlamaForCausalLM, issue 20). Import: a random Llama made by transformers (KV < NH,
+# rope_theta 500000, F32 and BF16) loads with -e DIR in test_gpt2, whose logits, loss, gradients and
+# steps match the PyTorch reference of the same weights (--hf DIR), whose loss matches
+# transformers'; the tolerances are the GPT-2 import's above (and test_gpt2's, tests/test_llama.sh).
+# Export: scripts/export_hf.py of a v6 file: transformers' logits equal our reference's, test_gpt2
+# reads the directory back; a QK-norm model is refused. Planted: the final norm 1% larger fails.
+LLAMA_SHAPE=2,64,4,2,1000,64,160 # L, C, NH, KV, V, maxT, ffn
+for dtype in f32 bf16; do # (the GPT-2 import above covers F16)
+    D=$WORK/llama_$dtype
+    if run "llama_make_$dtype" $HF make-llama "$D" --seed 9 --shape "$LLAMA_SHAPE" --rope-theta 500000 --dtype "$dtype" &&
+        run "llama_ref_$dtype" $REF --hf "$D" --seed 9 -b 2 -t 23 --steps 10 -l 1e-3 --write-state "$WORK/llama_state_$dtype.bin"; then
+        ok "llama import $dtype: transformers' random Llama and its reference state"
+    else
+        not_ok "llama import $dtype: making the directory or its reference (see $WORK/llama_make_$dtype.log, $WORK/llama_ref_$dtype.log)"
+        continue
+    fi
+    if run "llama_test_$dtype" $BIN/test_gpt2 -e "$D" -s "$WORK/llama_state_$dtype.bin"; then
+        ok "llama import $dtype: test_gpt2 -e DIR: logits, loss, 11 gradients, 10 AdamW steps match PyTorch"
+    else
+        not_ok "llama import $dtype: test_gpt2 -e DIR (see $WORK/llama_test_$dtype.log)"
+    fi
+    if summary=$($HF loss "$D" "$WORK/llama_state_$dtype.bin" 2>&1); then
+        ok "llama import $dtype: transformers' loss = the reference's: $summary"
+    else
+        not_ok "llama import $dtype: transformers' loss vs the reference's: $summary"
+    fi
+done
+if run llama_v6 $REF --model "arch=llama,L=2,C=64,NH=4,KV=1,V=50257,maxT=64" --seed 4 --mode none \
+    --write-model "$WORK/llama.bin" && run llama_export $EXPORT -i "$WORK/llama.bin" -o "$WORK/llama_export" &&
+    [ -f "$WORK/llama_export/vocab.json" ]; then
+    if summary=$($HF logits "$WORK/llama_export" "$WORK/llama.bin" 2>&1); then
+        ok "llama export: LlamaForCausalLM.from_pretrained gives our logits: $summary"
+    else
+        not_ok "llama export: transformers' logits vs ours: $summary"
+    fi
+    if summary=$($HF logits "$WORK/llama_export" "$WORK/llama.bin" --plant 2>&1); then
+        not_ok "(planted) llama export: the final norm 1% larger passes the logits comparison: $summary"
+    else
+        ok "(planted) llama export: the final norm 1% larger fails the logits comparison: $summary"
+    fi
+    if run llama_export_init $BIN/test_gpt2 -e "$WORK/llama_export" --init "arch=llama,L=2,C=64,NH=4,KV=1,V=50257,maxT=64" --seed 4; then
+        ok "llama export: test_gpt2 reads the directory back bit for bit (the random init of its descriptor)"
+    else
+        not_ok "llama export: reading the directory back (see $WORK/llama_export_init.log)"
+    fi
+else
+    not_ok "llama export (see $WORK/llama_v6.log, $WORK/llama_export.log)"
+fi
+$REF --model "arch=llama,L=1,C=32,NH=2,V=100,maxT=64,qknorm=1" --mode none --write-model "$WORK/llama_qk.bin" >/dev/null 2>&1
+expect_error "llama export refuses QK-norm" "qknorm=1 (header\[11\]): LlamaForCausalLM has no QK-norm" \
+    $EXPORT -i "$WORK/llama_qk.bin" -o "$WORK/llama_qk_export"
+LLAMA_HOSTILE=(
+    "rope_scaling|config.json: rope_scaling: expected null"
+    "attention_bias|config.json: attention_bias: expected false"
+    "tied|config.json: tie_word_embeddings: expected false"
+    "rms_eps|config.json: rms_norm_eps: expected 1e-05"
+    "kv_heads|config.json: hidden_size, num_attention_heads, num_key_value_heads: NH must be divisible by KV"
+    "llama_missing|model.safetensors: tensor model.norm.weight: missing"
+    "llama_shape|model.safetensors: tensor model.layers.0.self_attn.k_proj.weight: shape"
+)
+for entry in "${LLAMA_HOSTILE[@]}"; do
+    IFS='|' read -r case pattern <<<"$entry"
+    if ! run "hostile_$case" $HF hostile "$WORK/llama_f32" "$WORK/bad_$case" "$case"; then
+        not_ok "llama hostile $case: not written (see $WORK/hostile_$case.log)"
+        continue
+    fi
+    expect_error "llama hostile $case" "bad_$case/$pattern" $BIN/test_gpt2 -e "$WORK/bad_$case" -s "$WORK/llama_state_f32.bin"
+done
+for case in rope_scaling tied; do
+    expect_error "train_gpt2.py --hf refuses llama $case" "config.json: .*expected" \
         $REF --hf "$WORK/bad_$case" --mode none --write-model "$WORK/refused.bin"
 done
 
