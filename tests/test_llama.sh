@@ -25,6 +25,9 @@ for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
 done
 [ -n "$PY" ] || { echo "error: no python with torch"; echo "0 passed, 1 failed"; exit 1; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# the models are tiny: threads that spin at OpenMP's barriers on a busy machine made runs 25x
+# slower (2 s instead of 0.09 s for a test_gpt2 run); waiting passively keeps two threads cheap
+export OMP_WAIT_POLICY=passive
 # the PyTorch references: with LLMC_REFERENCE_DIR, those an earlier run wrote (tests/lib_checks.sh)
 REF="$PY scripts/train_gpt2.py"
 [ -n "${LLMC_REFERENCE_DIR:-}" ] && REF=reused_reference
