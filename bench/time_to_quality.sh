@@ -35,8 +35,7 @@
 #   --dry-run            print the commands, run nothing
 # A run whose main.log already reaches its last step is kept (the benchmark resumes).
 set -u
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-python3}
 
 SMOKE=0 CONFIGS=auto TRAINER=./train_gpt2 DATA=../shared/data WORK="" OUT="" TOKENS=4915200
@@ -132,10 +131,47 @@ else
 fi
 
 DATA_OUT=$WORK/data RUNS=$WORK/runs
-mkdir -p "$RUNS" "$OUT"
+
+# The time it takes, before it runs: train tokens of all runs, plus each validation's forward pass
+# over the val set at about a third of a training token's cost (forward ~1/3 of forward+backward),
+# at the CPU trainer's rate measured on the 2-core dev machine (config (a), 1 thread, nice,
+# 2026-12-07: 16384 tokens in 29.7 CPU s = 550 tok/s; the llama config has the same FLOPs a token
+# within 1%, Muon's Newton-Schulz adds ~3% a step) and an H100 rate that is a guess, not a
+# measurement (train_gpt2cu, bf16, 30M parameters at ~20% MFU: ~1M tok/s; say 0.5-1M).
+CPU_TOKENS_PER_S=550 H100_TOKENS_PER_S=500000
+estimate() {
+    local n_runs=0 c lrs val_tokens
+    for c in ${CONFIGS//,/ }; do
+        lrs=$LRS_A
+        [ "$c" = b ] && lrs=$LRS_B
+        [ "$c" = c ] && lrs=$LRS_C
+        n_runs=$((n_runs + $(echo $lrs | wc -w)))
+    done
+    val_tokens=$(sed -n 's/^val_tokens //p' "$DATA_OUT/tokens.txt" 2>/dev/null)
+    val_tokens=${val_tokens:-89445} # the full data's (bench/ttq_data.sh)
+    local max_val=$((VAL_BATCHES * B * T))
+    [ "$val_tokens" -gt "$max_val" ] && val_tokens=$max_val
+    "$PYTHON" - "$n_runs" "$TOKENS" "$STEPS" "$VAL_EVERY" "$val_tokens" "$CPU_TOKENS_PER_S" "$H100_TOKENS_PER_S" <<'PYEOF'
+import sys
+runs, tokens, steps, every, val, cpu, gpu = map(int, sys.argv[1:])
+evals = steps // every + 1 + (steps % every != 0)
+work = runs * (tokens + evals * val / 3)  # training-token equivalents
+print(f"estimate: {runs} runs x {tokens} tokens + {evals} validations of {val} tokens each = "
+      f"{work / 1e6:.1f}M training-token equivalents: ~{work / cpu / 3600:.1f} h of one core of the dev "
+      f"machine at {cpu} tok/s (~{work / (1.75 * cpu) / 3600:.1f} h on both cores, if alone on them); "
+      f"~{work / gpu / 60:.1f} min on one H100 at {gpu} tok/s (a guess) plus ~5 s start-up a run")
+PYEOF
+}
+ESTIMATE=$(estimate)
+echo "$ESTIMATE"
 export OMP_NUM_THREADS=$THREADS
 COMMANDS=$OUT/commands.txt
-[ "$ANALYZE_ONLY" = 1 ] || : >"$COMMANDS"
+if [ "$DRY_RUN" = 1 ]; then
+    COMMANDS=/dev/null
+else
+    mkdir -p "$RUNS" "$OUT"
+    [ "$ANALYZE_ONLY" = 1 ] || : >"$COMMANDS"
+fi
 say() { printf '%s\n' "$*" | tee -a "$COMMANDS"; }
 
 if [ "$ANALYZE_ONLY" = 0 ]; then
@@ -173,13 +209,14 @@ run() {
         --tokenizer "$DATA_OUT/tokenizer.bin" "${extra[@]}")
     say "OMP_NUM_THREADS=$THREADS ${cmd[*]}"
     [ "$DRY_RUN" = 1 ] && return 0
-    rm -rf "$dir" "$dir.max_steps"
+    rm -rf "$dir" "$dir.max_steps" "$dir.seconds"
     local start=$SECONDS
     if ! "${cmd[@]}" >"$dir.out" 2>&1; then
         tail -3 "$dir.out" >&2
         echo "warning: ($config) lr $2 failed (exit), see $dir.out; the sweep goes on" >&2
     fi
     echo "$STEPS" >"$dir.max_steps"
+    echo $((SECONDS - start)) >"$dir.seconds"
     [ "$KEEP" = 1 ] || rm -f "$dir"/model_*.bin "$dir"/state_*.bin
     echo "($config) lr $2: $(grep -c ' tel:' "$dir/main.log" 2>/dev/null || echo 0) val points, $((SECONDS - start)) s, last: $(grep ' tel:' "$dir/main.log" 2>/dev/null | tail -1)"
 }
@@ -208,7 +245,6 @@ build/ttq_plot "$OUT/loss_vs_tokens.svg" "$D" "val loss vs tokens, best lr of ea
 
 # summary.md
 PARAMS=$("$PYTHON" bench/ttq.py params "$MODEL_A" "$MODEL_B")
-TPUT_NOTE=${TTQ_THROUGHPUT_NOTE:-}
 {
     echo "# Time to quality: $([ "$SMOKE" = 1 ] && echo "SMOKE RUN (tiny model, tiny data; not a result)" || echo "issue 20 benchmark")"
     echo
@@ -228,7 +264,11 @@ TPUT_NOTE=${TTQ_THROUGHPUT_NOTE:-}
     cat "$OUT/sweep.md"
     echo
     echo "Plot: loss_vs_tokens.svg. Curves of every run: curves.csv. Commands: commands.txt."
-    if [ -n "$TPUT_NOTE" ]; then echo; echo "$TPUT_NOTE"; fi
+    echo
+    echo "### Time"
+    echo
+    echo "- $ESTIMATE"
+    echo "- measured here: $(cat "$RUNS"/*.seconds 2>/dev/null | awk '{s += $1} END {print s + 0}') s of wall time over the runs of this invocation and earlier ones kept ($(ls "$RUNS"/*.seconds 2>/dev/null | wc -l) runs)"
 } >"$OUT/summary.md"
 cat "$OUT/sweep.md"
 echo "results: $OUT/summary.md, $OUT/curves.csv, $OUT/loss_vs_tokens.svg"

@@ -12,7 +12,7 @@
 #   --val-fraction F   last fraction of each source's documents that goes to val (default 0.05)
 #   --max-docs N       only the first N documents of each source (0: all; the smoke test's tiny data)
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 DATA=../shared/data
 OUT=build/ttq/data
 VAL_FRACTION=0.05

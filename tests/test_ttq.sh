@@ -5,7 +5,7 @@
 # pipeline in --smoke mode (data, sweep, analysis, plot, summary) in under a minute.
 # Alone: bash tests/test_ttq.sh [WORKDIR]. Ends with "N passed, N failed".
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 WORK=${1:-$ROOT/build/test}/ttq
 rm -rf "$WORK"
@@ -144,5 +144,47 @@ ls "$WORK"/smoke/runs/*/model_*.bin >/dev/null 2>&1 && not_ok "checkpoints left 
 OMP_NUM_THREADS=1 bash bench/time_to_quality.sh --smoke --trainer $BIN/train_gpt2 --work "$WORK/smoke" >"$WORK/smoke2.log" 2>&1
 kept=$(grep -c "complete in .*, kept" "$WORK/smoke2.log")
 [ "$kept" = "$runs" ] && ok "a rerun keeps the $runs complete runs" || not_ok "rerun kept $kept of $runs"
+
+# ---------------------------------------------------------------------------------------------
+# 5. (b) and (c) through a stand-in trainer whose --help shows llama and Muon: it writes a main.log
+#    falling linearly from 10 at step 0 to 3 + 1000 |lr - 3e-3| at the last step (AdamW lr 3e-3
+#    best), 0.5 lower with --muon-lr, and records its lrs. (c) must get --optimizer muon
+#    --muon-lr X and, as its AdamW lr, (b)'s best: 3e-3.
+STUB=$WORK/stub_trainer.sh
+cat >"$STUB" <<'STUB_END'
+#!/usr/bin/env bash
+if [ "${1:-}" = --help ]; then echo "-e ... arch=llama,L=.. --optimizer STR --muon-lr FLOAT"; exit 0; fi
+out="" steps="" every="" lr="" muon=""
+while [ $# -gt 0 ]; do
+    case "$1" in -o) out=$2 ;; -x) steps=$2 ;; -v) every=$2 ;; -l) lr=$2 ;; --muon-lr) muon=$2 ;; esac
+    shift
+done
+mkdir -p "$out"
+echo "$lr $muon" >"$out/flags"
+python3 - "$steps" "$every" "$lr" "$muon" >"$out/main.log" <<'PY'
+import math, sys
+steps, every, lr, muon = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+final = 3 + 1000 * abs(lr - 3e-3) - (0.5 if muon else 0)
+for s in range(0, steps + 1, every):
+    print(f"s:{s} tel:{10 - (10 - final) * s / steps:.6f}")
+PY
+STUB_END
+chmod +x "$STUB"
+if bash bench/time_to_quality.sh --smoke --trainer "$STUB" --configs a,b,c --lrs-b "1e-3 3e-3 1e-2" \
+    --work "$WORK/stub" >"$WORK/stub.log" 2>&1; then ok "(a), (b), (c) with a llama+muon trainer"; else
+    not_ok "stub trainer run failed: $(tail -3 "$WORK/stub.log")"
+fi
+[ "$(cat "$WORK/stub/runs/c_lr0.02/flags" 2>/dev/null)" = "3e-3 0.02" ] &&
+    ok "(c): --muon-lr 0.02 with (b)'s best AdamW lr 3e-3" ||
+    not_ok "(c) flags: $(cat "$WORK/stub/runs/c_lr0.02/flags" 2>/dev/null)"
+grep -q -- "-e arch=llama.* --optimizer muon --muon-lr 0.01" "$WORK/stub/results/commands.txt" &&
+    ok "(c)'s command: the llama descriptor, --optimizer muon" ||
+    not_ok "(c)'s command: $(grep muon "$WORK/stub/results/commands.txt")"
+# (a)'s and (b)'s best (3e-3) end at 3.0; (c) falls from 10 to 2.5 over 20 steps of 128 tokens:
+# 3.0 at step 20 * 7 / 7.5 = 18.667, between the eval points 15 (4.375) and 20 (2.5), whose
+# interpolation is exact for a line: 2389.33 tokens (printed values exact, so 1e-3 is ample)
+cp "$WORK/stub/results/results.json" "$WORK/synthetic/out/results.json"
+check_expect "stub: (c) reaches 3.0 at 2389.33 tokens" 'r["reach"]["c"]["tokens"]' 2389.3333 0.001
+check_expect "stub: (b) reaches it at its end (ratio 1)" 'r["reach"]["b"]["ratio_to_a"]' 1.0 1e-6
 
 checks_summary
