@@ -232,6 +232,8 @@ RUN_NAME = re.compile(r"([abc])_lr([0-9.eE+-]+)")
 
 
 def collect_runs(runs_dir, tokens_per_step, configs):
+    if not os.path.isdir(runs_dir):
+        fail(f"{runs_dir}: no such directory of runs")
     runs = []
     for name in sorted(os.listdir(runs_dir)):
         m = RUN_NAME.fullmatch(name)
@@ -240,7 +242,12 @@ def collect_runs(runs_dir, tokens_per_step, configs):
             continue
         curve, malformed = read_val_curve(log)
         planned_file = os.path.join(runs_dir, name + ".max_steps")
-        planned = int(open(planned_file).read()) if os.path.isfile(planned_file) else None
+        planned = None
+        if os.path.isfile(planned_file):
+            try:
+                planned = int(open(planned_file).read())
+            except ValueError:
+                fail(f"{planned_file}: expected the planned number of steps")
         complete = bool(curve) and (planned is None or curve[-1][0] == planned)
         runs.append({
             "config": m.group(1), "lr": m.group(2), "log": log, "malformed_lines": malformed,
@@ -275,7 +282,8 @@ def command_analyze(args):
         if best.get(c) is None or target is None:
             continue
         tokens = tokens_to_reach(best[c]["curve"], target)
-        a_tokens = best["a"]["curve"][-1][0]
+        # against the tokens (a) itself needed: its end, unless its val loss was as low before
+        a_tokens = tokens_to_reach(best["a"]["curve"], target)
         reach[c] = {"tokens": tokens, "ratio_to_a": None if tokens is None or a_tokens == 0 else tokens / a_tokens}
     os.makedirs(args.out, exist_ok=True)
     results = {

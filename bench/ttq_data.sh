@@ -35,15 +35,18 @@ rm -f "$OUT"/ttq_train_*.bin "$OUT"/ttq_val_*.bin "$OUT"/tokenizer.bin
     --max-docs "$MAX_DOCS"
 THREADS=${OMP_NUM_THREADS:-1}
 ./tokenizer prepare -v "$DATA/gpt2" -i "$OUT/train.jsonl" -o "$OUT" --name ttq --val-tokens 0 \
-    -t "$THREADS" 2>/dev/null | tail -n +2 | grep -v tokenizer.bin >"$OUT/prepare.log" || true
+    -t "$THREADS" 2>"$OUT/prepare.err" | tail -n +2 | grep -v tokenizer.bin >"$OUT/prepare.log" || true
 # (prepare removes the other shards of its --name as stale: val goes through a directory of its own)
 rm -rf "$OUT/val_prepare"
 ./tokenizer prepare -v "$DATA/gpt2" -i "$OUT/val.jsonl" -o "$OUT/val_prepare" --name ttq \
-    --val-tokens 2000000000 --tokenizer-name "" -t "$THREADS" 2>/dev/null | tail -n +2 >>"$OUT/prepare.log" || true
+    --val-tokens 2000000000 --tokenizer-name "" -t "$THREADS" 2>>"$OUT/prepare.err" | tail -n +2 >>"$OUT/prepare.log" || true
 mv "$OUT"/val_prepare/ttq_val_*.bin "$OUT"/ 2>/dev/null || true
 rm -rf "$OUT/val_prepare"
 for split in train val; do
-    [ -s "$OUT/ttq_${split}_000000.bin" ] || { echo "error: $OUT/ttq_${split}_000000.bin: not written by ./tokenizer prepare" >&2; exit 1; }
+    [ -s "$OUT/ttq_${split}_000000.bin" ] || {
+        echo "error: $OUT/ttq_${split}_000000.bin: not written by ./tokenizer prepare ($(grep -a "error" "$OUT/prepare.err" | tail -1))" >&2
+        exit 1
+    }
 done
 # shard header: 256 int32, the token count in slot 2 (docs/formats.md)
 count() { od -An -t d4 -j 8 -N 4 "$1" | tr -d ' '; }
