@@ -33,7 +33,8 @@
 #   --keep-checkpoints   keep each run's final checkpoint (default: deleted, they are ~0.2-0.6 GB)
 #   --analyze-only       only read the runs in WORK/runs and write the results
 #   --dry-run            print the commands, run nothing
-# A run whose main.log already reaches its last step is kept (the benchmark resumes).
+# A run whose main.log already reaches its last step with the same command is kept (the
+# benchmark resumes).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-python3}
@@ -198,24 +199,29 @@ run() {
         extra=(--optimizer muon --muon-lr "$lr")
         lr=$adamw_lr
     fi
-    if [ -f "$dir.max_steps" ] && [ "$(cat "$dir.max_steps")" = "$STEPS" ] &&
-        grep -q "^s:$STEPS tel:" "$dir/main.log" 2>/dev/null; then
-        echo "($config) lr $2: complete in $dir, kept"
-        return 0
-    fi
     local cmd=("$TRAINER" -i "$DATA_OUT/ttq_train_*.bin" -j "$DATA_OUT/ttq_val_*.bin" -e "$model" -o "$dir"
         -b "$B" -t "$T" -d "$D" -x "$STEPS" -l "$lr" -u "$WARMUP" -k cosine -q "$FINAL_LR_FRAC"
         -c "$WEIGHT_DECAY" -v "$VAL_EVERY" -m "$VAL_BATCHES" -s 0 --shuffle 1 --seed 42
         --tokenizer "$DATA_OUT/tokenizer.bin" "${extra[@]}")
-    say "OMP_NUM_THREADS=$THREADS ${cmd[*]}"
+    local line="OMP_NUM_THREADS=$THREADS ${cmd[*]}"
+    # kept: the same command (a changed budget, model or (c)'s AdamW lr runs again), run to its end
+    if [ -f "$dir.command" ] && [ "$(cat "$dir.command")" = "$line" ] &&
+        grep -q "^s:$STEPS tel:" "$dir/main.log" 2>/dev/null; then
+        say "$line   # kept from an earlier invocation"
+        echo "($config) lr $2: complete in $dir, kept"
+        return 0
+    fi
+    say "$line"
     [ "$DRY_RUN" = 1 ] && return 0
-    rm -rf "$dir" "$dir.max_steps" "$dir.seconds"
-    local start=$SECONDS
-    if ! "${cmd[@]}" >"$dir.out" 2>&1; then
+    rm -rf "$dir" "$dir.max_steps" "$dir.seconds" "$dir.command"
+    local start=$SECONDS status=0
+    "${cmd[@]}" >"$dir.out" 2>&1 || status=$?
+    if [ "$status" != 0 ]; then
         tail -3 "$dir.out" >&2
-        echo "warning: ($config) lr $2 failed (exit), see $dir.out; the sweep goes on" >&2
+        echo "warning: ($config) lr $2 failed (exit $status; $dir.out): the sweep goes on" >&2
     fi
     echo "$STEPS" >"$dir.max_steps"
+    echo "$line" >"$dir.command"
     echo $((SECONDS - start)) >"$dir.seconds"
     [ "$KEEP" = 1 ] || rm -f "$dir"/model_*.bin "$dir"/state_*.bin
     echo "($config) lr $2: $(grep -c ' tel:' "$dir/main.log" 2>/dev/null || echo 0) val points, $((SECONDS - start)) s, last: $(grep ' tel:' "$dir/main.log" 2>/dev/null | tail -1)"

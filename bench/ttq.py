@@ -255,7 +255,13 @@ def collect_runs(runs_dir, tokens_per_step, configs):
             "curve": [(step * tokens_per_step, loss) for step, loss in curve],
             "final_val_loss": curve[-1][1] if curve else None,
         })
-    return runs
+    def lr_value(run):
+        try:
+            return float(run["lr"])
+        except ValueError:
+            return math.inf
+
+    return sorted(runs, key=lambda run: (run["config"], lr_value(run)))
 
 
 def best_run(runs, config):
@@ -306,12 +312,14 @@ def command_analyze(args):
                 f.write(f"{c}\t{CONFIG_NAMES[c]}\t{best[c]['lr']}\t{best[c]['log']}\n")
     out = []
     out.append("### Learning-rate sweep (final val loss; * best of its config)\n")
-    out.append("| config | lr | final val loss | complete | malformed log lines |")
-    out.append("|---|---|---|---|---|")
+    out.append("| config | lr | final val loss | lowest val loss (tokens) | complete | malformed log lines |")
+    out.append("|---|---|---|---|---|---|")
     for r in runs:
         mark = " *" if r is best[r["config"]] else ""
         loss = f"{r['final_val_loss']:.4f}" if r["final_val_loss"] is not None else "-"
-        out.append(f"| {r['config']} {CONFIG_NAMES[r['config']]} | {r['lr']}{mark} | {loss} | "
+        lowest = min(r["curve"], key=lambda p: p[1]) if r["curve"] else None
+        lowest = f"{lowest[1]:.4f} ({lowest[0]})" if lowest else "-"  # below final: overfitting
+        out.append(f"| {r['config']} {CONFIG_NAMES[r['config']]} | {r['lr']}{mark} | {loss} | {lowest} | "
                    f"{'yes' if r['complete'] else 'NO'} | {r['malformed_lines']} |")
     out.append("")
     out.append("### Val loss against tokens (best run of each config)\n")

@@ -180,6 +180,14 @@ fi
 grep -q -- "-e arch=llama.* --optimizer muon --muon-lr 0.01" "$WORK/stub/results/commands.txt" &&
     ok "(c)'s command: the llama descriptor, --optimizer muon" ||
     not_ok "(c)'s command: $(grep muon "$WORK/stub/results/commands.txt")"
+# a changed command runs again: (c) with another AdamW lr; (a) and (b) are kept
+bash bench/time_to_quality.sh --smoke --trainer "$STUB" --configs a,b,c --lrs-b "1e-3 3e-3 1e-2" \
+    --adamw-lr-c 1e-3 --work "$WORK/stub" >"$WORK/stub2.log" 2>&1
+kept=$(grep -c "complete in .*, kept" "$WORK/stub2.log")
+[ "$kept" = 5 ] && [ "$(cat "$WORK/stub/runs/c_lr0.02/flags" 2>/dev/null)" = "1e-3 0.02" ] &&
+    ok "a changed (c) command reruns (c), keeps the 5 others" || not_ok "rerun: $kept kept, (c) flags $(cat "$WORK/stub/runs/c_lr0.02/flags")"
+bash bench/time_to_quality.sh --smoke --trainer "$STUB" --configs a,b,c --lrs-b "1e-3 3e-3 1e-2" \
+    --work "$WORK/stub" >"$WORK/stub3.log" 2>&1
 # (a)'s and (b)'s best (3e-3) end at 3.0; (c) falls from 10 to 2.5 over 20 steps of 128 tokens:
 # 3.0 at step 20 * 7 / 7.5 = 18.667, between the eval points 15 (4.375) and 20 (2.5), whose
 # interpolation is exact for a line: 2389.33 tokens (printed values exact, so 1e-3 is ample)
