@@ -368,6 +368,7 @@ section_mark "7b"
 #     files against a re-implementation of llm.c's, resumes of llm.c-layout and older state files,
 #     tinyshakespeare's --llmc-split shards against llm.c's script (tiktoken). Each check counts here.
 sub_suite "llm.c exact" "$WORK/llmc_exact.log" bash tests/test_llmc_exact.sh "$WORK"
+section_mark "7c"
 # 7c. Time to quality (tests/test_ttq.sh, issue 20): bench/ttq.py's log parser and analysis on
 #     hand-written logs with known answers, build/ttq_plot, and bench/time_to_quality.sh --smoke
 #     end to end (data, lr sweep, analysis, plot, summary) in under a minute.
