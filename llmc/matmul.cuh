@@ -451,9 +451,9 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias; with pre_gelu != NULL, pre_gelu gets that and
 // out its GELU. bias may be NULL (no epilogue then; GELU needs a bias). The GELU is our kernel on
 // the stored (floatX) pre-activation, not cuBLASLt's GELU epilogue on the fp32 accumulator, which
-// `-r 1`'s recompute could not reproduce bit for bit (its formula is NVIDIA's, and it sees the
-// value before rounding). Cost at d12, B=16: 2 x 50 MB more traffic per layer, ~0.4 ms a step
-// (docs/gpu_performance.md).
+// `-r 1`'s recompute could not reproduce bit for bit (NVIDIA's formula, on the unrounded value).
+// It costs one more read and write of (N,OC) per layer: ~0.8 ms a step for d12 at B=16
+// (docs/gpu_performance.md, "GELU and -r 1").
 static inline void matmul_forward(floatX *out, floatX *pre_gelu, const floatX *inp,
                                   const floatX *weight, const floatX *bias, int N, int C, int OC,
                                   cudaStream_t stream) {
