@@ -857,7 +857,7 @@ int main(int argc, char **argv) {
     int recompute = 0; // the GPU trainer's own option, after the shared ones
     options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
                               "1: redo GELU in backward instead of keeping it per layer (less "
-                              "memory, a little more compute)"};
+                              "memory, a little more compute, the same bits)"};
     int gemm_autotune = 0;
     options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
                               "1: time cuBLASLt's top algorithms once per matrix shape and keep "

@@ -65,6 +65,7 @@ typedef struct {
     MatmulAlgo algo;
     unsigned long long last_use; // the cache's clock at the last lookup that found it
     int tuned;                   // chosen by timing
+    int refused;                 // cuBLASLt had no algorithm (DGELU only: the caller falls back)
 } MatmulAlgoEntry;
 
 #define MATMUL_ALGO_CACHE_CAPACITY 256
@@ -106,8 +107,8 @@ static inline MatmulAlgoEntry *matmul_algo_cache_find(const MatmulAlgoKey *key) 
 
 // Stores a choice; when full, replaces the least recently used untuned entry (tuned ones only
 // once every entry is tuned).
-static inline void matmul_algo_cache_add(const MatmulAlgoKey *key, const MatmulAlgo *algo,
-                                         int tuned) {
+static inline MatmulAlgoEntry *matmul_algo_cache_add(const MatmulAlgoKey *key,
+                                                     const MatmulAlgo *algo, int tuned) {
     MatmulAlgoCache *cache = &matmul_algo_cache;
     int slot = cache->count;
     if (slot == MATMUL_ALGO_CACHE_CAPACITY) {
@@ -128,6 +129,8 @@ static inline void matmul_algo_cache_add(const MatmulAlgoKey *key, const MatmulA
     entry->algo = *algo;
     entry->last_use = ++cache->clock;
     entry->tuned = tuned;
+    entry->refused = 0;
+    return entry;
 }
 
 // One line on the cache for the end of a run.
@@ -291,6 +294,7 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
     MatmulAlgoKey key = matmul_algo_key(a, b, d, aux, (int)epilogue, m, n, k, trans_a, trans_b,
                                         batch, stride_a, stride_b, stride_d, accumulate);
     MatmulAlgoEntry *cached = matmul_algo_cache_find(&key);
+    if (cached != NULL && cached->refused) return 0;
     int tune = cached == NULL && matmul_algo_cache.autotune &&
                (unsigned long long)m * n * k * batch >= matmul_algo_cache.autotune_min_macs;
 #ifdef LLMC_CUDA_EMU
@@ -407,15 +411,23 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
                                                               &alignment, sizeof(alignment)));
         }
         int found = 0;
-        cublas_check(cublasLtMatmulAlgoGetHeuristic(
+        cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
             cublaslt_handle, desc, layout_a, layout_b, layout_d, layout_d, preference,
-            tune ? MATMUL_AUTOTUNE_CANDIDATES : 1, heuristics, &found));
+            tune ? MATMUL_AUTOTUNE_CANDIDATES : 1, heuristics, &found);
         cublas_check(cublasLtMatmulPreferenceDestroy(preference));
+        // "no algorithm" comes back as NOT_SUPPORTED or as found = 0
+        if (status == CUBLAS_STATUS_NOT_SUPPORTED)
+            found = 0;
+        else
+            cublas_check(status);
         if (found == 0 && epilogue == EPILOGUE_DGELU) {
             cublas_check(cublasLtMatrixLayoutDestroy(layout_a));
             cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
             cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
             cublas_check(cublasLtMatmulDescDestroy(desc));
+            MatmulAlgo none;
+            memset(&none, 0, sizeof(none));
+            matmul_algo_cache_add(&key, &none, 0)->refused = 1; // asked once per shape
             return 0; // the caller falls back to the product and gelu_backward_inplace
         }
         if (found == 0) {

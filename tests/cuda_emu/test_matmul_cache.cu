@@ -178,19 +178,27 @@ int main(void) {
     check(cache->misses == misses && cache->tuned_shapes == (unsigned long long)tuned,
           "autotuned shapes outlive %d newer untuned ones (%llu misses, %llu timings)", capacity,
           cache->misses - misses, cache->tuned_shapes);
-    // the DGELU epilogue, at shapes as the fc-proj backward has them (m = 4C, n = B*T, k = C)
-    int dgelu_wrong = 0;
+    // the DGELU epilogue, at shapes as the fc-proj backward has them (m = 4C, n = B*T, k = C). A
+    // GPU's cuBLASLt may have no FP32 DGELU kernel (the trainer's is BF16): refusals count there
+    // as a note, as matmul_backward then runs the fallback; the emulation must not refuse.
+    int dgelu_wrong = 0, dgelu_refused = 0;
     const int dgelu_shapes[4][3] = {{256, 48, 64}, {384, 37, 96}, {64, 5, 16}, {8, 1, 3}};
     for (int i = 0; i < 4; i++) {
-        dgelu_wrong +=
-            run_dgelu(dgelu_shapes[i][0], dgelu_shapes[i][1], dgelu_shapes[i][2], 0, 0.0) != 1;
+        int result = run_dgelu(dgelu_shapes[i][0], dgelu_shapes[i][1], dgelu_shapes[i][2], 0, 0.0);
+        dgelu_wrong += result == 0, dgelu_refused += result == 2;
     }
-    check(dgelu_wrong == 0,
-          "DGELU epilogue: (A B) * GELU'(aux) within its limits at 4 shapes (%d "
-          "off)",
-          dgelu_wrong);
-    check(run_dgelu(256, 48, 64, 0, 1e-2) == 0,
-          "planted: a DGELU reference element 1e-2 off fails the comparison");
+#ifdef LLMC_CUDA_EMU
+    const bool refusals_allowed = false;
+#else
+    const bool refusals_allowed = true;
+#endif
+    check(dgelu_wrong == 0 && (dgelu_refused == 0 || refusals_allowed),
+          "DGELU epilogue: (A B) * GELU'(aux) within its limits at 4 shapes (%d off, %d refused)",
+          dgelu_wrong, dgelu_refused);
+    if (dgelu_refused < 4) {
+        check(run_dgelu(256, 48, 64, 0, 1e-2) == 0,
+              "planted: a DGELU reference element 1e-2 off fails the comparison");
+    }
     // cuBLASLt's documented refusals, mirrored by the emulation: the caller falls back
     check(run_dgelu(252, 4, 16, 0, 0.0) == 2 && run_dgelu(256, 4, 16, 2, 0.0) == 2,
           "DGELU refused for m = 252 (not a multiple of 8) and an aux 8 bytes off 16-byte "
