@@ -16,8 +16,7 @@
 # usage: tests/test_recompute.sh [WORK_DIR]   (after make CUDA_EMU=1 of the emu-fp32 and
 #        emu-bf16 train_gpt2cu builds)
 set -u
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+cd "$(dirname "$0")/.." || exit 1
 WORK=${1:-build/test_recompute}
 WORK=$WORK/recompute
 rm -rf "$WORK"
