@@ -583,29 +583,33 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
     float *reduce = a.reduce_scratch;
     floatX *dbtc = a.scratch_btc, *dbt4c = a.scratch_bt4c;
-    matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, (int)BT, C, Vp, stream);
+    matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, NULL, (int)BT, C, Vp,
+                    stream);
     layernorm_backward(a.dresidual, g.lnfw, g.lnfb, reduce, dbtc, a.residual3 + (L - 1) * BT * c,
                        p.lnfw, a.lnf_mean, a.lnf_rstd, (int)BT, C, stream);
     for (int l = L - 1; l >= 0; l--) {
         const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
-        // MLP block: dresidual holds the gradient of residual3
+        // MLP block: dresidual holds the gradient of residual3. -r 1 redoes the forward's GELU:
+        // the same kernel on the same stored fch, so the same bits (matmul_forward)
+        floatX *fch = a.fch + l * BT * 4 * c;
         floatX *fch_gelu = a.fch_gelu + (model->recompute ? 0 : l * BT * 4 * c);
-        if (model->recompute) gelu_forward(fch_gelu, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
+        if (model->recompute) gelu_forward(fch_gelu, fch, BT * 4 * c, stream);
+        // dbt4c = gradient of fch: GELU's backward in the product's DGELU epilogue
         matmul_backward(dbt4c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c, reduce, a.dresidual,
-                        fch_gelu, p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C, stream);
-        gelu_backward_inplace(dbt4c, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
+                        fch_gelu, p.fcprojw + l * 4 * c * c, fch, (int)BT, 4 * C, C, stream);
         matmul_backward(dbtc, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c, reduce, dbt4c,
-                        a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT, C, 4 * C, stream);
+                        a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, NULL, (int)BT, C, 4 * C, stream);
         layernorm_backward(a.dresidual, g.ln2w + l * c, g.ln2b + l * c, reduce, dbtc,
                            a.residual2 + l * BT * c, p.ln2w + l * c, a.ln2_mean + l * BT,
                            a.ln2_rstd + l * BT, (int)BT, C, stream);
         // attention block: dresidual now holds the gradient of residual2
         matmul_backward(dbtc, g.attprojw + l * c * c, g.attprojb + l * c, reduce, a.dresidual,
-                        a.atty + l * BT * c, p.attprojw + l * c * c, (int)BT, C, C, stream);
+                        a.atty + l * BT * c, p.attprojw + l * c * c, NULL, (int)BT, C, C, stream);
         attention_backward(dbt4c, a.scratch_att_dsum, dbtc, a.atty + l * BT * c,
                            a.qkv + l * BT * 3 * c, a.att_lse + l * BT * NH, B, T, C, NH, stream);
         matmul_backward(dbtc, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c, reduce, dbt4c,
-                        a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, (int)BT, C, 3 * C, stream);
+                        a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, NULL, (int)BT, C, 3 * C,
+                        stream);
         layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
                            p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C,
                            stream);
@@ -853,7 +857,7 @@ int main(int argc, char **argv) {
     int recompute = 0; // the GPU trainer's own option, after the shared ones
     options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
                               "1: redo GELU in backward instead of keeping it per layer (less "
-                              "memory, a little more compute)"};
+                              "memory, a little more compute, the same bits)"};
     int gemm_autotune = 0;
     options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
                               "1: time cuBLASLt's top algorithms once per matrix shape and keep "

@@ -489,18 +489,10 @@ if run cu_resume_a ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train
 else
     not_ok "train_gpt2cu resume (see $WORK/cu_resume_a.log, cu_resume_b.log)"
 fi
-# -r 1 (GELU redone in backward) changes nothing in FP32: the stored pre-activation is exact
-rm -rf "$WORK/cu_r0" "$WORK/cu_r1"
-R_FLAGS="-e $MODEL -j $WORK/val_000.bin -v 4 -m 2 -s 0 -b 2 -t 32 -d 128 -l 1e-3 -x 4"
-# shellcheck disable=SC2086
-if run cu_r0 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r0" -r 0 &&
-    run cu_r1 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r1" -r 1 &&
-    cmp -s "$WORK/cu_r0/main.log" "$WORK/cu_r1/main.log" &&
-    cmp -s "$WORK/cu_r0/model_00000004.bin" "$WORK/cu_r1/model_00000004.bin"; then
-    ok "train_gpt2cu (fp32, emulated): recompute -r 1 gives the same losses and weights as -r 0"
-else
-    not_ok "train_gpt2cu -r 1 differs from -r 0 (see $WORK/cu_r0.log, cu_r1.log)"
-fi
+# -r 1 (GELU redone in backward) == -r 0 bit for bit, FP32 and BF16, the DGELU epilogue and its
+# fallback, and a planted forward GELU from the fp32 accumulator that must break it
+# (tests/test_recompute.sh, ~25 s); each of its checks counts here
+sub_suite recompute "$WORK/recompute.log" bash tests/test_recompute.sh "$WORK"
 # SFT loss masks (section 7's data): the masked reference dump, and masked training with
 # accumulation equal to train_gpt2's losses: a mean of n <= 512 trained targets, so by the model
 # above PARITY_TOL's u*sqrt(2n/3)*10.8 = 1.2e-5 + 1e-6 printed: 2e-5 (measured 0)

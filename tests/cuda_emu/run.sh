@@ -176,7 +176,7 @@ if [ -e test_gpt2.cu ]; then
                 -e "$model" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_${precision}_$order"
         done
     done
-    run_check "test_gpt2cu (fp32, emulated, -DLLMC_UNFUSED_GELU: GELU as its own kernel) matches PyTorch" \
+    run_check "test_gpt2cu (fp32, emulated, -DLLMC_UNFUSED_GELU: GELU backward as its own kernel, no DGELU epilogue) matches PyTorch" \
         "$WORK/test_gpt2cu_unfused_gelu.log" env LLMC_EMU_STATS=1 ./build/cuda_emu/test_gpt2cu_unfused_gelu \
         -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_unfused"
     if [ -x build/cuda/emu-fp32-asan/test_gpt2cu ]; then
