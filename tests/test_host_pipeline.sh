@@ -11,7 +11,7 @@
 # emulation's pinned read-back holds NaN until then), a clip threshold one ulp off by (a).
 # usage: bash tests/test_host_pipeline.sh [WORK]. Ends with "N passed, N failed".
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 WORK=${1:-$ROOT/build/test}/host_pipeline
 rm -rf "$WORK"
@@ -101,7 +101,10 @@ per_step() {
     local name=$1
     shift
     local w2 w4
-    w2=$(waits "${name}_2" 2 "$@") && w4=$(waits "${name}_4" 4 "$@") || { echo "run failed"; return 1; }
+    if ! w2=$(waits "${name}_2" 2 "$@") || ! w4=$(waits "${name}_4" 4 "$@"); then
+        echo "run failed"
+        return 1
+    fi
     read -r a2 d2 _ _ c2 <<<"$w2"
     read -r a4 d4 _ _ c4 <<<"$w4"
     echo "$(((a4 - a2) / 2)) $(((d4 - d2) / 2)) $(((c4 - c2) / 2))"
@@ -117,14 +120,18 @@ else
     not_ok "a training step waits more than once (per step: waits, device syncs, blocking copies = $result; see $WORK/waits_pipe_4.log)"
 fi
 result=$(per_step host LLMC_SYNC_PIPELINE=1)
-if at_most_one_wait "$result"; then
+if ! [[ $result =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
+    not_ok "the host path's runs failed ($result; see $WORK/waits_host_2.log)"
+elif at_most_one_wait "$result"; then
     not_ok "the host path (LLMC_SYNC_PIPELINE=1) passes the wait count: it cannot fail ($result)"
 else
     ok "the host path (blocking read-backs) fails the wait count (per step: waits, device syncs, copies = $result)"
 fi
 for plant in sync one-slot; do
     result=$(per_step "$plant" LLMC_PLANT_PIPELINE=$plant)
-    if at_most_one_wait "$result"; then
+    if ! [[ $result =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
+        not_ok "planted $plant: the runs failed ($result; see $WORK/waits_${plant}_2.log)"
+    elif at_most_one_wait "$result"; then
         not_ok "planted $plant passes the wait count ($result)"
     else
         ok "planted $plant (LLMC_PLANT_PIPELINE) fails the wait count (per step: waits, device syncs, copies = $result)"
