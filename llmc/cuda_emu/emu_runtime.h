@@ -351,12 +351,22 @@ inline void complete_pending_copies() {
     p.copies.clear();
     p.completed = p.issued;
 }
-// Queries see a slow GPU: work recorded after a pinned async copy that no wait has settled yet is
-// not ready (so code that waits only when a query says so waits here, and the waits are counted).
-inline bool copies_settled(unsigned long long copies_before) {
+inline unsigned long long pending_copies_issued() {
     PendingCopies &p = pending_copies();
     std::lock_guard<std::mutex> lock(p.mutex);
-    return copies_before <= p.completed;
+    return p.issued;
+}
+// Queries see a slow GPU: work recorded after a pinned async copy that no wait has settled yet is
+// not ready, so code that waits only when a query says so waits here, and the wait is counted.
+// The GPU then gets there (the copies are settled), so a loop polling a query ends.
+inline bool copies_settled(unsigned long long copies_before) {
+    {
+        PendingCopies &p = pending_copies();
+        std::lock_guard<std::mutex> lock(p.mutex);
+        if (copies_before <= p.completed) return true;
+    }
+    complete_pending_copies();
+    return false;
 }
 // The host blocks until the GPU is done: everything issued is complete.
 inline void host_wait(Wait kind) {
@@ -659,9 +669,8 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 // Not a wait: not ready while a pinned async copy is pending (see copies_settled).
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
     if (!llmc_emu::valid_stream(stream)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
-    llmc_emu::PendingCopies &p = llmc_emu::pending_copies();
-    std::lock_guard<std::mutex> lock(p.mutex);
-    return p.copies.empty() ? cudaSuccess : cudaErrorNotReady;
+    return llmc_emu::copies_settled(llmc_emu::pending_copies_issued()) ? cudaSuccess
+                                                                       : cudaErrorNotReady;
 }
 
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
