@@ -59,6 +59,7 @@ same_run() {
     shift 2
     local FLAGS=("${FLAGS[@]}")
     [ "$name" = sft ] && FLAGS=("${SFT_FLAGS[@]}")
+    [ "$name" = judged ] && FLAGS+=(--outlier-window 2)
     local a=$WORK/${name}_pipe b=$WORK/${name}_host
     env "$@" "$bin" "${FLAGS[@]}" -o "$a" >"$a.log" 2>&1 || { echo "run failed (see $a.log)"; return 1; }
     if [ ! -e "$b/main.log" ]; then
@@ -75,6 +76,8 @@ SFT_FLAGS=(-e "$MODEL" --seed 7 -i "$WORK/sft_000.bin" -j "" -b 2 -t 32 -d 128 -
     --grad-clip 0.2 -s 0 --mask 1)
 check "pipelined step == host path (fp32, SFT loss masks, a micro-batch without trained targets)" \
     same_run sft "$CU32"
+check "pipelined step == host path (fp32, --outlier-window 2: from step 3 the host judges before the update is queued)" \
+    same_run judged "$CU32"
 for precision in fp32 bf16; do
     bin=./build/cuda/emu-$precision/train_gpt2cu
     check "pipelined step == host path ($precision: main.log, model, state with every loss and norm bit for bit; 2 micro-batches, val, clip)" \
