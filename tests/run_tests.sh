@@ -548,6 +548,12 @@ sub_suite "gpu_check" "$WORK/gpu_check.log" bash tests/test_gpu_check.sh "$WORK/
 
 section_mark "10"
 # ---------------------------------------------------------------------------------------------
+# 9c. The training step's host pipeline (tests/test_host_pipeline.sh, docs/gpu_performance.md):
+#     bit-identical to the host path (LLMC_SYNC_PIPELINE=1), at most one host wait per step,
+#     planted pipeline bugs caught. Each of its checks counts here.
+sub_suite "host_pipeline" "$WORK/host_pipeline.log" bash tests/test_host_pipeline.sh "$WORK"
+
+# ---------------------------------------------------------------------------------------------
 # 10. Data parallelism (docs/multi_gpu.md) on the CPU emulation, NCCL mapped onto MPI:
 #     `mpirun -np 2` = two emulated GPUs. (a) 2 ranks x B = 1 rank x 2B, (b) ZeRO-1 = ZeRO-0,
 #     (c) save on 2 ranks + resume on 2 = straight run, bit for bit; tcp and fs init, refusals,
