@@ -327,7 +327,9 @@ static inline void attention_backward_flash(floatX *dqkv, float *dsum, const flo
 }
 
 // Whether cuDNN's fused attention runs this shape: BF16 builds with USE_CUDNN=1, head sizes it
-// supports, and (for now) KV == NH: grouped-query attention runs on our kernels.
+// supports, and (for now) KV == NH. The glue builds grouped-query graphs too (checked on the
+// emulation's stand-in by dev/cuda/attention_gqa.cu), but real cuDNN has not run them on a GPU
+// yet (docs/attention.md): until then grouped-query attention runs on our kernels.
 static inline int attention_uses_cudnn(int NH, int KV, int HS) {
 #ifdef LLMC_USE_CUDNN
     return KV == NH && attention_cudnn_supports(HS);
@@ -343,7 +345,7 @@ static inline void attention_forward_gqa(floatX *out, float *lse, const floatX *
                                          int NH, int KV, int HS, cudaStream_t stream) {
 #ifdef LLMC_USE_CUDNN
     if (attention_uses_cudnn(NH, KV, HS)) {
-        attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, stream);
+        attention_forward_cudnn(out, lse, qkv, B, T, NH, KV, HS, stream);
         return;
     }
 #endif
@@ -356,7 +358,7 @@ static inline void attention_backward_gqa(floatX *dqkv, float *dsum, const float
                                           cudaStream_t stream) {
 #ifdef LLMC_USE_CUDNN
     if (attention_uses_cudnn(NH, KV, HS)) {
-        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, stream);
+        attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, KV, HS, stream);
         return;
     }
 #endif
@@ -390,7 +392,7 @@ static inline const char *attention_implementation(int HS) {
 // graphs are built here, so an unsupported shape fails at start-up), 0 for our kernels.
 static inline size_t attention_workspace_bytes_gqa(int B, int T, int NH, int KV, int HS) {
 #ifdef LLMC_USE_CUDNN
-    if (attention_uses_cudnn(NH, KV, HS)) return attention_cudnn_workspace_bytes(B, T, NH, HS);
+    if (attention_uses_cudnn(NH, KV, HS)) return attention_cudnn_workspace_bytes(B, T, NH, KV, HS);
 #endif
     (void)B, (void)T, (void)NH, (void)KV, (void)HS;
     return 0;

@@ -390,7 +390,7 @@ static inline int attention_version_runs(int version, int HS) {
 static inline void attention_forward_version3(floatX *out, float *lse, const floatX *qkv, int B,
                                               int T, int NH, int HS) {
 #ifdef LLMC_USE_CUDNN
-    attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, 0);
+    attention_forward_cudnn(out, lse, qkv, B, T, NH, NH, HS, 0);
 #else
     (void)out, (void)lse, (void)qkv, (void)B, (void)T, (void)NH, (void)HS;
     fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");
@@ -401,7 +401,7 @@ static inline void attention_backward_version3(floatX *dqkv, const floatX *dout,
                                                const floatX *qkv, const float *lse, int B, int T,
                                                int NH, int HS) {
 #ifdef LLMC_USE_CUDNN
-    attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, 0);
+    attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, NH, HS, 0);
 #else
     (void)dqkv, (void)dout, (void)out, (void)qkv, (void)lse, (void)B, (void)T, (void)NH, (void)HS;
     fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");
