@@ -289,10 +289,12 @@ build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CU
 
 # CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
 # kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
-# `--help` runs without one.
+# `--help` runs without one. The llama kernels' dev/cuda programs (rmsnorm, rope, swiglu: a few
+# seconds each) are built too; attention_gqa's kernels are the trainer's, compiled above.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
 	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu build/cuda/nvcc-bf16/test_generate_cu \
-	build/cuda/nvcc-bf16/chatcu \
+	build/cuda/nvcc-bf16/chatcu build/cuda/nvcc-dev/rmsnorm build/cuda/nvcc-dev/rope \
+	build/cuda/nvcc-dev/swiglu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
