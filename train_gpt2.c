@@ -26,6 +26,7 @@ run gives the same bits with any number of threads.
 #include "llmc/logger.h"
 #include "llmc/matmul.h"
 #include "llmc/model_config.h"
+#include "llmc/rope_table.h"
 #include "llmc/run_dir.h"
 #include "llmc/safetensors.h"
 #include "llmc/sampler.h"
@@ -536,48 +537,34 @@ void qknorm_backward(float *dqkv, float *dqnormw, float *dknormw, const float *d
 
 // RoPE, half-split (HuggingFace Llama's rotate_half): in each of the first `heads` head vectors
 // (hs values) of every row (width values; row n is position n % T), the pair (i, i + hs/2) turns
-// by the angle pos * theta^(-2i/hs). In place; the backward turns the gradient back by the same
-// angle (a rotation's transpose is its inverse), so it replaces, not accumulates. Positions start
-// at first_pos (generation: one token at a time).
-static void rope_rotate(float *x, int B, int T, int first_pos, int heads, int hs, size_t width,
-                        float theta, int inverse) {
-    int half = hs / 2;
-    size_t table = size_mul_check((size_t)T, (size_t)half, "RoPE table");
-    float *cos_table = (float *)malloc_check(table * sizeof(float), "RoPE cos");
-    float *sin_table = (float *)malloc_check(table * sizeof(float), "RoPE sin");
-    for (int i = 0; i < half; i++) {
-        // as PyTorch: inv_freq = 1 / theta ** (arange(0, hs, 2) / hs), angles t * inv_freq, in fp32
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hs);
-        for (int t = 0; t < T; t++) {
-            float angle = (float)(first_pos + t) * inv_freq;
-            cos_table[(size_t)t * half + i] = cosf(angle);
-            sin_table[(size_t)t * half + i] = inverse ? -sinf(angle) : sinf(angle);
-        }
-    }
-    int N = B * T;
+// by the angle pos * theta^(-2i/hs), with the cos and sin of table row pos (llmc/rope_table.h,
+// shared with the CUDA kernels: both rotate by the same fp32 values). In place; the backward turns
+// the gradient back by the same angle (a rotation's transpose is its inverse: sin negated), so it
+// replaces, not accumulates.
+static void rope_rotate(float *x, const float *table, int B, int T, int heads, int hs, size_t width,
+                        int inverse) {
+    int half = hs / 2, N = B * T;
+    float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
-        const float *c = cos_table + (size_t)(n % T) * half;
-        const float *s = sin_table + (size_t)(n % T) * half;
+        const float *c = table + (size_t)(n % T) * hs, *s = c + half;
         for (int r = 0; r < heads; r++) {
             float *v = x + (size_t)n * width + (size_t)r * hs;
             for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] - b * s[i];
-                v[i + half] = b * c[i] + a * s[i];
+                float a = v[i], b = v[i + half], sn = sign * s[i];
+                v[i] = a * c[i] - b * sn;
+                v[i + half] = b * c[i] + a * sn;
             }
         }
     }
-    free(cos_table);
-    free(sin_table);
 }
 
-void rope_forward(float *qk, int B, int T, int heads, int hs, size_t width, float theta) {
-    rope_rotate(qk, B, T, 0, heads, hs, width, theta, 0);
+void rope_forward(float *qk, const float *table, int B, int T, int heads, int hs, size_t width) {
+    rope_rotate(qk, table, B, T, heads, hs, width, 0);
 }
 
-void rope_backward(float *dqk, int B, int T, int heads, int hs, size_t width, float theta) {
-    rope_rotate(dqk, B, T, 0, heads, hs, width, theta, 1);
+void rope_backward(float *dqk, const float *table, int B, int T, int heads, int hs, size_t width) {
+    rope_rotate(dqk, table, B, T, heads, hs, width, 1);
 }
 
 // SwiGLU: inp (N, 2F) = [gate | up] per row, out (N, F) = silu(gate) * up.
@@ -738,6 +725,7 @@ typedef struct {
     float *grads_memory;
     ParameterTensors grads;
     int grads_are_zero; // known all zero: just allocated, or cleared by the update that read them
+    float *rope_table;  // llama: RoPE's cos | sin for positions 0..max_T-1 (llmc/rope_table.h)
     float *m_memory;    // AdamW first moment
     float *v_memory;    // AdamW second moment
     // activations, allocated on first forward for at most max_B x max_T
@@ -787,6 +775,7 @@ void gpt2_free(GPT2 *model) {
     free(model->v_memory);
     free(model->acts_memory);
     free(model->grads_acts_memory);
+    free(model->rope_table);
 }
 
 // Activations for batches of up to B x T; gpt2_forward allocates on first use otherwise.
@@ -799,6 +788,12 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->num_activations = point_activations(&model->acts, NULL, &model->config, B, T);
     model->acts_memory = (float *)malloc_check(
         size_mul_check(model->num_activations, sizeof(float), "activations"), "activations");
+    if (model->config.arch == MODEL_ARCH_LLAMA) {
+        int hs = llama_head_size(&model->config);
+        model->rope_table = (float *)malloc_check(
+            size_mul_check((size_t)T, (size_t)hs * sizeof(float), "RoPE table"), "RoPE table");
+        rope_table_init(model->rope_table, T, hs, model->config.rope_theta);
+    }
 }
 
 // GPT-2 from the inputs of the last forward to its logits.
@@ -923,7 +918,7 @@ static void llama_forward_logits(GPT2 *model) {
         } else {
             qknorm_forward(qkvr, NULL, qkv, NULL, NULL, (int)BT, NH, KV, HS); // a copy
         }
-        rope_forward(qkvr, B, T, NH + KV, HS, w, cfg->rope_theta);
+        rope_forward(qkvr, model->rope_table, B, T, NH + KV, HS, w);
         attention_forward_gqa(atty, a.att_lse + (size_t)l * B * NH * T, qkvr, B, T, NH, KV, HS);
         matmul_forward(attproj, atty, p.attprojw + l * c * c, NULL, (int)BT, C, C);
         residual_forward(residual2, residual, attproj, BT * c);
@@ -975,7 +970,7 @@ static void llama_backward_layers(GPT2 *model) {
         float *dqkvr = ga.qkvr + l * BT * w;
         attention_backward_gqa(dqkvr, ga.atty + at, a.qkvr + l * BT * w,
                                a.att_lse + (size_t)l * B * NH * T, B, T, NH, KV, HS);
-        rope_backward(dqkvr, B, T, NH + KV, HS, w, cfg->rope_theta);
+        rope_backward(dqkvr, model->rope_table, B, T, NH + KV, HS, w);
         if (cfg->qknorm) {
             qknorm_backward(ga.qkv + l * BT * w, g.qnormw + l * hs, g.knormw + l * hs, dqkvr,
                             a.qkv + l * BT * w, p.qnormw + l * hs, p.knormw + l * hs,

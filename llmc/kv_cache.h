@@ -26,6 +26,7 @@ typedef struct {
     float *residual, *ln, *ln_mean_rstd, *qkv, *atty, *attproj, *residual2, *fch, *fch_gelu;
     float *fcproj, *scores, *logits; // scores (max_T), logits (Vp)
     float *qkvr, *qk_rstd;
+    float *rope_table; // llama: (max_T, hs), llmc/rope_table.h
 } KVCache;
 
 static inline void kv_cache_init(KVCache *cache, const GPT2Config *config, int max_T) {
@@ -56,6 +57,12 @@ static inline void kv_cache_init(KVCache *cache, const GPT2Config *config, int m
     cache->atty = (float *)malloc_check(C * sizeof(float), "kv atty");
     cache->attproj = (float *)malloc_check(C * sizeof(float), "kv attproj");
     cache->residual2 = (float *)malloc_check(C * sizeof(float), "kv residual2");
+    if (llama) {
+        cache->rope_table = (float *)malloc_check(
+            size_mul_check((size_t)max_T, (size_t)cache->hs * sizeof(float), "kv RoPE table"),
+            "kv RoPE table");
+        rope_table_init(cache->rope_table, max_T, cache->hs, config->rope_theta);
+    }
     cache->fch = (float *)malloc_check(fch * sizeof(float), "kv fch");
     cache->fch_gelu = (float *)malloc_check(fch_out * sizeof(float), "kv fch gelu");
     cache->fcproj = (float *)malloc_check(C * sizeof(float), "kv fcproj");
@@ -71,7 +78,8 @@ static inline void kv_cache_free(KVCache *cache) {
     float *buffers[] = {cache->keys,         cache->values, cache->residual, cache->ln,
                         cache->ln_mean_rstd, cache->qkv,    cache->atty,     cache->attproj,
                         cache->residual2,    cache->fch,    cache->fch_gelu, cache->fcproj,
-                        cache->scores,       cache->logits, cache->qkvr,     cache->qk_rstd};
+                        cache->scores,       cache->logits, cache->qkvr,     cache->qk_rstd,
+                        cache->rope_table};
     for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++) free(buffers[i]);
     memset(cache, 0, sizeof(*cache));
 }
@@ -182,7 +190,7 @@ static inline const float *llama_forward_step(const GPT2 *model, KVCache *cache,
         } else {
             qknorm_forward(cache->qkvr, NULL, cache->qkv, NULL, NULL, 1, NH, KV, hs); // a copy
         }
-        rope_rotate(cache->qkvr, 1, 1, pos, NH + KV, hs, w, cfg->rope_theta, 0);
+        rope_forward(cache->qkvr, cache->rope_table + (size_t)pos * hs, 1, 1, NH + KV, hs, w);
         memcpy(keys + (size_t)pos * kvw, cache->qkvr + (size_t)NH * hs, kvw * sizeof(float));
         memcpy(values + (size_t)pos * kvw, cache->qkvr + (size_t)(NH + KV) * hs,
                kvw * sizeof(float));

@@ -171,7 +171,9 @@ class LlamaConfig:
         self.L, self.C, self.NH, self.V, self.maxT = L, C, NH, V, maxT
         self.KV = NH if KV is None else KV
         self.ffn = llama_default_ffn(C) if ffn is None else ffn
-        self.rope_theta, self.qknorm = float(rope_theta), int(qknorm)
+        # an fp32 in the model file and the C config
+        self.rope_theta = struct.unpack("<f", struct.pack("<f", float(rope_theta)))[0]
+        self.qknorm = int(qknorm)
         self.HS = C // NH
         self.Vp = (V + 127) // 128 * 128
 
@@ -214,10 +216,14 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(T, HS, theta):
-    """cos and sin (T, HS/2) of the angles pos * theta^(-2i/HS), in fp32 as the C side."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, HS, 2, dtype=torch.float32) / HS))
-    angles = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    """cos and sin (T, HS/2) of the angles pos * theta^(-2i/HS), computed in double with the C
+    library's pow, cos and sin and rounded once to fp32: llmc/rope_table.h's values, bit for bit."""
+    half = HS // 2
+    inv_freq = [math.pow(theta, -2.0 * i / HS) for i in range(half)]
+    angles = [[pos * f for f in inv_freq] for pos in range(T)]
+    cos = torch.tensor([[math.cos(a) for a in row] for row in angles], dtype=torch.float32)
+    sin = torch.tensor([[math.sin(a) for a in row] for row in angles], dtype=torch.float32)
+    return cos.view(T, half), sin.view(T, half)
 
 
 def apply_rope(x, cos, sin):
