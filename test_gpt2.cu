@@ -39,6 +39,7 @@ roundoff: 2^-24 = 6e-8 for fp32, 2^-8 = 3.9e-3 for bf16 (8 significant bits).
 // The CPU reference trainer, compiled into this binary in its own namespace (its llmc headers are
 // already included above, so only its own definitions land in cpu::), for the layer-by-layer check.
 #include "llmc/fastmath.h"
+#include "llmc/rope_table.h"
 #ifndef LLMC_CUDA_EMU         // (the emulation build has it from llmc/matmul.cuh)
 #pragma nv_diag_suppress 1675 // matmul.h's "#pragma GCC unroll", which nvcc's front end does not
                               // know
