@@ -181,14 +181,15 @@ for spec in "logits|$LOGITS|$V|logits" "loss|$LOSS|1|loss" \
     fi
 done
 
-section_mark "3"
+section_mark "2b"
 # ---------------------------------------------------------------------------------------------
 # 2b. The llama family (tests/test_llama.sh, issue 20): sections 1-3's checks for arch=llama models
 #     (QK-norm off/on, KV < NH, small vocabularies), corrupted references, bad descriptors and
-#     headers, the programs without llama refusing its files. Each of its checks counts here.
+#     headers, the CUDA trainer refusing llama, chat's greedy completion. Each check counts here.
 sub_suite llama "$WORK/llama.log" env LLMC_LLAMA_TEST_DIR="$WORK/llama" \
     ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/llama"} bash tests/test_llama.sh
 
+section_mark "3"
 # ---------------------------------------------------------------------------------------------
 # 3. train_gpt2 on a model file and unshuffled shards reproduces PyTorch's losses.
 $PY - "$WORK" <<'EOF'
