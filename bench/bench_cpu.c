@@ -128,6 +128,7 @@ int main(int argc, char **argv) {
               (int)(sizeof(options) / sizeof(options[0])));
     GPT2 model;
     gpt2_build(&model, model_spec, 42);
+    model_config_require_gpt2(&model.config, model_spec, "bench_cpu"); // times GPT-2's layers
     const GPT2Config *cfg = &model.config;
     int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;

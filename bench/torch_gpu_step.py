@@ -43,8 +43,8 @@ def main():
     from train_gpt2 import fail, parse_descriptor
 
     cfg = parse_descriptor(args.model)
-    if cfg is None:
-        fail(f"--model {args.model}: expected a descriptor such as d12")
+    if cfg is None or cfg.arch != "gpt2":
+        fail(f"--model {args.model}: expected a GPT-2 descriptor such as d12 (llama is not benchmarked here yet)")
     if args.seq_len > cfg.maxT:
         fail(f"-t {args.seq_len}: the model's maxT is {cfg.maxT}")
     device = torch.device(args.device)

@@ -48,8 +48,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     cfg = ref.parse_descriptor(args.model)
-    if cfg is None:
-        ref.fail(f"--model {args.model}: expected a descriptor such as d12")
+    if cfg is None or cfg.arch != "gpt2":
+        ref.fail(f"--model {args.model}: expected a GPT-2 descriptor such as d12 (llama is not benchmarked here yet)")
     model = ref.GPT(cfg)
     model.init_random(42)
     # the C trainer's AdamW: betas (0.9, 0.95), eps 1e-8; torch's fastest CPU variant (fused)
