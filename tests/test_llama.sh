@@ -181,6 +181,31 @@ if [ "$version" = 6 ] && run reload_ref $PY scripts/train_gpt2.py --model "$CKPT
 else
     not_ok "llama checkpoint ${CKPT:-none} (version ${version:-?}; see $WORK/reload_ref.log, $WORK/reload_c.log)"
 fi
+# a checkpoint of a llama model resumes bit for bit (run_tests.sh section 4's check): 6 straight
+# steps equal 3 steps, resume (-y 1), 3 steps
+common="-e arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1 --seed 7 -b 2 -t 32 -x 6 -n 3 -l 1e-3 -u 2 -v 0 -s 0"
+mkdir -p "$WORK/resume_b"
+# shellcheck disable=SC2086
+if run resume_a $BIN/train_gpt2 $common -i "$WORK/train_000.bin" -o "$WORK/resume_a" &&
+    cp "$WORK/resume_a/model_00000003.bin" "$WORK/resume_a/state_00000003_00000.bin" "$WORK/resume_a/DONE_00000003" "$WORK/resume_b/" &&
+    run resume_b $BIN/train_gpt2 $common -i "$WORK/train_000.bin" -o "$WORK/resume_b" -y 1 &&
+    cmp -s "$WORK/resume_a/model_00000006.bin" "$WORK/resume_b/model_00000006.bin" &&
+    cmp -s "$WORK/resume_a/state_00000006_00000.bin" "$WORK/resume_b/state_00000006_00000.bin" &&
+    grep -q "resume: from step 3" "$WORK/resume_b.log"; then
+    ok "llama: 6 straight steps == 3 steps + resume + 3 steps (model and state bit-identical)"
+else
+    not_ok "llama resume (see $WORK/resume_a.log, $WORK/resume_b.log)"
+fi
+# no reduction depends on the thread count: 1 thread gives the same bits as 2 (GQA's backward sums a
+# group's query heads into the shared key/value gradients in a fixed order)
+# shellcheck disable=SC2086
+if run threads1 env OMP_NUM_THREADS=1 $BIN/train_gpt2 $common -i "$WORK/train_000.bin" -o "$WORK/threads1" &&
+    cmp -s "$WORK/resume_a/model_00000006.bin" "$WORK/threads1/model_00000006.bin" &&
+    cmp -s "$WORK/resume_a/state_00000006_00000.bin" "$WORK/threads1/state_00000006_00000.bin"; then
+    ok "llama: 6 steps on 1 thread give the same model and state bits as on $OMP_NUM_THREADS"
+else
+    not_ok "llama: 1 thread differs from $OMP_NUM_THREADS (see $WORK/threads1.log)"
+fi
 # sampling during training (token ids: no tokenizer of this vocabulary)
 if run sample $BIN/train_gpt2 -e "$M" -i "$WORK/train_000.bin" -b 2 -t 32 -x 2 -v 0 -s 1 -g 6 &&
     grep -q "generating" "$WORK/sample.log"; then
