@@ -9,7 +9,7 @@
 # equals PyTorch's.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 WORK=${LLMC_LLAMA_TEST_DIR:-$ROOT/build/llama_test}
 rm -rf "$WORK"
