@@ -1,5 +1,5 @@
-// libFuzzer harness: HuggingFace GPT-2 directories, config.json + model.safetensors, as -e DIR
-// reads them in every program (llmc/safetensors.h: model_source_open, then
+// libFuzzer harness: HuggingFace GPT-2 and Llama directories, config.json + model.safetensors, as
+// -e DIR reads them in every program (llmc/safetensors.h: model_source_open, then
 // model_source_read_params). One input holds both files: config.json, a NUL byte, the
 // safetensors file.
 #include "fuzz.h"
@@ -36,6 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_load(load_model, NULL, paths);
     return 0;
 }
+
+static void write_seed_file(const char *dir, const char *name, const char *config,
+                            int config_length, const char *header, size_t used, size_t offset,
+                            int element);
 
 // One seed: a tiny GPT-2 (L layers, C channels) as transformers saves it, with random values in
 // dtype ("F32", "BF16", "F16"); prefix "transformer." or ""; with_buffers adds the attn.bias
@@ -114,6 +118,13 @@ static void write_seed(const char *dir, const char *name, int L, int C, int V, i
                  "\"gelu_new\",\"layer_norm_epsilon\":1e-05,\"scale_attn_by_inverse_layer_idx\":"
                  "false,\"reorder_and_upcast_attn\":false,\"tie_word_embeddings\":true}",
                  V, maxT, C, L);
+    write_seed_file(dir, name, config, config_length, header, used, offset, element);
+}
+
+// config.json, NUL, then the safetensors file (header of used bytes, offset bytes of random values)
+static void write_seed_file(const char *dir, const char *name, const char *config,
+                            int config_length, const char *header, size_t used, size_t offset,
+                            int element) {
     size_t total = (size_t)config_length + 1 + 8 + used + offset;
     uint8_t *bytes = (uint8_t *)malloc_check(total, "seed");
     memcpy(bytes, config, (size_t)config_length);
@@ -136,7 +147,55 @@ static void write_seed(const char *dir, const char *name, int L, int C, int V, i
     free(bytes);
 }
 
+// A tiny LlamaForCausalLM (L layers, C channels, NH 2 heads of which KV, ffn F) in F32.
+static void write_llama_seed(const char *dir, const char *name, int L, int C, int KV, int F,
+                             int V) {
+    char header[16384], config[1024], t[96];
+    size_t used = 0, offset = 0;
+    int HS = C / 2;
+    used += (size_t)snprintf(header, sizeof(header), "{");
+    const struct {
+        const char *suffix;
+        int rows, cols;
+    } parts[] = {{"input_layernorm.weight", C, 0},        {"self_attn.q_proj.weight", 2 * HS, C},
+                 {"self_attn.k_proj.weight", KV * HS, C}, {"self_attn.v_proj.weight", KV * HS, C},
+                 {"self_attn.o_proj.weight", C, C},       {"post_attention_layernorm.weight", C, 0},
+                 {"mlp.gate_proj.weight", F, C},          {"mlp.up_proj.weight", F, C},
+                 {"mlp.down_proj.weight", C, F}};
+    for (int k = -1; k < L * 9 + 2; k++) { // -1: embed_tokens; the last two: norm, lm_head
+        int rows = V, cols = C;
+        if (k >= 0 && k < L * 9) {
+            snprintf(t, sizeof(t), "model.layers.%d.%s", k / 9, parts[k % 9].suffix);
+            rows = parts[k % 9].rows;
+            cols = parts[k % 9].cols;
+        } else {
+            snprintf(t, sizeof(t), "%s",
+                     k < 0 ? "model.embed_tokens.weight"
+                           : (k == L * 9 ? "model.norm.weight" : "lm_head.weight"));
+            if (k == L * 9) rows = C, cols = 0;
+        }
+        size_t bytes = (size_t)rows * (size_t)(cols ? cols : 1) * 4;
+        used += (size_t)snprintf(header + used, sizeof(header) - used,
+                                 "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d%s%.0d],"
+                                 "\"data_offsets\":[%zu,%zu]}",
+                                 k < 0 ? "" : ",", t, rows, cols ? "," : "", cols, offset,
+                                 offset + bytes);
+        offset += bytes;
+    }
+    used += (size_t)snprintf(header + used, sizeof(header) - used, "}");
+    int config_length =
+        snprintf(config, sizeof(config),
+                 "{\"model_type\":\"llama\",\"vocab_size\":%d,\"max_position_embeddings\":8,"
+                 "\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+                 "\"num_attention_heads\":2,\"num_key_value_heads\":%d,\"rms_norm_eps\":1e-05,"
+                 "\"rope_theta\":10000.0,\"rope_scaling\":null,\"hidden_act\":\"silu\","
+                 "\"attention_bias\":false,\"tie_word_embeddings\":false}",
+                 V, C, F, L, KV);
+    write_seed_file(dir, name, config, config_length, header, used, offset, 4);
+}
+
 static void fuzz_write_seeds(const char *dir) {
+    write_llama_seed(dir, "llama_gqa", 1, 4, 1, 6, 9);
     write_seed(dir, "f32_prefix", 1, 4, 10, 4, "F32", "transformer.", 0);
     write_seed(dir, "bf16_plain", 2, 4, 7, 3, "BF16", "", 0);
     write_seed(dir, "f16_buffers", 1, 2, 5, 2, "F16", "transformer.", 1);
