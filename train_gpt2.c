@@ -1,5 +1,7 @@
 /*
-GPT-2 training on the CPU: the fp32 reference of this project.
+GPT-2 training on the CPU: the fp32 reference of this project. Also the llama family (RMSNorm,
+RoPE, SwiGLU, grouped-query attention, optional QK-norm, untied head; llmc/model_config.h), whose
+layers follow GPT-2's below.
 
 Readable first: one forward/backward pair of plain functions per layer, all parameters in one
 allocation viewed through named pointers, and a main loop that reads as config -> load -> train ->
@@ -1256,7 +1258,8 @@ int main(int argc, char **argv) {
     CliOption options[TRAIN_OPTIONS_MAX];
     int num_options = train_options_table(&opt, options);
     cli_parse(argc, argv,
-              "Trains GPT-2 on the CPU in fp32 (the reference trainer). Threads: OMP_NUM_THREADS.",
+              "Trains GPT-2 (or a llama-family model) on the CPU in fp32 (the reference trainer). "
+              "Threads: OMP_NUM_THREADS.",
               options, num_options);
     train_options_plot_command(&opt); // --plot: only redraw a plot
     train_options_validate(&opt, 1);
