@@ -85,6 +85,33 @@ static inline int gpt2_tensor_is_decayed(int tensor_index) {
            tensor_index == 10 || tensor_index == 12;
 }
 
+// The blocks' 2-D weight matrices, which Muon updates (llmc/muon.h): tensor k holds `layers`
+// matrices of rows x cols each (nn.Linear's (out, in) layout). Returns 0 for every other tensor
+// (embeddings, norms, biases: AdamW's).
+typedef struct {
+    int layers, rows, cols;
+} BlockMatrixShape;
+
+static inline int gpt2_block_matrix_shape(const GPT2Config *config, int tensor_index,
+                                          BlockMatrixShape *shape) {
+    int L = config->num_layers, C = config->channels;
+    switch (tensor_index) {
+    case 4: // qkvw
+        *shape = (BlockMatrixShape){L, 3 * C, C};
+        return 1;
+    case 6: // attprojw
+        *shape = (BlockMatrixShape){L, C, C};
+        return 1;
+    case 10: // fcw
+        *shape = (BlockMatrixShape){L, 4 * C, C};
+        return 1;
+    case 12: // fcprojw
+        *shape = (BlockMatrixShape){L, C, 4 * C};
+        return 1;
+    default: return 0;
+    }
+}
+
 static inline int round_up_int(int value, int multiple) {
     return ((value + multiple - 1) / multiple) * multiple;
 }
