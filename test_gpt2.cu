@@ -358,6 +358,11 @@ int main(int argc, char **argv) {
     model_source_close(&source);
     DebugState ref;
     debug_state_read(state_path_arg, &config, &ref);
+    if (ref.muon && ref.n_steps > 0) {
+        fatal("%s: Muon step losses (header[12] = 1): train_gpt2cu does not implement --optimizer "
+              "muon yet; check them with test_gpt2",
+              state_path_arg);
+    }
     int B = ref.B, T = ref.T, V = ref.V, Vp = config.padded_vocab_size;
     cuda_check(cudaSetDevice(0));
     matmul_init();

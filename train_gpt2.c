@@ -781,7 +781,8 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, in
     float bias_correction2_sqrt = (float)sqrt(bias_correction2);
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
-    MuonScratch scratch = {0};
+    MuonScratch scratch;
+    memset(&scratch, 0, sizeof(scratch));
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
         float decay =

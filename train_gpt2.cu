@@ -876,6 +876,11 @@ int main(int argc, char **argv) {
     // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
     if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
     train_options_validate(&opt, processes);
+    if (opt.optimizer != OPTIMIZER_ADAMW) {
+        fatal("--optimizer %s: not implemented in train_gpt2cu yet; train with train_gpt2 (CPU) or "
+              "--optimizer adamw",
+              optimizer_name(opt.optimizer));
+    }
     // one trainer per output directory: rank 0 locks it for the whole run before any rank reads
     // it (a second run's rank 0 then stops that whole run; llmc/run_dir.h)
     if (rank == 0 && opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);

@@ -94,19 +94,24 @@ typedef struct {
 
 static inline int gpt2_block_matrix_shape(const GPT2Config *config, int tensor_index,
                                           BlockMatrixShape *shape) {
-    int L = config->num_layers, C = config->channels;
+    int C = config->channels;
+    shape->layers = config->num_layers;
     switch (tensor_index) {
     case 4: // qkvw
-        *shape = (BlockMatrixShape){L, 3 * C, C};
+        shape->rows = 3 * C;
+        shape->cols = C;
         return 1;
     case 6: // attprojw
-        *shape = (BlockMatrixShape){L, C, C};
+        shape->rows = C;
+        shape->cols = C;
         return 1;
     case 10: // fcw
-        *shape = (BlockMatrixShape){L, 4 * C, C};
+        shape->rows = 4 * C;
+        shape->cols = C;
         return 1;
     case 12: // fcprojw
-        *shape = (BlockMatrixShape){L, C, 4 * C};
+        shape->rows = C;
+        shape->cols = 4 * C;
         return 1;
     default: return 0;
     }

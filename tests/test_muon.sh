@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Muon tests (section 18 of tests/run_tests.sh; alone: bash tests/test_muon.sh): test_gpt2 checks
+# 10 Muon steps against scripts/train_gpt2.py --optimizer muon (two shapes, non-default settings,
+# weight decay, clipping), and fails on a reference with a planted bug (a 1% error in the quintic's
+# a, no Nesterov term); train_gpt2 --optimizer muon on shards reproduces the reference's losses
+# (warmup, cosine, accumulation), a 5% Muon learning-rate error does not; resume continues bit for
+# bit and is refused with the other optimizer; 1 and 2 threads agree bit for bit; bad flags; the
+# emulated CUDA trainer and test_gpt2cu refuse Muon with one line. Ends with one line
+# "N passed, N failed"; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=${LLMC_MUON_TEST_DIR:-$ROOT/build/muon_test}
+rm -rf "$WORK"
+mkdir -p "$WORK"
+# shellcheck source=tests/lib_checks.sh
+source "$ROOT/tests/lib_checks.sh"
+
+CU=./build/cuda/emu-fp32/train_gpt2cu
+CU_TEST=./build/cuda/emu-fp32/test_gpt2cu
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$CU" "$CU_TEST" >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
+PY=""
+for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
+    if [ -n "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1; then PY=$candidate; break; fi
+done
+[ -n "$PY" ] || { echo "error: no python with torch"; echo "0 passed, 1 failed"; exit 1; }
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+REF="$PY scripts/train_gpt2.py --threads $OMP_NUM_THREADS"
+SMALL="L=2,C=64,NH=4,V=1000,maxT=64" # qkvw and fcw are tall (transposed), fcprojw wide
+MUON_WD="-c 0.1 -l 1e-3 --muon-lr 0.01 --muon-momentum 0.9 --muon-ns-steps 4"
+
+# ---------------------------------------------------------------------------------------------
+# 1. 10 Muon steps on one batch against PyTorch (tolerance: test_gpt2.c, muon_step_tol)
+#    name | descriptor | seed | B | T | extra reference flags
+CONFIGS=(
+    "small_wd_clip|$SMALL|3|3|24|$MUON_WD --grad-clip 0.5"
+    "l3c96_defaults|L=3,C=96,NH=3,V=1000,maxT=64|2|1|37|"
+)
+for config in "${CONFIGS[@]}"; do
+    IFS='|' read -r name descriptor seed B T extra <<<"$config"
+    # shellcheck disable=SC2086
+    if ! run "ref_$name" $REF --model "$descriptor" --seed "$seed" -b "$B" -t "$T" --steps 10 \
+        --optimizer muon $extra --write-model "$WORK/$name.bin" --write-state "$WORK/${name}_state.bin"; then
+        not_ok "reference Muon dump $name (see $WORK/ref_$name.log)"
+        continue
+    fi
+    if run "test_$name" $BIN/test_gpt2 -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin" &&
+        grep -q "with Muon" "$WORK/test_$name.log"; then
+        ok "test_gpt2 $name: 10 Muon steps match PyTorch ($(grep -c 'step .* ok$' "$WORK/test_$name.log") step losses)"
+    else
+        not_ok "test_gpt2 $name (see $WORK/test_$name.log)"
+    fi
+done
+
+# planted: a reference with a bug in Muon must fail test_gpt2's step losses
+for plant in coef no-nesterov; do
+    name=planted_$plant
+    # shellcheck disable=SC2086
+    if ! run "ref_$name" $REF --model "$SMALL" --seed 3 -b 3 -t 24 --steps 10 --optimizer muon \
+        $MUON_WD --grad-clip 0.5 --muon-plant "$plant" --write-state "$WORK/${name}_state.bin"; then
+        not_ok "reference dump $name (see $WORK/ref_$name.log)"
+        continue
+    fi
+    run "test_$name" $BIN/test_gpt2 -e "$WORK/small_wd_clip.bin" -s "$WORK/${name}_state.bin"
+    status=$?
+    bad=$(grep -c 'step .* FAIL$' "$WORK/test_$name.log")
+    if [ "$status" -eq 1 ] && [ "$bad" -gt 0 ]; then
+        ok "(planted) Muon with $plant fails test_gpt2: $bad of 10 step losses out of tolerance"
+    else
+        not_ok "a reference Muon with $plant passes test_gpt2 (exit $status, see $WORK/test_$name.log)"
+    fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# 2. train_gpt2 --optimizer muon on shards reproduces the reference's losses
+$PY - "$WORK" <<'EOF'
+import random, struct, sys
+work = sys.argv[1]
+def shard(path, tokens):
+    header = [0] * 256
+    header[0:3] = [20240520, 1, len(tokens)]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<256i", *header))
+        f.write(struct.pack("<%dH" % len(tokens), *tokens))
+rng = random.Random(4321)
+ids = [rng.randrange(1000) for _ in range(200)]  # skewed, text-like unigrams
+def draw(n):
+    return [ids[min(int(rng.expovariate(0.05)), 199)] for _ in range(n)]
+shard(work + "/train_000.bin", draw(3000))
+shard(work + "/train_001.bin", draw(2000))
+shard(work + "/val_000.bin", draw(1000))
+EOF
+# compare_losses C_LOG(main.log) PY_LOSSES RELATIVE_TOLERANCE
+compare_losses() {
+    $PY - "$1" "$2" "$3" <<'EOF'
+import sys
+c = {}
+for line in open(sys.argv[1]):
+    if " trl:" in line:
+        c[int(line.split()[0][2:])] = float(line.split()[1][4:])
+ref = {int(s): float(v) for s, v in (l.split() for l in open(sys.argv[2]) if l.strip())}
+tol = float(sys.argv[3])
+worst = max(abs(c[s] - ref[s]) / abs(ref[s]) for s in ref)
+print("steps %d, max relative |diff| %.2e (tolerance %g)" % (len(ref), worst, tol))
+sys.exit(0 if len(c) == len(ref) and worst <= tol else 1)
+EOF
+}
+# test_gpt2.c's muon_step_tol, for the same reason (2e-4 relative: the Newton-Schulz worst case
+# over 10 steps); main.log's 6 decimals add 1e-7 relative. A 5% error in --muon-lr moves these
+# losses by 5e-4 relative (planted below).
+MUON_PARITY_TOL=2e-4
+TRAIN_FLAGS="-b 2 -t 24 -d 96 -u 2 -q 0.1 -k cosine $MUON_WD"
+MODEL=$WORK/small_wd_clip.bin
+# shellcheck disable=SC2086
+if run train_shards $BIN/train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -o "$WORK/shards" \
+    -x 10 --optimizer muon $TRAIN_FLAGS &&
+    run ref_shards $REF --mode train --model "$MODEL" --input "$WORK/train_00*.bin" --steps 10 \
+        --optimizer muon $TRAIN_FLAGS --losses "$WORK/shards.ref"; then
+    if summary=$(compare_losses "$WORK/shards/main.log" "$WORK/shards.ref" "$MUON_PARITY_TOL"); then
+        ok "train_gpt2 --optimizer muon on shards (warmup, cosine, 2 micro-steps) matches PyTorch: $summary"
+    else
+        not_ok "train_gpt2 --optimizer muon on shards vs PyTorch: $summary"
+    fi
+    # shellcheck disable=SC2086
+    if ! run train_planted $BIN/train_gpt2 -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -x 10 \
+        --optimizer muon $TRAIN_FLAGS --muon-lr 0.0105 -o "$WORK/planted_lr"; then
+        not_ok "train_gpt2 with a 5% Muon lr error did not run (see $WORK/train_planted.log)"
+    elif summary=$(compare_losses "$WORK/planted_lr/main.log" "$WORK/shards.ref" "$MUON_PARITY_TOL"); then
+        not_ok "a 5% Muon learning-rate error passes the comparison: $summary"
+    else
+        ok "(planted) a 5% Muon learning-rate error fails the comparison: $summary"
+    fi
+else
+    not_ok "train_gpt2 / reference on shards did not run (see $WORK/train_shards.log, ref_shards.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Checkpoints: resume bit for bit; the other optimizer is refused; threads
+COMMON=(-e "$SMALL" --seed 7 -i "$WORK/train_00*.bin" -j "$WORK/val_000.bin" -b 2 -t 24 -x 6 -n 3 -u 2 -v 3 -m 2 -s 0)
+A=$WORK/resume_a
+B=$WORK/resume_b
+if run resume_a $BIN/train_gpt2 "${COMMON[@]}" --optimizer muon -o "$A"; then
+    mkdir -p "$B"
+    cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/"
+    if run resume_b $BIN/train_gpt2 "${COMMON[@]}" --optimizer muon -o "$B" -y 1 &&
+        cmp -s "$A/model_00000006.bin" "$B/model_00000006.bin" &&
+        cmp -s "$A/state_00000006_00000.bin" "$B/state_00000006_00000.bin" &&
+        grep -q "resume: from step 3" "$WORK/resume_b.log"; then
+        ok "muon: 6 straight steps == 3 steps + resume + 3 steps (model and state bit-identical)"
+    else
+        not_ok "muon: resumed run differs (see $WORK/resume_a.log, resume_b.log)"
+    fi
+    rm -rf "$B"
+    mkdir -p "$B"
+    cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/"
+    expect_error "resume a Muon checkpoint with AdamW" "state_00000003_00000.bin: optimizer (header\[105\]).*muon.*adamw" \
+        $BIN/train_gpt2 "${COMMON[@]}" -o "$B" -y 1
+else
+    not_ok "muon: straight run (see $WORK/resume_a.log)"
+fi
+ADAMW_DIR=$WORK/adamw
+if run adamw_run $BIN/train_gpt2 "${COMMON[@]}" -x 3 -o "$ADAMW_DIR"; then
+    expect_error "resume an AdamW checkpoint with Muon" "state_00000003_00000.bin: optimizer (header\[105\]).*adamw.*muon" \
+        $BIN/train_gpt2 "${COMMON[@]}" --optimizer muon -o "$ADAMW_DIR" -y 1
+else
+    not_ok "adamw run for the resume check (see $WORK/adamw_run.log)"
+fi
+OMP_NUM_THREADS=1 run threads1 $BIN/train_gpt2 "${COMMON[@]}" -n 0 -x 2 -v 0 --optimizer muon -o "$WORK/threads1"
+OMP_NUM_THREADS=2 run threads2 $BIN/train_gpt2 "${COMMON[@]}" -n 0 -x 2 -v 0 --optimizer muon -o "$WORK/threads2"
+if [ -f "$WORK/threads1/model_00000002.bin" ] &&
+    cmp -s "$WORK/threads1/model_00000002.bin" "$WORK/threads2/model_00000002.bin"; then
+    ok "muon: 1 and 2 threads give bit-identical weights after 2 steps"
+else
+    not_ok "muon: the thread count changes results (see $WORK/threads1.log, threads2.log)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Bad flags, and the CUDA trainer (emulated) refuses Muon for now
+expect_error "--optimizer sgd" "--optimizer.*adamw or muon" $BIN/train_gpt2 --optimizer sgd
+expect_error "--muon-momentum 1" "--muon-momentum" $BIN/train_gpt2 --optimizer muon --muon-momentum 1
+expect_error "--muon-ns-steps 0" "--muon-ns-steps" $BIN/train_gpt2 --optimizer muon --muon-ns-steps 0
+expect_error "--muon-lr -1" "--muon-lr" $BIN/train_gpt2 --optimizer muon --muon-lr -1
+expect_error "train_gpt2cu --optimizer muon" "--optimizer muon: not implemented in train_gpt2cu" \
+    "$CU" -e d2 --optimizer muon -x 1
+expect_error "test_gpt2cu on a Muon reference" "small_wd_clip_state.bin: Muon step losses" \
+    "$CU_TEST" -e "$WORK/small_wd_clip.bin" -s "$WORK/small_wd_clip_state.bin"
+
+checks_summary
