@@ -6,6 +6,7 @@ Builds a GPT-2 (random init from a descriptor, a model file, or HuggingFace weig
   --write-state                        debug state: one batch, its logits, loss, grads, step losses
   --write-tokenizer                    gpt2_tokenizer.bin (via dev/data/data_common.py)
   --mode train                         train on llm.c data shards (or random tokens) like the C trainer
+  --optimizer muon                     Muon for the blocks' 2-D matrices, AdamW for the rest (both modes)
 
 Runs on torch 1.13 and 2.x, CPU, fp32, deterministic.
 Example: python3 scripts/train_gpt2.py --model d2 --seed 1 -b 4 -t 64 --steps 5 \\
