@@ -26,7 +26,8 @@ for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
 done
 [ -n "$PY" ] || { echo "error: no python with torch"; echo "0 passed, 1 failed"; exit 1; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-REF="$PY scripts/train_gpt2.py --threads $OMP_NUM_THREADS"
+export OMP_WAIT_POLICY=passive # spinning OpenMP threads cost more than these small models' work
+REF="$PY scripts/train_gpt2.py --threads 1" # a second thread slows torch down at these sizes
 SMALL="L=2,C=64,NH=4,V=1000,maxT=64" # qkvw and fcw are tall (transposed), fcprojw wide
 MUON_WD="-c 0.1 -l 1e-3 --muon-lr 0.01 --muon-momentum 0.9 --muon-ns-steps 4"
 
@@ -156,6 +157,17 @@ if run resume_a $BIN/train_gpt2 "${COMMON[@]}" --optimizer muon -o "$A"; then
     cp "$A/model_00000003.bin" "$A/state_00000003_00000.bin" "$A/DONE_00000003" "$B/"
     expect_error "resume a Muon checkpoint with AdamW" "state_00000003_00000.bin: optimizer (header\[105\]).*muon.*adamw" \
         $BIN/train_gpt2 "${COMMON[@]}" -o "$B" -y 1
+    # a record naming no optimizer we know (slot 105 = 7) is refused before anything is read
+    rm -rf "$B"
+    mkdir -p "$B"
+    cp "$A/model_00000003.bin" "$A/DONE_00000003" "$B/"
+    $PY -c "
+import struct, sys
+data = bytearray(open(sys.argv[1], 'rb').read())
+struct.pack_into('<i', data, 105 * 4, 7)
+open(sys.argv[2], 'wb').write(data)" "$A/state_00000003_00000.bin" "$B/state_00000003_00000.bin"
+    expect_error "state file with optimizer 7" "state_00000003_00000.bin: optimizer 7 in header\[105\]" \
+        $BIN/train_gpt2 "${COMMON[@]}" --optimizer muon -o "$B" -y 1
 else
     not_ok "muon: straight run (see $WORK/resume_a.log)"
 fi
@@ -181,6 +193,20 @@ expect_error "--optimizer sgd" "--optimizer.*adamw or muon" $BIN/train_gpt2 --op
 expect_error "--muon-momentum 1" "--muon-momentum" $BIN/train_gpt2 --optimizer muon --muon-momentum 1
 expect_error "--muon-ns-steps 0" "--muon-ns-steps" $BIN/train_gpt2 --optimizer muon --muon-ns-steps 0
 expect_error "--muon-lr -1" "--muon-lr" $BIN/train_gpt2 --optimizer muon --muon-lr -1
+# debug states with a bad optimizer field or Muon settings
+patch_debug_state() { # patch_debug_state OUT SLOT VALUE: the small reference with one slot changed
+    $PY -c "
+import struct, sys
+data = bytearray(open(sys.argv[1], 'rb').read())
+struct.pack_into('<i', data, int(sys.argv[3]) * 4, int(sys.argv[4]))
+open(sys.argv[2], 'wb').write(data)" "$WORK/small_wd_clip_state.bin" "$1" "$2" "$3"
+}
+patch_debug_state "$WORK/bad_optimizer.bin" 12 5
+expect_error "debug state with optimizer 5" "bad_optimizer.bin: bad optimizer 5 in header\[12\]" \
+    $BIN/test_gpt2 -e "$WORK/small_wd_clip.bin" -s "$WORK/bad_optimizer.bin"
+patch_debug_state "$WORK/bad_ns_steps.bin" 15 0
+expect_error "debug state with 0 Newton-Schulz steps" "bad_ns_steps.bin: bad Muon settings in header\[13..15\]" \
+    $BIN/test_gpt2 -e "$WORK/small_wd_clip.bin" -s "$WORK/bad_ns_steps.bin"
 expect_error "train_gpt2cu --optimizer muon" "--optimizer muon: not implemented in train_gpt2cu" \
     "$CU" -e d2 --optimizer muon -x 1
 expect_error "test_gpt2cu on a Muon reference" "small_wd_clip_state.bin: Muon step losses" \
