@@ -976,19 +976,7 @@ int main(int argc, char **argv) {
                                   final_lr_fraction};
     MuonConfig muon = {opt.muon_lr, opt.muon_momentum, weight_decay, opt.muon_ns_steps};
     int use_muon = opt.optimizer == OPTIMIZER_MUON;
-    if (use_muon) {
-        char matrices[256] = "";
-        for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
-            BlockMatrixShape shape;
-            if (!gpt2_block_matrix_shape(&model.config, k, &shape)) continue;
-            size_t used = strlen(matrices);
-            snprintf(matrices + used, sizeof(matrices) - used, "%s%s", used > 0 ? ", " : "",
-                     parameter_tensor_names[k]);
-        }
-        printf("optimizer: muon (lr %g, momentum %g, %d Newton-Schulz steps) for %s; adamw (lr %g) "
-               "for the rest\n",
-               opt.muon_lr, opt.muon_momentum, opt.muon_ns_steps, matrices, learning_rate);
-    }
+    train_print_optimizer(&opt, &model.config);
     int tokens_per_step = total_batch_size;
     printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps | "
            "%d threads\n",

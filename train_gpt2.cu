@@ -33,6 +33,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/matmul.cuh"
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
+#include "llmc/muon.cuh"
 #include "llmc/run_dir.h"
 #include "llmc/safetensors.h"
 #include "llmc/sampler.h"
@@ -187,6 +188,7 @@ typedef struct {
     int num_targets;         // of the last forward: trained targets (B*T without a mask)
     float *losses_host;      // (max_B * max_T)
     floatX *logits_row_host; // (Vp): one row of logits, for sampling
+    MuonDeviceScratch muon;  // --optimizer muon's buffers (allocated at its first step)
     cudaStream_t stream;
 } GPT2;
 
@@ -354,6 +356,7 @@ static void gpt2_free(GPT2 *model) {
     cuda_check(cudaFree(model->m_memory));
     cuda_check(cudaFree(model->v_memory));
     if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
+    muon_device_scratch_free(&model->muon);
     cuda_check(cudaFree(model->acts_memory));
     attention_free();
     cuda_check(cudaStreamDestroy(model->stream));
@@ -650,8 +653,11 @@ static float gpt2_grad_norm(GPT2 *model) {
 // AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only. With
 // ZeRO-1 each process updates the part of each tensor inside its shard, then the processes
 // all-gather the parameters. The rounding of element i depends on i and t only, so ZeRO-1 and
-// ZeRO-0 store the same bits.
-static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
+// ZeRO-0 store the same bits. With muon (NULL: AdamW everywhere) the blocks' 2-D matrices take a
+// Muon step instead (llmc/muon.cuh), their momentum in m; every process holds all of it (ZeRO-0:
+// main refuses Muon with ZeRO-1) and computes the same update.
+static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                        float grad_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
     // stochastic rounding seed: a function of the step only, so a resumed run rounds the same way
@@ -665,6 +671,22 @@ static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_s
         if (begin >= end) continue; // none of this tensor is in the shard
         size_t local = begin - shard_begin;
         float *master = model->master_memory != NULL ? model->master_memory + local : NULL;
+        BlockMatrixShape shape;
+        if (muon != NULL && gpt2_block_matrix_shape(&model->config, k, &shape)) {
+            if (begin != offset - sizes[k] || end != offset) {
+                fatal("internal: Muon needs whole matrices, but %s is split across shards",
+                      parameter_tensor_names[k]);
+            }
+            size_t matrix = (size_t)shape.rows * shape.cols;
+            for (int l = 0; l < shape.layers; l++) {
+                size_t at = (size_t)l * matrix;
+                muon_update_matrix_device(
+                    model->params_memory + begin + at, master != NULL ? master + at : NULL,
+                    model->grads_memory + begin + at, model->m_memory + local + at, shape.rows,
+                    shape.cols, grad_scale, muon, seed, begin + at, &model->muon, model->stream);
+            }
+            continue;
+        }
         adamw_update(model->params_memory + begin, master, model->grads_memory + begin,
                      model->m_memory + local, model->v_memory + local, end - begin, opt, t,
                      gpt2_tensor_is_decayed(k), grad_scale, seed, begin, model->stream);
@@ -876,10 +898,8 @@ int main(int argc, char **argv) {
     // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
     if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
     train_options_validate(&opt, processes);
-    if (opt.optimizer != OPTIMIZER_ADAMW) {
-        fatal("--optimizer %s: not implemented in train_gpt2cu yet; train with train_gpt2 (CPU) or "
-              "--optimizer adamw",
-              optimizer_name(opt.optimizer));
+    if (opt.optimizer == OPTIMIZER_MUON && processes > 1 && multi.zero_stage == 1) {
+        fatal("--optimizer muon with -z 1: ZeRO-1 with Muon is not implemented yet; use -z 0");
     }
     // one trainer per output directory: rank 0 locks it for the whole run before any rank reads
     // it (a second run's rank 0 then stops that whole run; llmc/run_dir.h)
@@ -975,6 +995,12 @@ int main(int argc, char **argv) {
     LRScheduler scheduler = {opt.schedule, opt.learning_rate, opt.warmup_steps, max_steps,
                              opt.final_lr_fraction};
     AdamWConfig adamw = {opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
+    // Muon's lr follows the same schedule from its own peak
+    LRScheduler muon_scheduler = {opt.schedule, opt.muon_lr, opt.warmup_steps, max_steps,
+                                  opt.final_lr_fraction};
+    MuonConfig muon = {opt.muon_lr, opt.muon_momentum, opt.weight_decay, opt.muon_ns_steps};
+    int use_muon = opt.optimizer == OPTIMIZER_MUON;
+    train_print_optimizer(&opt, &model.config);
     int tokens_per_step = opt.total_batch_size;
     const GPT2Config *cfg = &model.config;
     // training FLOPs per token: 6 per parameter (forward + backward) plus attention's scores and
@@ -1016,13 +1042,14 @@ int main(int argc, char **argv) {
         float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
+        muon.learning_rate = lr_scheduler_get(&muon_scheduler, step);
         OutlierVerdict verdict = {NAN, NAN, 0, 0};
         if (skip_update) {
             printf("step %d: no trained target in the whole step: no update\n", step + 1);
         } else {
             verdict = train_guard_step(&detector, &opt, step, loss, norm);
             if (!outlier_verdict_skips(&verdict)) {
-                gpt2_update(&model, &adamw, step + 1, grad_scale);
+                gpt2_update(&model, &adamw, use_muon ? &muon : NULL, step + 1, grad_scale);
             }
         }
 #ifdef LLMC_MULTI_GPU
