@@ -754,7 +754,8 @@ sub_suite hellaswag "$WORK/hellaswag.log" env LLMC_HELLASWAG_TEST_DIR="$WORK/hel
 # 18. Muon (tests/test_muon.sh, issue 20): test_gpt2 against scripts/train_gpt2.py --optimizer
 #     muon (10 steps, two shapes) and against two planted Muon bugs; train_gpt2 --optimizer muon on
 #     shards against PyTorch's losses (and a planted lr error); resume bit for bit and refused with
-#     the other optimizer; threads; bad flags; the emulated CUDA trainer refuses Muon. Each check
+#     the other optimizer; threads; bad flags; the emulated CUDA trainer: test_gpt2cu (fp32, bf16)
+#     against the same references, train_gpt2cu on shards, 2 ranks == 1, -z 1 refused. Each check
 #     counts here.
 sub_suite muon "$WORK/muon.log" env LLMC_MUON_TEST_DIR="$WORK/muon" bash tests/test_muon.sh
 

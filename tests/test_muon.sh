@@ -4,9 +4,10 @@
 # weight decay, clipping), and fails on a reference with a planted bug (a 1% error in the quintic's
 # a, no Nesterov term); train_gpt2 --optimizer muon on shards reproduces the reference's losses
 # (warmup, cosine, accumulation), a 5% Muon learning-rate error does not; resume continues bit for
-# bit and is refused with the other optimizer; 1 and 2 threads agree bit for bit; bad flags; the
-# emulated CUDA trainer and test_gpt2cu refuse Muon with one line. Ends with one line
-# "N passed, N failed"; exits non-zero if anything failed.
+# bit and is refused with the other optimizer; 1 and 2 threads agree bit for bit; bad flags and
+# fields; the emulated CUDA trainer: test_gpt2cu (fp32, bf16) against the same references and the
+# planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) against 1, -z 1 refused. Ends with one
+# line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -18,7 +19,8 @@ source "$ROOT/tests/lib_checks.sh"
 
 CU=./build/cuda/emu-fp32/train_gpt2cu
 CU_TEST=./build/cuda/emu-fp32/test_gpt2cu
-make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$CU" "$CU_TEST" >"$WORK/build.log" 2>&1 ||
+CU16_TEST=./build/cuda/emu-bf16/test_gpt2cu
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$CU" "$CU_TEST" "$CU16_TEST" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY=""
 for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
@@ -207,9 +209,65 @@ expect_error "debug state with optimizer 5" "bad_optimizer.bin: bad optimizer 5 
 patch_debug_state "$WORK/bad_ns_steps.bin" 15 0
 expect_error "debug state with 0 Newton-Schulz steps" "bad_ns_steps.bin: bad Muon settings in header\[13..15\]" \
     $BIN/test_gpt2 -e "$WORK/small_wd_clip.bin" -s "$WORK/bad_ns_steps.bin"
-expect_error "train_gpt2cu --optimizer muon" "--optimizer muon: not implemented in train_gpt2cu" \
-    "$CU" -e d2 --optimizer muon -x 1
-expect_error "test_gpt2cu on a Muon reference" "small_wd_clip_state.bin: Muon step losses" \
-    "$CU_TEST" -e "$WORK/small_wd_clip.bin" -s "$WORK/small_wd_clip_state.bin"
+
+# ---------------------------------------------------------------------------------------------
+# 5. The CUDA trainer (emulated): test_gpt2cu's Muon steps against PyTorch (FP32 at test_gpt2's
+#    2e-4, BF16 at its AdamW step tolerance 2e-3: bf16 weights and activations dominate), the
+#    planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) == 1 rank, and -z 1 refused.
+for name in small_wd_clip l3c96_defaults; do
+    if run "cu_test_$name" "$CU_TEST" -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin" -o "$WORK/cu_$name" &&
+        grep -q "^Muon for" "$WORK/cu_test_$name.log"; then
+        ok "test_gpt2cu (fp32, emulated) $name: 10 Muon steps match PyTorch, save + reload bit for bit"
+    else
+        not_ok "test_gpt2cu (fp32, emulated) $name (see $WORK/cu_test_$name.log)"
+    fi
+done
+if run cu16_test "$CU16_TEST" -e "$WORK/small_wd_clip.bin" -s "$WORK/small_wd_clip_state.bin" -o "$WORK/cu16" &&
+    grep -q "^Muon for" "$WORK/cu16_test.log"; then
+    ok "test_gpt2cu (bf16, emulated) small_wd_clip: 10 Muon steps match PyTorch"
+else
+    not_ok "test_gpt2cu (bf16, emulated) small_wd_clip (see $WORK/cu16_test.log)"
+fi
+run cu_test_planted "$CU_TEST" -e "$WORK/small_wd_clip.bin" -s "$WORK/planted_coef_state.bin" -o "$WORK/cu_planted"
+status=$?
+bad=$(grep -c 'step .* FAIL$' "$WORK/cu_test_planted.log")
+if [ "$status" -eq 1 ] && [ "$bad" -gt 0 ]; then
+    ok "(planted) test_gpt2cu (fp32, emulated) fails the coef-planted Muon: $bad step losses out of tolerance"
+else
+    not_ok "test_gpt2cu passes a reference Muon with a wrong coefficient (exit $status, see $WORK/cu_test_planted.log)"
+fi
+# shellcheck disable=SC2086
+if run cu_shards "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -o "$WORK/cu_shards" -x 10 \
+    --optimizer muon $TRAIN_FLAGS &&
+    summary=$(compare_losses "$WORK/cu_shards/main.log" "$WORK/shards.ref" "$MUON_PARITY_TOL"); then
+    ok "train_gpt2cu (fp32, emulated) --optimizer muon on shards matches PyTorch: $summary"
+else
+    not_ok "train_gpt2cu --optimizer muon on shards vs PyTorch: ${summary:-} (see $WORK/cu_shards.log)"
+fi
+MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun --oversubscribe)
+if command -v mpirun >/dev/null; then
+    # 2 ranks x B=1 against 1 rank x B=2: the gradient sums differ in order only (~1e-6), which
+    # Muon carries as test_gpt2.c derives: the losses within MUON_PARITY_TOL
+    # shellcheck disable=SC2086
+    if run cu_1x2 "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -o "$WORK/cu_1x2" -x 4 \
+        --optimizer muon $TRAIN_FLAGS &&
+        run cu_2x1 "${MPI_RUN[@]}" -np 2 "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 \
+            -o "$WORK/cu_2x1" -x 4 --optimizer muon $TRAIN_FLAGS -b 1 &&
+        summary=$(compare_losses "$WORK/cu_2x1/main.log" <(awk '/ trl:/ {sub("s:", "", $1); sub("trl:", "", $2); print $1, $2}' "$WORK/cu_1x2/main.log") "$MUON_PARITY_TOL"); then
+        ok "train_gpt2cu (emulated) Muon data parallel: 2 ranks x B=1 == 1 rank x B=2: $summary"
+    else
+        not_ok "train_gpt2cu Muon data parallel 2x1 vs 1x2: ${summary:-} (see $WORK/cu_1x2.log, cu_2x1.log)"
+    fi
+    # shellcheck disable=SC2086
+    if ! run cu_zero1 "${MPI_RUN[@]}" -np 2 "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -x 1 \
+        --optimizer muon $TRAIN_FLAGS -b 1 -z 1 &&
+        grep -q "error: --optimizer muon with -z 1: ZeRO-1 with Muon is not implemented yet" "$WORK/cu_zero1.log"; then
+        ok "train_gpt2cu refuses --optimizer muon with -z 1 on 2 ranks (one line per rank)"
+    else
+        not_ok "train_gpt2cu -z 1 --optimizer muon (see $WORK/cu_zero1.log)"
+    fi
+else
+    not_ok "mpirun not found: Muon's data parallel checks not run"
+fi
 
 checks_summary
