@@ -32,6 +32,10 @@ roundoff: 2^-24 = 6e-8 for fp32, 2^-8 = 3.9e-3 for bf16 (8 significant bits).
   averages the logits' errors down by ~sqrt(B*T) = 16: measured <= 5e-5 relative, limit 1e-3; the
   step losses add the bf16 rounding of the updated weights (stochastic, averaging out the same
   way): measured <= 4.1e-4 relative, limit 2e-3.
+- Muon step losses (a reference made with --optimizer muon, llmc/muon.cuh): FP32 at test_gpt2.c's
+  2e-4 (its Newton-Schulz worst case over 10 steps); BF16 at the AdamW step limit, 2e-3: the
+  Newton-Schulz output is normalised (its size does not follow the gradient's bf16 errors) and the
+  loss is dominated, as for AdamW, by bf16 weights and activations (measured <= 2.3e-4 relative).
 */
 #define TESTING
 #include "train_gpt2.cu"
