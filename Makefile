@@ -59,6 +59,11 @@ build/bench_cpu: bench/bench_cpu.c train_gpt2.c $(HEADERS)
 
 bench_cpu: build/bench_cpu
 
+# Time to quality (bench/time_to_quality.sh): val loss vs tokens of several runs, one SVG.
+build/ttq_plot: bench/ttq_plot.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # DRAM read bandwidth: the floor of batch-1 decoding (bench/bench_decode.sh).
 build/bench_membw: bench/bench_membw.c $(HEADERS)
 	@mkdir -p build
@@ -284,10 +289,12 @@ build/cuda/nvcc-%/test_generate_cu: tests/test_generate_cu.cu train_gpt2.cu $(CU
 
 # CI: nvcc builds both binaries (BF16, with cuDNN attention) and the trainer on our own attention
 # kernels (USE_CUDNN=0), linked against cuBLAS/cuBLASLt and cuDNN; no GPU is needed to build, and
-# `--help` runs without one.
+# `--help` runs without one. The llama kernels' dev/cuda programs (rmsnorm, rope, swiglu: a few
+# seconds each) are built too; attention_gqa's kernels are the trainer's, compiled above.
 cuda_compile_check: build/cuda/nvcc-bf16/train_gpt2cu build/cuda/nvcc-bf16/test_gpt2cu \
 	build/cuda/nvcc-bf16-nocudnn/train_gpt2cu build/cuda/nvcc-bf16/test_generate_cu \
-	build/cuda/nvcc-bf16/chatcu \
+	build/cuda/nvcc-bf16/chatcu build/cuda/nvcc-dev/rmsnorm build/cuda/nvcc-dev/rope \
+	build/cuda/nvcc-dev/swiglu \
 	$(if $(MPI_COMPILE_FLAGS),build/cuda/nvcc-dev/nccl_all_reduce)
 	./build/cuda/nvcc-bf16/train_gpt2cu --help >/dev/null
 
@@ -389,7 +396,7 @@ test-cuda-emu-planted: test-cuda-emu
 # Regenerates the PyTorch reference dumps (build/test) and runs every test; last line: N passed, N failed.
 # The binaries are built first (a sub-make, so `make -j test` builds in parallel and the timer the
 # suite prints includes the build); with nvcc the CUDA trainer's nvcc build is checked too.
-TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units \
+TEST_BINARIES := train_gpt2 test_gpt2 build/test_units tokenizer build/test_tokenizer_units build/ttq_plot \
 	$(EMU_TEST_BINARIES) build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-bf16/train_gpt2cu \
 	build/cuda/emu-fp32/chatcu build/cuda/emu-bf16/chatcu \
 	$(SAN_BINARIES) $(FUZZ_BINARIES)

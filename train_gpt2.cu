@@ -28,6 +28,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/fused_classifier.cuh"
 #include "llmc/gelu.cuh"
 #include "llmc/global_norm.cuh"
+#include "llmc/host_pipeline.cuh"
 #include "llmc/layernorm.cuh"
 #include "llmc/logger.h"
 #include "llmc/matmul.cuh"
@@ -176,19 +177,24 @@ typedef struct {
     size_t attention_workspace_bytes; // cuDNN's (llmc/cudnn_att.h); 0 with our kernels
     char *acts_memory;                // device
     ActivationTensors acts;
-    int B, T;                // shape of the last forward
-    int *inputs_host;        // (max_B * max_T) of the last forward
-    int *plan_counts;        // V ints, scratch of the encoder backward plan
-    int *plan_host;          // 3 * max_B * max_T + 1
-    int has_targets;         // the last forward had targets
-    int has_mask;            // ... and a loss mask (SFT)
-    int dlogits_ready;       // logits already hold the loss gradient
-    float mean_loss;         // of the last forward: over its trained targets; -1 without targets
-    double loss_sum;         // of the last forward: sum of the trained targets' losses
-    int num_targets;         // of the last forward: trained targets (B*T without a mask)
-    float *losses_host;      // (max_B * max_T)
-    floatX *logits_row_host; // (Vp): one row of logits, for sampling
-    MuonDeviceScratch muon;  // --optimizer muon's buffers (allocated at its first step)
+    int B, T;                  // shape of the last forward
+    HostPipeline pipeline;     // pinned slots of the micro-batches (llmc/host_pipeline.cuh)
+    PipelineSlot *slot;        // the last forward's: its inputs make the encoder backward plan
+    int *plan_counts;          // V ints, scratch of the encoder backward plan
+    int pipelined;             // training steps run train_step_pipelined
+    int defer_loss;            // this forward adds its loss to step_loss on the device
+    int plant_early_overwrite; // LLMC_PLANT_PIPELINE=early-overwrite (planted_pipeline_bug)
+    double *step_loss;         // device: the step's loss_sum (train_step_loss), when deferred
+    float *grad_scale;         // device: the step's AdamW gradient scale (clip_scale)
+    int has_targets;           // the last forward had targets
+    int has_mask;              // ... and a loss mask (SFT)
+    int dlogits_ready;         // logits already hold the loss gradient
+    float mean_loss;           // of the last forward: over its trained targets; -1 without targets
+    double loss_sum;           // of the last forward: sum of the trained targets' losses
+    int num_targets;           // of the last forward: trained targets (B*T without a mask)
+    float *losses_host;        // (max_B * max_T)
+    floatX *logits_row_host;   // (Vp): one row of logits, for sampling
+    MuonDeviceScratch muon;    // --optimizer muon's buffers (allocated at its first step)
     cudaStream_t stream;
 } GPT2;
 
@@ -339,10 +345,15 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     model->max_T = T;
     model->acts_memory = (char *)cuda_malloc_check(activation_bytes, "activations");
     size_t BT = (size_t)B * T;
-    model->inputs_host = (int *)malloc_check(BT * sizeof(int), "inputs (host)");
+    host_pipeline_init(&model->pipeline, 1, BT); // the trainer sets one slot per micro-batch
+    model->slot = NULL;
     model->plan_counts =
         (int *)malloc_check((size_t)model->config.vocab_size * sizeof(int), "encoder plan");
-    model->plan_host = (int *)malloc_check((3 * BT + 1) * sizeof(int), "encoder plan");
+    model->pipelined = 0;
+    model->defer_loss = 0;
+    model->plant_early_overwrite = 0;
+    model->step_loss = (double *)cuda_malloc_check(sizeof(double), "step loss");
+    model->grad_scale = (float *)cuda_malloc_check(sizeof(float), "gradient scale");
     model->losses_host = (float *)malloc_check(BT * sizeof(float), "losses (host)");
     model->logits_row_host = (floatX *)malloc_check(
         (size_t)model->config.padded_vocab_size * sizeof(floatX), "logits row (host)");
@@ -360,9 +371,10 @@ static void gpt2_free(GPT2 *model) {
     cuda_check(cudaFree(model->acts_memory));
     attention_free();
     cuda_check(cudaStreamDestroy(model->stream));
-    free(model->inputs_host);
+    host_pipeline_free(&model->pipeline);
+    cuda_check(cudaFree(model->step_loss));
+    cuda_check(cudaFree(model->grad_scale));
     free(model->plan_counts);
-    free(model->plan_host);
     free(model->losses_host);
     free(model->logits_row_host);
 }
@@ -393,14 +405,26 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
     model->B = B;
     model->T = T;
     size_t BT = (size_t)B * T, c = (size_t)C;
-    memcpy(model->inputs_host, inputs, BT * sizeof(int));
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     cudaStream_t stream = model->stream;
-    cuda_check(cudaMemcpy(a.inputs, inputs, BT * sizeof(int), cudaMemcpyHostToDevice));
+    // through pinned memory, asynchronously: stream order keeps the device buffers safe (the
+    // previous micro-batch's kernels are before this upload), the slot's event the host buffers
+    PipelineSlot *slot = host_pipeline_acquire(&model->pipeline, !model->plant_early_overwrite);
+    model->slot = slot;
+    memcpy(slot->inputs, inputs, BT * sizeof(int));
+    cuda_check(
+        cudaMemcpyAsync(a.inputs, slot->inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream));
     if (targets != NULL) {
-        cuda_check(cudaMemcpy(a.targets, targets, BT * sizeof(int), cudaMemcpyHostToDevice));
+        memcpy(slot->targets, targets, BT * sizeof(int));
+        cuda_check(cudaMemcpyAsync(a.targets, slot->targets, BT * sizeof(int),
+                                   cudaMemcpyHostToDevice, stream));
     }
+    if (targets != NULL && target_mask != NULL) {
+        memcpy(slot->mask, target_mask, BT);
+        cuda_check(cudaMemcpyAsync(a.target_mask, slot->mask, BT, cudaMemcpyHostToDevice, stream));
+    }
+    cuda_check(cudaEventRecord(slot->uploaded, stream));
 
     encoder_forward(a.encoded, a.inputs, p.wte, p.wpe, B, T, C, stream);
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, (int)BT, C, stream);
@@ -447,12 +471,22 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
     model->loss_sum = 0.0;
     model->num_targets = 0;
     if (targets != NULL) {
-        if (model->has_mask) {
-            cuda_check(cudaMemcpy(a.target_mask, target_mask, BT, cudaMemcpyHostToDevice));
-        }
         fused_classifier(a.logits, a.losses, a.targets, model->has_mask ? a.target_mask : NULL,
                          1.0f / normaliser, (int)BT, V, Vp, write_dlogits, stream);
         model->dlogits_ready = write_dlogits;
+        if (model->defer_loss) {
+            // summed on the device into the step's loss; the host knows the count already
+            loss_accumulate(model->step_loss, a.losses, model->has_mask ? a.target_mask : NULL,
+                            (int)BT, !model->has_mask, stream);
+            int count = (int)BT;
+            if (target_mask != NULL) {
+                count = 0;
+                for (size_t i = 0; i < BT; i++) count += target_mask[i] != 0;
+            }
+            model->num_targets = count;
+            model->mean_loss = NAN; // not read back: the step's loss is, at its end
+            return;
+        }
         cuda_check(
             cudaMemcpy(model->losses_host, a.losses, BT * sizeof(float), cudaMemcpyDeviceToHost));
         double sum = 0.0;
@@ -477,7 +511,8 @@ static inline void gpt2_forward(GPT2 *model, const int *inputs, const int *targe
 }
 
 static void gpt2_zero_grad(GPT2 *model) {
-    cuda_check(cudaMemset(model->grads_memory, 0, model->padded_parameters * sizeof(floatX)));
+    cuda_check(cudaMemsetAsync(model->grads_memory, 0, model->padded_parameters * sizeof(floatX),
+                               model->stream));
 }
 
 // ----------------------------------------------------------------------------
@@ -578,37 +613,45 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
     }
     model->dlogits_ready = 0;
     model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
-    // the encoder's plan is made on the host while the GPU starts on the classifier
+    // the encoder's plan is made on the host, into the micro-batch's pinned slot, while the GPU
+    // runs the forward; the upload is ordered before encoder_backward by the stream
+    PipelineSlot *slot = model->slot;
     int num_unique =
-        encoder_backward_plan(model->plan_host, model->inputs_host, (int)BT, V, model->plan_counts);
-    cuda_check(cudaMemcpy(a.encoder_plan, model->plan_host,
-                          (2 * (size_t)num_unique + 1 + BT) * sizeof(int), cudaMemcpyHostToDevice));
+        encoder_backward_plan(slot->plan, slot->inputs, (int)BT, V, model->plan_counts);
+    cuda_check(cudaMemcpyAsync(a.encoder_plan, slot->plan,
+                               (2 * (size_t)num_unique + 1 + BT) * sizeof(int),
+                               cudaMemcpyHostToDevice, stream));
+    cuda_check(cudaEventRecord(slot->uploaded, stream));
     cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
     float *reduce = a.reduce_scratch;
     floatX *dbtc = a.scratch_btc, *dbt4c = a.scratch_bt4c;
-    matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, (int)BT, C, Vp, stream);
+    matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, NULL, (int)BT, C, Vp,
+                    stream);
     layernorm_backward(a.dresidual, g.lnfw, g.lnfb, reduce, dbtc, a.residual3 + (L - 1) * BT * c,
                        p.lnfw, a.lnf_mean, a.lnf_rstd, (int)BT, C, stream);
     for (int l = L - 1; l >= 0; l--) {
         const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
-        // MLP block: dresidual holds the gradient of residual3
+        // MLP block: dresidual holds the gradient of residual3. -r 1 redoes the forward's GELU:
+        // the same kernel on the same stored fch, so the same bits (matmul_forward)
+        floatX *fch = a.fch + l * BT * 4 * c;
         floatX *fch_gelu = a.fch_gelu + (model->recompute ? 0 : l * BT * 4 * c);
-        if (model->recompute) gelu_forward(fch_gelu, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
+        if (model->recompute) gelu_forward(fch_gelu, fch, BT * 4 * c, stream);
+        // dbt4c = gradient of fch: GELU's backward in the product's DGELU epilogue
         matmul_backward(dbt4c, g.fcprojw + l * 4 * c * c, g.fcprojb + l * c, reduce, a.dresidual,
-                        fch_gelu, p.fcprojw + l * 4 * c * c, (int)BT, 4 * C, C, stream);
-        gelu_backward_inplace(dbt4c, a.fch + l * BT * 4 * c, BT * 4 * c, stream);
+                        fch_gelu, p.fcprojw + l * 4 * c * c, fch, (int)BT, 4 * C, C, stream);
         matmul_backward(dbtc, g.fcw + l * 4 * c * c, g.fcb + l * 4 * c, reduce, dbt4c,
-                        a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, (int)BT, C, 4 * C, stream);
+                        a.ln2 + l * BT * c, p.fcw + l * 4 * c * c, NULL, (int)BT, C, 4 * C, stream);
         layernorm_backward(a.dresidual, g.ln2w + l * c, g.ln2b + l * c, reduce, dbtc,
                            a.residual2 + l * BT * c, p.ln2w + l * c, a.ln2_mean + l * BT,
                            a.ln2_rstd + l * BT, (int)BT, C, stream);
         // attention block: dresidual now holds the gradient of residual2
         matmul_backward(dbtc, g.attprojw + l * c * c, g.attprojb + l * c, reduce, a.dresidual,
-                        a.atty + l * BT * c, p.attprojw + l * c * c, (int)BT, C, C, stream);
+                        a.atty + l * BT * c, p.attprojw + l * c * c, NULL, (int)BT, C, C, stream);
         attention_backward(dbt4c, a.scratch_att_dsum, dbtc, a.atty + l * BT * c,
                            a.qkv + l * BT * 3 * c, a.att_lse + l * BT * NH, B, T, C, NH, stream);
         matmul_backward(dbtc, g.qkvw + l * 3 * c * c, g.qkvb + l * 3 * c, reduce, dbt4c,
-                        a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, (int)BT, C, 3 * C, stream);
+                        a.ln1 + l * BT * c, p.qkvw + l * 3 * c * c, NULL, (int)BT, C, 3 * C,
+                        stream);
         layernorm_backward(a.dresidual, g.ln1w + l * c, g.ln1b + l * c, reduce, dbtc, residual,
                            p.ln1w + l * c, a.ln1_mean + l * BT, a.ln1_rstd + l * BT, (int)BT, C,
                            stream);
@@ -630,6 +673,14 @@ static void gpt2_backward(GPT2 *model, float loss_scale) {
 // processes each sums the squares of its 1/processes slice of the reduced gradients (with ZeRO-1
 // the only part it holds reduced), and the processes add those up: ZeRO-0 and ZeRO-1 then round
 // the same sums in the same order and clip by the same bits.
+// One process: the norm into device memory, returned; the host does not wait for it.
+static float *gpt2_grad_norm_launch(GPT2 *model) {
+    float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
+    global_norm(norm_device, model->acts.norm_scratch, model->grads_memory, model->num_parameters,
+                model->stream);
+    return norm_device;
+}
+
 static float gpt2_grad_norm(GPT2 *model) {
     float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
     if (gpt2_uses_nccl(model)) {
@@ -643,21 +694,21 @@ static float gpt2_grad_norm(GPT2 *model) {
         multi_gpu_sum(model->multi, &total, 1, "the gradient norm");
         return (float)sqrt(total);
     }
-    global_norm(norm_device, model->acts.norm_scratch, model->grads_memory, model->num_parameters,
-                model->stream);
     float norm;
-    cuda_check(cudaMemcpy(&norm, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+    cuda_check(
+        cudaMemcpy(&norm, gpt2_grad_norm_launch(model), sizeof(float), cudaMemcpyDeviceToHost));
     return norm;
 }
 
 // AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only. With
 // ZeRO-1 each process updates the part of each tensor inside its shard, then the processes
 // all-gather the parameters. The rounding of element i depends on i and t only, so ZeRO-1 and
-// ZeRO-0 store the same bits. With muon (NULL: AdamW everywhere) the blocks' 2-D matrices take a
-// Muon step instead (llmc/muon.cuh), their momentum in m; every process holds all of it (ZeRO-0:
-// main refuses Muon with ZeRO-1) and computes the same update.
-static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
-                        float grad_scale) {
+// ZeRO-0 store the same bits. device_scale (NULL: grad_scale) as in adamw_update. With muon (NULL:
+// AdamW everywhere) the blocks' 2-D matrices take a Muon step instead (llmc/muon.cuh), their
+// momentum in m; every process holds all of it (ZeRO-0: main refuses Muon with ZeRO-1) and
+// computes the same update.
+static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                               float grad_scale, const float *device_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
     // stochastic rounding seed: a function of the step only, so a resumed run rounds the same way
@@ -683,13 +734,15 @@ static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *m
                 muon_update_matrix_device(
                     model->params_memory + begin + at, master != NULL ? master + at : NULL,
                     model->grads_memory + begin + at, model->m_memory + local + at, shape.rows,
-                    shape.cols, grad_scale, muon, seed, begin + at, &model->muon, model->stream);
+                    shape.cols, grad_scale, device_scale, muon, seed, begin + at, &model->muon,
+                    model->stream);
             }
             continue;
         }
         adamw_update(model->params_memory + begin, master, model->grads_memory + begin,
                      model->m_memory + local, model->v_memory + local, end - begin, opt, t,
-                     gpt2_tensor_is_decayed(k), grad_scale, seed, begin, model->stream);
+                     gpt2_tensor_is_decayed(k), grad_scale, device_scale, seed, begin,
+                     model->stream);
     }
 #ifdef LLMC_MULTI_GPU
     if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
@@ -699,6 +752,11 @@ static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *m
                                  model->shard_size, nccl_floatX(), mg->comm, model->stream));
     }
 #endif
+}
+
+static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                        float grad_scale) {
+    gpt2_update_scaled(model, opt, muon, t, grad_scale, NULL);
 }
 
 // params: gpt2_download_params's copy.
@@ -713,6 +771,71 @@ static void gpt2_write_params(const GPT2 *model, const char *path, const float *
 #ifndef TESTING
 // ----------------------------------------------------------------------------
 // Training
+
+// LLMC_PLANT_PIPELINE (tests/test_host_pipeline.sh): a planted pipeline bug the tests must catch.
+// "sync": a cudaDeviceSynchronize after each micro-batch; "one-slot": one pinned slot for all
+// micro-batches (the host then waits for the slot each micro-batch); "early-overwrite": one slot,
+// not waited for (the host overwrites a slot the GPU may not have read yet); "early-read": the
+// step's loss and norm read before the wait; "clip-ulp": the device's clip threshold one ulp low.
+static const char *planted_pipeline_bug(void) {
+    const char *plant = getenv("LLMC_PLANT_PIPELINE");
+    return plant != NULL ? plant : "";
+}
+
+// One optimizer step of one process with the host pipeline (llmc/host_pipeline.cuh): the
+// micro-batches' uploads are asynchronous, their losses summed on the device, the clip scale
+// computed there and read by AdamW, and the host waits once, for the step's loss and norm. When
+// the outlier detector may skip this step's update (its window is full) the host must judge
+// first: the update is then launched after that one wait. Returns the verdict (as the host path's
+// train_guard_step); *loss and *norm as that path's.
+static OutlierVerdict train_step_pipelined(GPT2 *model, const TrainModel *train_model,
+                                           DataLoader *loader, StepBatches *batches,
+                                           const TrainOptions *opt, const AdamWConfig *adamw,
+                                           const MuonConfig *muon, OutlierDetector *detector,
+                                           int step, float *loss, float *norm) {
+    cudaStream_t stream = model->stream;
+    cuda_check(cudaMemsetAsync(model->step_loss, 0, sizeof(double), stream));
+    int skip_update;
+    StepLossForm form;
+    double unused_loss_sum; // the BatchLosses are placeholders here
+    train_accumulate_micro_steps(train_model, loader, batches, opt->grad_accum_steps, &skip_update,
+                                 &form, &unused_loss_sum);
+    gpt2_reduce_gradients(model); // one process: nothing to reduce
+    float *norm_device = gpt2_grad_norm_launch(model);
+    double loss_divisor = form.masked ? form.total : (double)form.micro_steps * form.processes;
+    float max_norm = opt->grad_clip;
+    if (strcmp(planted_pipeline_bug(), "clip-ulp") == 0) max_norm = nextafterf(max_norm, 0.0f);
+    clip_scale(model->grad_scale, norm_device, model->step_loss, loss_divisor, max_norm, stream);
+    int host_judges = outlier_detector_may_skip(detector);
+    if (!skip_update && !host_judges) {
+        gpt2_update_scaled(model, adamw, muon, step + 1, 1.0f, model->grad_scale);
+    }
+    // the one wait of the step: its loss and norm, for the log and the divergence checks
+    StepReadback *readback = model->pipeline.readback;
+    cuda_check(cudaMemcpyAsync(&readback->loss_sum, model->step_loss, sizeof(double),
+                               cudaMemcpyDeviceToHost, stream));
+    cuda_check(cudaMemcpyAsync(&readback->norm, norm_device, sizeof(float), cudaMemcpyDeviceToHost,
+                               stream));
+    if (strcmp(planted_pipeline_bug(), "early-read") != 0) {
+        cuda_check(cudaStreamSynchronize(stream));
+    }
+    *loss = train_step_loss(train_model, &form, readback->loss_sum);
+    *norm = readback->norm;
+    if (strcmp(planted_pipeline_bug(), "early-read") == 0) {
+        cuda_check(cudaStreamSynchronize(stream));
+    }
+    OutlierVerdict verdict = {NAN, NAN, 0, 0};
+    if (skip_update) {
+        printf("step %d: no trained target in the whole step: no update\n", step + 1);
+        return verdict;
+    }
+    // a non-finite loss or norm stops the run here; the device has skipped the update already
+    verdict = train_guard_step(detector, opt, step, *loss, *norm);
+    if (host_judges && !outlier_verdict_skips(&verdict)) {
+        gpt2_update_scaled(model, adamw, muon, step + 1, 1.0f, model->grad_scale);
+    }
+    return verdict;
+}
 
 // Dense bf16 tensor-core peak (FLOP/s) for devices we know, else 0 (MFU is then not printed).
 static double device_bf16_peak(const char *name) {
@@ -745,6 +868,7 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
     // the last backward of a step reduces each layer's gradients as soon as they are done
     gpt2->reduce_in_backward =
         last_micro_step && gpt2_uses_nccl(gpt2) && gpt2->multi->zero_stage == 0;
+    gpt2->defer_loss = gpt2->pipelined; // validation's forwards read their losses at once
     if (target_mask != NULL) {
         gpt2_forward_masked(gpt2, inputs, targets, target_mask, B, T, 1, normaliser);
         gpt2_backward_normalised(gpt2, normaliser);
@@ -752,6 +876,8 @@ static BatchLoss train_forward_backward(void *model, const int *inputs, const in
         gpt2_forward(gpt2, inputs, targets, B, T, 1, loss_scale);
         gpt2_backward(gpt2, loss_scale);
     }
+    gpt2->defer_loss = 0;
+    if (strcmp(planted_pipeline_bug(), "sync") == 0) cuda_check(cudaDeviceSynchronize());
     return batch_loss(gpt2);
 }
 
@@ -875,7 +1001,7 @@ int main(int argc, char **argv) {
     int recompute = 0; // the GPU trainer's own option, after the shared ones
     options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
                               "1: redo GELU in backward instead of keeping it per layer (less "
-                              "memory, a little more compute)"};
+                              "memory, a little more compute, the same bits)"};
     int gemm_autotune = 0;
     options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
                               "1: time cuBLASLt's top algorithms once per matrix shape and keep "
@@ -1023,6 +1149,18 @@ int main(int argc, char **argv) {
                               processes,
                               sum_across_processes,
                               train_position_losses};
+    // the host pipeline: one pinned slot per micro-batch; one process (with several, the norm and
+    // the loss are summed across processes on the host) unless LLMC_SYNC_PIPELINE=1 asks for the
+    // host path (blocking read-backs, host clip scale: the reference tests/test_host_pipeline.sh
+    // compares the pipeline against, bit for bit)
+    int one_slot = strcmp(planted_pipeline_bug(), "one-slot") == 0 ||
+                   strcmp(planted_pipeline_bug(), "early-overwrite") == 0;
+    model.plant_early_overwrite = strcmp(planted_pipeline_bug(), "early-overwrite") == 0;
+    host_pipeline_free(&model.pipeline);
+    host_pipeline_init(&model.pipeline, one_slot ? 1 : opt.grad_accum_steps, (size_t)B * T);
+    const char *sync_pipeline = getenv("LLMC_SYNC_PIPELINE");
+    int use_sync_pipeline = sync_pipeline != NULL && strcmp(sync_pipeline, "1") == 0;
+    model.pipelined = !gpt2_uses_nccl(&model) && !use_sync_pipeline;
     StepTimer timer = {0.0, 0};
     double run_start = now_seconds();
     for (int step = start_step; step <= max_steps; step++) {
@@ -1034,28 +1172,34 @@ int main(int argc, char **argv) {
 
         double start = now_seconds();
         gpt2_zero_grad(&model);
-        int skip_update;
-        float loss = train_accumulate(&train_model, &train_loader, &step_batches,
-                                      opt.grad_accum_steps, &skip_update);
-        gpt2_reduce_gradients(&model);
-        float norm = gpt2_grad_norm(&model);
-        float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
-        float lr = lr_scheduler_get(&scheduler, step);
+        float loss, norm, lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
         muon.learning_rate = lr_scheduler_get(&muon_scheduler, step);
         OutlierVerdict verdict = {NAN, NAN, 0, 0};
-        if (skip_update) {
-            printf("step %d: no trained target in the whole step: no update\n", step + 1);
+        if (model.pipelined) {
+            verdict = train_step_pipelined(&model, &train_model, &train_loader, &step_batches, &opt,
+                                           &adamw, use_muon ? &muon : NULL, &detector, step, &loss,
+                                           &norm);
         } else {
-            verdict = train_guard_step(&detector, &opt, step, loss, norm);
-            if (!outlier_verdict_skips(&verdict)) {
-                gpt2_update(&model, &adamw, use_muon ? &muon : NULL, step + 1, grad_scale);
+            int skip_update;
+            loss = train_accumulate(&train_model, &train_loader, &step_batches,
+                                    opt.grad_accum_steps, &skip_update);
+            gpt2_reduce_gradients(&model);
+            norm = gpt2_grad_norm(&model);
+            float grad_scale = gpt2_clip_scale(norm, opt.grad_clip);
+            if (skip_update) {
+                printf("step %d: no trained target in the whole step: no update\n", step + 1);
+            } else {
+                verdict = train_guard_step(&detector, &opt, step, loss, norm);
+                if (!outlier_verdict_skips(&verdict)) {
+                    gpt2_update(&model, &adamw, use_muon ? &muon : NULL, step + 1, grad_scale);
+                }
             }
-        }
 #ifdef LLMC_MULTI_GPU
-        if (multi.use_nccl) multi_gpu_wait(&multi, model.stream, "the step's parameter update");
+            if (multi.use_nccl) multi_gpu_wait(&multi, model.stream, "the step's parameter update");
 #endif
-        cuda_check(cudaDeviceSynchronize());
+            cuda_check(cudaStreamSynchronize(model.stream));
+        }
         double elapsed = now_seconds() - start;
         char mfu[32] = "";
         if (peak_flops > 0.0) { // per GPU: the step's tokens are spread over the processes

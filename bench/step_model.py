@@ -4,8 +4,8 @@ device memory, the floor max(FLOPs / 989 TFLOP/s, bytes / 3.35 TB/s), and an exp
 stated efficiencies, for three versions of the trainer:
   before16  attention materialising (B,NH,T,T) scores and probabilities (before issue 16)
   now       cuDNN flash attention (BF16), scalar loads everywhere (the trainer today)
-  after17   issue 17 done: 128-bit loads, fused LayerNorm backward, DGELU/BGRADB epilogues,
-            an asynchronous host pipeline
+  after17   issue 17 done: 128-bit loads, fused LayerNorm backward, DGELU/BGRADB epilogues (with
+            the forward's GELU as our own kernel, for -r 1's bits), an asynchronous host pipeline
 No GPU has measured any of this: these are predictions to compare bench/gpu_check.sh's numbers
 (ncu per-kernel times, tokens/s) against.
 
@@ -35,7 +35,10 @@ SCALAR1, SCALAR2, SCALAR_FP32, VEC = 0.27, 0.54, 0.75, 0.90
 
 # A version of the trainer is a set of features: "flash" (issue 16), and issue 17's "vec" (128-bit
 # loads), "fused_ln" (LayerNorm backward in one kernel), "bgradb" (bias gradient in the matmul's
-# epilogue), "dgelu" (GELU backward in the matmul's epilogue), "host" (asynchronous host pipeline).
+# epilogue), "dgelu" (GELU backward in the matmul's epilogue; the forward's GELU then runs as our
+# own kernel on the stored pre-activation instead of in the fc matmul's epilogue, so that -r 1
+# recomputes the same bits: docs/gpu_performance.md, "GELU and -r 1"), "host" (asynchronous host
+# pipeline).
 ISSUE17 = ("vec", "fused_ln", "bgradb", "dgelu", "host")
 VERSIONS = {"before16": set(), "now": {"flash"}, "after17": {"flash", *ISSUE17}}
 
@@ -55,10 +58,13 @@ def kernels(B, features):
     add("encoder forward", 1, 0, 2 * N * C * X, mem2)
     # layer 0's ln1 (one input) counted as the fused kind, like the 2L others
     add("layernorm forward (fused residual)", 2 * L + 1, 0, 4 * N * C * X + 8 * N, mem2)
-    for name, cin, cout in (("qkv", C, 3 * C), ("attn proj", C, C), ("fc (+GELU epilogue)", C, 4 * C),
-                            ("fc proj", 4 * C, C)):
+    dgelu = "dgelu" in features
+    fc = "fc" if dgelu else "fc (+GELU epilogue)"
+    for name, cin, cout in (("qkv", C, 3 * C), ("attn proj", C, C), (fc, C, 4 * C), ("fc proj", 4 * C, C)):
         out_bytes = N * cout * X * (2 if "GELU" in name else 1)
         add("matmul fwd " + name, L, 2 * N * cin * cout, N * cin * X + cin * cout * X + out_bytes, MM)
+    if dgelu:  # reads the pre-activation the fc matmul stored, writes the GELU output
+        add("GELU forward (own kernel)", L, 0, 2 * N * 4 * C * X, mem2)
     add("matmul fwd LM head", 1, 2 * N * C * VP, N * C * X + VP * C * X + N * VP * X, MM_HEAD)
     # the classifier reads each row twice (max/sum, then gradient) and writes it once; a 100 KB
     # row's second read is likely an L2 hit (rows in flight << 50 MB), counted once here
@@ -79,13 +85,14 @@ def kernels(B, features):
     add("matmul bwd LM head (dx + dW)", 1, 4 * N * C * VP, 2 * N * VP * X + 2 * N * C * X + 3 * VP * C * X,
         MM_HEAD)
     for name, cin, cout in (("qkv", C, 3 * C), ("attn proj", C, C), ("fc", C, 4 * C), ("fc proj", 4 * C, C)):
-        add("matmul bwd %s (dx + dW)" % name, L, 4 * N * cin * cout,
-            2 * N * cout * X + 2 * N * cin * X + 3 * cin * cout * X, MM)
+        aux = N * cin * X if dgelu and name == "fc proj" else 0  # DGELU reads the pre-activation
+        add("matmul bwd %s (dx + dW)" % name + (" + DGELU" if aux else ""), L, 4 * N * cin * cout,
+            2 * N * cout * X + 2 * N * cin * X + 3 * cin * cout * X + aux, MM)
         if "bgradb" not in features:  # else cuBLASLt's BGRADB epilogue sums the bias gradient
             # 3 x 64 blocks at OC=768 (18% occupancy): a third of the scalar rate there
             eff = SCALAR1 / 3 if cout == C else SCALAR1
             add("bias backward partials (%s)" % name, L, 0, N * cout * X, eff)
-    if "dgelu" not in features:  # else the DGELU epilogue of the fc-proj dx product
+    if not dgelu:  # else the DGELU epilogue of the fc-proj dx product
         add("GELU backward", L, 0, 3 * N * 4 * C * X, mem2)
     if "fused_ln" in features:
         add("layernorm backward (one fused kernel)", 2 * L + 1, 0, 4 * N * C * X + 8 * N, mem2)
@@ -103,8 +110,11 @@ def kernels(B, features):
 # micro-step, the encoder-backward plan built on the host (~N tokens counted and sorted) and
 # uploaded from pageable memory while the GPU idles, the norm copied back, cudaDeviceSynchronize
 # at the end of the step and the next batch uploaded after it: ~0.5 ms + ~40 ns per token.
+# With the host pipeline (llmc/host_pipeline.cuh): the step's one read-back of loss and norm and
+# the host's work between steps (~0.05 ms idle), plus the loss sum, a one-thread kernel (the
+# host's summation order, for the same bits): ~6 cycles per token at ~1.75 GHz, 3.5 ns/token.
 def host_gap_ms(B, features):
-    return 0.05 if "host" in features else 0.5 + 40e-9 * B * T * 1e3
+    return 0.05 + 3.5e-9 * B * T * 1e3 if "host" in features else 0.5 + 40e-9 * B * T * 1e3
 
 
 def step(B, features):
@@ -156,7 +166,7 @@ def main():
         for item, label in (("vec", "128-bit loads (elementwise, LayerNorm, classifier, AdamW, norm)"),
                             ("fused_ln", "LayerNorm backward fused, full occupancy"),
                             ("bgradb", "bias gradient in the matmul (BGRADB)"),
-                            ("dgelu", "GELU backward in the matmul (DGELU)"),
+                            ("dgelu", "GELU backward in the matmul (DGELU), GELU forward own kernel"),
                             ("host", "asynchronous host pipeline")):
             features = VERSIONS["now"] | {item}
             ms = sum(r[5] for r in step(B, features)) + host_gap_ms(B, features)

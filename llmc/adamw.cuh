@@ -30,10 +30,15 @@ __device__ __forceinline__ float adamw_element(float param, float g, float *mi, 
 __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads, float *m, float *v,
                              size_t n, float beta1, float beta2, float eps, float step_size,
                              float bias_correction2_sqrt, float decay, float grad_scale,
-                             uint32_t seed, uint32_t index_offset, int packed) {
+                             const float *device_scale, uint32_t seed, uint32_t index_offset,
+                             int packed) {
     const int F = f128::size; // fp32 values per 16 bytes
     size_t first = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * x128::size;
     if (first >= n) return;
+    if (device_scale != NULL) { // computed on the device (clip_scale): NaN skips the update
+        grad_scale = *device_scale;
+        if (isnan(grad_scale)) return;
+    }
     if (packed && first + x128::size <= n) {
         x128 g_pack = load128cs(grads + first); // every optimizer tensor is read once: streaming
         x128 p_pack = master != NULL ? x128() : load128cs(params + first);
@@ -75,11 +80,13 @@ __global__ void adamw_kernel(floatX *params, float *master, const floatX *grads,
     }
 }
 
-// Step t (1-based) on tensor slices of n elements; decay applies only where decayed is set.
+// Step t (1-based) on tensor slices of n elements; decay applies only where decayed is set. The
+// gradients are scaled by *device_scale when it is not NULL (device memory, read by the kernel, so
+// the host need not wait for it; NaN there skips the update), else by grad_scale.
 static inline void adamw_update(floatX *params, float *master, const floatX *grads, float *m,
                                 float *v, size_t n, const AdamWConfig *opt, int t, int decayed,
-                                float grad_scale, uint32_t seed, size_t index_offset,
-                                cudaStream_t stream) {
+                                float grad_scale, const float *device_scale, uint32_t seed,
+                                size_t index_offset, cudaStream_t stream) {
     double bias_correction1 = 1.0 - pow(opt->beta1, t);
     double bias_correction2 = 1.0 - pow(opt->beta2, t);
     float step_size = (float)(opt->learning_rate / bias_correction1);
@@ -90,7 +97,7 @@ static inline void adamw_update(floatX *params, float *master, const floatX *gra
                  is_aligned16(v) && (master == NULL || is_aligned16(master));
     LLMC_LAUNCH(adamw_kernel, ceil_div(ceil_div((long long)n, x128::size), block), block, 0, stream)
     (params, master, grads, m, v, n, opt->beta1, opt->beta2, opt->eps, step_size,
-     bias_correction2_sqrt, decay, grad_scale, seed, (uint32_t)index_offset, packed);
+     bias_correction2_sqrt, decay, grad_scale, device_scale, seed, (uint32_t)index_offset, packed);
     cuda_check(cudaGetLastError());
 }
 

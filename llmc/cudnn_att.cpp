@@ -31,8 +31,9 @@ static cudnnHandle_t cudnn_handle = nullptr;
 static void *cudnn_workspace = nullptr;
 static size_t cudnn_workspace_size = 0;
 
-// Built graphs by (B, T, NH, HS, backward): sampling runs the forward at other T than training.
-typedef std::tuple<int, int, int, int, bool> AttentionShape;
+// Built graphs by (B, T, NH, KV, HS, backward): sampling runs the forward at other T than
+// training.
+typedef std::tuple<int, int, int, int, int, bool> AttentionShape;
 static std::map<AttentionShape, std::shared_ptr<fe::graph::Graph>> attention_graphs;
 // More shapes than this (a long sampling session) and the cache starts over instead of growing.
 static const size_t max_cached_graphs = 64;
@@ -46,10 +47,11 @@ static void cudnn_check_at(cudnnStatus_t status, const char *file, int line) {
 
 static void frontend_check(fe::error_object status, const char *what, const AttentionShape &shape) {
     if (status.is_bad()) {
-        fatal("cuDNN attention %s (B=%d T=%d NH=%d HS=%d, %s): %s (build with USE_CUDNN=0 for "
-              "llmc's own attention kernels)",
-              std::get<4>(shape) ? "backward" : "forward", std::get<0>(shape), std::get<1>(shape),
-              std::get<2>(shape), std::get<3>(shape), what, status.get_message().c_str());
+        fatal("cuDNN attention %s (B=%d T=%d NH=%d KV=%d HS=%d, %s): %s (build with USE_CUDNN=0 "
+              "for llmc's own attention kernels)",
+              std::get<5>(shape) ? "backward" : "forward", std::get<0>(shape), std::get<1>(shape),
+              std::get<2>(shape), std::get<3>(shape), std::get<4>(shape), what,
+              status.get_message().c_str());
     }
 }
 
@@ -58,16 +60,21 @@ static cudnnHandle_t attention_cudnn_handle(void) {
     return cudnn_handle;
 }
 
-// q, k or v of one head as a (B, NH, T, HS) tensor inside qkv (B, T, 3, NH, HS): the three start
-// at element 0, C and 2C of a row (the variant pack gives each its own pointer).
-static std::shared_ptr<fe::graph::Tensor_attributes>
-qkv_tensor(fe::graph::Graph &graph, const char *name, int64_t id, int B, int T, int NH, int HS) {
-    int64_t C = (int64_t)NH * HS;
-    return graph.tensor(fe::graph::Tensor_attributes()
-                            .set_name(name)
-                            .set_uid(id)
-                            .set_dim({B, NH, T, HS})
-                            .set_stride({T * 3 * C, HS, 3 * C, 1}));
+// q (heads = NH), k or v (heads = KV) as a (B, heads, T, HS) tensor inside qkv, whose rows are
+// [NH*HS q | KV*HS k | KV*HS v], row = (NH + 2 KV) HS elements: the three start at element 0,
+// NH HS and (NH + KV) HS of a row (the variant pack gives each its own pointer).
+static void set_qkv_layout(fe::graph::Tensor_attributes &tensor, int B, int T, int heads, int HS,
+                           int64_t row) {
+    tensor.set_dim({B, heads, T, HS}).set_stride({T * row, HS, row, 1});
+}
+
+static std::shared_ptr<fe::graph::Tensor_attributes> qkv_tensor(fe::graph::Graph &graph,
+                                                                const char *name, int64_t id, int B,
+                                                                int T, int heads, int HS,
+                                                                int64_t row) {
+    auto tensor = fe::graph::Tensor_attributes().set_name(name).set_uid(id);
+    set_qkv_layout(tensor, B, T, heads, HS, row);
+    return graph.tensor(tensor);
 }
 
 // out or dout, (B, T, C) seen as (B, NH, T, HS).
@@ -87,14 +94,15 @@ static std::shared_ptr<fe::graph::Tensor_attributes> scale_tensor(fe::graph::Gra
 }
 
 static std::shared_ptr<fe::graph::Graph> build_attention_graph(const AttentionShape &shape) {
-    auto [B, T, NH, HS, backward] = shape;
+    auto [B, T, NH, KV, HS, backward] = shape;
+    int64_t row = (int64_t)(NH + 2 * KV) * HS;
     auto graph = std::make_shared<fe::graph::Graph>();
     graph->set_io_data_type(fe::DataType_t::BFLOAT16)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
         .set_compute_data_type(fe::DataType_t::FLOAT);
-    auto Q = qkv_tensor(*graph, "Q", Q_ID, B, T, NH, HS);
-    auto K = qkv_tensor(*graph, "K", K_ID, B, T, NH, HS);
-    auto V = qkv_tensor(*graph, "V", V_ID, B, T, NH, HS);
+    auto Q = qkv_tensor(*graph, "Q", Q_ID, B, T, NH, HS, row);
+    auto K = qkv_tensor(*graph, "K", K_ID, B, T, KV, HS, row);
+    auto V = qkv_tensor(*graph, "V", V_ID, B, T, KV, HS, row);
     auto scale = scale_tensor(*graph);
     if (!backward) {
         auto options = fe::graph::SDPA_attributes()
@@ -127,14 +135,13 @@ static std::shared_ptr<fe::graph::Graph> build_attention_graph(const AttentionSh
                            .set_attn_scale(scale)
                            .set_deterministic_algorithm(true);
         auto [dQ, dK, dV] = graph->sdpa_backward(Q, K, V, O, dO, stats, options);
-        int64_t C = (int64_t)NH * HS;
-        for (auto &[tensor, id] :
-             {std::make_pair(dQ, DQ_ID), std::make_pair(dK, DK_ID), std::make_pair(dV, DV_ID)}) {
-            tensor->set_output(true)
-                .set_uid(id)
-                .set_dim({B, NH, T, HS})
-                .set_stride({T * 3 * C, HS, 3 * C, 1});
-        }
+        // dK and dV have the kv heads' shape: cuDNN sums them over each group's query heads
+        dQ->set_output(true).set_uid(DQ_ID);
+        set_qkv_layout(*dQ, B, T, NH, HS, row);
+        dK->set_output(true).set_uid(DK_ID);
+        set_qkv_layout(*dK, B, T, KV, HS, row);
+        dV->set_output(true).set_uid(DV_ID);
+        set_qkv_layout(*dV, B, T, KV, HS, row);
     }
     cudnnHandle_t handle = attention_cudnn_handle();
     frontend_check(graph->validate(), "validate", shape);
@@ -180,33 +187,40 @@ static void execute_attention(const AttentionShape &shape,
                    shape);
 }
 
+// C = NH * HS: where k starts in a qkv row; v follows KV * HS later.
 void attention_forward_cudnn(floatX *out, float *lse, const floatX *qkv, int B, int T, int NH,
-                             int HS, cudaStream_t stream) {
-    size_t C = (size_t)NH * HS;
+                             int KV, int HS, cudaStream_t stream) {
+    size_t C = (size_t)NH * HS, KVC = (size_t)KV * HS;
     float scale = 1.0f / sqrtf((float)HS);
     std::unordered_map<int64_t, void *> variant_pack = {
-        {Q_ID, (void *)qkv},        {K_ID, (void *)(qkv + C)}, {V_ID, (void *)(qkv + 2 * C)},
+        {Q_ID, (void *)qkv},        {K_ID, (void *)(qkv + C)}, {V_ID, (void *)(qkv + C + KVC)},
         {SCALE_ID, (void *)&scale}, {O_ID, (void *)out},       {STATS_ID, (void *)lse}};
-    execute_attention(AttentionShape(B, T, NH, HS, false), variant_pack, stream);
+    execute_attention(AttentionShape(B, T, NH, KV, HS, false), variant_pack, stream);
 }
 
 void attention_backward_cudnn(floatX *dqkv, const floatX *dout, const floatX *out,
-                              const floatX *qkv, const float *lse, int B, int T, int NH, int HS,
-                              cudaStream_t stream) {
-    size_t C = (size_t)NH * HS;
+                              const floatX *qkv, const float *lse, int B, int T, int NH, int KV,
+                              int HS, cudaStream_t stream) {
+    size_t C = (size_t)NH * HS, KVC = (size_t)KV * HS;
     float scale = 1.0f / sqrtf((float)HS);
-    std::unordered_map<int64_t, void *> variant_pack = {
-        {Q_ID, (void *)qkv},           {K_ID, (void *)(qkv + C)},
-        {V_ID, (void *)(qkv + 2 * C)}, {SCALE_ID, (void *)&scale},
-        {O_ID, (void *)out},           {DO_ID, (void *)dout},
-        {STATS_ID, (void *)lse},       {DQ_ID, (void *)dqkv},
-        {DK_ID, (void *)(dqkv + C)},   {DV_ID, (void *)(dqkv + 2 * C)}};
-    execute_attention(AttentionShape(B, T, NH, HS, true), variant_pack, stream);
+    std::unordered_map<int64_t, void *> variant_pack = {{Q_ID, (void *)qkv},
+                                                        {K_ID, (void *)(qkv + C)},
+                                                        {V_ID, (void *)(qkv + C + KVC)},
+                                                        {SCALE_ID, (void *)&scale},
+                                                        {O_ID, (void *)out},
+                                                        {DO_ID, (void *)dout},
+                                                        {STATS_ID, (void *)lse},
+                                                        {DQ_ID, (void *)dqkv},
+                                                        {DK_ID, (void *)(dqkv + C)},
+                                                        {DV_ID, (void *)(dqkv + C + KVC)}};
+    execute_attention(AttentionShape(B, T, NH, KV, HS, true), variant_pack, stream);
 }
 
-size_t attention_cudnn_workspace_bytes(int B, int T, int NH, int HS) {
-    size_t forward = graph_workspace_bytes(*attention_graph(AttentionShape(B, T, NH, HS, false)));
-    size_t backward = graph_workspace_bytes(*attention_graph(AttentionShape(B, T, NH, HS, true)));
+size_t attention_cudnn_workspace_bytes(int B, int T, int NH, int KV, int HS) {
+    size_t forward =
+        graph_workspace_bytes(*attention_graph(AttentionShape(B, T, NH, KV, HS, false)));
+    size_t backward =
+        graph_workspace_bytes(*attention_graph(AttentionShape(B, T, NH, KV, HS, true)));
     size_t bytes = forward > backward ? forward : backward;
     attention_workspace(bytes);
     return bytes;

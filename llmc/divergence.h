@@ -192,6 +192,15 @@ static inline OutlierVerdict outlier_detector_judge(OutlierDetector *detector, f
     return verdict;
 }
 
+// 1 when outlier_detector_judge may skip the next step: a signal with a threshold has a full
+// window (while its window fills, its z-score is NaN and never skips). Otherwise a trainer may
+// launch the update before it knows the step's loss and norm.
+static inline int outlier_detector_may_skip(const OutlierDetector *detector) {
+    const OutlierHistory *h = &detector->history;
+    return (detector->loss_threshold > 0.0f && h->loss.count >= detector->window) ||
+           (detector->norm_threshold > 0.0f && h->norm.count >= detector->window);
+}
+
 // A resumed run's detector continues from a checkpoint's history.
 static inline void outlier_detector_restore(OutlierDetector *detector,
                                             const OutlierHistory *history) {

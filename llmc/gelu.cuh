@@ -1,6 +1,8 @@
 // GELU, tanh approximation (GPT-2's): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-// The forward usually runs as the epilogue of the fc matmul (matmul.cuh); these kernels are the
-// stand-alone forward and the backward, which multiplies the incoming gradient in place.
+// The forward kernel runs after the fc matmul and again for `-r 1`'s recompute (matmul.cuh: the
+// same kernel on the same input, so the same bits). The backward usually runs as the DGELU
+// epilogue of the fc-proj matmul; the kernel here, which multiplies the incoming gradient in
+// place, is its fallback (-DLLMC_UNFUSED_GELU, or shapes cuBLASLt refuses).
 #ifndef LLMC_GELU_CUH
 #define LLMC_GELU_CUH
 

@@ -1,7 +1,10 @@
 // Matrix products of the CUDA trainer, through cuBLASLt, in cuBLAS's column-major convention:
 // D (m,n) (+)= op(A) (m,k) * op(B) (k,n), optionally batched with strides, with fused epilogues
-// (bias add; bias + GELU that also stores the pre-GELU values). The weight gradient accumulates in
-// place (beta = 1). The bias gradient is our own deterministic column-sum kernel.
+// (bias add; GELU backward, DGELU: the product times GELU'(the stored pre-activation)). The
+// forward's GELU is our own kernel, never cuBLASLt's epilogue: `-r 1` recomputes it with the same
+// kernel on the same stored input, so both modes get the same bits (docs/gpu_performance.md,
+// "GELU and -r 1"). The weight gradient accumulates in place (beta = 1). The bias gradient is our
+// own deterministic column-sum kernel.
 // With LLMC_CUDA_EMU the same products run on the CPU through llmc/matmul.h's sgemm, on floats
 // converted from floatX, with the same layouts and epilogues and outputs rounded to floatX.
 // Accumulation is fp32 in both builds (CUBLAS_COMPUTE_32F: no TF32, so FP32 builds stay tight).
@@ -46,6 +49,7 @@ typedef struct {
     int m, n, k, trans_a, trans_b, batch, accumulate, epilogue;
     size_t stride_a, stride_b, stride_d;
     uint32_t alignments[3];
+    uint32_t aux_alignment; // DGELU's input: the heuristic reads its pointer from the descriptor
 } MatmulAlgoKey;
 
 #ifdef LLMC_CUDA_EMU
@@ -61,6 +65,7 @@ typedef struct {
     MatmulAlgo algo;
     unsigned long long last_use; // the cache's clock at the last lookup that found it
     int tuned;                   // chosen by timing
+    int refused;                 // cuBLASLt had no algorithm (DGELU only: the caller falls back)
 } MatmulAlgoEntry;
 
 #define MATMUL_ALGO_CACHE_CAPACITY 256
@@ -102,8 +107,8 @@ static inline MatmulAlgoEntry *matmul_algo_cache_find(const MatmulAlgoKey *key) 
 
 // Stores a choice; when full, replaces the least recently used untuned entry (tuned ones only
 // once every entry is tuned).
-static inline void matmul_algo_cache_add(const MatmulAlgoKey *key, const MatmulAlgo *algo,
-                                         int tuned) {
+static inline MatmulAlgoEntry *matmul_algo_cache_add(const MatmulAlgoKey *key,
+                                                     const MatmulAlgo *algo, int tuned) {
     MatmulAlgoCache *cache = &matmul_algo_cache;
     int slot = cache->count;
     if (slot == MATMUL_ALGO_CACHE_CAPACITY) {
@@ -124,6 +129,8 @@ static inline void matmul_algo_cache_add(const MatmulAlgoKey *key, const MatmulA
     entry->algo = *algo;
     entry->last_use = ++cache->clock;
     entry->tuned = tuned;
+    entry->refused = 0;
+    return entry;
 }
 
 // One line on the cache for the end of a run.
@@ -147,8 +154,8 @@ static inline void matmul_algo_cache_report(void) {
 // (the heuristic assumes 256 bytes unless told otherwise; per-layer slices and batch strides of
 // odd shapes such as T=37 have less).
 static inline MatmulAlgoKey matmul_algo_key(const void *a, const void *b, const void *d,
-                                            int epilogue, int m, int n, int k, int trans_a,
-                                            int trans_b, int batch, size_t stride_a,
+                                            const void *aux, int epilogue, int m, int n, int k,
+                                            int trans_a, int trans_b, int batch, size_t stride_a,
                                             size_t stride_b, size_t stride_d, int accumulate) {
     MatmulAlgoKey key;
     memset(&key, 0, sizeof(key)); // padding bytes too: keys are compared with memcmp
@@ -161,6 +168,10 @@ static inline MatmulAlgoKey matmul_algo_key(const void *a, const void *b, const 
         uint64_t bits = (uint64_t)(uintptr_t)operands[i] | 256u;
         if (batch > 1) bits |= (uint64_t)strides[i] * sizeof(floatX);
         key.alignments[i] = (uint32_t)(bits & (~bits + 1)); // lowest set bit
+    }
+    if (aux != NULL) {
+        uint64_t bits = (uint64_t)(uintptr_t)aux | 256u;
+        key.aux_alignment = (uint32_t)(bits & (~bits + 1));
     }
     return key;
 }
@@ -179,7 +190,15 @@ static inline void matmul_free(void) {
 #endif
 }
 
-typedef enum { EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_BIAS_GELU } MatmulEpilogue;
+typedef enum { EPILOGUE_NONE, EPILOGUE_BIAS, EPILOGUE_DGELU } MatmulEpilogue;
+
+// What cuBLASLt documents for the GELU input of its DGELU epilogue (EPILOGUE_AUX_LD "divisible by
+// 8 and no less than the number of rows" of D); 16-byte alignment of the pointer is our own
+// margin (the vector loads of its kernels). The emulation refuses what these refuse, so the
+// fallback (the product, then gelu_backward_inplace) runs wherever it would on a GPU.
+static inline int matmul_dgelu_aux_ok(const void *aux, int m) {
+    return m % 8 == 0 && (uintptr_t)aux % 16 == 0;
+}
 
 #ifndef LLMC_CUDA_EMU
 // A product's operands for timing: element counts cover every batch.
@@ -254,23 +273,28 @@ static inline int matmul_autotune_pick(cublasLtMatmulDesc_t desc, cublasLtMatrix
 
 // D (m,n, leading dimension m) (+)= op(A) op(B). A is (m,k) stored with leading dimension m, or
 // with trans_a (k,m) with leading dimension k; likewise B is (k,n) ld k, or with trans_b (n,k) ld
-// n. bias (m) is added to every column; with EPILOGUE_BIAS_GELU, pre_gelu (m,n) receives the biased
-// product and D its GELU. batch > 1 repeats over matrices at the given element strides.
-static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
-                               floatX *pre_gelu, MatmulEpilogue epilogue, int m, int n, int k,
-                               int trans_a, int trans_b, int batch, size_t stride_a,
-                               size_t stride_b, size_t stride_d, int accumulate,
-                               cudaStream_t stream) {
-    if (epilogue != EPILOGUE_NONE && (bias == NULL || accumulate || batch != 1)) {
-        fatal("internal: matmul epilogue needs a bias and a single product that is not "
-              "accumulated");
+// n. EPILOGUE_BIAS: bias (m) is added to every column. EPILOGUE_DGELU: each element of the fp32
+// product is multiplied by GELU'(aux) before D's rounding, aux (m,n, ld m) being the GELU's input
+// (the pre-activation the forward stored). batch > 1 repeats over matrices at the given element
+// strides. Returns 1, or 0 (nothing done) when cuBLASLt has no DGELU algorithm for these operands
+// (matmul_dgelu_aux_ok): the caller then runs the product and the GELU backward apart.
+static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
+                              const floatX *aux, MatmulEpilogue epilogue, int m, int n, int k,
+                              int trans_a, int trans_b, int batch, size_t stride_a, size_t stride_b,
+                              size_t stride_d, int accumulate, cudaStream_t stream) {
+    if (epilogue != EPILOGUE_NONE && (accumulate || batch != 1)) {
+        fatal("internal: matmul epilogue on an accumulated or batched product");
     }
-    if (epilogue == EPILOGUE_BIAS_GELU && pre_gelu == NULL) {
-        fatal("internal: GELU epilogue without a pre-GELU buffer");
+    if ((epilogue == EPILOGUE_BIAS) != (bias != NULL) ||
+        (epilogue == EPILOGUE_DGELU) != (aux != NULL)) {
+        fatal("internal: matmul epilogue %d with bias %p, aux %p", (int)epilogue,
+              (const void *)bias, (const void *)aux);
     }
-    MatmulAlgoKey key = matmul_algo_key(a, b, d, (int)epilogue, m, n, k, trans_a, trans_b, batch,
-                                        stride_a, stride_b, stride_d, accumulate);
+    if (epilogue == EPILOGUE_DGELU && !matmul_dgelu_aux_ok(aux, m)) return 0;
+    MatmulAlgoKey key = matmul_algo_key(a, b, d, aux, (int)epilogue, m, n, k, trans_a, trans_b,
+                                        batch, stride_a, stride_b, stride_d, accumulate);
     MatmulAlgoEntry *cached = matmul_algo_cache_find(&key);
+    if (cached != NULL && cached->refused) return 0;
     int tune = cached == NULL && matmul_algo_cache.autotune &&
                (unsigned long long)m * n * k * batch >= matmul_algo_cache.autotune_min_macs;
 #ifdef LLMC_CUDA_EMU
@@ -296,7 +320,7 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
         size_t sa_row = trans_b ? 1 : ldb, sa_col = trans_b ? ldb : 1;
         size_t sb_row = trans_a ? 1 : lda, sb_col = trans_a ? lda : 1;
         sgemm(df, (size_t)m, bf, sa_row, sa_col, af, sb_row, sb_col, n, m, k, accumulate);
-        if (epilogue != EPILOGUE_NONE) {
+        if (epilogue == EPILOGUE_BIAS) {
             float *biasf = (float *)malloc_check((size_t)m * sizeof(float), "emulated bias");
             floatX_to_floats(biasf, bias, (size_t)m);
             for (int j = 0; j < n; j++) {
@@ -304,15 +328,18 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
             }
             free(biasf);
         }
-        if (epilogue == EPILOGUE_BIAS_GELU) {
-            floats_to_floatX(pre_gelu, df, d_elems);
-            for (size_t i = 0; i < d_elems; i++) df[i] = gelu_value(df[i]);
+        if (epilogue == EPILOGUE_DGELU) { // fp32 product times GELU'(aux), rounded once below
+            float *auxf = (float *)malloc_check(d_elems * sizeof(float), "emulated DGELU input");
+            floatX_to_floats(auxf, aux, d_elems);
+            for (size_t i = 0; i < d_elems; i++) df[i] *= gelu_derivative(auxf[i]);
+            free(auxf);
         }
         floats_to_floatX(dx, df, d_elems);
     }
     free(af);
     free(bf);
     free(df);
+    return 1;
 #else
 #ifdef ENABLE_FP32
     const cudaDataType_t data_type = CUDA_R_32F;
@@ -329,19 +356,21 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
         cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
     cublasLtEpilogue_t lt_epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     if (epilogue == EPILOGUE_BIAS) lt_epilogue = CUBLASLT_EPILOGUE_BIAS;
-    if (epilogue == EPILOGUE_BIAS_GELU) lt_epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    if (epilogue == EPILOGUE_DGELU) lt_epilogue = CUBLASLT_EPILOGUE_DGELU;
     cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &lt_epilogue,
                                                 sizeof(lt_epilogue)));
-    if (epilogue != EPILOGUE_NONE) {
+    if (epilogue == EPILOGUE_BIAS) {
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &data_type, sizeof(data_type)));
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                     sizeof(bias)));
     }
-    if (epilogue == EPILOGUE_BIAS_GELU) {
+    if (epilogue == EPILOGUE_DGELU) {
+        // aux: D's shape and type (the default aux type for non-fp8 products), ld = D's;
+        // set before the heuristic, which reads the pointer's alignment from the descriptor
         int64_t aux_ld = m;
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
-                                                    &pre_gelu, sizeof(pre_gelu)));
+                                                    &aux, sizeof(aux)));
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
                                                     &aux_ld, sizeof(aux_ld)));
     }
@@ -382,10 +411,25 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
                                                               &alignment, sizeof(alignment)));
         }
         int found = 0;
-        cublas_check(cublasLtMatmulAlgoGetHeuristic(
+        cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
             cublaslt_handle, desc, layout_a, layout_b, layout_d, layout_d, preference,
-            tune ? MATMUL_AUTOTUNE_CANDIDATES : 1, heuristics, &found));
+            tune ? MATMUL_AUTOTUNE_CANDIDATES : 1, heuristics, &found);
         cublas_check(cublasLtMatmulPreferenceDestroy(preference));
+        // "no algorithm" comes back as NOT_SUPPORTED or as found = 0
+        if (status == CUBLAS_STATUS_NOT_SUPPORTED)
+            found = 0;
+        else
+            cublas_check(status);
+        if (found == 0 && epilogue == EPILOGUE_DGELU) {
+            cublas_check(cublasLtMatrixLayoutDestroy(layout_a));
+            cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
+            cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
+            cublas_check(cublasLtMatmulDescDestroy(desc));
+            MatmulAlgo none;
+            memset(&none, 0, sizeof(none));
+            matmul_algo_cache_add(&key, &none, 0)->refused = 1; // asked once per shape
+            return 0; // the caller falls back to the product and gelu_backward_inplace
+        }
         if (found == 0) {
             fatal("cuBLASLt has no algorithm for m=%d n=%d k=%d trans=%d%d batch=%d epilogue=%d", m,
                   n, k, trans_a, trans_b, batch, (int)epilogue);
@@ -412,28 +456,28 @@ static inline void matmul_gemm(floatX *d, const floatX *a, const floatX *b, cons
     cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
     cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
     cublas_check(cublasLtMatmulDescDestroy(desc));
+    return 1;
 #endif
 }
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias; with pre_gelu != NULL, pre_gelu gets that and
-// out its GELU. bias may be NULL (no epilogue then; GELU needs a bias).
+// out its GELU. bias may be NULL (no epilogue then; GELU needs a bias). The GELU is our kernel on
+// the stored (floatX) pre-activation, not cuBLASLt's GELU epilogue on the fp32 accumulator, which
+// `-r 1`'s recompute could not reproduce bit for bit (NVIDIA's formula, on the unrounded value).
+// It costs one more read and write of (N,OC) per layer: ~0.8 ms a step for d12 at B=16
+// (docs/gpu_performance.md, "GELU and -r 1").
 static inline void matmul_forward(floatX *out, floatX *pre_gelu, const floatX *inp,
                                   const floatX *weight, const floatX *bias, int N, int C, int OC,
                                   cudaStream_t stream) {
-#ifdef LLMC_UNFUSED_GELU
-    // -DLLMC_UNFUSED_GELU: our own GELU kernel after a bias-only product, should cuBLASLt's GELU
-    // epilogue ever differ from GPT-2's tanh approximation by more than the tests allow
     if (pre_gelu != NULL) {
+        if (bias == NULL) fatal("internal: matmul_forward with GELU needs a bias");
         matmul_gemm(pre_gelu, weight, inp, bias, NULL, EPILOGUE_BIAS, OC, N, C, 1, 0, 1, 0, 0, 0, 0,
                     stream);
         gelu_forward(out, pre_gelu, (size_t)N * OC, stream);
         return;
     }
-#endif
-    MatmulEpilogue epilogue = bias == NULL       ? EPILOGUE_NONE
-                              : pre_gelu != NULL ? EPILOGUE_BIAS_GELU
-                                                 : EPILOGUE_BIAS;
-    matmul_gemm(out, weight, inp, bias, pre_gelu, epilogue, OC, N, C, 1, 0, 1, 0, 0, 0, 0, stream);
+    matmul_gemm(out, weight, inp, bias, NULL, bias == NULL ? EPILOGUE_NONE : EPILOGUE_BIAS, OC, N,
+                C, 1, 0, 1, 0, 0, 0, 0, stream);
 }
 
 // partials[chunk][o] = sum of dout[n][o] over the chunk's rows. Block (x, chunk) owns 32 column
@@ -493,12 +537,26 @@ __global__ void bias_backward_finalize_kernel(floatX *dbias, const float *partia
 
 // dinp (N,C) = dout (N,OC) @ weight (written, not accumulated: it is a fresh activation
 // gradient); dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout (if not NULL).
+// With gelu_inp (N,C) != NULL, inp was GELU(gelu_inp) and dinp is the gradient of gelu_inp
+// instead: the product times GELU'(gelu_inp), through cuBLASLt's DGELU epilogue (no
+// gelu_backward kernel; -DLLMC_UNFUSED_GELU or a refusal: the product, then that kernel).
 // scratch: REDUCE_MAX_CHUNKS * OC floats.
 static inline void matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, float *scratch,
                                    const floatX *dout, const floatX *inp, const floatX *weight,
-                                   int N, int C, int OC, cudaStream_t stream) {
-    matmul_gemm(dinp, weight, dout, NULL, NULL, EPILOGUE_NONE, C, N, OC, 0, 0, 1, 0, 0, 0, 0,
-                stream);
+                                   const floatX *gelu_inp, int N, int C, int OC,
+                                   cudaStream_t stream) {
+    int fused = 0;
+#ifndef LLMC_UNFUSED_GELU
+    if (gelu_inp != NULL) {
+        fused = matmul_gemm(dinp, weight, dout, NULL, gelu_inp, EPILOGUE_DGELU, C, N, OC, 0, 0, 1,
+                            0, 0, 0, 0, stream);
+    }
+#endif
+    if (!fused) {
+        matmul_gemm(dinp, weight, dout, NULL, NULL, EPILOGUE_NONE, C, N, OC, 0, 0, 1, 0, 0, 0, 0,
+                    stream);
+        if (gelu_inp != NULL) gelu_backward_inplace(dinp, gelu_inp, (size_t)N * C, stream);
+    }
     matmul_gemm(dweight, inp, dout, NULL, NULL, EPILOGUE_NONE, C, OC, N, 0, 1, 1, 0, 0, 0, 1,
                 stream);
     if (dbias != NULL) {

@@ -102,11 +102,17 @@ static inline void muon_gemm(float *d, const float *a, const float *b, int m, in
 #endif
 }
 
-// buf = momentum * buf + g; u = g + momentum * buf (Nesterov), g the clipped gradient.
+// buf = momentum * buf + g; u = g + momentum * buf (Nesterov), g the clipped gradient: grads times
+// *device_scale when that is not NULL (NaN there skips the update, as adamw_kernel), else times
+// grad_scale.
 __global__ void muon_momentum_kernel(float *u, float *buf, const floatX *grads, size_t n,
-                                     float momentum, float grad_scale) {
+                                     float momentum, float grad_scale, const float *device_scale) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
+    if (device_scale != NULL) {
+        grad_scale = *device_scale;
+        if (isnan(grad_scale)) return;
+    }
     float g = to_float(grads[i]) * grad_scale;
     float b = momentum * buf[i] + g;
     buf[i] = b;
@@ -151,10 +157,11 @@ __global__ void muon_scaled_copy_kernel(float *out, const float *x, size_t n) {
 
 // W = W (1 - lr wd) - step_size X, on the master weights (or the fp32 parameters).
 __global__ void muon_apply_kernel(floatX *params, float *master, const float *x, size_t n,
-                                  float decay, float step_size, uint32_t seed,
-                                  uint32_t index_offset) {
+                                  float decay, float step_size, const float *device_scale,
+                                  uint32_t seed, uint32_t index_offset) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
+    if (device_scale != NULL && isnan(*device_scale)) return; // a skipped update
     float param = master != NULL ? master[i] : to_float(params[i]);
     param = param * decay - step_size * x[i];
     if (master != NULL) master[i] = param;
@@ -162,13 +169,14 @@ __global__ void muon_apply_kernel(floatX *params, float *master, const float *x,
 }
 
 // One Muon step of the row-major rows x cols matrix params (master: its fp32 copy or NULL) with
-// gradient grads * grad_scale and momentum buffer buf. index_offset: the matrix's first element
+// gradient grads * grad_scale (or * *device_scale, see muon_momentum_kernel) and momentum buffer
+// buf. index_offset: the matrix's first element
 // in the parameter vector (the stochastic rounding's index, as AdamW's).
 static inline void muon_update_matrix_device(floatX *params, float *master, const floatX *grads,
                                              float *buf, int rows, int cols, float grad_scale,
-                                             const MuonConfig *config, uint32_t seed,
-                                             size_t index_offset, MuonDeviceScratch *s,
-                                             cudaStream_t stream) {
+                                             const float *device_scale, const MuonConfig *config,
+                                             uint32_t seed, size_t index_offset,
+                                             MuonDeviceScratch *s, cudaStream_t stream) {
     size_t n = (size_t)rows * cols;
     int tall = rows > cols;
     int r = tall ? cols : rows, c = tall ? rows : cols; // X is r x c, r <= c
@@ -176,7 +184,7 @@ static inline void muon_update_matrix_device(floatX *params, float *master, cons
     const int block = 256;
     int grid = ceil_div((long long)n, block), gram_grid = ceil_div((long long)r * r, block);
     LLMC_LAUNCH(muon_momentum_kernel, grid, block, 0, stream)
-    (s->x, buf, grads, n, config->momentum, grad_scale);
+    (s->x, buf, grads, n, config->momentum, grad_scale, device_scale);
     cuda_check(cudaGetLastError());
     LLMC_LAUNCH(muon_sum_squares_kernel, MUON_NORM_BLOCKS, block, 0, stream)
     (s->norm_scratch, s->x, n);
@@ -212,7 +220,7 @@ static inline void muon_update_matrix_device(floatX *params, float *master, cons
     float aspect = (float)rows / (float)cols;
     float step_size = config->learning_rate * sqrtf(aspect > 1.0f ? aspect : 1.0f);
     LLMC_LAUNCH(muon_apply_kernel, grid, block, 0, stream)
-    (params, master, s->x, n, decay, step_size, seed, (uint32_t)index_offset);
+    (params, master, s->x, n, decay, step_size, device_scale, seed, (uint32_t)index_offset);
     cuda_check(cudaGetLastError());
 }
 

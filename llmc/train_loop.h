@@ -80,15 +80,42 @@ static inline float gpt2_clip_scale(float norm, float max_norm) {
     return coef < 1.0f ? coef : 1.0f;
 }
 
-// Forward and backward over the grad_accum_steps micro-batches of one optimizer step; returns the
-// step's loss (over all processes). With loss masks every trained target of the step, on any
-// process, weighs 1/total, whichever micro-batch holds it, and *skip_update says that the step
-// has none. The gradients are the step's over all processes once summed across them.
-static inline float train_accumulate(const TrainModel *m, DataLoader *loader, StepBatches *batches,
-                                     int grad_accum_steps, int *skip_update) {
+// How a step's loss is made from its micro-batches' losses (train_step_loss).
+typedef struct {
+    int masked;      // loss masks: loss_sum is the trained targets' sum, over total of them
+    double total;    // masked: the step's trained targets over all processes
+    int micro_steps; // unmasked: loss_sum is the sum of micro_steps batch means
+    int processes;   // unmasked: each process's mean weighs 1/processes
+} StepLossForm;
+
+// The step's loss (over all processes) from this process's loss_sum (see StepLossForm).
+static inline float train_step_loss(const TrainModel *m, const StepLossForm *form,
+                                    double loss_sum) {
+    if (form->masked) {
+        train_sum_across_processes(m, &loss_sum, 1);
+        return form->total > 0 ? (float)(loss_sum / form->total) : 0.0f;
+    }
+    double step_loss = loss_sum / form->micro_steps;
+    train_sum_across_processes(m, &step_loss, 1);
+    return (float)(step_loss / form->processes);
+}
+
+// Forward and backward over the grad_accum_steps micro-batches of one optimizer step. With loss
+// masks every trained target of the step, on any process, weighs 1/total, whichever micro-batch
+// holds it, and *skip_update says that the step has none. The gradients are the step's over all
+// processes once summed across them. *form and *loss_sum (the sum of the BatchLosses the model
+// returned) make the step's loss with train_step_loss; a model that sums its losses on the device
+// (train_gpt2.cu) ignores *loss_sum and passes its own sum there, read once per step.
+static inline void train_accumulate_micro_steps(const TrainModel *m, DataLoader *loader,
+                                                StepBatches *batches, int grad_accum_steps,
+                                                int *skip_update, StepLossForm *form,
+                                                double *loss_sum) {
     int B = loader->B, T = loader->T, P = m->num_processes > 1 ? m->num_processes : 1;
-    double loss_sum = 0.0;
+    *loss_sum = 0.0;
     *skip_update = 0;
+    memset(form, 0, sizeof(*form));
+    form->micro_steps = grad_accum_steps;
+    form->processes = P;
     if (loader->has_masks) {
         step_batches_load(batches, loader);
         double total = (double)batches->total_targets;
@@ -106,11 +133,12 @@ static inline float train_accumulate(const TrainModel *m, DataLoader *loader, St
                 m->model, batches->inputs + micro * BT, batches->targets + micro * BT,
                 batches->target_mask + micro * BT, B, T, total > 0 ? (float)total : 1.0f, 1.0f,
                 micro == last);
-            loss_sum += loss.loss_sum;
+            *loss_sum += loss.loss_sum;
         }
-        train_sum_across_processes(m, &loss_sum, 1);
         *skip_update = total == 0;
-        return total > 0 ? (float)(loss_sum / total) : 0.0f;
+        form->masked = 1;
+        form->total = total;
+        return;
     }
     // each process's mean loss weighs 1/P: the sum over processes is the whole step's mean
     float loss_scale = 1.0f / (float)(grad_accum_steps * P);
@@ -118,11 +146,18 @@ static inline float train_accumulate(const TrainModel *m, DataLoader *loader, St
         dataloader_next_batch(loader);
         BatchLoss loss = m->forward_backward(m->model, loader->inputs, loader->targets, NULL, B, T,
                                              0.0f, loss_scale, micro == grad_accum_steps - 1);
-        loss_sum += loss.mean_loss;
+        *loss_sum += loss.mean_loss;
     }
-    double step_loss = loss_sum / grad_accum_steps;
-    train_sum_across_processes(m, &step_loss, 1);
-    return (float)(step_loss / P);
+}
+
+// train_accumulate_micro_steps, returning the step's loss (over all processes).
+static inline float train_accumulate(const TrainModel *m, DataLoader *loader, StepBatches *batches,
+                                     int grad_accum_steps, int *skip_update) {
+    StepLossForm form;
+    double loss_sum;
+    train_accumulate_micro_steps(m, loader, batches, grad_accum_steps, skip_update, &form,
+                                 &loss_sum);
+    return train_step_loss(m, &form, loss_sum);
 }
 
 // Mean loss over up to max_batches validation batches from the start of the val data; with loss

@@ -55,6 +55,20 @@ sub_suite() {
     [ "${total:-x}" = "$seen" ] || not_ok "$label: $* did not finish (see $log)"
 }
 
+# section_mark NAME: the time since the previous mark goes to the last section (printed at the end,
+# to see where the suite's minutes go; informational, never a check).
+SECTION_NAME=setup
+SECTION_START=$(date +%s)
+SECTION_TIMES=""
+section_mark() {
+    local now
+    now=$(date +%s)
+    SECTION_TIMES="$SECTION_TIMES $SECTION_NAME=$((now - SECTION_START))s"
+    SECTION_NAME=$1
+    SECTION_START=$now
+}
+
+section_mark "0"
 # ---------------------------------------------------------------------------------------------
 # 0. Unit tests of the llmc/ headers: each of their checks counts as one here.
 $UNIT_BIN/test_units "$WORK" >"$WORK/units.log" 2>&1
@@ -69,6 +83,7 @@ if [ "$units_status" -ne 0 ] && ! grep -q '^FAIL - ' "$WORK/units.log"; then
     not_ok "unit tests stopped early (exit $units_status, see $WORK/units.log)"
 fi
 
+section_mark "1"
 # ---------------------------------------------------------------------------------------------
 # 1. Reference dumps: several shapes and seeds, B=1, T not a multiple of 8, a small vocabulary.
 #    name | descriptor | seed | B | T | extra reference flags
@@ -115,6 +130,7 @@ else
     not_ok "bf16 model file (see $WORK/bf16_load.log)"
 fi
 
+section_mark "2"
 # ---------------------------------------------------------------------------------------------
 # 2. A corrupted reference must fail, naming what is wrong.
 corrupt() { # corrupt SRC DST OFFSET [COUNT]: multiplies one float by 1.01; with COUNT, the float of
@@ -165,6 +181,7 @@ for spec in "logits|$LOGITS|$V|logits" "loss|$LOSS|1|loss" \
     fi
 done
 
+section_mark "3"
 # ---------------------------------------------------------------------------------------------
 # 3. train_gpt2 on a model file and unshuffled shards reproduces PyTorch's losses.
 $PY - "$WORK" <<'EOF'
@@ -253,6 +270,7 @@ else
     ok "(planted) a 1% learning-rate error fails the comparison with PyTorch's losses: $summary"
 fi
 
+section_mark "4"
 # ---------------------------------------------------------------------------------------------
 # 4. Checkpoints: resume continues bit for bit; the thread count does not change results.
 resume_test() { # resume_test NAME EXTRA_FLAGS
@@ -293,6 +311,7 @@ else
     not_ok "uint32 token shards (see $WORK/u32.log)"
 fi
 
+section_mark "5"
 # ---------------------------------------------------------------------------------------------
 # 5. Bad input: one clear line naming the file or field, exit 1, nothing overwritten.
 head -c 5000 "$MODEL" >"$WORK/truncated_model.bin"
@@ -328,10 +347,12 @@ expect_error "existing checkpoints are not overwritten" "already holds checkpoin
 after=$(sha256sum "$WORK/resume_a/model_00000006.bin" | cut -c1-64)
 [ "$before" = "$after" ] && ok "checkpoint left untouched" || not_ok "checkpoint was modified"
 
+section_mark "6"
 # ---------------------------------------------------------------------------------------------
 # 6. Tokenizer (tests/test_tokenizer.sh, against tiktoken): each of its checks counts here.
 sub_suite tokenizer "$WORK/tokenizer.log" bash tests/test_tokenizer.sh
 
+section_mark "7"
 # ---------------------------------------------------------------------------------------------
 # 7. SFT (tests/test_sft.sh): chat template, prepare --sft / show, masked loss and gradients vs
 #    PyTorch, KV cache, chat. Each of its checks counts here.
@@ -341,11 +362,17 @@ sub_suite sft "$WORK/sft.log" env LLMC_SFT_TEST_DIR="$WORK/sft" \
 # the tokenizer kept beside checkpoints, context overflow, Ctrl-C by a signal, flags.
 sub_suite chat "$WORK/chat.log" env LLMC_CHAT_TEST_DIR="$WORK/chat" bash tests/test_chat.sh
 
+section_mark "7b"
 # ---------------------------------------------------------------------------------------------
 # 7b. llm.c, exactly (tests/test_llmc_exact.sh, issue 18): the shuffled loader's batches and state
 #     files against a re-implementation of llm.c's, resumes of llm.c-layout and older state files,
 #     tinyshakespeare's --llmc-split shards against llm.c's script (tiktoken). Each check counts here.
 sub_suite "llm.c exact" "$WORK/llmc_exact.log" bash tests/test_llmc_exact.sh "$WORK"
+section_mark "7c"
+# 7c. Time to quality (tests/test_ttq.sh, issue 20): bench/ttq.py's log parser and analysis on
+#     hand-written logs with known answers, build/ttq_plot, and bench/time_to_quality.sh --smoke
+#     end to end (data, lr sweep, analysis, plot, summary) in under a minute.
+sub_suite ttq "$WORK/ttq.log" bash tests/test_ttq.sh "$WORK"
 
 # Sections 11-13 (issue 15) as one function: the sanitized pass runs them right after section 7
 # with its CPU programs sanitized (the emulated CUDA trainer in them runs as built), the normal
@@ -394,12 +421,14 @@ if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
     exit
 fi
 
+section_mark "8"
 # ---------------------------------------------------------------------------------------------
 # 8. CUDA on the CPU emulation (tests/cuda_emu/run.sh, docs/cuda_emu.md): the emulation's tests,
 #    dev/cuda kernel checks and test_gpt2cu (FP32, BF16) in forward/reverse/random scheduling
 #    order, AddressSanitizer builds; test_gpt2cu uses section 1's v1000_b3_t24_wd dumps.
 sub_suite cuda-emu "$WORK/cuda_emu.log" bash tests/cuda_emu/run.sh "$WORK"
 
+section_mark "9"
 # ---------------------------------------------------------------------------------------------
 # 9. The CUDA trainer on the CPU emulation, beyond section 8's small-vocabulary check: the full
 #    GPT-2 vocabulary (d2), B=1 with an odd T and 3 heads, d4 with clipping (bf16's worst case
@@ -460,18 +489,10 @@ if run cu_resume_a ./build/cuda/emu-bf16/train_gpt2cu $CU_COMMON -i "$WORK/train
 else
     not_ok "train_gpt2cu resume (see $WORK/cu_resume_a.log, cu_resume_b.log)"
 fi
-# -r 1 (GELU redone in backward) changes nothing in FP32: the stored pre-activation is exact
-rm -rf "$WORK/cu_r0" "$WORK/cu_r1"
-R_FLAGS="-e $MODEL -j $WORK/val_000.bin -v 4 -m 2 -s 0 -b 2 -t 32 -d 128 -l 1e-3 -x 4"
-# shellcheck disable=SC2086
-if run cu_r0 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r0" -r 0 &&
-    run cu_r1 ./build/cuda/emu-fp32/train_gpt2cu $R_FLAGS -i "$WORK/train_00*.bin" -o "$WORK/cu_r1" -r 1 &&
-    cmp -s "$WORK/cu_r0/main.log" "$WORK/cu_r1/main.log" &&
-    cmp -s "$WORK/cu_r0/model_00000004.bin" "$WORK/cu_r1/model_00000004.bin"; then
-    ok "train_gpt2cu (fp32, emulated): recompute -r 1 gives the same losses and weights as -r 0"
-else
-    not_ok "train_gpt2cu -r 1 differs from -r 0 (see $WORK/cu_r0.log, cu_r1.log)"
-fi
+# -r 1 (GELU redone in backward) == -r 0 bit for bit, FP32 and BF16, the DGELU epilogue and its
+# fallback, and a planted forward GELU from the fp32 accumulator that must break it
+# (tests/test_recompute.sh, ~25 s); each of its checks counts here
+sub_suite recompute "$WORK/recompute.log" bash tests/test_recompute.sh "$WORK"
 # SFT loss masks (section 7's data): the masked reference dump, and masked training with
 # accumulation equal to train_gpt2's losses: a mean of n <= 512 trained targets, so by the model
 # above PARITY_TOL's u*sqrt(2n/3)*10.8 = 1.2e-5 + 1e-6 printed: 2e-5 (measured 0)
@@ -518,11 +539,19 @@ expect_error "train_gpt2cu: --gemm-autotune 2" "bad value 2 for --gemm-autotune"
 expect_error "train_gpt2cu: not enough GPU memory" "not enough GPU memory.*needs .* GiB" \
     ./build/cuda/emu-bf16/train_gpt2cu -e d12 -b 512 -t 1024 -x 1 -v 0 -s 0
 
+section_mark "9b"
 # ---------------------------------------------------------------------------------------------
 # 9b. The prepared GPU check, bench/gpu_check.sh, end to end on the emulation (EMU=1, tests/
 #     test_gpu_check.sh): --make-refs, every stage on a tiny model, a planted bad dump, the time
 #     budget. Each of its checks counts here.
 sub_suite "gpu_check" "$WORK/gpu_check.log" bash tests/test_gpu_check.sh "$WORK/gpu_check"
+
+section_mark "10"
+# ---------------------------------------------------------------------------------------------
+# 9c. The training step's host pipeline (tests/test_host_pipeline.sh, docs/gpu_performance.md):
+#     bit-identical to the host path (LLMC_SYNC_PIPELINE=1), at most one host wait per step,
+#     planted pipeline bugs caught. Each of its checks counts here.
+sub_suite "host_pipeline" "$WORK/host_pipeline.log" bash tests/test_host_pipeline.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
 # 10. Data parallelism (docs/multi_gpu.md) on the CPU emulation, NCCL mapped onto MPI:
@@ -743,6 +772,7 @@ else
     fi
 fi
 
+section_mark "17"
 # ---------------------------------------------------------------------------------------------
 # 17. HellaSwag (tests/test_hellaswag.sh): tokenizer eval-file byte-identical to llm.c's writer,
 #     bad JSONL lines, hostile eval files, -h of train_gpt2 and the emulated train_gpt2cu (fp32) on
@@ -750,6 +780,7 @@ fi
 sub_suite hellaswag "$WORK/hellaswag.log" env LLMC_HELLASWAG_TEST_DIR="$WORK/hellaswag" \
     bash tests/test_hellaswag.sh
 
+section_mark "11-13"
 # ---------------------------------------------------------------------------------------------
 # 18. Muon (tests/test_muon.sh, issue 20): test_gpt2 against scripts/train_gpt2.py --optimizer
 #     muon (10 steps, two shapes) and against two planted Muon bugs; train_gpt2 --optimizer muon on
@@ -764,6 +795,7 @@ sub_suite muon "$WORK/muon.log" env LLMC_MUON_TEST_DIR="$WORK/muon" bash tests/t
 #        section 7, where the sanitized pass runs them).
 hostile_input_sections
 
+section_mark "14"
 # ---------------------------------------------------------------------------------------------
 # 14. Fuzzing (tests/fuzz/, issue 15): each libFuzzer harness of a loader of user files (model,
 #     state, shard, mask, tokenizer, encoder.json + vocab.bpe, .tiktoken, SFT data, HuggingFace
@@ -773,6 +805,7 @@ hostile_input_sections
 sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ_WORK="$WORK/fuzz" \
     bash tests/fuzz/run.sh
 
+section_mark "15"
 # ---------------------------------------------------------------------------------------------
 # 15. Sanitizers (make SANITIZE=1, issue 15): sections 0-7, 11-13 and 16 again with the CPU binaries
 #     built with AddressSanitizer, LeakSanitizer and UBSan (build/sanitize/), on this run's PyTorch
@@ -780,6 +813,7 @@ sub_suite fuzz "$WORK/fuzz.log" env FUZZ_SECONDS="${LLMC_FUZZ_SECONDS:-20}" FUZZ
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
     LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
 
+section_mark "16"
 # ---------------------------------------------------------------------------------------------
 # 16. HuggingFace (tests/test_hf.sh, with transformers from build/venv-hf): random GPT-2s made by
 #     transformers (F32, BF16, F16, without the transformer. prefix) read with -e DIR by
@@ -789,6 +823,8 @@ sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
 sub_suite hf "$WORK/hf.log" bash tests/test_hf.sh "$WORK"
 
 # ---------------------------------------------------------------------------------------------
+section_mark end
+echo "section times:$SECTION_TIMES"
 elapsed=$(($(date +%s) - TEST_START))
 echo "elapsed: $((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s (${LLMC_TEST_START:+build and }tests, $(nproc) cores)"
 checks_summary

@@ -40,13 +40,6 @@ also sees the next key: all three change, from T = 37 on; at T = 1 nothing chang
 */
 #include "attention_common.cuh"
 
-// Magnitudes of the exact backward, from which the bounds are built (see the file header).
-typedef struct {
-    double colsum; // max over keys j of sum_i p_ij
-    double dp;     // max |dp_ij| = |dout_i . v_j|
-    double dp_d;   // max |dp_ij - D_i|
-} BackwardMagnitudes;
-
 // The planted bugs of the reference: D dropped (ds = p dp scale; dq and dk change) and the causal
 // mask off by one (each query also sees the next key; all three change, but not at T = 1).
 enum { PLANTED_NONE, PLANTED_NO_DSUM, PLANTED_MASK };
@@ -104,36 +97,6 @@ static void attention_backward_cpu(float *dqkv, BackwardMagnitudes *magnitudes, 
     free(grad);
     free(p);
     free(colsum);
-}
-
-typedef struct {
-    double dq_atol, dk_atol, dv_atol, rtol;
-} BackwardBounds;
-
-// The bounds of the file header.
-static BackwardBounds attention_backward_bounds(int T, int HS, const BackwardMagnitudes *m,
-                                                int materialised) {
-    const double u = U_FP32, root = sqrt((double)HS), scale = 1.0 / root;
-    double score_error = (HS + 1) * root * u;
-    double weight_error = score_error + (3 * root + 2 * log(T + 1.0) + 4) * u;
-    double dp_error = HS * HS * u, dsum_error = HS * HS * u, stored_ds = 0.0;
-    if (materialised) {
-        ForwardBounds forward = attention_forward_bounds(T, HS, 1);
-        // forward's out bound (less the output sums it also holds) covers its weights; + the
-        // normaliser's T u
-        weight_error = forward.out_atol + T * u;
-        dp_error += m->dp * U_STORE;
-        dsum_error = weight_error * m->dp + dp_error + T * u * m->dp + HS * U_STORE;
-        stored_ds = U_STORE;
-    }
-    double dp_d = m->dp_d + dp_error + dsum_error; // |dp - D| as computed
-    double e_ds = (weight_error + 3 * u + stored_ds) * dp_d + dp_error + dsum_error;
-    BackwardBounds bounds;
-    bounds.dq_atol = 1.01 * scale * (e_ds + T * u * dp_d);
-    bounds.dk_atol = bounds.dq_atol * m->colsum;
-    bounds.dv_atol = 1.01 * (weight_error + T * u) * m->colsum;
-    bounds.rtol = U_STORE;
-    return bounds;
 }
 
 // dqkv (B,T,3C) -> a check per part named in parts ("qkv": dq, dk, dv), each over B*T*C elements.

@@ -19,8 +19,8 @@
 
 // One query row of (b, h): p[0..t] = softmax of the scaled scores over the keys it sees (keys
 // 0..t; planted bug: extra_keys = 1 lets it see t + 1 too). Returns the log-sum-exp. In double.
-static double attention_row_cpu(double *p, const float *qkv, int b, int h, int t, int T, int C,
-                                int NH, int extra_keys) {
+static inline double attention_row_cpu(double *p, const float *qkv, int b, int h, int t, int T,
+                                       int C, int NH, int extra_keys) {
     int HS = C / NH, last = t + extra_keys < T ? t + extra_keys : T - 1;
     double scale = 1.0 / sqrt((double)HS), maxval = -INFINITY, sum = 0.0;
     const float *q = qkv + ((size_t)b * T + t) * 3 * C + (size_t)h * HS;
@@ -38,8 +38,8 @@ static double attention_row_cpu(double *p, const float *qkv, int b, int h, int t
 }
 
 // out (B,T,C), lse (B,NH,T) from qkv (B,T,3,NH,HS).
-static void attention_forward_cpu(float *out, float *lse, const float *qkv, int B, int T, int C,
-                                  int NH, int extra_keys) {
+static inline void attention_forward_cpu(float *out, float *lse, const float *qkv, int B, int T,
+                                         int C, int NH, int extra_keys) {
     int HS = C / NH;
     double *p = (double *)malloc_check((size_t)T * sizeof(double), "attention row");
     for (int b = 0; b < B; b++) {
@@ -84,7 +84,7 @@ typedef struct {
     double out_atol, out_rtol, lse_atol;
 } ForwardBounds;
 
-static ForwardBounds attention_forward_bounds(int T, int HS, int materialised) {
+static inline ForwardBounds attention_forward_bounds(int T, int HS, int materialised) {
     const double u = U_FP32, root = sqrt((double)HS), tiles = ceil_div(T, 16);
     double score_error = (HS + 1) * root * u;
     // version 1 stores the unscaled scores and the probabilities in floatX
@@ -96,6 +96,45 @@ static ForwardBounds attention_forward_bounds(int T, int HS, int materialised) {
     bounds.out_rtol = U_STORE;
     bounds.lse_atol =
         score_error + (2 * root + 4 + T + 2 * tiles) * u + 3 * u * log(T + 1.0) + u * root + u;
+    return bounds;
+}
+
+// Magnitudes of the exact backward, from which the bounds are built (derived in
+// dev/cuda/attention_backward.cu's header).
+typedef struct {
+    double colsum; // max over keys j of sum_i p_ij
+    double dp;     // max |dp_ij| = |dout_i . v_j|
+    double dp_d;   // max |dp_ij - D_i|
+} BackwardMagnitudes;
+
+typedef struct {
+    double dq_atol, dk_atol, dv_atol, rtol;
+} BackwardBounds;
+
+// The backward bounds derived in dev/cuda/attention_backward.cu's header (also used by
+// dev/cuda/attention_gqa.cu).
+static inline BackwardBounds attention_backward_bounds(int T, int HS, const BackwardMagnitudes *m,
+                                                       int materialised) {
+    const double u = U_FP32, root = sqrt((double)HS), scale = 1.0 / root;
+    double score_error = (HS + 1) * root * u;
+    double weight_error = score_error + (3 * root + 2 * log(T + 1.0) + 4) * u;
+    double dp_error = HS * HS * u, dsum_error = HS * HS * u, stored_ds = 0.0;
+    if (materialised) {
+        ForwardBounds forward = attention_forward_bounds(T, HS, 1);
+        // forward's out bound (less the output sums it also holds) covers its weights; + the
+        // normaliser's T u
+        weight_error = forward.out_atol + T * u;
+        dp_error += m->dp * U_STORE;
+        dsum_error = weight_error * m->dp + dp_error + T * u * m->dp + HS * U_STORE;
+        stored_ds = U_STORE;
+    }
+    double dp_d = m->dp_d + dp_error + dsum_error; // |dp - D| as computed
+    double e_ds = (weight_error + 3 * u + stored_ds) * dp_d + dp_error + dsum_error;
+    BackwardBounds bounds;
+    bounds.dq_atol = 1.01 * scale * (e_ds + T * u * dp_d);
+    bounds.dk_atol = bounds.dq_atol * m->colsum;
+    bounds.dv_atol = 1.01 * (weight_error + T * u) * m->colsum;
+    bounds.rtol = U_STORE;
     return bounds;
 }
 
@@ -136,7 +175,7 @@ typedef struct {
     float *lse, *dsum;
 } AttentionBuffers;
 
-static AttentionBuffers attention_buffers_alloc(AttentionShape shape, int backward) {
+static inline AttentionBuffers attention_buffers_alloc(AttentionShape shape, int backward) {
     size_t BTC = (size_t)shape.B * shape.T * shape.NH * shape.HS;
     size_t BNHT = (size_t)shape.B * shape.NH * shape.T, X = sizeof(floatX);
     AttentionBuffers a = {};
@@ -159,7 +198,7 @@ static AttentionBuffers attention_buffers_alloc(AttentionShape shape, int backwa
     return a;
 }
 
-static void attention_buffers_free(AttentionBuffers *a) {
+static inline void attention_buffers_free(AttentionBuffers *a) {
     void *all[] = {a->qkv, a->out,     a->dout,  a->dqkv, a->y,   a->qkvr,
                    a->att, a->scratch, a->dqkvr, a->datt, a->lse, a->dsum};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -351,7 +390,7 @@ static inline int attention_version_runs(int version, int HS) {
 static inline void attention_forward_version3(floatX *out, float *lse, const floatX *qkv, int B,
                                               int T, int NH, int HS) {
 #ifdef LLMC_USE_CUDNN
-    attention_forward_cudnn(out, lse, qkv, B, T, NH, HS, 0);
+    attention_forward_cudnn(out, lse, qkv, B, T, NH, NH, HS, 0);
 #else
     (void)out, (void)lse, (void)qkv, (void)B, (void)T, (void)NH, (void)HS;
     fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");
@@ -362,7 +401,7 @@ static inline void attention_backward_version3(floatX *dqkv, const floatX *dout,
                                                const floatX *qkv, const float *lse, int B, int T,
                                                int NH, int HS) {
 #ifdef LLMC_USE_CUDNN
-    attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, HS, 0);
+    attention_backward_cudnn(dqkv, dout, out, qkv, lse, B, T, NH, NH, HS, 0);
 #else
     (void)dqkv, (void)dout, (void)out, (void)qkv, (void)lse, (void)B, (void)T, (void)NH, (void)HS;
     fatal("attention version 3 needs a build with cuDNN (LLMC_USE_CUDNN)");

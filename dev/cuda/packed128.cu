@@ -332,7 +332,7 @@ static int test_adamw(size_t n, int repeats) {
         d_v[packed] = upload_floats(v, n);
         LLMC_LAUNCH(adamw_kernel, grid_for(n), 256, 0, 0)
         (d_param[packed], d_master[packed], d_grad, d_m[packed], d_v[packed], n, opt.beta1,
-         opt.beta2, opt.eps, step_size, bc2_sqrt, decay, grad_scale, 1234u, 0u, packed);
+         opt.beta2, opt.eps, step_size, bc2_sqrt, decay, grad_scale, NULL, 1234u, 0u, packed);
         cuda_check(cudaGetLastError());
         float *master = download_floats(d_master[packed], n);
         float *mm = download_floats(d_m[packed], n), *vv = download_floats(d_v[packed], n);
@@ -362,7 +362,7 @@ static int test_adamw(size_t n, int repeats) {
         for (size_t begin = 0; begin < 2; begin++) {
             size_t count = begin == 0 ? 1 : n - 1;
             adamw_update(d_param[1] + begin, d_master[1] + begin, d_grad + begin, d_m[1] + begin,
-                         d_v[1] + begin, count, &opt, t, 1, grad_scale, 1234u, begin, 0);
+                         d_v[1] + begin, count, &opt, t, 1, grad_scale, NULL, 1234u, begin, 0);
         }
         all_ok &=
             check_same_bits("params, misaligned slices: same bits", d_param[0], d_param[1], n);
@@ -379,7 +379,7 @@ static int test_adamw(size_t n, int repeats) {
             [&]() {
                 LLMC_LAUNCH(adamw_kernel, grid_for(n), 256, 0, 0)
                 (d_param[0], d_master[0], d_grad, d_m[0], d_v[0], n, opt.beta1, opt.beta2, opt.eps,
-                 step_size, bc2_sqrt, decay, grad_scale, 1234u, 0u, packed);
+                 step_size, bc2_sqrt, decay, grad_scale, NULL, 1234u, 0u, packed);
             },
             repeats);
         report_bandwidth(packed ? "adamw, packed" : "adamw, element by element", ms, bytes);

@@ -1,7 +1,9 @@
 // The CUDA host runtime for the CPU emulation: device memory is host memory that is tracked
 // (so copies, memsets and kernel pointer arguments are checked against what was allocated) and
 // poisoned with 0xFF bytes (a NaN in fp32 and in bf16) when fresh; streams and events run
-// synchronously, with events stamped by the host clock; errors as CUDA returns them.
+// synchronously, with events stamped by the host clock, except the host side of async copies
+// with pinned memory, settled at the next host wait; host waits are counted; errors as CUDA
+// returns them.
 #ifndef LLMC_CUDA_EMU_RUNTIME_H
 #define LLMC_CUDA_EMU_RUNTIME_H
 
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "emu_types.h"
 
@@ -98,6 +101,7 @@ struct llmc_emu_event {
     unsigned flags;
     bool recorded;
     std::chrono::steady_clock::time_point when;
+    unsigned long long copies_before; // pinned async copies issued before its record
 };
 typedef llmc_emu_stream *cudaStream_t;
 typedef llmc_emu_event *cudaEvent_t;
@@ -131,6 +135,7 @@ struct Config {
     size_t stack_bytes = 64 << 10;
     int multiprocessors = 4;
     bool stats = false;
+    bool waits = false;
 };
 
 inline long env_long(const char *name, long fallback, long lo, long hi) {
@@ -146,7 +151,8 @@ inline long env_long(const char *name, long fallback, long lo, long hi) {
 }
 
 // Read once from the environment: LLMC_EMU_ORDER, LLMC_EMU_SEED, LLMC_EMU_STRICT,
-// LLMC_EMU_THREADS, LLMC_EMU_STACK_KB, LLMC_EMU_SMS, LLMC_EMU_STATS (docs/cuda_emu.md).
+// LLMC_EMU_THREADS, LLMC_EMU_STACK_KB, LLMC_EMU_SMS, LLMC_EMU_STATS, LLMC_EMU_WAITS
+// (docs/cuda_emu.md).
 inline const Config &config() {
     static const Config parsed = [] {
         Config c;
@@ -176,6 +182,7 @@ inline const Config &config() {
         c.stack_bytes = (size_t)env_long("LLMC_EMU_STACK_KB", default_stack_kb, 16, 1 << 20) << 10;
         c.multiprocessors = (int)env_long("LLMC_EMU_SMS", 4, 1, 1024);
         c.stats = env_long("LLMC_EMU_STATS", 0, 0, 1) != 0;
+        c.waits = env_long("LLMC_EMU_WAITS", 0, 0, 1) != 0;
         return c;
     }();
     return parsed;
@@ -256,8 +263,10 @@ inline cudaError_t allocate(void **p, size_t bytes, MemoryKind kind) {
     return cudaSuccess;
 }
 
+inline void complete_pending_copies();
 inline cudaError_t release(void *p, bool pinned) {
     if (p == nullptr) return cudaSuccess;
+    if (pinned) complete_pending_copies(); // cudaFreeHost synchronizes the device
     Registry &r = registry();
     std::unique_lock<std::mutex> lock(r.mutex);
     auto it = r.allocations.find((uintptr_t)p);
@@ -283,6 +292,95 @@ inline bool valid_event(cudaEvent_t event) {
 inline size_t physical_memory() {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)16 << 30;
+}
+
+// Host waits: the calls that block the host until the GPU has caught up (LLMC_EMU_WAITS=1 prints
+// them at exit, so a test can count what a training step waits for).
+enum class Wait { device_sync, stream_sync, event_sync, blocking_copy, pageable_async_copy, count };
+struct WaitCounters {
+    std::atomic<unsigned long long> calls[(int)Wait::count] = {};
+};
+inline WaitCounters &wait_counters() {
+    static WaitCounters *w = new WaitCounters;
+    return *w;
+}
+inline void print_waits() {
+    WaitCounters &w = wait_counters();
+    unsigned long long n[(int)Wait::count], total = 0;
+    for (int i = 0; i < (int)Wait::count; i++) total += n[i] = w.calls[i].load();
+    fprintf(stderr,
+            "llmc_emu: host waits: %llu (cudaDeviceSynchronize %llu, cudaStreamSynchronize %llu, "
+            "cudaEventSynchronize %llu, blocking cudaMemcpy %llu, cudaMemcpyAsync with pageable "
+            "memory %llu)\n",
+            total, n[0], n[1], n[2], n[3], n[4]);
+}
+
+// Async copies with pinned host memory. Streams run synchronously here, but on a GPU such a copy
+// happens later, when its stream reaches it; so that a pipeline bug shows, the host side is
+// settled only at the next host wait (any wait completes everything, as if the GPU were fast):
+// an upload's pinned source must be unchanged by then (else the GPU could have read the new
+// bytes: the host reused a buffer too early), and a download's pinned destination holds 0xFF
+// bytes (NaN) until then (reading it before the wait reads poison).
+struct PendingCopy {
+    void *host;
+    std::vector<unsigned char> bytes; // upload: the source as given; download: the data
+    bool upload;
+};
+struct PendingCopies {
+    std::mutex mutex;
+    std::vector<PendingCopy> copies;
+    unsigned long long issued = 0, completed = 0; // copies issued, and settled by a wait
+};
+inline PendingCopies &pending_copies() {
+    static PendingCopies *p = new PendingCopies;
+    return *p;
+}
+inline void complete_pending_copies() {
+    PendingCopies &p = pending_copies();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    for (PendingCopy &c : p.copies) {
+        if (!c.upload) {
+            memcpy(c.host, c.bytes.data(), c.bytes.size());
+        } else if (memcmp(c.host, c.bytes.data(), c.bytes.size()) != 0) {
+            fatal("pinned host memory %p (%zu bytes), the source of a cudaMemcpyAsync, changed "
+                  "before any host wait showed the copy complete: on a GPU the copy may read the "
+                  "new bytes (a buffer reused too early)",
+                  c.host, c.bytes.size());
+        }
+    }
+    p.copies.clear();
+    p.completed = p.issued;
+}
+inline unsigned long long pending_copies_issued() {
+    PendingCopies &p = pending_copies();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    return p.issued;
+}
+// Queries see a slow GPU: work recorded after a pinned async copy that no wait has settled yet is
+// not ready, so code that waits only when a query says so waits here, and the wait is counted.
+// The GPU then gets there (the copies are settled), so a loop polling a query ends.
+inline bool copies_settled(unsigned long long copies_before) {
+    {
+        PendingCopies &p = pending_copies();
+        std::lock_guard<std::mutex> lock(p.mutex);
+        if (copies_before <= p.completed) return true;
+    }
+    complete_pending_copies();
+    return false;
+}
+// The host blocks until the GPU is done: everything issued is complete.
+inline void host_wait(Wait kind) {
+    WaitCounters &w = wait_counters();
+    if (config().waits) {
+        static std::atomic<int> registered{0};
+        if (registered.exchange(1) == 0) atexit(print_waits);
+    }
+    w.calls[(int)kind]++;
+    complete_pending_copies();
+}
+inline bool is_pinned_range(const void *p, size_t bytes) {
+    const Allocation *a = find_allocation(p, bytes, nullptr);
+    return a != nullptr && a->kind == MemoryKind::host_pinned;
 }
 
 // Function attributes set with cudaFuncSetAttribute, by kernel address.
@@ -371,6 +469,7 @@ inline cudaError_t cudaGetDevice(int *device) {
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceSynchronize() {
+    llmc_emu::host_wait(llmc_emu::Wait::device_sync);
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceReset() {
@@ -471,9 +570,10 @@ inline cudaError_t cudaFreeHost(void *p) {
     return llmc_emu::release(p, true);
 }
 
+namespace llmc_emu {
 // Copies check direction and bounds against the allocations: a copy that would run past the end
 // of a device buffer, or a host pointer given where a device one is due, fails as on the GPU.
-inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+inline cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     using llmc_emu::is_device_only_pointer;
     using llmc_emu::is_device_range;
     if (bytes == 0) return cudaSuccess;
@@ -497,10 +597,41 @@ inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemc
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
+} // namespace llmc_emu
+
+// A copy between the host and the device blocks the host until the GPU is done with it (a
+// device-to-device copy does not: the GPU orders it).
+inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    cudaError_t status = llmc_emu::copy(dst, src, bytes, kind);
+    if (status == cudaSuccess && bytes > 0 && kind != cudaMemcpyDeviceToDevice &&
+        kind != cudaMemcpyHostToHost) {
+        llmc_emu::host_wait(llmc_emu::Wait::blocking_copy);
+    }
+    return status;
+}
+// With pageable host memory the copy is as good as blocking (CUDA stages it synchronously); with
+// pinned memory it is asynchronous, and the host side is settled at the next wait (see
+// PendingCopy).
 inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                                    cudaStream_t stream = nullptr) {
     if (!llmc_emu::valid_stream(stream)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
-    return cudaMemcpy(dst, src, bytes, kind);
+    cudaError_t status = llmc_emu::copy(dst, src, bytes, kind);
+    if (status != cudaSuccess || bytes == 0) return status;
+    bool upload = kind == cudaMemcpyHostToDevice, download = kind == cudaMemcpyDeviceToHost;
+    if (!upload && !download) return status;
+    void *host = upload ? (void *)src : dst;
+    if (!llmc_emu::is_pinned_range(host, bytes)) {
+        llmc_emu::host_wait(llmc_emu::Wait::pageable_async_copy);
+        return status;
+    }
+    llmc_emu::PendingCopy pending{host, std::vector<unsigned char>(bytes), upload};
+    memcpy(pending.bytes.data(), host, bytes);
+    if (download) memset(dst, 0xFF, bytes); // NaN until a wait
+    llmc_emu::PendingCopies &p = llmc_emu::pending_copies();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    p.copies.push_back(std::move(pending));
+    p.issued++;
+    return status;
 }
 inline cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
     if (bytes == 0) return cudaSuccess;
@@ -531,16 +662,20 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return cudaSuccess;
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-    return llmc_emu::valid_stream(stream) ? cudaSuccess
-                                          : llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    if (!llmc_emu::valid_stream(stream)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    llmc_emu::host_wait(llmc_emu::Wait::stream_sync);
+    return cudaSuccess;
 }
+// Not a wait: not ready while a pinned async copy is pending (see copies_settled).
 inline cudaError_t cudaStreamQuery(cudaStream_t stream) {
-    return cudaStreamSynchronize(stream);
+    if (!llmc_emu::valid_stream(stream)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    return llmc_emu::copies_settled(llmc_emu::pending_copies_issued()) ? cudaSuccess
+                                                                       : cudaErrorNotReady;
 }
 
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
     if (event == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);
-    *event = new llmc_emu_event{0x45564e54u, flags, false, {}};
+    *event = new llmc_emu_event{0x45564e54u, flags, false, {}, 0};
     return cudaSuccess;
 }
 inline cudaError_t cudaEventCreate(cudaEvent_t *event) {
@@ -559,14 +694,19 @@ inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = null
     }
     event->recorded = true;
     event->when = std::chrono::steady_clock::now();
+    llmc_emu::PendingCopies &p = llmc_emu::pending_copies();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    event->copies_before = p.issued;
     return cudaSuccess;
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    return llmc_emu::valid_event(event) ? cudaSuccess
-                                        : llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    if (!llmc_emu::valid_event(event)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    llmc_emu::host_wait(llmc_emu::Wait::event_sync);
+    return cudaSuccess;
 }
-inline cudaError_t cudaEventQuery(cudaEvent_t event) {
-    return cudaEventSynchronize(event);
+inline cudaError_t cudaEventQuery(cudaEvent_t event) { // not a wait (as cudaStreamQuery)
+    if (!llmc_emu::valid_event(event)) return llmc_emu::fail(cudaErrorInvalidResourceHandle);
+    return llmc_emu::copies_settled(event->copies_before) ? cudaSuccess : cudaErrorNotReady;
 }
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
     if (ms == nullptr) return llmc_emu::fail(cudaErrorInvalidValue);

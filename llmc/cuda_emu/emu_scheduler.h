@@ -783,6 +783,10 @@ inline StatsTable &stats_table() {
     return *table;
 }
 inline void print_stats() {
+    // stdout's buffered tail first: with both streams in one file, a stats line would otherwise
+    // land inside a half-flushed stdout line (and tests/cuda_emu/run.sh's scan of launched
+    // kernels would miss it)
+    fflush(stdout);
     StatsTable &table = stats_table();
     std::lock_guard<std::mutex> lock(table.mutex);
     std::vector<std::pair<std::string, KernelStats>> rows(table.kernels.begin(),

@@ -83,9 +83,9 @@ PY
             ok "planted cuDNN glue mistake '$name': test_gpt2cu (bf16) fails ($(grep -c 'FAIL$' "$plant_dir/$name.log") checks off, e.g.$(grep -m1 'FAIL$' "$plant_dir/$name.log" | tr -s ' '))"
         fi
     done <<'PLANTS'
-k_v_swapped|{K_ID, (void *)(qkv + C)}, {V_ID, (void *)(qkv + 2 * C)}|{K_ID, (void *)(qkv + 2 * C)}, {V_ID, (void *)(qkv + C)}
+k_v_swapped|{K_ID, (void *)(qkv + C)}, {V_ID, (void *)(qkv + C + KVC)}|{K_ID, (void *)(qkv + C + KVC)}, {V_ID, (void *)(qkv + C)}
 out_as_bnth|tensor.set_dim({B, NH, T, HS}).set_stride({T * C, HS, C, 1});|tensor.set_dim({B, NH, T, HS}).set_stride({T * C, T * HS, HS, 1});
-dk_dv_swapped|{DK_ID, (void *)(dqkv + C)},   {DV_ID, (void *)(dqkv + 2 * C)}|{DK_ID, (void *)(dqkv + 2 * C)},   {DV_ID, (void *)(dqkv + C)}
+dk_at_dv|{DK_ID, (void *)(dqkv + C)},|{DK_ID, (void *)(dqkv + C + KVC)},
 PLANTS
 }
 EMU_PLANT_FLAGS="-std=c++17 -O2 -DLLMC_CUDA_EMU -DLLMC_USE_CUDNN -fopenmp -pthread"
@@ -176,7 +176,7 @@ if [ -e test_gpt2.cu ]; then
                 -e "$model" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_${precision}_$order"
         done
     done
-    run_check "test_gpt2cu (fp32, emulated, -DLLMC_UNFUSED_GELU: GELU as its own kernel) matches PyTorch" \
+    run_check "test_gpt2cu (fp32, emulated, -DLLMC_UNFUSED_GELU: GELU backward as its own kernel, no DGELU epilogue) matches PyTorch" \
         "$WORK/test_gpt2cu_unfused_gelu.log" env LLMC_EMU_STATS=1 ./build/cuda_emu/test_gpt2cu_unfused_gelu \
         -e "$REF_DIR/$NAME.bin" -s "$REF_DIR/${NAME}_state.bin" -o "$WORK/ckpt_unfused"
     if [ -x build/cuda/emu-fp32-asan/test_gpt2cu ]; then

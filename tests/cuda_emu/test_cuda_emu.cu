@@ -537,6 +537,57 @@ static void test_bf16(void) {
 // ----------------------------------------------------------------------------
 // The host runtime.
 
+#ifdef LLMC_CUDA_EMU
+// Async copies with pinned memory (the emulation settles their host side at the next host wait,
+// and counts host waits): a download's destination is NaN until a wait, a query before it says
+// not ready (and is no wait), the stream sync is one.
+static void test_pinned_async_copies(void) {
+    const int n = 64;
+    std::vector<float> values(n);
+    for (int i = 0; i < n; i++) values[i] = 0.25f * (float)(i + 1);
+    float *d = to_device(values.data(), n);
+    float *pinned = NULL;
+    cuda_check(cudaMallocHost((void **)&pinned, n * sizeof(float)));
+    cudaStream_t stream;
+    cudaEvent_t copied;
+    cuda_check(cudaStreamCreate(&stream));
+    cuda_check(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+    llmc_emu::WaitCounters &w = llmc_emu::wait_counters();
+    unsigned long long syncs = w.calls[(int)llmc_emu::Wait::stream_sync].load();
+    unsigned long long events = w.calls[(int)llmc_emu::Wait::event_sync].load();
+    cuda_check(cudaMemcpyAsync(pinned, d, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    cuda_check(cudaEventRecord(copied, stream));
+    int poisoned = 0;
+    for (int i = 0; i < n; i++) poisoned += isnan(pinned[i]);
+    cudaError_t event_before = cudaEventQuery(copied);
+    cuda_check(cudaStreamSynchronize(stream));
+    int right = 0;
+    for (int i = 0; i < n; i++) right += pinned[i] == values[i];
+    cudaError_t event_after = cudaEventQuery(copied);
+    unsigned long long sync_waits = w.calls[(int)llmc_emu::Wait::stream_sync].load() - syncs;
+    unsigned long long event_waits = w.calls[(int)llmc_emu::Wait::event_sync].load() - events;
+    check(poisoned == n && event_before == cudaErrorNotReady && right == n &&
+              event_after == cudaSuccess && sync_waits == 1 && event_waits == 0,
+          "pinned download: %d of %d NaN before a wait, event query %s, after the stream sync %d "
+          "right and %s; counted %llu stream sync(s), %llu event wait(s) (want 1, 0)",
+          poisoned, n, cudaGetErrorName(event_before), right, cudaGetErrorName(event_after),
+          sync_waits, event_waits);
+    // a query polled in a loop (llmc/multi_gpu.cuh's multi_gpu_wait) sees the GPU get there
+    cuda_check(cudaMemcpyAsync(pinned, d, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    cudaError_t first = cudaStreamQuery(stream), second = cudaStreamQuery(stream);
+    check(first == cudaErrorNotReady && second == cudaSuccess && pinned[n - 1] == values[n - 1],
+          "stream queries after a pinned download: %s, then %s with the data in place",
+          cudaGetErrorName(first), cudaGetErrorName(second));
+    // an upload whose source stays as it was until the wait passes the check
+    cuda_check(cudaMemcpyAsync(d, pinned, n * sizeof(float), cudaMemcpyHostToDevice, stream));
+    cuda_check(cudaEventSynchronize(copied));
+    cuda_check(cudaEventDestroy(copied));
+    cuda_check(cudaStreamDestroy(stream));
+    cuda_check(cudaFreeHost(pinned));
+    cuda_check(cudaFree(d));
+}
+#endif
+
 static void test_runtime(void) {
     float *d = NULL;
     cuda_check(cudaMalloc(&d, 1000 * sizeof(float)));
@@ -609,6 +660,10 @@ static void test_runtime(void) {
     cuda_check(cudaEventDestroy(end));
     cuda_check(cudaEventDestroy(untimed));
     cuda_check(cudaStreamDestroy(stream));
+
+#ifdef LLMC_CUDA_EMU
+    test_pinned_async_copies();
+#endif
 
     cudaDeviceProp prop;
     cuda_check(cudaGetDeviceProperties(&prop, 0));
@@ -745,6 +800,12 @@ static int run_case(const char *name) {
         LLMC_LAUNCH(shared_overrun_kernel, 1, 64, 64 * sizeof(float), 0)(d_out, 64);
     } else if (strcmp(name, "wild_pointer") == 0) {
         LLMC_LAUNCH(wild_pointer_kernel, 1, 32, 0, 0)(d_out, 64);
+    } else if (strcmp(name, "pinned_reuse") == 0) {
+        float *pinned = NULL;
+        cuda_check(cudaMallocHost((void **)&pinned, 64 * sizeof(float)));
+        for (int i = 0; i < 64; i++) pinned[i] = (float)i;
+        cuda_check(cudaMemcpyAsync(d_out, pinned, 64 * sizeof(float), cudaMemcpyHostToDevice, 0));
+        pinned[7] = -1.0f; // the next micro-batch, written before the copy is known done
     } else if (strcmp(name, "stack_overflow") == 0) {
         LLMC_LAUNCH(deep_recursion_kernel, 1, 32, 0, 0)((int *)d_out, 256);
     } else {
@@ -868,6 +929,8 @@ static void test_planted_bugs(void) {
                  "a host pointer passed as a kernel argument");
     expect_abort("freed_pointer", "llmc_emu: kernel scale_kernel",
                  "a freed device pointer passed as a kernel argument");
+    expect_abort("pinned_reuse", "llmc_emu: pinned host memory",
+                 "pinned memory rewritten after a cudaMemcpyAsync from it, before any host wait");
     ChildResult lenient = run_child("absent_lanes", {"LLMC_EMU_STRICT=0"});
     ChildResult lenient_exit = run_child("early_exit", {"LLMC_EMU_STRICT=0"});
     check(lenient.status == 0 && lenient_exit.status == 0,

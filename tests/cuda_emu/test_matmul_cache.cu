@@ -1,8 +1,9 @@
 // The matmul algorithm cache (llmc/matmul.cuh): many more product shapes than it holds (as
 // sampling makes when its context grows) all run and stay correct, the least recently used entry
 // is the one evicted, autotuned entries (--gemm-autotune 1) go last, and autotuning leaves every
-// result as it was, accumulating products included. FP32 build (-DENABLE_FP32). The same source
-// runs on a GPU against cuBLASLt (bench/gpu_check.sh), where the autotune really times candidates.
+// result as it was, accumulating products included; and the DGELU epilogue against a double
+// reference, and its refusals. FP32 build (-DENABLE_FP32). The same source runs on a GPU against
+// cuBLASLt (bench/gpu_check.sh), where the autotune really times candidates.
 #include "emu_check.cuh"
 
 #include "../../llmc/matmul.cuh"
@@ -80,6 +81,57 @@ static bool run_product(const Shape &s, double planted_error) {
     return good;
 }
 
+// The DGELU epilogue (matmul_backward's GELU backward): D (m,n) = (A B) times GELU'(aux), aux
+// (m,n) the stored pre-activation, with A (m,k) and B (k,n) laid out as matmul_backward's dinp
+// product has them. Reference in double on the same inputs. Limit per element: the product's own
+// (above: 2 (k + 2) u sum|a b|) times |GELU'| <= 1.13, plus |A B| times the error of GELU' in
+// fp32 for |aux| <= 3: tanhf's 2 ulp and its argument's ~4 roundings put <= 16u on tanh, which
+// the derivative's terms (<= 2.64 at |x| = 3) carry to <= ~111u: 128u; plus D's rounding, u. On a
+// GPU GELU' is cuBLASLt's, whose accuracy NVIDIA does not state (tanh.approx: 2^-11 relative):
+// 1e-3 there (dev/cuda/matmul_forward.cu keeps the same for the forward GELU). planted_error,
+// added to one reference element, must fail. Returns 0 = wrong, 1 = right, 2 = refused.
+static int run_dgelu(int m, int n, int k, int aux_offset, double planted_error) {
+    size_t d_elems = (size_t)m * n;
+    std::vector<float> a((size_t)m * k), b((size_t)k * n), aux(d_elems + aux_offset), out(d_elems);
+    for (float &x : a) x = random_float();
+    for (float &x : b) x = random_float();
+    for (float &x : aux) x = 3.0f * random_float();
+    float *d_a = to_device(a.data(), a.size()), *d_b = to_device(b.data(), b.size());
+    float *d_aux = to_device(aux.data(), aux.size()), *d_d = to_device(out.data(), out.size());
+    int done = matmul_gemm(d_d, d_a, d_b, NULL, d_aux + aux_offset, EPILOGUE_DGELU, m, n, k, 0, 0,
+                           1, 0, 0, 0, 0, 0);
+    cuda_check(cudaGetLastError());
+    to_host(out.data(), d_d, out.size());
+    cuda_check(cudaFree(d_a));
+    cuda_check(cudaFree(d_b));
+    cuda_check(cudaFree(d_aux));
+    cuda_check(cudaFree(d_d));
+    if (!done) return 2;
+    const double u = ldexp(1.0, -24), s = 0.7978845608028654;
+#ifdef LLMC_CUDA_EMU
+    const double gelu_error = 128 * u;
+#else
+    const double gelu_error = 1e-3;
+#endif
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < m; i++) {
+            double sum = 0.0, magnitude = 0.0;
+            for (int p = 0; p < k; p++) {
+                double term = (double)a[(size_t)p * m + i] * b[(size_t)j * k + p];
+                sum += term, magnitude += fabs(term);
+            }
+            double x = aux[aux_offset + (size_t)j * m + i];
+            double t = tanh(s * (x + 0.044715 * x * x * x));
+            double slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * s * (1 + 3 * 0.044715 * x * x);
+            double ref = sum * slope + (i == 0 && j == 0 ? planted_error : 0.0);
+            double limit =
+                1.13 * 2.0 * (k + 2) * u * magnitude + fabs(sum) * gelu_error + u * fabs(ref);
+            if (!(fabs(out[(size_t)j * m + i] - ref) <= limit)) return 0;
+        }
+    }
+    return 1;
+}
+
 int main(void) {
     matmul_init();
     MatmulAlgoCache *cache = &matmul_algo_cache;
@@ -126,6 +178,32 @@ int main(void) {
     check(cache->misses == misses && cache->tuned_shapes == (unsigned long long)tuned,
           "autotuned shapes outlive %d newer untuned ones (%llu misses, %llu timings)", capacity,
           cache->misses - misses, cache->tuned_shapes);
+    // the DGELU epilogue, at shapes as the fc-proj backward has them (m = 4C, n = B*T, k = C). A
+    // GPU's cuBLASLt may have no FP32 DGELU kernel (the trainer's is BF16): refusals count there
+    // as a note, as matmul_backward then runs the fallback; the emulation must not refuse.
+    int dgelu_wrong = 0, dgelu_refused = 0;
+    const int dgelu_shapes[4][3] = {{256, 48, 64}, {384, 37, 96}, {64, 5, 16}, {8, 1, 3}};
+    for (int i = 0; i < 4; i++) {
+        int result = run_dgelu(dgelu_shapes[i][0], dgelu_shapes[i][1], dgelu_shapes[i][2], 0, 0.0);
+        dgelu_wrong += result == 0, dgelu_refused += result == 2;
+    }
+#ifdef LLMC_CUDA_EMU
+    const bool refusals_allowed = false;
+#else
+    const bool refusals_allowed = true;
+#endif
+    check(dgelu_wrong == 0 && (dgelu_refused == 0 || refusals_allowed),
+          "DGELU epilogue: (A B) * GELU'(aux) within its limits at 4 shapes (%d off, %d refused)",
+          dgelu_wrong, dgelu_refused);
+    if (dgelu_refused < 4) {
+        check(run_dgelu(256, 48, 64, 0, 1e-2) == 0,
+              "planted: a DGELU reference element 1e-2 off fails the comparison");
+    }
+    // cuBLASLt's documented refusals, mirrored by the emulation: the caller falls back
+    check(run_dgelu(252, 4, 16, 0, 0.0) == 2 && run_dgelu(256, 4, 16, 2, 0.0) == 2,
+          "DGELU refused for m = 252 (not a multiple of 8) and an aux 8 bytes off 16-byte "
+          "alignment");
+
     matmul_set_autotune(1); // so that the report counts the timings (bench/gpu_check.sh shows it)
     matmul_algo_cache_report();
     matmul_free();

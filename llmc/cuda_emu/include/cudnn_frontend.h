@@ -235,13 +235,22 @@ class Graph {
         }
         if (!e.empty()) return error_t("validate: " + e);
         int64_t B = Q->dim[0], H = Q->dim[1], S = Q->dim[2], D = Q->dim[3];
-        std::vector<int64_t> qkv_dim = {B, H, S, D}, stats_dim = {B, H, S, 1};
-        for (const TensorPtr &t : {K, V, O}) {
-            if (t->dim != qkv_dim) e += t->name + ": dim differs from Q's (self-attention); ";
+        // grouped-query attention: K and V may have fewer heads, a divisor of Q's
+        int64_t H_kv = K->dim[1];
+        std::vector<int64_t> qkv_dim = {B, H, S, D}, kv_dim = {B, H_kv, S, D},
+                             stats_dim = {B, H, S, 1};
+        if (H % H_kv != 0) e += "K: its heads do not divide Q's; ";
+        for (const TensorPtr &t : {K, V}) {
+            if (t->dim != kv_dim)
+                e += t->name + ": dim differs from {B,H_kv,S,D} (self-attention); ";
         }
+        if (O->dim != qkv_dim) e += "O: dim differs from Q's; ";
         if (operation == BACKWARD) {
-            for (const TensorPtr &t : {dO, dQ, dK, dV}) {
+            for (const TensorPtr &t : {dO, dQ}) {
                 if (t->dim != qkv_dim) e += t->name + ": dim differs from Q's; ";
+            }
+            for (const TensorPtr &t : {dK, dV}) {
+                if (t->dim != kv_dim) e += t->name + ": dim differs from K's; ";
             }
         }
         if (stats != nullptr) {
@@ -348,12 +357,14 @@ class Graph {
     static float round_bf16(float x) {
         return llmc_emu::bf16_bits_to_float(llmc_emu::float_to_bf16_bits(x));
     }
+    // The key/value head query head h reads (grouped-query attention; h itself when they match).
+    int64_t kv_head(int64_t h) const { return h / (Q->dim[1] / K->dim[1]); }
     // Scaled scores of query s against keys 0..last (last = s when causal, else S - 1).
     float score(const void *q, const void *k, float attn_scale, int64_t b, int64_t h, int64_t s,
                 int64_t j) const {
         float dot = 0.0f;
         for (int64_t d = 0; d < Q->dim[3]; d++) {
-            dot += load(q, *Q, b, h, s, d) * load(k, *K, b, h, j, d);
+            dot += load(q, *Q, b, h, s, d) * load(k, *K, b, kv_head(h), j, d);
         }
         return dot * attn_scale;
     }
@@ -381,7 +392,9 @@ class Graph {
                     for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
                     for (int64_t j = 0; j <= last_key(s); j++) {
                         float pj = round_bf16(p[j]);
-                        for (int64_t d = 0; d < D; d++) o[d] += pj * load(v, *V, b, h, j, d);
+                        for (int64_t d = 0; d < D; d++) {
+                            o[d] += pj * load(v, *V, b, kv_head(h), j, d);
+                        }
                     }
                     for (int64_t d = 0; d < D; d++) store(out, *O, b, h, s, d, o[d] / sum);
                     if (lse != nullptr) lse[offset(*stats, b, h, s)] = max + logf(sum);
@@ -390,45 +403,53 @@ class Graph {
         }
     }
 
+    // dK and dV of a kv head sum over its group's query heads, in head order (one head: MHA).
     void backward(const std::unordered_map<int64_t, void *> &pack, float attn_scale,
                   float *dq_accumulator) const {
-        int64_t B = Q->dim[0], H = Q->dim[1], S = Q->dim[2], D = Q->dim[3];
+        int64_t B = Q->dim[0], H = Q->dim[1], S = Q->dim[2], D = Q->dim[3], H_kv = K->dim[1];
+        int64_t group = H / H_kv;
         const float *lse = (const float *)pack.at(stats->uid);
         const void *q = pack.at(Q->uid), *k = pack.at(K->uid), *v = pack.at(V->uid);
         const void *out = pack.at(O->uid), *dout = pack.at(dO->uid);
         void *dq_out = pack.at(dQ->uid), *dk_out = pack.at(dK->uid), *dv_out = pack.at(dV->uid);
 #pragma omp parallel for collapse(2)
         for (int64_t b = 0; b < B; b++) {
-            for (int64_t h = 0; h < H; h++) {
-                float *dq = dq_accumulator + (size_t)((b * H + h) * S * D);
+            for (int64_t g = 0; g < H_kv; g++) {
                 std::vector<float> dk((size_t)(S * D), 0.0f), dv((size_t)(S * D), 0.0f);
-                for (int64_t i = 0; i < S * D; i++) dq[i] = 0.0f;
-                for (int64_t s = 0; s < S; s++) {
-                    float row_dsum = 0.0f; // D = rowsum(dO * O)
-                    for (int64_t d = 0; d < D; d++) {
-                        row_dsum += load(dout, *dO, b, h, s, d) * load(out, *O, b, h, s, d);
-                    }
-                    float row_lse = lse[offset(*stats, b, h, s)];
-                    for (int64_t j = 0; j <= last_key(s); j++) {
-                        float p = expf(score(q, k, attn_scale, b, h, s, j) - row_lse);
-                        float dp = 0.0f;
+                for (int64_t h = g * group; h < (g + 1) * group; h++) {
+                    float *dq = dq_accumulator + (size_t)((b * H + h) * S * D);
+                    for (int64_t i = 0; i < S * D; i++) dq[i] = 0.0f;
+                    for (int64_t s = 0; s < S; s++) {
+                        float row_dsum = 0.0f; // D = rowsum(dO * O)
                         for (int64_t d = 0; d < D; d++) {
-                            dp += load(dout, *dO, b, h, s, d) * load(v, *V, b, h, j, d);
+                            row_dsum += load(dout, *dO, b, h, s, d) * load(out, *O, b, h, s, d);
                         }
-                        float ds = round_bf16(p * (dp - row_dsum));
-                        float p16 = round_bf16(p);
+                        float row_lse = lse[offset(*stats, b, h, s)];
+                        for (int64_t j = 0; j <= last_key(s); j++) {
+                            float p = expf(score(q, k, attn_scale, b, h, s, j) - row_lse);
+                            float dp = 0.0f;
+                            for (int64_t d = 0; d < D; d++) {
+                                dp += load(dout, *dO, b, h, s, d) * load(v, *V, b, g, j, d);
+                            }
+                            float ds = round_bf16(p * (dp - row_dsum));
+                            float p16 = round_bf16(p);
+                            for (int64_t d = 0; d < D; d++) {
+                                dq[s * D + d] += ds * load(k, *K, b, g, j, d);
+                                dk[j * D + d] += ds * load(q, *Q, b, h, s, d);
+                                dv[j * D + d] += p16 * load(dout, *dO, b, h, s, d);
+                            }
+                        }
+                    }
+                    for (int64_t s = 0; s < S; s++) {
                         for (int64_t d = 0; d < D; d++) {
-                            dq[s * D + d] += ds * load(k, *K, b, h, j, d);
-                            dk[j * D + d] += ds * load(q, *Q, b, h, s, d);
-                            dv[j * D + d] += p16 * load(dout, *dO, b, h, s, d);
+                            store(dq_out, *dQ, b, h, s, d, dq[s * D + d] * attn_scale);
                         }
                     }
                 }
                 for (int64_t s = 0; s < S; s++) {
                     for (int64_t d = 0; d < D; d++) {
-                        store(dq_out, *dQ, b, h, s, d, dq[s * D + d] * attn_scale);
-                        store(dk_out, *dK, b, h, s, d, dk[s * D + d] * attn_scale);
-                        store(dv_out, *dV, b, h, s, d, dv[s * D + d]);
+                        store(dk_out, *dK, b, g, s, d, dk[s * D + d] * attn_scale);
+                        store(dv_out, *dV, b, g, s, d, dv[s * D + d]);
                     }
                 }
             }
