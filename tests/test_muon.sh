@@ -245,6 +245,18 @@ if run cu_shards "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -o "$WORK/
 else
     not_ok "train_gpt2cu --optimizer muon on shards vs PyTorch: ${summary:-} (see $WORK/cu_shards.log)"
 fi
+# the host pipeline (device clip scale, the default) and the host path write the same bits
+# shellcheck disable=SC2086
+if run cu_pipelined "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -o "$WORK/cu_pipelined" -x 3 \
+    --optimizer muon $TRAIN_FLAGS --grad-clip 0.05 -n 3 &&
+    run cu_sync env LLMC_SYNC_PIPELINE=1 "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 \
+        -o "$WORK/cu_sync" -x 3 --optimizer muon $TRAIN_FLAGS --grad-clip 0.05 -n 3 &&
+    cmp -s "$WORK/cu_pipelined/model_00000003.bin" "$WORK/cu_sync/model_00000003.bin" &&
+    cmp -s "$WORK/cu_pipelined/state_00000003_00000.bin" "$WORK/cu_sync/state_00000003_00000.bin"; then
+    ok "train_gpt2cu (emulated) Muon: the host pipeline (device clip scale) == the host path, bit for bit"
+else
+    not_ok "train_gpt2cu Muon: pipelined and LLMC_SYNC_PIPELINE=1 differ (see $WORK/cu_pipelined.log, cu_sync.log)"
+fi
 MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun --oversubscribe)
 if command -v mpirun >/dev/null; then
     # 2 ranks x B=1 against 1 rank x B=2: the gradient sums differ in order only (~1e-6), which
