@@ -9,7 +9,7 @@
 # planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) against 1, -z 1 refused. Ends with one
 # line "N passed, N failed"; exits non-zero if anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 WORK=${LLMC_MUON_TEST_DIR:-$ROOT/build/muon_test}
 rm -rf "$WORK"
