@@ -113,6 +113,19 @@ int main(int argc, char **argv) {
     // that noise): the losses keep the loss's own rounding plus lr * noise (measured <= 1e-7
     // relative).
     float step_tol = 1e-5f;
+    // Muon step losses: the Newton-Schulz (NS) output is a fixed function of the normalised
+    // momentum U (||U||_F = 1), not scale-free per weight as AdamW's, so the two sides' differences
+    // pass through it. Each NS product rounds in fp32 by ~sqrt(K)*u of its terms (K <= 4C = 512
+    // at these shapes: 1.4e-6), on top of the gradients' own difference (measured ~1e-7
+    // relative). An iteration X -> aX + bX^3 + cX^5 (per singular value s) multiplies an error by
+    // at most |p'(s)| <= a = 3.44 on s in [0, 1.2], so 5 iterations carry ~5 * 3.44^5 * 1.4e-6 =
+    // 3.4e-3 into X, which has grown by the normalisation from norm 1 to ~sqrt(min(R, Cc)) >= 8:
+    // <= 4e-4 relative in the update, worst case. To first order that changes a step's loss
+    // change (<= 0.6 here) by the same fraction: <= 2.5e-5 relative per step, so 10 steps stay
+    // under 2e-4 relative even in the worst case (measured <= 3e-7: the singular values leave the
+    // amplifying region after two iterations). A 1% error in a, or a missing Nesterov term, moves
+    // the losses by >= 2e-3 relative (tests/test_muon.sh plants both).
+    float muon_step_tol = 2e-4f;
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path,
          "reference model file (v3 fp32 or v5 bf16) or HuggingFace GPT-2 directory"},
@@ -127,6 +140,8 @@ int main(int argc, char **argv) {
          "the row)"},
         {0, "grad-floor", OPTION_FLOAT, &grad_floor, "see --grad-tol"},
         {0, "step-tol", OPTION_FLOAT, &step_tol, "AdamW step losses: relative tolerance"},
+        {0, "muon-step-tol", OPTION_FLOAT, &muon_step_tol,
+         "step losses of a Muon reference: relative tolerance"},
     };
     cli_parse(argc, argv, "Checks train_gpt2.c against a PyTorch reference dump.", options,
               (int)(sizeof(options) / sizeof(options[0])));
@@ -203,6 +218,13 @@ int main(int argc, char **argv) {
         printf("AdamW steps on the same batch (lr %g, betas %g %g, eps %g, wd %g, clip %g):\n",
                ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip);
         AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};
+        MuonConfig muon = {ref.muon_lr, ref.muon_momentum, ref.weight_decay, ref.muon_ns_steps};
+        if (ref.muon) {
+            printf("  with Muon for the blocks' matrices (lr %g, momentum %g, %d Newton-Schulz "
+                   "steps; tolerance %g)\n",
+                   ref.muon_lr, ref.muon_momentum, ref.muon_ns_steps, muon_step_tol);
+            step_tol = muon_step_tol;
+        }
         for (int step = 0; step < ref.n_steps; step++) {
             gpt2_forward_masked(&model, ref.inputs, ref.targets, ref.target_mask, B, T);
             if (!debug_state_check_step_loss(step, model.mean_loss, ref.step_losses[step],
@@ -212,7 +234,8 @@ int main(int argc, char **argv) {
             gpt2_zero_grad(&model);
             gpt2_backward(&model, 1.0f);
             float norm = gpt2_grad_norm(&model);
-            gpt2_update(&model, &adamw, step + 1, gpt2_clip_scale(norm, ref.grad_clip));
+            gpt2_update(&model, &adamw, ref.muon ? &muon : NULL, step + 1,
+                        gpt2_clip_scale(norm, ref.grad_clip));
         }
     }
     printf("%s: %d check(s) failed\n", failures == 0 ? "PASS" : "FAIL", failures);

@@ -32,6 +32,10 @@ roundoff: 2^-24 = 6e-8 for fp32, 2^-8 = 3.9e-3 for bf16 (8 significant bits).
   averages the logits' errors down by ~sqrt(B*T) = 16: measured <= 5e-5 relative, limit 1e-3; the
   step losses add the bf16 rounding of the updated weights (stochastic, averaging out the same
   way): measured <= 4.1e-4 relative, limit 2e-3.
+- Muon step losses (a reference made with --optimizer muon, llmc/muon.cuh): FP32 at test_gpt2.c's
+  2e-4 (its Newton-Schulz worst case over 10 steps); BF16 at the AdamW step limit, 2e-3: the
+  Newton-Schulz output is normalised (its size does not follow the gradient's bf16 errors) and the
+  loss is dominated, as for AdamW, by bf16 weights and activations (measured <= 2.3e-4 relative).
 */
 #define TESTING
 #include "train_gpt2.cu"
@@ -257,15 +261,17 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
     return check.failed;
 }
 
-// One AdamW step on the reference batch, as the reference made its step losses.
-static float train_step(GPT2 *model, const DebugState *ref, const AdamWConfig *adamw, int t) {
+// One optimizer step on the reference batch, as the reference made its step losses (muon: NULL
+// for AdamW everywhere).
+static float train_step(GPT2 *model, const DebugState *ref, const AdamWConfig *adamw,
+                        const MuonConfig *muon, int t) {
     gpt2_forward_masked(model, ref->inputs, ref->targets, ref->target_mask, ref->B, ref->T, 1,
                         reference_normaliser(ref));
     float loss = model->mean_loss;
     gpt2_zero_grad(model);
     gpt2_backward(model, 1.0f);
     float norm = gpt2_grad_norm(model);
-    gpt2_update(model, adamw, t, gpt2_clip_scale(norm, ref->grad_clip));
+    gpt2_update(model, adamw, muon, t, gpt2_clip_scale(norm, ref->grad_clip));
     return loss;
 }
 
@@ -319,12 +325,15 @@ int main(int argc, char **argv) {
           step_tol = 1e-5f;
     // per tensor against train_gpt2.c, both fp32: ~sqrt(K)*u = 2e-6 for K = 1024 (measured 1.1e-6)
     float layer_tol = 1e-5f;
+    // Muon: test_gpt2.c's derivation (the Newton-Schulz worst case over 10 steps), both fp32
+    float muon_step_tol = 2e-4f;
 #else
     int element_wise = 0;
     float logits_tol = 2.5e-2f, loss_tol = 1e-3f, grad_tol = 3e-2f, grad_floor = 0.0f,
           step_tol = 2e-3f;
     // per tensor against train_gpt2.c: sqrt(R)*1.6e-3 with R <= ~86 roundings = 1.5e-2, 2x margin
     float layer_tol = 3e-2f;
+    float muon_step_tol = 2e-3f;
 #endif
     int check_layers = 1;
     CliOption options[] = {
@@ -343,6 +352,8 @@ int main(int argc, char **argv) {
          "relative L2 error"},
         {0, "grad-floor", OPTION_FLOAT, &grad_floor, "see --grad-tol"},
         {0, "step-tol", OPTION_FLOAT, &step_tol, "AdamW step losses: relative tolerance"},
+        {0, "muon-step-tol", OPTION_FLOAT, &muon_step_tol,
+         "step losses of a Muon reference: relative tolerance"},
         {0, "layers", OPTION_INT, &check_layers,
          "1: also compare every layer's activations and gradients with train_gpt2.c"},
         {0, "layer-tol", OPTION_FLOAT, &layer_tol, "layer by layer: relative L2 error per tensor"},
@@ -413,6 +424,14 @@ int main(int argc, char **argv) {
 
     // AdamW steps on the same batch, against the reference's losses
     AdamWConfig adamw = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay};
+    MuonConfig muon_config = {ref.muon_lr, ref.muon_momentum, ref.weight_decay, ref.muon_ns_steps};
+    const MuonConfig *muon = ref.muon ? &muon_config : NULL;
+    if (ref.muon) {
+        printf("Muon for the blocks' matrices (lr %g, momentum %g, %d Newton-Schulz steps; step "
+               "tolerance %g)\n",
+               ref.muon_lr, ref.muon_momentum, ref.muon_ns_steps, muon_step_tol);
+        step_tol = muon_step_tol;
+    }
     int n_steps = ref.n_steps;
     float *losses =
         (float *)malloc_check((size_t)(n_steps > 6 ? n_steps : 6) * sizeof(float), "step losses");
@@ -423,7 +442,7 @@ int main(int argc, char **argv) {
         // fresh weights (the backward above is done)
         gpt2_build(&model, model_path, 0, B, T, 0, 0, NULL);
         for (int step = 0; step < n_steps; step++) {
-            losses[step] = train_step(&model, &ref, &adamw, step + 1);
+            losses[step] = train_step(&model, &ref, &adamw, muon, step + 1);
             if (!debug_state_check_step_loss(step, losses[step], ref.step_losses[step], step_tol)) {
                 failures++;
             }
@@ -442,7 +461,7 @@ int main(int argc, char **argv) {
     snprintf(saved_path, sizeof(saved_path), "%s/determinism_model.bin", work_dir);
     int repeat_mismatches = 0;
     for (int step = 0; step < 6; step++) {
-        straight[step] = train_step(&model, &ref, &adamw, step + 1);
+        straight[step] = train_step(&model, &ref, &adamw, muon, step + 1);
         if (step < n_steps && memcmp(&straight[step], &losses[step], sizeof(float)) != 0) {
             repeat_mismatches++;
         }
@@ -460,7 +479,7 @@ int main(int argc, char **argv) {
     snapshot_restore(&snapshot, &model);
     int resume_mismatches = 0;
     for (int step = 3; step < 6; step++) {
-        resumed[step - 3] = train_step(&model, &ref, &adamw, step + 1);
+        resumed[step - 3] = train_step(&model, &ref, &adamw, muon, step + 1);
         if (memcmp(&resumed[step - 3], &straight[step], sizeof(float)) != 0) resume_mismatches++;
         printf("  step %d: straight %.9g, after save + reload %.9g\n", step, straight[step],
                resumed[step - 3]);

@@ -28,6 +28,7 @@ run gives the same bits with any number of threads.
 #include "llmc/logger.h"
 #include "llmc/matmul.h"
 #include "llmc/model_config.h"
+#include "llmc/muon.h"
 #include "llmc/rope_table.h"
 #include "llmc/run_dir.h"
 #include "llmc/safetensors.h"
@@ -1148,10 +1149,13 @@ typedef struct {
     float learning_rate, beta1, beta2, eps, weight_decay;
 } AdamWConfig;
 
-// AdamW step t (1-based) on gradients times grad_scale (clipping), written the way
-// torch.optim.AdamW computes it so the two agree closely. Weight decay only on matrices. It
-// clears each gradient as it reads it, which saves gpt2_zero_grad a pass over all of them.
-void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
+// One optimizer step t (1-based) on gradients times grad_scale (clipping). AdamW, written the
+// way torch.optim.AdamW computes it so the two agree closely, with weight decay only on matrices;
+// with muon (NULL: AdamW everywhere) the blocks' 2-D matrices take a Muon step instead
+// (llmc/muon.h), their momentum in m. It clears each gradient as it reads it, which saves
+// gpt2_zero_grad a pass over all of them.
+void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                 float grad_scale) {
     if (model->m_memory == NULL) {
         model->m_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW m");
         model->v_memory = (float *)calloc_check(model->num_parameters, sizeof(float), "AdamW v");
@@ -1162,6 +1166,8 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
     float bias_correction2_sqrt = (float)sqrt(bias_correction2);
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
+    MuonScratch scratch;
+    memset(&scratch, 0, sizeof(scratch));
     size_t offset = 0;
     for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
         float decay = model_tensor_is_decayed(&model->config, k)
@@ -1171,6 +1177,16 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
         float *grad = model->grads_memory + offset;
         float *m = model->m_memory + offset;
         float *v = model->v_memory + offset;
+        BlockMatrixShape shape;
+        if (muon != NULL && gpt2_block_matrix_shape(&model->config, k, &shape)) {
+            size_t matrix = (size_t)shape.rows * shape.cols;
+            for (int l = 0; l < shape.layers; l++) {
+                muon_update_matrix(param + l * matrix, grad + l * matrix, m + l * matrix,
+                                   shape.rows, shape.cols, grad_scale, muon, &scratch);
+            }
+            offset += sizes[k];
+            continue;
+        }
 #pragma omp parallel for
         for (size_t i = 0; i < sizes[k]; i++) {
             float g = grad[i] * grad_scale;
@@ -1183,6 +1199,7 @@ void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
         }
         offset += sizes[k];
     }
+    muon_scratch_free(&scratch);
     model->grads_are_zero = 1;
 }
 
@@ -1341,6 +1358,12 @@ int main(int argc, char **argv) {
     logger_init(&logger, output_dir, start_step);
     LRScheduler scheduler = {schedule, learning_rate, warmup_steps, max_steps, final_lr_fraction};
     AdamWConfig adamw = {learning_rate, beta1, beta2, eps, weight_decay};
+    // Muon's lr follows the same schedule from its own peak
+    LRScheduler muon_scheduler = {schedule, opt.muon_lr, warmup_steps, max_steps,
+                                  final_lr_fraction};
+    MuonConfig muon = {opt.muon_lr, opt.muon_momentum, weight_decay, opt.muon_ns_steps};
+    int use_muon = opt.optimizer == OPTIMIZER_MUON;
+    train_print_optimizer(&opt, &model.config);
     int tokens_per_step = total_batch_size;
     printf("train: %zu shard(s) from %s | B=%d T=%d, %d tokens/step (%d micro-steps) | %d steps | "
            "%d threads\n",
@@ -1376,13 +1399,14 @@ int main(int argc, char **argv) {
         float grad_scale = gpt2_clip_scale(norm, grad_clip);
         float lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
+        muon.learning_rate = lr_scheduler_get(&muon_scheduler, step);
         OutlierVerdict verdict = {NAN, NAN, 0, 0};
         if (skip_update) {
             printf("step %d: no trained target in the whole step: no update\n", step + 1);
         } else {
             verdict = train_guard_step(&detector, &opt, step, loss, norm);
             if (!outlier_verdict_skips(&verdict)) {
-                gpt2_update(&model, &adamw, step + 1, grad_scale);
+                gpt2_update(&model, &adamw, use_muon ? &muon : NULL, step + 1, grad_scale);
             }
         }
         train_report_step(&timer, &logger, step, start_step, max_steps, loss, lr, norm,

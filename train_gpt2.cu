@@ -34,6 +34,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/matmul.cuh"
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
+#include "llmc/muon.cuh"
 #include "llmc/run_dir.h"
 #include "llmc/safetensors.h"
 #include "llmc/sampler.h"
@@ -193,6 +194,7 @@ typedef struct {
     int num_targets;           // of the last forward: trained targets (B*T without a mask)
     float *losses_host;        // (max_B * max_T)
     floatX *logits_row_host;   // (Vp): one row of logits, for sampling
+    MuonDeviceScratch muon;    // --optimizer muon's buffers (allocated at its first step)
     cudaStream_t stream;
 } GPT2;
 
@@ -366,6 +368,7 @@ static void gpt2_free(GPT2 *model) {
     cuda_check(cudaFree(model->m_memory));
     cuda_check(cudaFree(model->v_memory));
     if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
+    muon_device_scratch_free(&model->muon);
     cuda_check(cudaFree(model->acts_memory));
     attention_free();
     cuda_check(cudaStreamDestroy(model->stream));
@@ -701,9 +704,12 @@ static float gpt2_grad_norm(GPT2 *model) {
 // AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only. With
 // ZeRO-1 each process updates the part of each tensor inside its shard, then the processes
 // all-gather the parameters. The rounding of element i depends on i and t only, so ZeRO-1 and
-// ZeRO-0 store the same bits. device_scale (NULL: grad_scale) as in adamw_update.
-static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale,
-                               const float *device_scale) {
+// ZeRO-0 store the same bits. device_scale (NULL: grad_scale) as in adamw_update. With muon (NULL:
+// AdamW everywhere) the blocks' 2-D matrices take a Muon step instead (llmc/muon.cuh), their
+// momentum in m; every process holds all of it (ZeRO-0: main refuses Muon with ZeRO-1) and
+// computes the same update.
+static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                               float grad_scale, const float *device_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model->config, sizes);
     // stochastic rounding seed: a function of the step only, so a resumed run rounds the same way
@@ -717,6 +723,23 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, int t, float
         if (begin >= end) continue; // none of this tensor is in the shard
         size_t local = begin - shard_begin;
         float *master = model->master_memory != NULL ? model->master_memory + local : NULL;
+        BlockMatrixShape shape;
+        if (muon != NULL && gpt2_block_matrix_shape(&model->config, k, &shape)) {
+            if (begin != offset - sizes[k] || end != offset) {
+                fatal("internal: Muon needs whole matrices, but %s is split across shards",
+                      parameter_tensor_names[k]);
+            }
+            size_t matrix = (size_t)shape.rows * shape.cols;
+            for (int l = 0; l < shape.layers; l++) {
+                size_t at = (size_t)l * matrix;
+                muon_update_matrix_device(
+                    model->params_memory + begin + at, master != NULL ? master + at : NULL,
+                    model->grads_memory + begin + at, model->m_memory + local + at, shape.rows,
+                    shape.cols, grad_scale, device_scale, muon, seed, begin + at, &model->muon,
+                    model->stream);
+            }
+            continue;
+        }
         adamw_update(model->params_memory + begin, master, model->grads_memory + begin,
                      model->m_memory + local, model->v_memory + local, end - begin, opt, t,
                      gpt2_tensor_is_decayed(k), grad_scale, device_scale, seed, begin,
@@ -732,8 +755,9 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, int t, float
 #endif
 }
 
-static void gpt2_update(GPT2 *model, const AdamWConfig *opt, int t, float grad_scale) {
-    gpt2_update_scaled(model, opt, t, grad_scale, NULL);
+static void gpt2_update(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
+                        float grad_scale) {
+    gpt2_update_scaled(model, opt, muon, t, grad_scale, NULL);
 }
 
 // params: gpt2_download_params's copy.
@@ -768,8 +792,8 @@ static const char *planted_pipeline_bug(void) {
 static OutlierVerdict train_step_pipelined(GPT2 *model, const TrainModel *train_model,
                                            DataLoader *loader, StepBatches *batches,
                                            const TrainOptions *opt, const AdamWConfig *adamw,
-                                           OutlierDetector *detector, int step, float *loss,
-                                           float *norm) {
+                                           const MuonConfig *muon, OutlierDetector *detector,
+                                           int step, float *loss, float *norm) {
     cudaStream_t stream = model->stream;
     cuda_check(cudaMemsetAsync(model->step_loss, 0, sizeof(double), stream));
     int skip_update;
@@ -785,7 +809,7 @@ static OutlierVerdict train_step_pipelined(GPT2 *model, const TrainModel *train_
     clip_scale(model->grad_scale, norm_device, model->step_loss, loss_divisor, max_norm, stream);
     int host_judges = outlier_detector_may_skip(detector);
     if (!skip_update && !host_judges) {
-        gpt2_update_scaled(model, adamw, step + 1, 1.0f, model->grad_scale);
+        gpt2_update_scaled(model, adamw, muon, step + 1, 1.0f, model->grad_scale);
     }
     // the one wait of the step: its loss and norm, for the log and the divergence checks
     StepReadback *readback = model->pipeline.readback;
@@ -809,7 +833,7 @@ static OutlierVerdict train_step_pipelined(GPT2 *model, const TrainModel *train_
     // a non-finite loss or norm stops the run here; the device has skipped the update already
     verdict = train_guard_step(detector, opt, step, *loss, *norm);
     if (host_judges && !outlier_verdict_skips(&verdict)) {
-        gpt2_update_scaled(model, adamw, step + 1, 1.0f, model->grad_scale);
+        gpt2_update_scaled(model, adamw, muon, step + 1, 1.0f, model->grad_scale);
     }
     return verdict;
 }
@@ -1001,6 +1025,9 @@ int main(int argc, char **argv) {
     // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
     if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
     train_options_validate(&opt, processes);
+    if (opt.optimizer == OPTIMIZER_MUON && processes > 1 && multi.zero_stage == 1) {
+        fatal("--optimizer muon with -z 1: ZeRO-1 with Muon is not implemented yet; use -z 0");
+    }
     // one trainer per output directory: rank 0 locks it for the whole run before any rank reads
     // it (a second run's rank 0 then stops that whole run; llmc/run_dir.h)
     if (rank == 0 && opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);
@@ -1095,6 +1122,12 @@ int main(int argc, char **argv) {
     LRScheduler scheduler = {opt.schedule, opt.learning_rate, opt.warmup_steps, max_steps,
                              opt.final_lr_fraction};
     AdamWConfig adamw = {opt.learning_rate, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
+    // Muon's lr follows the same schedule from its own peak
+    LRScheduler muon_scheduler = {opt.schedule, opt.muon_lr, opt.warmup_steps, max_steps,
+                                  opt.final_lr_fraction};
+    MuonConfig muon = {opt.muon_lr, opt.muon_momentum, opt.weight_decay, opt.muon_ns_steps};
+    int use_muon = opt.optimizer == OPTIMIZER_MUON;
+    train_print_optimizer(&opt, &model.config);
     int tokens_per_step = opt.total_batch_size;
     const GPT2Config *cfg = &model.config;
     // training FLOPs per token: 6 per parameter (forward + backward) plus attention's scores and
@@ -1142,10 +1175,12 @@ int main(int argc, char **argv) {
         gpt2_zero_grad(&model);
         float loss, norm, lr = lr_scheduler_get(&scheduler, step);
         adamw.learning_rate = lr;
+        muon.learning_rate = lr_scheduler_get(&muon_scheduler, step);
         OutlierVerdict verdict = {NAN, NAN, 0, 0};
         if (model.pipelined) {
             verdict = train_step_pipelined(&model, &train_model, &train_loader, &step_batches, &opt,
-                                           &adamw, &detector, step, &loss, &norm);
+                                           &adamw, use_muon ? &muon : NULL, &detector, step, &loss,
+                                           &norm);
         } else {
             int skip_update;
             loss = train_accumulate(&train_model, &train_loader, &step_batches,
@@ -1158,7 +1193,7 @@ int main(int argc, char **argv) {
             } else {
                 verdict = train_guard_step(&detector, &opt, step, loss, norm);
                 if (!outlier_verdict_skips(&verdict)) {
-                    gpt2_update(&model, &adamw, step + 1, grad_scale);
+                    gpt2_update(&model, &adamw, use_muon ? &muon : NULL, step + 1, grad_scale);
                 }
             }
 #ifdef LLMC_MULTI_GPU

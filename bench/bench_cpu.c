@@ -161,7 +161,7 @@ int main(int argc, char **argv) {
         float norm = gpt2_grad_norm(&model);
         float grad_scale = gpt2_clip_scale(norm, 1.0f);
         t[3] = now_seconds();
-        gpt2_update(&model, &adamw, step + 1, grad_scale);
+        gpt2_update(&model, &adamw, NULL, step + 1, grad_scale);
         t[4] = now_seconds();
         if (step == 0) continue; // step 0 allocates
         step_total += t[4] - t[0];
@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
         TIME_REPEATED("grad norm", 0, 1, norm = gpt2_grad_norm(&model));
         TIME_REPEATED(
             "adamw (with clipping)", 0, 1,
-            gpt2_update(&model, &adamw, steps + 2 + table_pass, gpt2_clip_scale(norm, 1.0f)));
+            gpt2_update(&model, &adamw, NULL, steps + 2 + table_pass, gpt2_clip_scale(norm, 1.0f)));
         // as in a step: the update cleared the gradients, so this finds nothing to do
         TIME_REPEATED("zero grad", 0, 1, gpt2_zero_grad(&model));
     }

@@ -16,6 +16,7 @@
 #include "dataloader.h"
 #include "divergence.h"
 #include "formats.h"
+#include "optimizer.h"
 #include "utils.h"
 
 typedef struct {
@@ -51,18 +52,21 @@ static inline uint64_t get_u64(const int32_t *slot) {
 // What a resume must match or convert, recorded in every state file (slots 100.. of the header,
 // docs/formats.md; llm.c leaves them at zero): the -e the run started from (a resume loads the
 // checkpoint's weights instead, so a changed -e would be ignored), -b and -t (the loader's
-// position counts samples of processes*B*T tokens) and -d.
+// position counts samples of processes*B*T tokens), -d, and the optimizer (--optimizer: m and v
+// mean other things to AdamW and Muon).
 // Version 2 marks the loader rng in llm.c's 2,520-byte layout; version 1 files hold the 2,516-byte
 // one this engine wrote before (a 4-byte seed), still read (state_read_loader_rng).
 #define RUN_RECORD_VERSION 2
 #define RUN_RECORD_VERSION_SHORT_RNG 1
-#define RUN_RECORD_SLOT 100      // 100: version, 101: B, 102: T, 103: -d, 104: length of -e
-#define RUN_RECORD_SPEC_SLOT 128 // -e's first RUN_RECORD_SPEC_MAX bytes, in slots 128..253
+#define RUN_RECORD_SLOT 100           // 100: version, 101: B, 102: T, 103: -d, 104: length of -e
+#define RUN_RECORD_OPTIMIZER_SLOT 105 // OptimizerKind; 0 (AdamW) in files written before it
+#define RUN_RECORD_SPEC_SLOT 128      // -e's first RUN_RECORD_SPEC_MAX bytes, in slots 128..253
 #define RUN_RECORD_SPEC_MAX ((CHECKSUM_KIND_SLOT - RUN_RECORD_SPEC_SLOT) * 4)
 
 typedef struct {
     int version; // 0: none (llm.c's state files)
     int B, T, total_batch_size;
+    int optimizer;                            // OptimizerKind
     int model_spec_length;                    // of the whole -e
     char model_spec[RUN_RECORD_SPEC_MAX + 1]; // its first RUN_RECORD_SPEC_MAX bytes
 } RunRecord;
@@ -83,6 +87,11 @@ static inline void checkpoint_set_run_record(const char *model_spec, int B, int 
     memcpy(r->model_spec, model_spec, length < RUN_RECORD_SPEC_MAX ? length : RUN_RECORD_SPEC_MAX);
 }
 
+// The run's --optimizer, recorded beside the rest (after checkpoint_set_run_record).
+static inline void checkpoint_set_run_optimizer(int optimizer) {
+    checkpoint_run_record.optimizer = optimizer;
+}
+
 static inline void run_record_put(int32_t *header, const RunRecord *r) {
     if (r->version == 0) return;
     header[RUN_RECORD_SLOT] = r->version;
@@ -90,6 +99,7 @@ static inline void run_record_put(int32_t *header, const RunRecord *r) {
     header[RUN_RECORD_SLOT + 2] = r->T;
     header[RUN_RECORD_SLOT + 3] = r->total_batch_size;
     header[RUN_RECORD_SLOT + 4] = r->model_spec_length;
+    header[RUN_RECORD_OPTIMIZER_SLOT] = r->optimizer;
     memcpy(&header[RUN_RECORD_SPEC_SLOT], r->model_spec, RUN_RECORD_SPEC_MAX);
 }
 
@@ -127,6 +137,11 @@ static inline RunRecord run_record_read(const char *path) {
     }
     r.total_batch_size = header[RUN_RECORD_SLOT + 3];
     r.model_spec_length = header[RUN_RECORD_SLOT + 4];
+    r.optimizer = header[RUN_RECORD_OPTIMIZER_SLOT];
+    if (r.optimizer != OPTIMIZER_ADAMW && r.optimizer != OPTIMIZER_MUON) {
+        fatal("%s: optimizer %d in header[%d]: expected %d (adamw) or %d (muon)", path, r.optimizer,
+              RUN_RECORD_OPTIMIZER_SLOT, OPTIMIZER_ADAMW, OPTIMIZER_MUON);
+    }
     memcpy(r.model_spec, &header[RUN_RECORD_SPEC_SLOT], RUN_RECORD_SPEC_MAX);
     size_t stored = strnlen(r.model_spec, RUN_RECORD_SPEC_MAX);
     size_t expected = r.model_spec_length < RUN_RECORD_SPEC_MAX ? (size_t)r.model_spec_length
@@ -654,6 +669,23 @@ static inline void run_record_check_model(const char *path, const RunRecord *sav
     }
 }
 
+// Refuses a resume with another optimizer: AdamW's m, v and Muon's momentum (in m, v = 0) cannot
+// stand in for each other. A state file without a record (llm.c's) holds AdamW moments.
+static inline void run_record_check_optimizer(const char *path, const RunRecord *saved) {
+    int now = checkpoint_run_record.optimizer;
+    int then = saved->version != 0 ? saved->optimizer : OPTIMIZER_ADAMW;
+    if (now == then) return;
+    if (saved->version == 0) {
+        fatal("%s: no run record (llm.c's state file): its m and v are AdamW's, this run has "
+              "--optimizer %s: resume with --optimizer adamw, or start a new run in another -o",
+              path, optimizer_name(now));
+    }
+    fatal("%s: optimizer (header[%d]): the checkpoint was written by --optimizer %s, this run has "
+          "--optimizer %s: resume with --optimizer %s, or start a new run in another -o",
+          path, RUN_RECORD_OPTIMIZER_SLOT, optimizer_name(then), optimizer_name(now),
+          optimizer_name(then));
+}
+
 // States what a changed -d changes from the checkpoint of step on.
 static inline void run_record_note_batch(const RunRecord *saved, int step,
                                          const DataLoader *loader) {
@@ -732,6 +764,7 @@ static inline TrainState checkpoint_read_process_state(const char *dir, int step
               path, owner.num_processes);
     }
     RunRecord saved = run_record_read(path);
+    if (checkpoint_run_record.version != 0) run_record_check_optimizer(path, &saved);
     int resized = 0;
     if (saved.version != 0 && checkpoint_run_record.version != 0) {
         run_record_check_model(path, &saved);

@@ -261,6 +261,10 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay, grad_clip;
     // our extension: header[11] = 1 when the loss is masked (SFT); NULL otherwise
     unsigned char *target_mask; // (B, T) 1: the target counts in the loss
+    // our extension: header[12] = 1 when the steps used Muon (llmc/muon.h) with these settings
+    int muon;
+    float muon_lr, muon_momentum;
+    int muon_ns_steps;
 } DebugState;
 
 static inline void debug_state_read(const char *path, const GPT2Config *config, DebugState *state) {
@@ -308,6 +312,21 @@ static inline void debug_state_read(const char *path, const GPT2Config *config, 
         fatal("%s: bad loss-mask flag %d in header[11], expected 0 or 1", path, header[11]);
     }
     int masked = header[11] == 1;
+    if (header[12] != 0 && header[12] != 1) {
+        fatal("%s: bad optimizer %d in header[12], expected 0 (adamw) or 1 (muon)", path,
+              header[12]);
+    }
+    state->muon = header[12];
+    state->muon_lr = int_bits_to_float(header[13]);
+    state->muon_momentum = int_bits_to_float(header[14]);
+    state->muon_ns_steps = header[15];
+    if (state->muon && (!(state->muon_lr >= 0.0f && state->muon_lr < 1e3f) ||
+                        !(state->muon_momentum >= 0.0f && state->muon_momentum < 1.0f) ||
+                        state->muon_ns_steps < 1 || state->muon_ns_steps > 100)) {
+        fatal("%s: bad Muon settings in header[13..15]: lr %g (expected 0..1e3), momentum %g "
+              "(expected [0, 1)), Newton-Schulz steps %d (expected 1..100)",
+              path, state->muon_lr, state->muon_momentum, state->muon_ns_steps);
+    }
     // int32 counts: BT * (2 inputs/targets + V logits + mask), floats: loss, gradients, steps
     size_t values_per_position = 2 + (size_t)state->V + (masked ? 1 : 0);
     size_t values = size_mul_check(BT, values_per_position, path);

@@ -164,6 +164,60 @@ static inline int llama_default_ffn(int channels) {
     return ffn < 64 ? 64 : (int)ffn;
 }
 
+// The blocks' 2-D weight matrices, which Muon updates (llmc/muon.h): tensor k holds `layers`
+// matrices of rows x cols each (nn.Linear's (out, in) layout). Returns 0 for every other tensor
+// (embeddings, norms, biases: AdamW's).
+typedef struct {
+    int layers, rows, cols;
+} BlockMatrixShape;
+
+static inline int gpt2_block_matrix_shape(const GPT2Config *config, int tensor_index,
+                                          BlockMatrixShape *shape) {
+    int C = config->channels;
+    shape->layers = config->num_layers;
+    if (config->arch == MODEL_ARCH_LLAMA) {
+        int HS = C / config->num_heads;
+        switch (tensor_index) {
+        case 2: // qkvw: NH query heads, KV key and KV value heads
+            shape->rows = (config->num_heads + 2 * config->num_kv_heads) * HS;
+            shape->cols = C;
+            return 1;
+        case 5: // attprojw
+            shape->rows = C;
+            shape->cols = C;
+            return 1;
+        case 7: // fcw: gate rows then up rows
+            shape->rows = 2 * config->ffn;
+            shape->cols = C;
+            return 1;
+        case 8: // fcprojw
+            shape->rows = C;
+            shape->cols = config->ffn;
+            return 1;
+        default: return 0;
+        }
+    }
+    switch (tensor_index) {
+    case 4: // qkvw
+        shape->rows = 3 * C;
+        shape->cols = C;
+        return 1;
+    case 6: // attprojw
+        shape->rows = C;
+        shape->cols = C;
+        return 1;
+    case 10: // fcw
+        shape->rows = 4 * C;
+        shape->cols = C;
+        return 1;
+    case 12: // fcprojw
+        shape->rows = C;
+        shape->cols = 4 * C;
+        return 1;
+    default: return 0;
+    }
+}
+
 static inline int round_up_int(int value, int multiple) {
     return ((value + multiple - 1) / multiple) * multiple;
 }

@@ -461,6 +461,23 @@ static inline OutlierVerdict train_guard_step(OutlierDetector *detector, const T
     return outlier_detector_judge(detector, loss, norm);
 }
 
+// --optimizer muon: the line saying which tensors take Muon (the parameter table's block matrices,
+// gpt2_block_matrix_shape) and which AdamW, with their learning rates. Nothing for AdamW.
+static inline void train_print_optimizer(const TrainOptions *opt, const GPT2Config *config) {
+    if (opt->optimizer != OPTIMIZER_MUON) return;
+    char matrices[256] = "";
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        BlockMatrixShape shape;
+        if (!gpt2_block_matrix_shape(config, k, &shape)) continue;
+        size_t used = strlen(matrices);
+        snprintf(matrices + used, sizeof(matrices) - used, "%s%s", used > 0 ? ", " : "",
+                 parameter_tensor_names[k]);
+    }
+    printf("optimizer: muon (lr %g, momentum %g, %d Newton-Schulz steps) for %s; adamw (lr %g) for "
+           "the rest\n",
+           opt->muon_lr, opt->muon_momentum, opt->muon_ns_steps, matrices, opt->learning_rate);
+}
+
 // Step times for the ETA and the summary; the first step of a run (allocation, warm-up) is left
 // out.
 typedef struct {

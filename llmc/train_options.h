@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "dataloader.h"
 #include "divergence.h"
+#include "optimizer.h"
 #include "report.h"
 #include "schedulers.h"
 #include "utils.h"
@@ -31,6 +32,10 @@ typedef struct {
     int shuffle;
     int checkpoints_keep, major_checkpoint_every; // -nk, -nm (llm.c's): llmc/checkpoint.h
     float grad_clip, beta1, beta2, eps, temperature;
+    // --optimizer muon: Muon for the blocks' matrices, AdamW for the rest (llmc/muon.h)
+    const char *optimizer_name;
+    float muon_lr, muon_momentum;
+    int muon_ns_steps;
     int top_k;
     int loss_mask; // DATALOADER_MASKS_*: use the .mask beside each shard (SFT), -1 if present
     // outlier detector (llmc/divergence.h): z-scores above which a step's update is skipped
@@ -41,6 +46,7 @@ typedef struct {
     // set by train_options_validate
     ScheduleType schedule;
     int grad_accum_steps;
+    int optimizer; // OptimizerKind
 } TrainOptions;
 
 static inline void train_options_defaults(TrainOptions *o) {
@@ -74,6 +80,10 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->beta1 = 0.9f;
     o->beta2 = 0.95f;
     o->eps = 1e-8f;
+    o->optimizer_name = "adamw";
+    o->muon_lr = 0.02f;
+    o->muon_momentum = 0.95f;
+    o->muon_ns_steps = 5;
     o->temperature = 1.0f;
     o->top_k = 0;
     o->loss_mask = DATALOADER_MASKS_AUTO;
@@ -84,6 +94,7 @@ static inline void train_options_defaults(TrainOptions *o) {
     o->plot_out = "";
     o->schedule = SCHEDULE_COSINE;
     o->grad_accum_steps = 1;
+    o->optimizer = OPTIMIZER_ADAMW;
 }
 
 // Fills table (TRAIN_OPTIONS_MAX entries) with the shared options; returns how many.
@@ -105,7 +116,8 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
          "tokens per optimizer step; a multiple of B*T, accumulated (-1: B*T)"},
         {'x', "max-steps", OPTION_INT, &o->max_steps,
          "optimizer steps (-1: one epoch of -i; 0: none, only evaluate)"},
-        {'l', "lr", OPTION_FLOAT, &o->learning_rate, "peak learning rate"},
+        {'l', "lr", OPTION_FLOAT, &o->learning_rate,
+         "peak learning rate (AdamW's; with --optimizer muon, of the tensors AdamW keeps)"},
         {'u', "warmup", OPTION_INT, &o->warmup_steps, "linear warmup steps"},
         {'q', "final-lr-frac", OPTION_FLOAT, &o->final_lr_fraction,
          "final lr as a fraction of peak"},
@@ -136,6 +148,14 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {0, "beta1", OPTION_FLOAT, &o->beta1, "AdamW beta1"},
         {0, "beta2", OPTION_FLOAT, &o->beta2, "AdamW beta2"},
         {0, "eps", OPTION_FLOAT, &o->eps, "AdamW epsilon"},
+        {0, "optimizer", OPTION_STRING, &o->optimizer_name,
+         "adamw, or muon: Muon for the blocks' 2-D matrices (qkvw, attprojw, fcw, fcprojw), "
+         "AdamW (-l) for embeddings, norms and biases (train_gpt2cu: not with -z 1 yet)"},
+        {0, "muon-lr", OPTION_FLOAT, &o->muon_lr,
+         "Muon's peak learning rate (scheduled like -l; -c decays its matrices too)"},
+        {0, "muon-momentum", OPTION_FLOAT, &o->muon_momentum, "Muon's (Nesterov) momentum"},
+        {0, "muon-ns-steps", OPTION_INT, &o->muon_ns_steps,
+         "Muon's Newton-Schulz iterations per matrix and step"},
         {0, "tokenizer", OPTION_STRING, &o->tokenizer_path, "tokenizer file for printing samples"},
         {0, "temperature", OPTION_FLOAT, &o->temperature, "sampling temperature (0: argmax)"},
         {0, "top-k", OPTION_INT, &o->top_k, "sample from the k most likely tokens (0: all)"},
@@ -242,6 +262,17 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
         fatal("bad value %d for --outlier-window: must be in 2..%d", o->outlier_window,
               OUTLIER_WINDOW_MAX);
     }
+    if (!optimizer_from_name(o->optimizer_name, &o->optimizer)) {
+        fatal("bad value '%s' for --optimizer: expected adamw or muon", o->optimizer_name);
+    }
+    if (!(o->muon_lr >= 0.0f)) fatal("bad value %g for --muon-lr: must be >= 0", o->muon_lr);
+    if (!(o->muon_momentum >= 0.0f && o->muon_momentum < 1.0f)) {
+        fatal("bad value %g for --muon-momentum: must be in [0, 1)", o->muon_momentum);
+    }
+    if (o->muon_ns_steps < 1 || o->muon_ns_steps > MUON_MAX_NS_STEPS) {
+        fatal("bad value %d for --muon-ns-steps: must be in 1..%d", o->muon_ns_steps,
+              MUON_MAX_NS_STEPS);
+    }
     o->grad_accum_steps = o->total_batch_size / tokens_per_micro_step;
 }
 
@@ -251,6 +282,7 @@ static inline void train_options_validate(TrainOptions *o, int num_processes) {
 // files, which a resume checks them against (llmc/checkpoint.h).
 static inline int train_options_resume(TrainOptions *o, char *path_buffer, size_t size) {
     checkpoint_set_run_record(o->model_spec, o->B, o->T, o->total_batch_size);
+    checkpoint_set_run_optimizer(o->optimizer);
     int latest = o->output_dir[0] != '\0' ? checkpoint_find_latest(o->output_dir) : -1;
     if (o->resume) {
         int step = latest >= 0 ? checkpoint_find_resumable(o->output_dir) : -1;

@@ -7,6 +7,7 @@ arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64, a model file, or HuggingFace GPT-2
   --write-state                        debug state: one batch, its logits, loss, grads, step losses
   --write-tokenizer                    gpt2_tokenizer.bin (via dev/data/data_common.py)
   --mode train                         train on llm.c data shards (or random tokens) like the C trainer
+  --optimizer muon                     Muon for the blocks' 2-D matrices, AdamW for the rest (both modes)
 
 Runs on torch 1.13 and 2.x, CPU, fp32, deterministic.
 Example: python3 scripts/train_gpt2.py --model d2 --seed 1 -b 4 -t 64 --steps 5 \\
@@ -661,8 +662,10 @@ def write_state(path, args, x, y, logits, loss, grads, step_losses, loss_mask=No
     """llm.c's debug state; with loss_mask, header[11] = 1 and the (B, T) int32 mask follows the
     step losses (loss and gradients are then those of the masked loss; docs/formats.md)."""
     floats = (args.lr, args.beta1, args.beta2, args.eps, args.weight_decay, args.grad_clip)
-    masked = [1] if loss_mask is not None else []
-    head = header_bytes([STATE_MAGIC, 2, args.B, args.T, len(step_losses)] + [float_bits(v) for v in floats] + masked)
+    masked = 1 if loss_mask is not None else 0
+    # header[12..15]: the optimizer of the steps (1: Muon) and Muon's settings (docs/formats.md)
+    muon = [1, float_bits(args.muon_lr), float_bits(args.muon_momentum), args.muon_ns_steps] if args.optimizer == "muon" else []
+    head = header_bytes([STATE_MAGIC, 2, args.B, args.T, len(step_losses)] + [float_bits(v) for v in floats] + [masked] + muon)
     chunks = [head, tensor_bytes(x.to(torch.int32)), tensor_bytes(y.to(torch.int32))]
     chunks += [tensor_bytes(logits), struct.pack("<f", loss)] + [tensor_bytes(g) for g in grads]
     chunks.append(struct.pack(f"<{len(step_losses)}f", *step_losses))
@@ -834,14 +837,87 @@ def get_lr(step, schedule, lr_max, warmup, final_fraction, max_steps):
     raise ValueError(f"unknown schedule {schedule}")
 
 
+# Muon's quintic Newton-Schulz coefficients (modded-nanogpt's); llmc/optimizer.h has the same.
+MUON_NS = (3.4445, -4.7750, 2.0315)
+
+
+class Muon:
+    """Muon for 2-D matrices, in fp32, as llmc/muon.h defines it (written independently of it):
+    buf = momentum buf + G; U = G + momentum buf (Nesterov); X = U / (||U||_F + 1e-7), transposed
+    to be wide; ns_steps of A = X X^T, B = b A + c A A, X = a X + B X; then W *= 1 - lr wd and
+    W -= lr max(1, rows/cols)^0.5 X. lr is set per step (the schedule). plant: a deliberate bug
+    for the tests ("coef": a 1% error in a, "no-nesterov": U = buf)."""
+
+    def __init__(self, params, lr, momentum, ns_steps, weight_decay, plant="none"):
+        self.params, self.lr, self.momentum = list(params), lr, momentum
+        self.ns_steps, self.weight_decay, self.plant = ns_steps, weight_decay, plant
+        self.buffers = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self):
+        a, b, c = MUON_NS
+        if self.plant == "coef":
+            a *= 1.01
+        for p, buf in zip(self.params, self.buffers):
+            g = p.grad
+            buf.mul_(self.momentum).add_(g)
+            u = buf if self.plant == "no-nesterov" else g + self.momentum * buf
+            x = u / (torch.linalg.norm(u) + 1e-7)
+            rows, cols = p.shape
+            if rows > cols:
+                x = x.T
+            for _ in range(self.ns_steps):
+                A = x @ x.T
+                B = b * A + c * (A @ A)
+                x = a * x + B @ x
+            if rows > cols:
+                x = x.T
+            p.mul_(1.0 - self.lr * self.weight_decay)
+            p.add_(x, alpha=-self.lr * max(1.0, rows / cols) ** 0.5)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+class Optimizers:
+    """AdamW alone, or Muon for the blocks' 2-D matrices and AdamW for the rest (--optimizer)."""
+
+    def __init__(self, model, args):
+        params = list(model.parameters())  # wte appears once: the output projection reuses it
+        matrices = [p for p in model.h.parameters() if p.dim() == 2] if args.optimizer == "muon" else []
+        kept = {id(p) for p in matrices}
+        rest = [p for p in params if id(p) not in kept]
+        groups = [
+            {"params": [p for p in rest if p.dim() == 2], "weight_decay": args.weight_decay},
+            {"params": [p for p in rest if p.dim() != 2], "weight_decay": 0.0},
+        ]
+        extra = {"foreach": False} if "foreach" in inspect.signature(torch.optim.AdamW).parameters else {}
+        self.adamw = torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2), eps=args.eps, **extra)
+        self.muon = None
+        if matrices:
+            self.muon = Muon(matrices, args.muon_lr, args.muon_momentum, args.muon_ns_steps,
+                             args.weight_decay, args.muon_plant)
+
+    def set_lr(self, adamw_lr, muon_lr):
+        for group in self.adamw.param_groups:
+            group["lr"] = adamw_lr
+        if self.muon:
+            self.muon.lr = muon_lr
+
+    def step(self):
+        self.adamw.step()
+        if self.muon:
+            self.muon.step()
+
+    def zero_grad(self, set_to_none=True):
+        self.adamw.zero_grad(set_to_none=set_to_none)
+        if self.muon:
+            self.muon.zero_grad()
+
+
 def make_optimizer(model, args):
-    params = list(model.parameters())  # wte appears once: the output projection reuses it
-    groups = [
-        {"params": [p for p in params if p.dim() == 2], "weight_decay": args.weight_decay},
-        {"params": [p for p in params if p.dim() != 2], "weight_decay": 0.0},
-    ]
-    extra = {"foreach": False} if "foreach" in inspect.signature(torch.optim.AdamW).parameters else {}
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(args.beta1, args.beta2), eps=args.eps, **extra)
+    return Optimizers(model, args)
 
 
 def clip_and_norm(model, grad_clip):
@@ -911,8 +987,8 @@ def run_train(model, loader, args):
                 loss_sum += loss.item()
         norm = clip_and_norm(model, args.grad_clip)
         lr = get_lr(step, args.schedule, args.lr, args.warmup, args.final_fraction, args.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        muon_lr = get_lr(step, args.schedule, args.muon_lr, args.warmup, args.final_fraction, args.steps)
+        optimizer.set_lr(lr, muon_lr)
         if not (getattr(loader, "masked", False) and total == 0):  # no trained target: no update
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -947,6 +1023,13 @@ def parse_args():
     add("--beta2", type=float, default=0.95)
     add("--eps", type=float, default=1e-8)
     add("--grad-clip", type=float, default=1.0, help="global norm clip, 0 = off (default 1.0)")
+    add("--optimizer", choices=["adamw", "muon"], default="adamw",
+        help="muon: Muon for the blocks' 2-D matrices, AdamW (-l) for the rest (default adamw)")
+    add("--muon-lr", type=float, default=0.02, help="Muon's peak learning rate (default 0.02)")
+    add("--muon-momentum", type=float, default=0.95, help="Muon's Nesterov momentum (default 0.95)")
+    add("--muon-ns-steps", type=int, default=5, help="Newton-Schulz iterations (default 5)")
+    add("--muon-plant", choices=["none", "coef", "no-nesterov"], default="none",
+        help="tests only: a deliberate Muon bug that test_gpt2 must catch")
     add("--input", help="glob of llm.c data shards (default: random tokens)")
     add("--mode", choices=["debug", "train", "none"], help="default: debug with --write-state; "
         "train with --input or --losses or when nothing is to be written; else none")
@@ -990,6 +1073,8 @@ def parse_args():
         fail(f"--beta1/--beta2 must be in [0, 1), found {args.beta1}, {args.beta2}")
     if not 0.0 <= args.loss_mask <= 1.0 or args.masked_row >= args.B:
         fail(f"--loss-mask must be in [0, 1] and --masked-row < B, found {args.loss_mask}, {args.masked_row}")
+    if args.muon_lr < 0 or not 0.0 <= args.muon_momentum < 1.0 or not 1 <= args.muon_ns_steps <= 100:
+        fail("--muon-lr must be >= 0, --muon-momentum in [0, 1), --muon-ns-steps in 1..100")
     if args.threads is not None and args.threads < 1:
         fail(f"--threads {args.threads}: must be >= 1")
     return args

@@ -774,6 +774,15 @@ sub_suite hellaswag "$WORK/hellaswag.log" env LLMC_HELLASWAG_TEST_DIR="$WORK/hel
 
 section_mark "11-13"
 # ---------------------------------------------------------------------------------------------
+# 18. Muon (tests/test_muon.sh, issue 20): test_gpt2 against scripts/train_gpt2.py --optimizer
+#     muon (10 steps, two shapes) and against two planted Muon bugs; train_gpt2 --optimizer muon on
+#     shards against PyTorch's losses (and a planted lr error); resume bit for bit and refused with
+#     the other optimizer; threads; bad flags; the emulated CUDA trainer: test_gpt2cu (fp32, bf16)
+#     against the same references, train_gpt2cu on shards, the host pipeline == the host path,
+#     2 ranks == 1, -z 1 refused. Each check counts here.
+sub_suite muon "$WORK/muon.log" env LLMC_MUON_TEST_DIR="$WORK/muon" bash tests/test_muon.sh
+
+# ---------------------------------------------------------------------------------------------
 # 11-13: hostile inputs, output directories, divergence (hostile_input_sections, defined after
 #        section 7, where the sanitized pass runs them).
 hostile_input_sections
