@@ -279,6 +279,26 @@ static void test_grow_vocab(void) {
     gpt2_free(&model);
 }
 
+// llama: its untied output head (lm_head, the last tensor) grows the same way as wte.
+static void test_grow_vocab_llama(void) {
+    GPT2 model;
+    gpt2_build(&model, "arch=llama,L=1,C=32,NH=2,V=300,maxT=16", 5);
+    int C = model.config.channels;
+    size_t sizes[NUM_PARAMETER_TENSORS], offset = 0;
+    gpt2_parameter_sizes(&model.config, sizes);
+    for (int k = 0; k < NUM_LLAMA_TENSORS - 1; k++) offset += sizes[k];
+    float *lm_head = model.params_memory + offset;
+    gpt2_grow_vocab(&model, 302);
+    double mean0 = 0.0;
+    for (int v = 0; v < 300; v++) mean0 += lm_head[(size_t)v * C];
+    mean0 /= 300;
+    int ok = model.config.vocab_size == 302 && lm_head[(size_t)300 * C] == (float)mean0 &&
+             lm_head[(size_t)301 * C] == (float)mean0 && lm_head[(size_t)302 * C] == 0.0f &&
+             model.params_memory[(size_t)300 * C] != 0.0f; // wte's new row too
+    check(ok, "llama: growing V 300 -> 302 sets the new rows of wte and of lm_head to their means");
+    gpt2_free(&model);
+}
+
 int main(void) {
     test_matvec();
     test_kv_cache("d2", 40);
@@ -288,6 +308,7 @@ int main(void) {
     test_kv_cache("arch=llama,L=1,C=96,NH=6,KV=1,V=1000,maxT=64,rope_theta=500000", 33);
     test_masked_rows();
     test_grow_vocab();
+    test_grow_vocab_llama();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
