@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Muon tests (section 18 of tests/run_tests.sh; alone: bash tests/test_muon.sh): test_gpt2 checks
-# 10 Muon steps against scripts/train_gpt2.py --optimizer muon (two shapes, non-default settings,
+# 10 Muon steps against scripts/train_gpt2.py --optimizer muon (two GPT-2 shapes and a llama with GQA and QK-norm, non-default settings,
 # weight decay, clipping), and fails on a reference with a planted bug (a 1% error in the quintic's
 # a, no Nesterov term); train_gpt2 --optimizer muon on shards reproduces the reference's losses
 # (warmup, cosine, accumulation), a 5% Muon learning-rate error does not; resume continues bit for
@@ -39,6 +39,7 @@ MUON_WD="-c 0.1 -l 1e-3 --muon-lr 0.01 --muon-momentum 0.9 --muon-ns-steps 4"
 CONFIGS=(
     "small_wd_clip|$SMALL|3|3|24|$MUON_WD --grad-clip 0.5"
     "l3c96_defaults|L=3,C=96,NH=3,V=1000,maxT=64|2|1|37|"
+    "llama_gqa_qknorm|arch=llama,L=2,C=64,NH=4,KV=2,V=300,maxT=64,qknorm=1|5|2|21|"
 )
 for config in "${CONFIGS[@]}"; do
     IFS='|' read -r name descriptor seed B T extra <<<"$config"
