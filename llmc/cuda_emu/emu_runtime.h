@@ -226,10 +226,11 @@ inline Registry &registry() {
 
 // The allocation holding [p, p + bytes), or nullptr. A pointer one past the end counts as
 // inside (a kernel argument may legitimately point there when its count is zero).
-inline const Allocation *find_allocation(const void *p, size_t bytes, uintptr_t *start_out) {
+// Takes the address as a number: GCC 12 warns (maybe-uninitialized) when a pointer to freshly
+// malloc'ed, unwritten host memory is passed as a const void * it cannot see is never read.
+inline const Allocation *find_allocation_at(uintptr_t address, size_t bytes, uintptr_t *start_out) {
     Registry &r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
-    uintptr_t address = (uintptr_t)p;
     auto it = r.allocations.upper_bound(address);
     if (it == r.allocations.begin()) return nullptr;
     --it;
@@ -237,13 +238,16 @@ inline const Allocation *find_allocation(const void *p, size_t bytes, uintptr_t 
     if (start_out) *start_out = it->first;
     return &it->second;
 }
+inline const Allocation *find_allocation(const void *p, size_t bytes, uintptr_t *start_out) {
+    return find_allocation_at((uintptr_t)p, bytes, start_out);
+}
 inline bool is_device_range(const void *p, size_t bytes) {
-    const Allocation *a = find_allocation(p, bytes, nullptr);
+    const Allocation *a = find_allocation_at((uintptr_t)p, bytes, nullptr);
     return a != nullptr && a->kind != MemoryKind::host_pinned;
 }
 // cudaMalloc memory (not managed memory, which the host may also use as a copy's host side)
 inline bool is_device_only_pointer(const void *p) {
-    const Allocation *a = find_allocation(p, 0, nullptr);
+    const Allocation *a = find_allocation_at((uintptr_t)p, 0, nullptr);
     return a != nullptr && a->kind == MemoryKind::device;
 }
 
