@@ -22,6 +22,16 @@ HEADERS := $(wildcard llmc/*.h)
 # json-c (Debian: libjson-c-dev) reads encoder.json and JSONL for the tokenizer, and HuggingFace's
 # config.json and safetensors header for -e DIR (llmc/safetensors.h: every program with a model)
 JSONC_LIBS := $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+# JSONC_HOME=PREFIX: json-c unpacked under PREFIX (include/, lib/ or lib/<triplet>/), on a machine
+# without libjson-c-dev and without a network: bench/gpu_check.sh unpacks the .debs it carries.
+JSONC_HOME ?=
+ifneq ($(JSONC_HOME),)
+  JSONC_LIBDIR := $(firstword $(wildcard $(JSONC_HOME)/lib/*-linux-gnu/libjson-c.so) $(JSONC_HOME)/lib/libjson-c.so)
+  JSONC_LIBDIR := $(abspath $(dir $(JSONC_LIBDIR)))
+  JSONC_LIBS := -L$(JSONC_LIBDIR) -Xlinker -rpath=$(JSONC_LIBDIR) -ljson-c
+  JSONC_CFLAGS := -isystem $(abspath $(JSONC_HOME))/include
+  CFLAGS += $(JSONC_CFLAGS)
+endif
 
 .PHONY: all test clean format bench_cpu
 
@@ -148,6 +158,7 @@ USE_CUDNN ?= 1
 NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(if $(CUDA_HOME),$(wildcard $(CUDA_HOME)/bin/nvcc)))
 CUDA_ARCH_FLAGS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS = -O3 -std=c++17 $(CUDA_ARCH_FLAGS) -Xcompiler -Wall,-Wextra,-Werror --Werror all-warnings
+NVCC_FLAGS += $(JSONC_CFLAGS)
 NVCC_LDLIBS = -lcublas -lcublasLt
 # test_gpt2cu also compiles the CPU trainer (train_gpt2.c, OpenMP) for its layer-by-layer check
 NVCC_TEST_FLAGS = -Xcompiler -fopenmp
@@ -158,6 +169,7 @@ EMU_CXX ?= g++
 # -march=native's tuning (it avoids FMA chains on AMD Zen), so emulated results would change from
 # machine to machine; without it they round as written, as the C11 builds do
 EMU_FLAGS = -std=c++17 -O2 $(ARCH) -ffp-contract=off -DLLMC_CUDA_EMU -Wall -Wextra -Werror -fopenmp -pthread
+EMU_FLAGS += $(JSONC_CFLAGS)
 # EMU_ASAN=1 (with CUDA_EMU=1): AddressSanitizer, which reports out-of-bounds accesses to device
 # memory and to dynamic shared memory (build/cuda/emu-<precision>-asan/)
 EMU_ASAN ?= 0

@@ -12,11 +12,15 @@
 # (train_gpt2cu d12 T=1024 at B=16, 32, 64: tokens/s, MFU, peak memory; B=32 with --gemm-autotune
 # 1); ncu (per-kernel GPU time of one d12 step, top 15); sanitizer (compute-sanitizer memcheck and
 # racecheck on the attention dev programs with LLMC_DEV_CHECK_ONLY=1, memcheck on test_gpt2cu);
-# mpi (data parallelism and its scaling estimate, when mpirun is there); last, our tokens/s over
-# PyTorch's.
+# mpi (data parallelism and its scaling estimate, when mpirun is there); ttq (issue 20's time-to-
+# quality benchmark, bench/time_to_quality.sh, with train_gpt2cu on the shards carried in REFS,
+# in what is left of the budget); last, our tokens/s over PyTorch's.
 #
-#   bash bench/gpu_check.sh --make-refs DIR   here (torch, network): the reference dumps (~13 MB)
-#                                             and cudnn-frontend's headers (build/cudnn-frontend)
+#   bash bench/gpu_check.sh --make-refs DIR   here (torch, network): the reference dumps (~13 MB),
+#                                             json-c's .debs (DIR/debs, for an image without
+#                                             libjson-c-dev), the time-to-quality shards
+#                                             (DIR/ttq_data, ~4 MB) and cudnn-frontend's headers
+#                                             (build/cudnn-frontend)
 #   bash bench/gpu_check.sh [--refs DIR] [--only STAGES] [--pack]   on the GPU machine
 #
 # REFS defaults to build/gpu_refs. Carry REFS and build/cudnn-frontend to a machine without
@@ -68,6 +72,13 @@ if [ -n "$MAKE_REFS" ]; then
     done
     if [ "$EMU" != 1 ]; then # the emulation has its own stand-in for cudnn-frontend
         bash scripts/fetch_cudnn_frontend.sh || exit 1
+        # every program with a model reads HuggingFace's config.json through json-c; the GPU
+        # image may lack libjson-c-dev and cannot download it: carry Debian's packages
+        mkdir -p "$MAKE_REFS/debs" && (cd "$MAKE_REFS/debs" && apt-get download libjson-c5 libjson-c-dev) \
+            >"$MAKE_REFS/debs.log" 2>&1 ||
+            { echo "error: apt-get download libjson-c5 libjson-c-dev failed (see $MAKE_REFS/debs.log)" >&2; exit 1; }
+        bash bench/ttq_data.sh --out "$MAKE_REFS/ttq_data" >"$MAKE_REFS/ttq_data.log" 2>&1 ||
+            { echo "error: bench/ttq_data.sh failed (see $MAKE_REFS/ttq_data.log)" >&2; exit 1; }
     fi
     echo "reference dumps in $MAKE_REFS ($(du -sh "$MAKE_REFS" | cut -f1)); carry it and build/cudnn-frontend"
     exit 0
@@ -77,7 +88,7 @@ fail() {
     echo "error: gpu_check.sh: $1" >&2
     exit 1
 }
-STAGES=",info,build,torch,test,matmul,dev,generate,train,ncu,sanitizer,mpi,"
+STAGES=",info,build,torch,test,matmul,dev,generate,train,ncu,sanitizer,mpi,ttq,"
 for stage in ${ONLY//,/ }; do
     [[ $STAGES == *",$stage,"* ]] || fail "--only: unknown stage '$stage' (stages: ${STAGES:1:-1})"
 done
@@ -210,6 +221,19 @@ fi
 if wanted build; then
     if [ "$EMU" != 1 ] && [ ! -f build/cudnn-frontend/include/cudnn_frontend.h ]; then
         note "info build/cudnn-frontend is missing: the BF16 (cuDNN) builds fetch it from PyPI and fail without network (carry it: --make-refs fetches it)"
+    fi
+    if [ "$EMU" != 1 ] && ! printf '#include <json-c/json.h>\n' | ${CC:-cc} -E -x c - >/dev/null 2>&1; then
+        debs=("$REFS"/debs/*.deb)
+        if [ -e "${debs[0]}" ]; then
+            rm -rf build/jsonc && mkdir -p build/jsonc
+            for deb in "${debs[@]}"; do
+                dpkg -x "$deb" build/jsonc 2>>"$LOGS/build.log" || note "info dpkg -x $deb failed (see logs/build.log)"
+            done
+            MAKE_FLAGS+=("JSONC_HOME=build/jsonc/usr")
+            note "info no json-c headers here: using the carried $(basename -a "${debs[@]}" | paste -sd ' ') (JSONC_HOME=build/jsonc/usr)"
+        else
+            note "info no json-c headers here and none carried in $REFS/debs (--make-refs downloads them): the build will fail"
+        fi
     fi
     run_stage build 330 build.log make "${MAKE_FLAGS[@]}" "${TARGETS[@]}"
     status=$?
@@ -488,6 +512,24 @@ PY
         else
             skip "nccl_all_reduce: did not build (see logs/build.log)"
         fi
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# ttq: issue 20's time-to-quality benchmark on the carried shards, with what is left of the budget
+# (runs that finish are kept; the analysis covers those)
+STAGE_NAME=ttq
+if wanted ttq; then
+    if [ "$EMU" = 1 ]; then
+        skip "ttq: emulation (make test's section 7c runs bench/time_to_quality.sh --smoke)"
+    elif [ ! -f "$REFS/ttq_data/ttq_train_000000.bin" ]; then
+        skip "ttq: no shards in $REFS/ttq_data (--make-refs makes them)"
+    elif need "$V16/train_gpt2cu"; then
+        run_stage ttq 600 ttq.log bash bench/time_to_quality.sh --trainer "$V16/train_gpt2cu" \
+            --prepared-data "$REFS/ttq_data" --work build/ttq_gpu --out "$LOGS/ttq"
+        status=$?
+        report "time to quality (bench/time_to_quality.sh, train_gpt2cu)" "$status" ttq.log \
+            "tokens to (a)'s final val loss: $(sed -n '/^### Tokens to reach/,$p' "$LOGS/ttq/sweep.md" 2>/dev/null | grep '^| [abc] ' | tr -s ' ' | paste -sd ';' | cut -c1-400)"
     fi
 fi
 

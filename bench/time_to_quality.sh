@@ -15,6 +15,8 @@
 #   --trainer PATH       the trainer (default ./train_gpt2; a CUDA build takes the same flags)
 #   --data DIR           shared data (default ../shared/data)
 #   --work DIR           shards in DIR/data, runs in DIR/runs (default build/ttq)
+#   --prepared-data DIR  shards already made by bench/ttq_data.sh in DIR (a machine without the
+#                        shared data or the tokenizer's libraries: bench/gpu_check.sh carries them)
 #   --out DIR            results (default bench/results/ttq-YYYY-MM-DD)
 #   --tokens N           token budget of each run (default 4915200: 300 steps of 16384, 2.7 epochs)
 #   --batch B            micro-batch (default 16)     --seq-len T   (default 256)
@@ -40,6 +42,7 @@ cd "$(dirname "$0")/.." || exit 1
 PYTHON=${PYTHON:-python3}
 
 SMOKE=0 CONFIGS=auto TRAINER=./train_gpt2 DATA=../shared/data WORK="" OUT="" TOKENS=4915200
+PREPARED=""
 B=16 T=256 D=16384 VAL_EVERY=20 VAL_BATCHES=0
 LRS_A="1e-3 2e-3 4e-3" LRS_B="1e-3 2e-3 4e-3" LRS_C="0.01 0.02 0.04" ADAMW_LR_C=""
 MODEL_A="L=6,C=384,NH=6,V=50257,maxT=256"
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     --trainer) TRAINER=$2; shift 2 ;;
     --data) DATA=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
+    --prepared-data) PREPARED=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --tokens) TOKENS=$2; shift 2 ;;
     --batch) B=$2; shift 2 ;;
@@ -82,7 +86,7 @@ while [ $# -gt 0 ]; do
     --keep-checkpoints) KEEP=1; shift ;;
     --analyze-only) ANALYZE_ONLY=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h | --help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -132,6 +136,11 @@ else
 fi
 
 DATA_OUT=$WORK/data RUNS=$WORK/runs
+if [ -n "$PREPARED" ]; then
+    [ -f "$PREPARED/ttq_train_000000.bin" ] && [ -f "$PREPARED/ttq_val_000000.bin" ] ||
+        die "--prepared-data $PREPARED: no ttq_train_000000.bin and ttq_val_000000.bin there (bench/ttq_data.sh --out $PREPARED)"
+    DATA_OUT=$PREPARED
+fi
 
 # The time it takes, before it runs: train tokens of all runs, plus each validation's forward pass
 # over the val set at about a third of a training token's cost (forward ~1/3 of forward+backward),
@@ -175,7 +184,9 @@ else
 fi
 say() { printf '%s\n' "$*" | tee -a "$COMMANDS"; }
 
-if [ "$ANALYZE_ONLY" = 0 ]; then
+if [ -n "$PREPARED" ]; then
+    say "# shards prepared in $PREPARED ($(tr '\n' ' ' <"$PREPARED/tokens.txt" 2>/dev/null))"
+elif [ "$ANALYZE_ONLY" = 0 ]; then
     say "bench/ttq_data.sh --data $DATA --out $DATA_OUT --max-docs $MAX_DOCS"
     if [ "$DRY_RUN" = 0 ]; then
         bash bench/ttq_data.sh --data "$DATA" --out "$DATA_OUT" --max-docs "$MAX_DOCS" >"$WORK/data.log" 2>&1 ||

@@ -38,7 +38,7 @@ for spec in "build|1" "test_gpt2cu|9" "matmul algorithm cache|1" "dev/cuda/|5" "
         not_ok "summary: $got ok line(s) for '$stage', want $want (see $SUMMARY)"
     fi
 done
-for stage in compute-sanitizer ncu mpi; do
+for stage in compute-sanitizer ncu mpi ttq; do
     if grep -q "^skip $stage: emulation" "$SUMMARY"; then
         ok "summary: '$stage' says it is skipped under the emulation"
     else
