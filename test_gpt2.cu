@@ -164,8 +164,14 @@ static void layer_compare_device(LayerCheck *check, const char *name, int layer,
     free(got);
 }
 
+static int check_llama_layers_against_cpu(GPT2 *model, const char *model_path,
+                                          const DebugState *ref, double tolerance);
+
 static int check_layers_against_cpu(GPT2 *model, const char *model_path, const DebugState *ref,
                                     double tolerance) {
+    if (model->config.arch == MODEL_ARCH_LLAMA) {
+        return check_llama_layers_against_cpu(model, model_path, ref, tolerance);
+    }
     int B = ref->B, T = ref->T;
     const GPT2Config *cfg = &model->config;
     int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads;
@@ -250,6 +256,95 @@ static int check_layers_against_cpu(GPT2 *model, const char *model_path, const D
     layer_compare(&check, "wte grad", -1, grads + GRAD_OFFSET(wte, 0),
                   host_grads + GRAD_OFFSET(wte, 0), (size_t)Vp * c);
 #undef GRAD_OFFSET
+    free(grads);
+    cpu::gpt2_free(&host);
+    if (check.failed > 0) {
+        printf("  %d of %d tensors differ; the first to diverge: %s\n", check.failed, check.checked,
+               check.first);
+    } else {
+        printf("  all %d tensors match\n", check.checked);
+    }
+    return check.failed;
+}
+
+// The llama family's layer-by-layer check: the stored activations of train_gpt2.c's llama forward
+// (qkvr: the attention's input after QK-norm and RoPE; the GPU keeps the projection's qkv apart
+// only with QK-norm), then each tensor's gradient slices in backward order.
+static int check_llama_layers_against_cpu(GPT2 *model, const char *model_path,
+                                          const DebugState *ref, double tolerance) {
+    int B = ref->B, T = ref->T;
+    const GPT2Config *cfg = &model->config;
+    int L = cfg->num_layers, C = cfg->channels, NH = cfg->num_heads;
+    int Vp = cfg->padded_vocab_size;
+    size_t BT = (size_t)B * T, c = (size_t)C, w = (size_t)llama_qkv_width(cfg);
+    size_t f = (size_t)cfg->ffn;
+    cpu::GPT2 host;
+    cpu::gpt2_build(&host, model_path, 0);
+    float *params = gpt2_download_params(model);
+    memcpy(host.params_memory, params, model->num_parameters * sizeof(float));
+    free(params);
+    cpu::gpt2_forward_masked(&host, ref->inputs, ref->targets, ref->target_mask, B, T);
+    gpt2_forward_masked(model, ref->inputs, ref->targets, ref->target_mask, B, T, 0,
+                        reference_normaliser(ref));
+    LayerCheck check = {0, 0, "", tolerance};
+    printf("layer by layer against train_gpt2.c (relative L2 error <= %.0e):\n", tolerance);
+    const ActivationTensors *a = &model->acts;
+    const cpu::ActivationTensors *h = &host.acts;
+    layer_compare_device(&check, "encoded", -1, a->encoded, h->encoded, BT * c);
+    float *lse = (float *)malloc_check(BT * NH * sizeof(float), "att_lse");
+    for (int l = 0; l < L; l++) {
+        size_t at = l * BT * c;
+        layer_compare_device(&check, "ln1", l, a->ln1 + at, h->ln1 + at, BT * c);
+        if (cfg->qknorm) {
+            layer_compare_device(&check, "qkv", l, a->qkv + l * BT * w, h->qkv + l * BT * w,
+                                 BT * w);
+        }
+        const floatX *qkvr = cfg->qknorm ? a->qkvr : a->qkv;
+        layer_compare_device(&check, "qkvr", l, qkvr + l * BT * w, h->qkvr + l * BT * w, BT * w);
+        layer_compare_device(&check, "atty", l, a->atty + at, h->atty + at, BT * c);
+        size_t lse_at = l * BT * NH;
+        cuda_check(
+            cudaMemcpy(lse, a->att_lse + lse_at, BT * NH * sizeof(float), cudaMemcpyDeviceToHost));
+        layer_compare(&check, "att_lse", l, lse, h->att_lse + lse_at, BT * NH);
+        layer_compare_device(&check, "residual2", l, a->residual2 + at, h->residual2 + at, BT * c);
+        layer_compare_device(&check, "ln2", l, a->ln2 + at, h->ln2 + at, BT * c);
+        layer_compare_device(&check, "fch", l, a->fch + l * BT * 2 * f, h->fch + l * BT * 2 * f,
+                             BT * 2 * f);
+        layer_compare_device(&check, "fch_swiglu", l, a->fch_gelu + l * BT * f,
+                             h->fch_gelu + l * BT * f, BT * f);
+        layer_compare_device(&check, "residual3", l, a->residual3 + at, h->residual3 + at, BT * c);
+    }
+    free(lse);
+    layer_compare_device(&check, "lnf", -1, a->lnf, h->lnf, BT * c);
+    layer_compare_device(&check, "logits", -1, a->logits, h->logits, BT * (size_t)Vp);
+
+    cpu::gpt2_zero_grad(&host);
+    cpu::gpt2_backward(&host, 1.0f);
+    gpt2_zero_grad(model);
+    gpt2_backward(model, 1.0f);
+    float *grads = download_floatX(model->grads_memory, model->num_parameters);
+    const float *host_grads = host.grads_memory;
+    size_t sizes[NUM_PARAMETER_TENSORS], offsets[NUM_PARAMETER_TENSORS], offset = 0;
+    gpt2_parameter_sizes(cfg, sizes);
+    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+        offsets[k] = offset;
+        offset += sizes[k];
+    }
+    char name[64];
+    // backward's order: lm_head, rmsfw, then per layer fcprojw .. rms1w, then wte
+    for (int k = NUM_LLAMA_TENSORS - 1; k >= NUM_LLAMA_TENSORS - 2; k--) {
+        snprintf(name, sizeof(name), "%s grad", llama_tensor_names[k]);
+        layer_compare(&check, name, -1, grads + offsets[k], host_grads + offsets[k], sizes[k]);
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        for (int k = NUM_LLAMA_TENSORS - 3; k >= 1; k--) {
+            if (sizes[k] == 0) continue; // qnormw, knormw without QK-norm
+            size_t slice = sizes[k] / (size_t)L, at = offsets[k] + (size_t)l * slice;
+            snprintf(name, sizeof(name), "%s grad", llama_tensor_names[k]);
+            layer_compare(&check, name, l, grads + at, host_grads + at, slice);
+        }
+    }
+    layer_compare(&check, "wte grad", -1, grads, host_grads, sizes[0]);
     free(grads);
     cpu::gpt2_free(&host);
     if (check.failed > 0) {
@@ -368,7 +463,6 @@ int main(int argc, char **argv) {
     ModelSource source;
     model_source_open(&source, model_path, &config);
     model_source_close(&source);
-    model_config_require_gpt2(&config, model_path, "test_gpt2cu");
     DebugState ref;
     debug_state_read(state_path_arg, &config, &ref);
     int B = ref.B, T = ref.T, V = ref.V, Vp = config.padded_vocab_size;
@@ -399,7 +493,7 @@ int main(int argc, char **argv) {
     free(logits);
     if (!debug_state_check_loss(model.mean_loss, ref.loss, loss_tol)) failures++;
 
-    // backward: the 16 gradient tensors
+    // backward: the 16 gradient tensors (llama: 11)
     gpt2_zero_grad(&model);
     gpt2_backward(&model, 1.0f);
     printf("backward:\n");
@@ -407,15 +501,17 @@ int main(int argc, char **argv) {
     size_t sizes[NUM_PARAMETER_TENSORS];
     gpt2_parameter_sizes(&model.config, sizes);
     size_t offset = 0;
-    for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+    int llama = model.config.arch == MODEL_ARCH_LLAMA;
+    for (int k = 0; k < model_num_tensors(&model.config); k++) {
         // the element-wise floor scales with the tensor's largest reference value; wte's rows
-        // outside the vocabulary (V..Vp) are padding with zero gradient in both
-        size_t n = k == 0 ? (size_t)V * model.config.channels : sizes[k];
+        // (and llama's lm_head's) outside the vocabulary (V..Vp) are padding with zero gradient
+        int vocab_rows = k == 0 || (llama && k == NUM_LLAMA_TENSORS - 1);
+        size_t n = vocab_rows ? (size_t)V * model.config.channels : sizes[k];
         double scale = 0.0;
         for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)ref.grads[offset + i]));
         c = compare(grads + offset, ref.grads + offset, n, grad_floor * scale, grad_tol);
-        report(parameter_tensor_names[k], c, grads + offset, ref.grads + offset, element_wise,
-               grad_tol);
+        report(model_tensor_name(&model.config, k), c, grads + offset, ref.grads + offset,
+               element_wise, grad_tol);
         offset += sizes[k];
     }
     free(grads);
