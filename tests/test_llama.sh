@@ -341,7 +341,7 @@ PYEOF
     fi
     # --optimizer muon (GQA, QK-norm): test_muon.sh's tolerance for train_gpt2cu (2e-4 relative,
     # the Newton-Schulz worst case, derived there)
-    MUON_FLAGS="-b 2 -t 24 -d 96 -u 2 -q 0.1 -k cosine"
+    MUON_FLAGS="-b 2 -t 24 -d 96 -l 1e-3 -u 2 -q 0.1 -k cosine" # -l: the two programs' defaults differ
     # shellcheck disable=SC2086
     if run cu_muon $CU -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/cu_muon" --optimizer muon $MUON_FLAGS -x 6 &&
         run ref_cu_muon $REF --mode train --model "$M" --input "$WORK/train_000.bin" --optimizer muon \
