@@ -47,11 +47,9 @@ static void chat_backend_init(void) {
 static void chat_backend_free(void) {
     matmul_free();
 }
-// generation runs one token at a time (llmc/kv_cache.cuh): no B x T activations are needed.
-// Its cache and step are GPT-2's: a llama model (which train_gpt2cu trains) is refused by name.
+// generation runs one token at a time (llmc/kv_cache.cuh): no B x T activations are needed
 static void chat_model_build(GPT2 *model, const char *path) {
     gpt2_build(model, path, 0, 1, 1, 0, 0, NULL);
-    model_config_require_gpt2(&model->config, path, "chatcu");
 }
 // new chat-token rows at the mean embedding, as the trainer starts them
 static void chat_model_grow_vocab(GPT2 *model, const char *path, int vocab_size) {

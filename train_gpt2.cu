@@ -1,7 +1,9 @@
 /*
 GPT-2 training on an NVIDIA GPU: the same story as train_gpt2.c (config -> load -> train -> save),
 with the same flags (llmc/train_options.h), files and loss, and the layers as CUDA kernels, one
-header per layer in llmc/ (llmc/encoder.cuh, layernorm.cuh, ...).
+header per layer in llmc/ (llmc/encoder.cuh, layernorm.cuh, ...). The llama family (arch=llama:
+rmsnorm.cuh, rope.cuh, swiglu.cuh, grouped-query attention.cuh, untied head) runs beside GPT-2 in
+the same buffers: llama_forward_layers / llama_backward_layers.
 
 BF16 by default: weights, activations and gradients in bf16, fp32 master weights and AdamW state,
 stochastic rounding of the updated weights. `make train_gpt2cu PRECISION=FP32` keeps everything in
@@ -1204,9 +1206,10 @@ int main(int argc, char **argv) {
     CliOption options[TRAIN_OPTIONS_MAX];
     int num_options = train_options_table(&opt, options);
     int recompute = 0; // the GPU trainer's own option, after the shared ones
-    options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
-                              "1: redo GELU in backward instead of keeping it per layer (less "
-                              "memory, a little more compute, the same bits)"};
+    options[num_options++] = {
+        'r', "recompute", OPTION_INT, &recompute,
+        "1: redo GELU (llama: SwiGLU) in backward instead of keeping it per layer (less "
+        "memory, a little more compute, the same bits)"};
     int gemm_autotune = 0;
     options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
                               "1: time cuBLASLt's top algorithms once per matrix shape and keep "
@@ -1215,7 +1218,8 @@ int main(int argc, char **argv) {
     multi_gpu_options_defaults(&multi_options);
     num_options += multi_gpu_options_table(&multi_options, options + num_options);
     cli_parse(argc, argv,
-              "Trains GPT-2 on NVIDIA GPUs (" PRECISION_NAME " build). Same flags as train_gpt2, "
+              "Trains GPT-2 (or a llama-family model) on NVIDIA GPUs (" PRECISION_NAME
+              " build). Same flags as train_gpt2, "
               "plus data parallelism: mpirun -np N ./train_gpt2cu ... (docs/multi_gpu.md).",
               options, num_options);
     train_options_plot_command(&opt); // --plot: only redraw a plot

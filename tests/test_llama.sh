@@ -6,7 +6,7 @@
 # vocabularies; the bf16 file (version 7); corrupted references that must fail; train_gpt2's losses
 # on a llama model against PyTorch's (and a planted learning-rate error that must fail); sampling;
 # bad descriptors and model headers; the CUDA trainer (emulated): test_gpt2cu parity, train_gpt2cu's
-# losses (AdamW, Muon) and resume; chat's greedy completion equals PyTorch's.
+# losses (AdamW, Muon), resume, data parallel; chat's and chatcu's greedy completions equal PyTorch's.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -270,8 +270,9 @@ fi
 # the dumps above at test_gpt2.cu's GPT-2 tolerances (derived there, the llama tensors too) in the
 # emulation's forward, reverse and random scheduling orders; corrupted references that must fail;
 # train_gpt2cu's losses on the shard against PyTorch's (AdamW and Muon); resume bit for bit with
-# -r 1. (chatcu, whose KV cache is GPT-2's so far, refuses a llama model by name: below.)
-CU_BINS="build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-fp32/chatcu"
+# -r 1; data parallel. (chatcu and the GPU KV cache: after chat's check below.)
+CU_BINS="build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-fp32/chatcu
+    build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu"
 # shellcheck disable=SC2086
 if make --no-print-directory -s CUDA_EMU=1 $CU_BINS >"$WORK/build_cu.log" 2>&1; then
     export OMP_WAIT_POLICY=passive LLMC_EMU_THREADS=${LLMC_EMU_THREADS:-2}
@@ -367,6 +368,23 @@ PYEOF
     else
         not_ok "train_gpt2cu llama resume (see $WORK/cu_resume_a.log, $WORK/cu_resume_b.log)"
     fi
+    # data parallel (two emulated GPUs, mpirun): ZeRO-1 writes the same bits as ZeRO-0 (the
+    # per-layer all-reduce lists llama's tensors), and the losses equal one process's with 2B to
+    # run_tests.sh section 12's loss tolerance (2e-5, derived there)
+    if command -v mpirun >/dev/null; then
+        MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun --oversubscribe)
+        dp="-e arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1 --seed 7 -i $WORK/train_000.bin -t 32 -d 128 -x 4 -n 4 -l 1e-3 -v 0 -s 0"
+        # shellcheck disable=SC2086
+        if run cu_dp0 "${MPI_RUN[@]}" -np 2 $CU $dp -b 2 -z 0 -o "$WORK/cu_dp0" &&
+            run cu_dp1 "${MPI_RUN[@]}" -np 2 $CU $dp -b 2 -z 1 -o "$WORK/cu_dp1" &&
+            run cu_dp_single $CU $dp -b 4 -o "$WORK/cu_dp_single" &&
+            cmp -s "$WORK/cu_dp0/model_00000004.bin" "$WORK/cu_dp1/model_00000004.bin" &&
+            summary=$(compare_losses cu_dp "$WORK/cu_dp0/main.log" <(sed -n 's/^s:\([0-9]*\) trl:\([^ ]*\).*/\1 \2/p' "$WORK/cu_dp_single/main.log") 2e-5); then
+            ok "train_gpt2cu llama on 2 emulated GPUs: -z 1 == -z 0 bit for bit; losses = 1 process x 2B: $summary"
+        else
+            not_ok "train_gpt2cu llama data parallel: ${summary:-} (see $WORK/cu_dp0.log, $WORK/cu_dp1.log, $WORK/cu_dp_single.log)"
+        fi
+    fi
     # -r 1 redoes the same SwiGLU kernel on the same input: the same bits as keeping it
     # shellcheck disable=SC2086
     if run cu_r0 $CU $common_cu -r 0 -i "$WORK/train_000.bin" -o "$WORK/cu_r0" &&
@@ -404,10 +422,28 @@ if $BIN/tokenizer prepare -i "$FIX/gsm8k.jsonl" --field question,answer --val-fr
 else
     not_ok "chat on a llama model (see $WORK/train_chat.log, $WORK/chat.err)"
 fi
-if [ -x build/cuda/emu-fp32/chatcu ] && [ -f "$WORK/chat_model/model_00000008.bin" ]; then
-    expect_error "chatcu refuses a llama model file" "model_00000008.bin: arch llama .* not supported by chatcu" \
-        build/cuda/emu-fp32/chatcu -e "$WORK/chat_model/model_00000008.bin" --ids 1 --complete "$PROMPT" -n 2
+# chatcu (llmc/kv_cache.cuh's llama_forward_step, FP32 emulated build): the same check
+if [ -x build/cuda/emu-fp32/chatcu ] && [ -f "$WORK/prompt.ids" ] &&
+    greedy_cu=$(build/cuda/emu-fp32/chatcu -e "$WORK/chat_model/model_00000008.bin" --ids 1 --complete "$PROMPT" \
+        --temperature 0 -n 20 2>"$WORK/chatcu.err") && echo "$greedy_cu" >"$WORK/greedy_cu.ids" &&
+    summary=$($PY tests/greedy_reference.py "$WORK/chat_model/model_00000008.bin" "$WORK/prompt.ids" \
+        "$WORK/greedy_cu.ids" 2>&1); then
+    ok "chatcu (fp32, emulated): a llama model's greedy completion = PyTorch's greedy continuation: $summary"
+else
+    not_ok "chatcu on a llama model: ${summary:-} (see $WORK/chatcu.err)"
 fi
+# the GPU KV cache against the CUDA trainer's full forward (tests/test_generate_cu.cu: its bounds
+# and planted off-by-one), GQA with QK-norm and multi-query (KV = 1), FP32 and BF16
+for spec in "fp32|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1" "fp32|arch=llama,L=2,C=64,NH=4,KV=1,V=300,maxT=64" \
+    "bf16|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"; do
+    IFS='|' read -r precision descriptor <<<"$spec"
+    if [ -x build/cuda/emu-$precision/test_generate_cu ] &&
+        run "generate_cu_$precision" build/cuda/emu-$precision/test_generate_cu "$descriptor"; then
+        ok "test_generate_cu ($precision, emulated) $descriptor: KV-cache logits = full forward's, planted off-by-one fails, reset repeats bit for bit"
+    else
+        not_ok "test_generate_cu ($precision) $descriptor (see $WORK/generate_cu_$precision.log)"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------------
 checks_summary
