@@ -273,8 +273,14 @@ fi
 # -r 1; data parallel. (chatcu and the GPU KV cache: after chat's check below.)
 CU_BINS="build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-fp32/chatcu
     build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu"
+# the sanitized pass (run_tests.sh section 15) skips these: the emulated binaries are not its
+# sanitized builds (section 8 runs those), so it would only repeat this pass's runs
+CU_CHECKS=0
+[ "${LLMC_SANITIZE:-0}" = 1 ] || CU_CHECKS=1
 # shellcheck disable=SC2086
-if make --no-print-directory -s CUDA_EMU=1 $CU_BINS >"$WORK/build_cu.log" 2>&1; then
+if [ "$CU_CHECKS" = 0 ]; then
+    :
+elif make --no-print-directory -s CUDA_EMU=1 $CU_BINS >"$WORK/build_cu.log" 2>&1; then
     export OMP_WAIT_POLICY=passive LLMC_EMU_THREADS=${LLMC_EMU_THREADS:-2}
     CU=build/cuda/emu-fp32/train_gpt2cu
     for spec in "fp32|kv2_b2_t21|forward" "bf16|kv2_b2_t21|random" "fp32|qk_kv2_b3_t19_wd|forward" \
@@ -339,6 +345,17 @@ PYEOF
         ok "train_gpt2cu (fp32, emulated) llama on the shard matches PyTorch: $summary"
     else
         not_ok "train_gpt2cu llama on the shard vs PyTorch: ${summary:-} (see $WORK/cu_train.log)"
+    fi
+    # the host pipeline (the default above: device clip scale, one wait per step) and the host path
+    # (LLMC_SYNC_PIPELINE=1) write the same bits
+    # shellcheck disable=SC2086
+    if run cu_train_sync env LLMC_SYNC_PIPELINE=1 $CU -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/cu_train_sync" \
+        -b 2 -t 32 -d 128 -l 2e-3 -c 0.1 -x 8 -u 2 -q 0.1 -k cosine &&
+        cmp -s "$WORK/cu_train/model_00000008.bin" "$WORK/cu_train_sync/model_00000008.bin" &&
+        cmp -s "$WORK/cu_train/state_00000008_00000.bin" "$WORK/cu_train_sync/state_00000008_00000.bin"; then
+        ok "train_gpt2cu llama: the host pipeline and the host path (LLMC_SYNC_PIPELINE=1) write the same model and state bits"
+    else
+        not_ok "train_gpt2cu llama: host pipeline vs host path (see $WORK/cu_train_sync.log)"
     fi
     # --optimizer muon (GQA, QK-norm): test_muon.sh's tolerance for train_gpt2cu (2e-4 relative,
     # the Newton-Schulz worst case, derived there)
@@ -423,7 +440,9 @@ else
     not_ok "chat on a llama model (see $WORK/train_chat.log, $WORK/chat.err)"
 fi
 # chatcu (llmc/kv_cache.cuh's llama_forward_step, FP32 emulated build): the same check
-if [ -x build/cuda/emu-fp32/chatcu ] && [ -f "$WORK/prompt.ids" ] &&
+if [ "$CU_CHECKS" = 0 ]; then
+    :
+elif [ -x build/cuda/emu-fp32/chatcu ] && [ -f "$WORK/prompt.ids" ] &&
     greedy_cu=$(build/cuda/emu-fp32/chatcu -e "$WORK/chat_model/model_00000008.bin" --ids 1 --complete "$PROMPT" \
         --temperature 0 -n 20 2>"$WORK/chatcu.err") && echo "$greedy_cu" >"$WORK/greedy_cu.ids" &&
     summary=$($PY tests/greedy_reference.py "$WORK/chat_model/model_00000008.bin" "$WORK/prompt.ids" \
@@ -434,8 +453,8 @@ else
 fi
 # the GPU KV cache against the CUDA trainer's full forward (tests/test_generate_cu.cu: its bounds
 # and planted off-by-one), GQA with QK-norm and multi-query (KV = 1), FP32 and BF16
-for spec in "fp32|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1" "fp32|arch=llama,L=2,C=64,NH=4,KV=1,V=300,maxT=64" \
-    "bf16|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"; do
+[ "$CU_CHECKS" = 1 ] && for spec in "fp32|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1" \
+    "fp32|arch=llama,L=2,C=64,NH=4,KV=1,V=300,maxT=64" "bf16|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"; do
     IFS='|' read -r precision descriptor <<<"$spec"
     if [ -x build/cuda/emu-$precision/test_generate_cu ] &&
         run "generate_cu_$precision" build/cuda/emu-$precision/test_generate_cu "$descriptor"; then
