@@ -443,7 +443,7 @@ int main(int argc, char **argv) {
     int check_layers = 1;
     CliOption options[] = {
         {'e', "model", OPTION_STRING, &model_path,
-         "reference model file (v3 fp32 or v5 bf16) or HuggingFace GPT-2 directory"},
+         "reference model file (v3 fp32 or v5 bf16; llama v6/v7) or HuggingFace directory"},
         {'s', "state", OPTION_STRING, &state_path_arg, "reference debug state"},
         {'o', "work-dir", OPTION_STRING, &work_dir,
          "directory for the save/reload check's checkpoint"},
