@@ -296,6 +296,15 @@ elif make --no-print-directory -s CUDA_EMU=1 $CU_BINS >"$WORK/build_cu.log" 2>&1
             not_ok "test_gpt2cu ($precision) llama $name, $order order (see $WORK/cu_${precision}_${name}_$order.log)"
         fi
     done
+    # KV = NH: the BF16 build's attention is cuDNN's (its emulated stand-in) for such a llama, as
+    # for GPT-2 (attention_uses_cudnn); the same tolerances
+    if run ref_mha $REF --model "arch=llama,L=2,C=64,NH=4,KV=4,V=500,maxT=32,qknorm=1" --seed 9 -b 2 -t 17 \
+        --steps 10 --write-model "$WORK/mha.bin" --write-state "$WORK/mha_state.bin" &&
+        run cu_bf16_mha ./build/cuda/emu-bf16/test_gpt2cu -e "$WORK/mha.bin" -s "$WORK/mha_state.bin" -o "$WORK/cu_work"; then
+        ok "test_gpt2cu (bf16, emulated) llama with KV = NH (cuDNN's attention): logits, loss, 11 gradients, 10 AdamW steps match PyTorch"
+    else
+        not_ok "test_gpt2cu (bf16) llama with KV = NH (see $WORK/ref_mha.log, $WORK/cu_bf16_mha.log)"
+    fi
     # the corrupted references of above (a median element x1.01) fail FP32's element-wise limits;
     # BF16's relative L2 limits are 2x the bf16 noise, so it gets a whole tensor x1.05 (as
     # run_tests.sh section 9 plants for GPT-2)
