@@ -1,7 +1,9 @@
 /*
 GPT-2 training on an NVIDIA GPU: the same story as train_gpt2.c (config -> load -> train -> save),
 with the same flags (llmc/train_options.h), files and loss, and the layers as CUDA kernels, one
-header per layer in llmc/ (llmc/encoder.cuh, layernorm.cuh, ...).
+header per layer in llmc/ (llmc/encoder.cuh, layernorm.cuh, ...). The llama family (arch=llama:
+rmsnorm.cuh, rope.cuh, swiglu.cuh, grouped-query attention.cuh, untied head) runs beside GPT-2 in
+the same buffers: llama_forward_layers / llama_backward_layers.
 
 BF16 by default: weights, activations and gradients in bf16, fp32 master weights and AdamW state,
 stochastic rounding of the updated weights. `make train_gpt2cu PRECISION=FP32` keeps everything in
@@ -35,10 +37,14 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/model_config.h"
 #include "llmc/multi_gpu.cuh"
 #include "llmc/muon.cuh"
+#include "llmc/residual.cuh"
+#include "llmc/rmsnorm.cuh"
+#include "llmc/rope.cuh"
 #include "llmc/run_dir.h"
 #include "llmc/safetensors.h"
 #include "llmc/sampler.h"
 #include "llmc/schedulers.h"
+#include "llmc/swiglu.cuh"
 #include "llmc/tokenizer.h"
 #include "llmc/train_loop.h"
 #include "llmc/train_options.h"
@@ -65,8 +71,32 @@ static void point_parameters(ParameterTensors *p, floatX *memory, const GPT2Conf
     }
 }
 
+// The llama family's 11 tensors (llmc/model_config.h), in the same kind of block; qnormw and
+// knormw are 0 elements without QK-norm.
+typedef struct {
+    floatX *wte, *rms1w, *qkvw, *qnormw, *knormw, *attprojw, *rms2w, *fcw, *fcprojw, *rmsfw;
+    floatX *lm_head;
+} LlamaTensors;
+
+static LlamaTensors point_llama_tensors(floatX *memory, const GPT2Config *config) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    gpt2_parameter_sizes(config, sizes);
+    LlamaTensors t;
+    floatX **fields[NUM_LLAMA_TENSORS] = {&t.wte,     &t.rms1w,    &t.qkvw,   &t.qnormw,
+                                          &t.knormw,  &t.attprojw, &t.rms2w,  &t.fcw,
+                                          &t.fcprojw, &t.rmsfw,    &t.lm_head};
+    for (int i = 0; i < NUM_LLAMA_TENSORS; i++) {
+        *fields[i] = memory;
+        memory += sizes[i];
+    }
+    return t;
+}
+
 // Activations kept for backward (per layer: L of them), plus the scratch buffers that forward
 // and backward reuse. Sizes depend on B, T; one device allocation holds them all.
+// llama (QKV = (NH + 2 KV) HS, F = ffn): ln1/ln2/lnf are the RMSNorms (no mean: 0 bytes), qkv is
+// (L,B,T,QKV), RoPE'd in place without QK-norm; with QK-norm qkv keeps the projection and qkvr
+// the normed, rotated copy attention reads; fch (L,B,T,2F), fch_gelu the SwiGLU output (L,B,T,F).
 typedef struct {
     floatX *encoded;   // (B,T,C)
     floatX *ln1;       // (L,B,T,C)
@@ -98,9 +128,12 @@ typedef struct {
     int *targets;               // (B,T)
     int *encoder_plan;          // 3 * B * T + 1
     unsigned char *target_mask; // (B,T): 1 where the target is trained (SFT), when masked
+    floatX *qkvr;               // llama with QK-norm: (L,B,T,QKV)
+    float *qk_rstd;             // llama with QK-norm: (L, B*T*NH q rows then B*T*KV k rows)
+    floatX *scratch_llama;      // llama: (B,T,max(F, QKV)): dswiglu, and the QK-norm's dqkv
 } ActivationTensors;
 
-#define NUM_ACTIVATION_BUFFERS 29
+#define NUM_ACTIVATION_BUFFERS 32
 // layernorm_backward's partials (2 * LAYERNORM_BACKWARD_MAX_BLOCKS * C) fit in reduce_scratch
 static_assert(LAYERNORM_BACKWARD_MAX_BLOCKS <= 4 * REDUCE_MAX_CHUNKS, "reduce_scratch too small");
 
@@ -111,6 +144,14 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     size_t L = (size_t)config->num_layers, C = (size_t)config->channels;
     size_t NH = (size_t)config->num_heads, Vp = (size_t)config->padded_vocab_size;
     size_t BT = (size_t)B * T, X = sizeof(floatX), F = sizeof(float), I = sizeof(int);
+    int llama = config->arch == MODEL_ARCH_LLAMA, qknorm = llama && config->qknorm;
+    size_t QKV = llama ? (size_t)llama_qkv_width(config) : 3 * C;
+    size_t FF = llama ? (size_t)config->ffn : 0, KV = (size_t)config->num_kv_heads;
+    size_t FCH = llama ? 2 * FF : 4 * C, ACT = llama ? FF : 4 * C; // fc's width, its activation's
+    size_t mean = llama ? 0 : 1;                                   // RMSNorm keeps no mean
+    size_t bt4c = 4 * C; // the widest backward gradient: GPT-2's 4C; llama's 2F or QKV
+    if (llama && FCH > bt4c) bt4c = FCH;
+    if (llama && QKV > bt4c) bt4c = QKV;
     // within the model caps (llmc/model_config.h) and B*T <= 2^31 every product stays below 2^62;
     // attention keeps no (B,NH,T,T) tensor, only a log-sum-exp per score row
     size_t BNHT = BT * NH;
@@ -120,24 +161,24 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
     } table[NUM_ACTIVATION_BUFFERS] = {
         {(void **)&a->encoded, BT * C * X},
         {(void **)&a->ln1, L * BT * C * X},
-        {(void **)&a->ln1_mean, L * BT * F},
+        {(void **)&a->ln1_mean, mean * L * BT * F},
         {(void **)&a->ln1_rstd, L * BT * F},
-        {(void **)&a->qkv, L * BT * 3 * C * X},
+        {(void **)&a->qkv, L * BT * QKV * X},
         {(void **)&a->att_lse, L * BNHT * F}, // with scratch_att_dsum: attention_stats_bytes
         {(void **)&a->atty, L * BT * C * X},
         {(void **)&a->residual2, L * BT * C * X},
         {(void **)&a->ln2, L * BT * C * X},
-        {(void **)&a->ln2_mean, L * BT * F},
+        {(void **)&a->ln2_mean, mean * L * BT * F},
         {(void **)&a->ln2_rstd, L * BT * F},
-        {(void **)&a->fch, L * BT * 4 * C * X},
-        {(void **)&a->fch_gelu, (recompute ? 1 : L) * BT * 4 * C * X},
+        {(void **)&a->fch, L * BT * FCH * X},
+        {(void **)&a->fch_gelu, (recompute ? 1 : L) * BT * ACT * X},
         {(void **)&a->residual3, L * BT * C * X},
         {(void **)&a->lnf, BT * C * X},
-        {(void **)&a->lnf_mean, BT * F},
+        {(void **)&a->lnf_mean, mean * BT * F},
         {(void **)&a->lnf_rstd, BT * F},
         {(void **)&a->logits, BT * Vp * X},
         {(void **)&a->losses, BT * F},
-        {(void **)&a->scratch_bt4c, BT * 4 * C * X},
+        {(void **)&a->scratch_bt4c, BT * bt4c * X},
         {(void **)&a->scratch_btc, BT * C * X},
         {(void **)&a->scratch_att_dsum, BNHT * F},
         {(void **)&a->dresidual, BT * C * X},
@@ -147,6 +188,9 @@ static size_t point_activations(ActivationTensors *a, char *memory, const GPT2Co
         {(void **)&a->targets, BT * I},
         {(void **)&a->encoder_plan, (3 * BT + 1) * I},
         {(void **)&a->target_mask, BT},
+        {(void **)&a->qkvr, qknorm ? L * BT * QKV * X : 0},
+        {(void **)&a->qk_rstd, qknorm ? L * BT * (NH + KV) * F : 0},
+        {(void **)&a->scratch_llama, llama ? BT * (FF > QKV ? FF : QKV) * X : 0},
     };
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_BUFFERS; i++) {
@@ -195,6 +239,7 @@ typedef struct {
     float *losses_host;        // (max_B * max_T)
     floatX *logits_row_host;   // (Vp): one row of logits, for sampling
     MuonDeviceScratch muon;    // --optimizer muon's buffers (allocated at its first step)
+    float *rope_table;         // llama: RoPE's cos | sin for positions 0..maxT-1 (llmc/rope.cuh)
     cudaStream_t stream;
 } GPT2;
 
@@ -270,6 +315,11 @@ static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int rec
 // batches of up to B x T. recompute = 1: GELU outputs are not kept per layer but redone in backward
 // (saves L*B*T*4C values). grow_vocab_to > 0: SFT data's vocabulary size (see
 // gpt2_grow_vocab_params). multi: the processes of a data-parallel run (NULL: one).
+// Key/value heads: llama's KV, GPT-2's NH.
+static int gpt2_kv_heads(const GPT2Config *config) {
+    return config->arch == MODEL_ARCH_LLAMA ? config->num_kv_heads : config->num_heads;
+}
+
 static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t seed, int B, int T,
                        int recompute, int grow_vocab_to, MultiGpu *multi) {
     memset(model, 0, sizeof(*model));
@@ -279,7 +329,6 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     ModelSource source;
     int from_descriptor = gpt2_config_from_descriptor(path_or_descriptor, &model->config);
     if (!from_descriptor) model_source_open(&source, path_or_descriptor, &model->config);
-    model_config_require_gpt2(&model->config, path_or_descriptor, "train_gpt2cu");
     model->num_parameters = gpt2_num_parameters(&model->config);
     if (T > model->config.max_seq_len) {
         fatal("bad value %d for -t: exceeds the model's maxT=%d", T, model->config.max_seq_len);
@@ -295,8 +344,8 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, shards, &param_bytes,
                                        &optimizer_bytes, &activation_bytes);
     // cuDNN builds its attention graphs here: an unsupported shape fails before any allocation
-    model->attention_workspace_bytes =
-        attention_workspace_bytes(B, T, model->config.channels, model->config.num_heads);
+    model->attention_workspace_bytes = attention_workspace_bytes_gqa(
+        B, T, model->config.num_heads, gpt2_kv_heads(&model->config), head_size);
     needed = size_add_check(needed, model->attention_workspace_bytes, "device memory");
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -360,6 +409,11 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
         (size_t)model->config.padded_vocab_size * sizeof(floatX), "logits row (host)");
     cuda_check(cudaStreamCreate(&model->stream));
     model->mean_loss = -1.0f;
+    model->rope_table = NULL;
+    if (model->config.arch == MODEL_ARCH_LLAMA) {
+        model->rope_table = rope_table_upload(model->config.max_seq_len, head_size,
+                                              (double)model->config.rope_theta);
+    }
 }
 
 static void gpt2_free(GPT2 *model) {
@@ -370,6 +424,7 @@ static void gpt2_free(GPT2 *model) {
     if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
     muon_device_scratch_free(&model->muon);
     cuda_check(cudaFree(model->acts_memory));
+    if (model->rope_table != NULL) cuda_check(cudaFree(model->rope_table));
     attention_free();
     cuda_check(cudaStreamDestroy(model->stream));
     host_pipeline_free(&model->pipeline);
@@ -380,53 +435,15 @@ static void gpt2_free(GPT2 *model) {
     free(model->logits_row_host);
 }
 
-// Runs the model on inputs (B,T) (host memory). With targets also computes the losses and the
-// mean loss over the targets whose target_mask is 1 (NULL: all of them; SFT masks otherwise);
-// with write_dlogits the classifier also leaves (softmax - onehot) / normaliser in place of the
-// trained rows' logits (zero in the others), ready for gpt2_backward_normalised: the fused path
-// of training. normaliser: the number of trained targets the loss is the mean over.
-static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
-                                const unsigned char *target_mask, int B, int T, int write_dlogits,
-                                float normaliser) {
+// GPT-2 from the uploaded inputs of the last forward to its logits.
+static void gpt2_forward_layers(GPT2 *model) {
     const GPT2Config *cfg = &model->config;
-    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
-    if (B > model->max_B || T > model->max_T) {
-        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
-              model->max_T);
-    }
-    for (int i = 0; i < B * T; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V ||
-            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
-            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
-                  inputs[i], targets != NULL ? targets[i] : 0, V);
-        }
-    }
-    point_activations(&model->acts, model->acts_memory, cfg, B, T, model->recompute);
-    model->B = B;
-    model->T = T;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int B = model->B, T = model->T;
     size_t BT = (size_t)B * T, c = (size_t)C;
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     cudaStream_t stream = model->stream;
-    // through pinned memory, asynchronously: stream order keeps the device buffers safe (the
-    // previous micro-batch's kernels are before this upload), the slot's event the host buffers
-    PipelineSlot *slot = host_pipeline_acquire(&model->pipeline, !model->plant_early_overwrite);
-    model->slot = slot;
-    memcpy(slot->inputs, inputs, BT * sizeof(int));
-    cuda_check(
-        cudaMemcpyAsync(a.inputs, slot->inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream));
-    if (targets != NULL) {
-        memcpy(slot->targets, targets, BT * sizeof(int));
-        cuda_check(cudaMemcpyAsync(a.targets, slot->targets, BT * sizeof(int),
-                                   cudaMemcpyHostToDevice, stream));
-    }
-    if (targets != NULL && target_mask != NULL) {
-        memcpy(slot->mask, target_mask, BT);
-        cuda_check(cudaMemcpyAsync(a.target_mask, slot->mask, BT, cudaMemcpyHostToDevice, stream));
-    }
-    cuda_check(cudaEventRecord(slot->uploaded, stream));
-
     encoder_forward(a.encoded, a.inputs, p.wte, p.wpe, B, T, C, stream);
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, p.ln1w, p.ln1b, (int)BT, C, stream);
     for (int l = 0; l < L; l++) {
@@ -465,6 +482,111 @@ static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targe
         }
     }
     matmul_forward(a.logits, NULL, a.lnf, p.wte, NULL, (int)BT, C, Vp, stream);
+}
+
+// The llama family (/work/notes/llama_spec.md) from the inputs to the logits, as train_gpt2.c's
+// llama_forward_logits: x = wte[inp]; per layer x +=
+// attproj(attention(rope(qknorm(qkv(rms1(x)))))), x += fcproj(swiglu(fc(rms2(x)))); logits =
+// lm_head(rmsf(x)).
+static void llama_forward_layers(GPT2 *model) {
+    const GPT2Config *cfg = &model->config;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int KV = cfg->num_kv_heads, HS = llama_head_size(cfg), F = cfg->ffn;
+    int QKV = llama_qkv_width(cfg), B = model->B, T = model->T;
+    size_t BT = (size_t)B * T, c = (size_t)C, w = (size_t)QKV, f = (size_t)F, hs = (size_t)HS;
+    LlamaTensors p = point_llama_tensors(model->params_memory, cfg);
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    encoder_forward(a.encoded, a.inputs, p.wte, NULL, B, T, C, stream);
+    for (int l = 0; l < L; l++) {
+        const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        floatX *ln1 = a.ln1 + l * BT * c;
+        floatX *qkv = a.qkv + l * BT * w;
+        floatX *qkvr = cfg->qknorm ? a.qkvr + l * BT * w : qkv; // what attention reads
+        floatX *atty = a.atty + l * BT * c;
+        floatX *residual2 = a.residual2 + l * BT * c;
+        floatX *ln2 = a.ln2 + l * BT * c;
+        floatX *fch = a.fch + l * BT * 2 * f;
+        floatX *fch_swiglu = a.fch_gelu + (model->recompute ? 0 : l * BT * f);
+        floatX *residual3 = a.residual3 + l * BT * c;
+        floatX *projected = a.scratch_btc;
+        rmsnorm_forward(ln1, a.ln1_rstd + l * BT, residual, p.rms1w + l * c, (int)BT, 1, C, c,
+                        stream);
+        matmul_forward(qkv, NULL, ln1, p.qkvw + l * w * c, NULL, (int)BT, C, QKV, stream);
+        if (cfg->qknorm) { // q and k rows normed into qkvr, v copied beside them
+            float *rstd = a.qk_rstd + l * BT * (NH + KV);
+            rmsnorm_forward(qkvr, rstd, qkv, p.qnormw + l * hs, (int)BT, NH, HS, w, stream);
+            rmsnorm_forward(qkvr + NH * hs, rstd + BT * NH, qkv + NH * hs, p.knormw + l * hs,
+                            (int)BT, KV, HS, w, stream);
+            copy_columns(qkvr + (NH + KV) * hs, qkv + (NH + KV) * hs, (int)BT, KV * HS, w, stream);
+        }
+        rope_forward(qkvr, model->rope_table, B, T, NH, KV, HS, stream);
+        attention_forward_gqa(atty, a.att_lse + l * BT * NH, qkvr, B, T, NH, KV, HS, stream);
+        matmul_forward(projected, NULL, atty, p.attprojw + l * c * c, NULL, (int)BT, C, C, stream);
+        residual_forward(residual2, residual, projected, BT * c, stream);
+        rmsnorm_forward(ln2, a.ln2_rstd + l * BT, residual2, p.rms2w + l * c, (int)BT, 1, C, c,
+                        stream);
+        matmul_forward(fch, NULL, ln2, p.fcw + l * 2 * f * c, NULL, (int)BT, C, 2 * F, stream);
+        swiglu_forward(fch_swiglu, fch, (int)BT, F, stream);
+        matmul_forward(projected, NULL, fch_swiglu, p.fcprojw + l * c * f, NULL, (int)BT, F, C,
+                       stream);
+        residual_forward(residual3, residual2, projected, BT * c, stream);
+    }
+    rmsnorm_forward(a.lnf, a.lnf_rstd, a.residual3 + (L - 1) * BT * c, p.rmsfw, (int)BT, 1, C, c,
+                    stream);
+    matmul_forward(a.logits, NULL, a.lnf, p.lm_head, NULL, (int)BT, C, Vp, stream);
+}
+
+// Runs the model on inputs (B,T) (host memory). With targets also computes the losses and the
+// mean loss over the targets whose target_mask is 1 (NULL: all of them; SFT masks otherwise);
+// with write_dlogits the classifier also leaves (softmax - onehot) / normaliser in place of the
+// trained rows' logits (zero in the others), ready for gpt2_backward_normalised: the fused path
+// of training. normaliser: the number of trained targets the loss is the mean over.
+static void gpt2_forward_masked(GPT2 *model, const int *inputs, const int *targets,
+                                const unsigned char *target_mask, int B, int T, int write_dlogits,
+                                float normaliser) {
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    if (B > model->max_B || T > model->max_T) {
+        fatal("internal: forward with B=%d T=%d after allocating for B=%d T=%d", B, T, model->max_B,
+              model->max_T);
+    }
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V ||
+            (targets != NULL && (targets[i] < 0 || targets[i] >= V))) {
+            fatal("token id out of range at position %d (input %d, target %d): must be < V=%d", i,
+                  inputs[i], targets != NULL ? targets[i] : 0, V);
+        }
+    }
+    point_activations(&model->acts, model->acts_memory, cfg, B, T, model->recompute);
+    model->B = B;
+    model->T = T;
+    size_t BT = (size_t)B * T;
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    // through pinned memory, asynchronously: stream order keeps the device buffers safe (the
+    // previous micro-batch's kernels are before this upload), the slot's event the host buffers
+    PipelineSlot *slot = host_pipeline_acquire(&model->pipeline, !model->plant_early_overwrite);
+    model->slot = slot;
+    memcpy(slot->inputs, inputs, BT * sizeof(int));
+    cuda_check(
+        cudaMemcpyAsync(a.inputs, slot->inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream));
+    if (targets != NULL) {
+        memcpy(slot->targets, targets, BT * sizeof(int));
+        cuda_check(cudaMemcpyAsync(a.targets, slot->targets, BT * sizeof(int),
+                                   cudaMemcpyHostToDevice, stream));
+    }
+    if (targets != NULL && target_mask != NULL) {
+        memcpy(slot->mask, target_mask, BT);
+        cuda_check(cudaMemcpyAsync(a.target_mask, slot->mask, BT, cudaMemcpyHostToDevice, stream));
+    }
+    cuda_check(cudaEventRecord(slot->uploaded, stream));
+
+    if (cfg->arch == MODEL_ARCH_LLAMA) {
+        llama_forward_layers(model);
+    } else {
+        gpt2_forward_layers(model);
+    }
     model->has_targets = targets != NULL;
     model->has_mask = targets != NULL && target_mask != NULL;
     model->dlogits_ready = 0;
@@ -564,10 +686,16 @@ static void gpt2_reduce_layer_gradients(GPT2 *model, int layer) {
     // fcw, fcb, fcprojw, fcprojb, lnfw, lnfb
     static const int per_layer[] = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
     static const int shared[] = {0, 1, 14, 15};
+    // llama (LlamaTensors order): wte, rms1w, qkvw, qnormw, knormw, attprojw, rms2w, fcw, fcprojw,
+    // rmsfw, lm_head; qnormw and knormw may be 0 elements (an all-reduce of 0 elements is valid)
+    static const int llama_per_layer[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const int llama_shared[] = {0, 9, 10};
+    int llama = model->config.arch == MODEL_ARCH_LLAMA;
     if (layer >= 0) {
-        gpt2_all_reduce_gradients(model, per_layer, 12, layer);
+        gpt2_all_reduce_gradients(model, llama ? llama_per_layer : per_layer, llama ? 8 : 12,
+                                  layer);
     } else {
-        gpt2_all_reduce_gradients(model, shared, 4, -1);
+        gpt2_all_reduce_gradients(model, llama ? llama_shared : shared, llama ? 3 : 4, -1);
     }
 #else
     (void)model;
@@ -595,35 +723,16 @@ static inline void gpt2_reduce_gradients(GPT2 *model) {
 #endif
 }
 
-// Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser";
-// parameter gradients accumulate (+=). The normaliser must match the forward's when that one
-// already wrote the dlogits.
-static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
-    if (!model->has_targets) fatal("internal: backward without a forward with targets");
+// GPT-2 from the gradient of the logits (in place of them) to the parameter gradients;
+// num_unique: the encoder plan's (uploaded already).
+static void gpt2_backward_layers(GPT2 *model, int num_unique) {
     const GPT2Config *cfg = &model->config;
-    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     int B = model->B, T = model->T;
     size_t BT = (size_t)B * T, c = (size_t)C;
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts;
     cudaStream_t stream = model->stream;
-    if (!model->dlogits_ready) {
-        fused_classifier(a.logits, a.losses, a.targets, model->has_mask ? a.target_mask : NULL,
-                         1.0f / normaliser, (int)BT, V, Vp, 1, stream);
-    }
-    model->dlogits_ready = 0;
-    model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
-    // the encoder's plan is made on the host, into the micro-batch's pinned slot, while the GPU
-    // runs the forward; the upload is ordered before encoder_backward by the stream
-    PipelineSlot *slot = model->slot;
-    int num_unique =
-        encoder_backward_plan(slot->plan, slot->inputs, (int)BT, V, model->plan_counts);
-    cuda_check(cudaMemcpyAsync(a.encoder_plan, slot->plan,
-                               (2 * (size_t)num_unique + 1 + BT) * sizeof(int),
-                               cudaMemcpyHostToDevice, stream));
-    cuda_check(cudaEventRecord(slot->uploaded, stream));
-    cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
     float *reduce = a.reduce_scratch;
     floatX *dbtc = a.scratch_btc, *dbt4c = a.scratch_bt4c;
     matmul_backward(dbtc, g.wte, NULL, reduce, a.logits, a.lnf, p.wte, NULL, (int)BT, C, Vp,
@@ -659,6 +768,103 @@ static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
         gpt2_reduce_layer_gradients(model, l); // data parallel: layer l's gradients are final
     }
     encoder_backward(g.wte, g.wpe, a.dresidual, a.encoder_plan, num_unique, B, T, C, stream);
+}
+
+// The llama family's backward, as train_gpt2.c's llama_backward_layers.
+static void llama_backward_layers(GPT2 *model, int num_unique) {
+    const GPT2Config *cfg = &model->config;
+    int Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int KV = cfg->num_kv_heads, HS = llama_head_size(cfg), F = cfg->ffn;
+    int QKV = llama_qkv_width(cfg), B = model->B, T = model->T;
+    size_t BT = (size_t)B * T, c = (size_t)C, w = (size_t)QKV, f = (size_t)F, hs = (size_t)HS;
+    LlamaTensors p = point_llama_tensors(model->params_memory, cfg);
+    LlamaTensors g = point_llama_tensors(model->grads_memory, cfg);
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    float *reduce = a.reduce_scratch;
+    // dbtc: (B,T,C) gradients; dwide: dfch (B,T,2F) and dqkv; dnarrow: dswiglu (B,T,F) and,
+    // with QK-norm, the gradient of the projection's qkv
+    floatX *dbtc = a.scratch_btc, *dwide = a.scratch_bt4c, *dnarrow = a.scratch_llama;
+    matmul_backward(dbtc, g.lm_head, NULL, reduce, a.logits, a.lnf, p.lm_head, NULL, (int)BT, C, Vp,
+                    stream);
+    rmsnorm_backward(a.dresidual, g.rmsfw, reduce, dbtc, a.residual3 + (L - 1) * BT * c, p.rmsfw,
+                     a.lnf_rstd, (int)BT, 1, C, c, stream);
+    for (int l = L - 1; l >= 0; l--) {
+        const floatX *residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BT * c;
+        floatX *qkv = a.qkv + l * BT * w;
+        const floatX *qkvr = cfg->qknorm ? a.qkvr + l * BT * w : qkv;
+        floatX *atty = a.atty + l * BT * c;
+        // MLP block: dresidual holds the gradient of residual3; -r 1 redoes the forward's SwiGLU
+        // (the same kernel on the same fch: the same bits)
+        floatX *fch = a.fch + l * BT * 2 * f;
+        floatX *fch_swiglu = a.fch_gelu + (model->recompute ? 0 : l * BT * f);
+        if (model->recompute) swiglu_forward(fch_swiglu, fch, (int)BT, F, stream);
+        matmul_backward(dnarrow, g.fcprojw + l * c * f, NULL, reduce, a.dresidual, fch_swiglu,
+                        p.fcprojw + l * c * f, NULL, (int)BT, F, C, stream);
+        swiglu_backward(dwide, fch, dnarrow, (int)BT, F, stream);
+        matmul_backward(dbtc, g.fcw + l * 2 * f * c, NULL, reduce, dwide, a.ln2 + l * BT * c,
+                        p.fcw + l * 2 * f * c, NULL, (int)BT, C, 2 * F, stream);
+        rmsnorm_backward(a.dresidual, g.rms2w + l * c, reduce, dbtc, a.residual2 + l * BT * c,
+                         p.rms2w + l * c, a.ln2_rstd + l * BT, (int)BT, 1, C, c, stream);
+        // attention block: dresidual now holds the gradient of residual2
+        matmul_backward(dbtc, g.attprojw + l * c * c, NULL, reduce, a.dresidual, atty,
+                        p.attprojw + l * c * c, NULL, (int)BT, C, C, stream);
+        attention_backward_gqa(dwide, a.scratch_att_dsum, dbtc, atty, qkvr, a.att_lse + l * BT * NH,
+                               B, T, NH, KV, HS, stream);
+        rope_backward(dwide, model->rope_table, B, T, NH, KV, HS, stream);
+        floatX *dqkv = dwide;
+        if (cfg->qknorm) { // rmsnorm_backward adds into dinp: start the q and k rows from 0
+            const float *rstd = a.qk_rstd + l * BT * (NH + KV);
+            dqkv = dnarrow;
+            cuda_check(cudaMemsetAsync(dqkv, 0, BT * w * sizeof(floatX), stream));
+            rmsnorm_backward(dqkv, g.qnormw + l * hs, reduce, dwide, qkv, p.qnormw + l * hs, rstd,
+                             (int)BT, NH, HS, w, stream);
+            rmsnorm_backward(dqkv + NH * hs, g.knormw + l * hs, reduce, dwide + NH * hs,
+                             qkv + NH * hs, p.knormw + l * hs, rstd + BT * NH, (int)BT, KV, HS, w,
+                             stream);
+            copy_columns(dqkv + (NH + KV) * hs, dwide + (NH + KV) * hs, (int)BT, KV * HS, w,
+                         stream);
+        }
+        matmul_backward(dbtc, g.qkvw + l * w * c, NULL, reduce, dqkv, a.ln1 + l * BT * c,
+                        p.qkvw + l * w * c, NULL, (int)BT, C, QKV, stream);
+        rmsnorm_backward(a.dresidual, g.rms1w + l * c, reduce, dbtc, residual, p.rms1w + l * c,
+                         a.ln1_rstd + l * BT, (int)BT, 1, C, c, stream);
+        gpt2_reduce_layer_gradients(model, l); // data parallel: layer l's gradients are final
+    }
+    encoder_backward(g.wte, NULL, a.dresidual, a.encoder_plan, num_unique, B, T, C, stream);
+}
+
+// Backward of the last forward, of the loss "sum of the trained targets' losses / normaliser";
+// parameter gradients accumulate (+=). The normaliser must match the forward's when that one
+// already wrote the dlogits.
+static void gpt2_backward_normalised(GPT2 *model, float normaliser) {
+    if (!model->has_targets) fatal("internal: backward without a forward with targets");
+    const GPT2Config *cfg = &model->config;
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    size_t BT = (size_t)model->B * model->T, c = (size_t)cfg->channels;
+    ActivationTensors a = model->acts;
+    cudaStream_t stream = model->stream;
+    if (!model->dlogits_ready) {
+        fused_classifier(a.logits, a.losses, a.targets, model->has_mask ? a.target_mask : NULL,
+                         1.0f / normaliser, (int)BT, V, Vp, 1, stream);
+    }
+    model->dlogits_ready = 0;
+    model->has_targets = 0; // the logits now hold gradients: a second backward would be wrong
+    // the encoder's plan is made on the host, into the micro-batch's pinned slot, while the GPU
+    // runs the forward; the upload is ordered before encoder_backward by the stream
+    PipelineSlot *slot = model->slot;
+    int num_unique =
+        encoder_backward_plan(slot->plan, slot->inputs, (int)BT, V, model->plan_counts);
+    cuda_check(cudaMemcpyAsync(a.encoder_plan, slot->plan,
+                               (2 * (size_t)num_unique + 1 + BT) * sizeof(int),
+                               cudaMemcpyHostToDevice, stream));
+    cuda_check(cudaEventRecord(slot->uploaded, stream));
+    cuda_check(cudaMemsetAsync(a.dresidual, 0, BT * c * sizeof(floatX), stream));
+    if (cfg->arch == MODEL_ARCH_LLAMA) {
+        llama_backward_layers(model, num_unique);
+    } else {
+        gpt2_backward_layers(model, num_unique);
+    }
     gpt2_reduce_layer_gradients(model, -1);
     model->reduce_in_backward = 0;
 }
@@ -727,7 +933,7 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonCo
         if (muon != NULL && gpt2_block_matrix_shape(&model->config, k, &shape)) {
             if (begin != offset - sizes[k] || end != offset) {
                 fatal("internal: Muon needs whole matrices, but %s is split across shards",
-                      parameter_tensor_names[k]);
+                      model_tensor_name(&model->config, k));
             }
             size_t matrix = (size_t)shape.rows * shape.cols;
             for (int l = 0; l < shape.layers; l++) {
@@ -742,8 +948,8 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonCo
         }
         adamw_update(model->params_memory + begin, master, model->grads_memory + begin,
                      model->m_memory + local, model->v_memory + local, end - begin, opt, t,
-                     gpt2_tensor_is_decayed(k), grad_scale, device_scale, seed, begin,
-                     model->stream);
+                     model_tensor_is_decayed(&model->config, k), grad_scale, device_scale, seed,
+                     begin, model->stream);
     }
 #ifdef LLMC_MULTI_GPU
     if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
@@ -1000,9 +1206,10 @@ int main(int argc, char **argv) {
     CliOption options[TRAIN_OPTIONS_MAX];
     int num_options = train_options_table(&opt, options);
     int recompute = 0; // the GPU trainer's own option, after the shared ones
-    options[num_options++] = {'r', "recompute", OPTION_INT, &recompute,
-                              "1: redo GELU in backward instead of keeping it per layer (less "
-                              "memory, a little more compute, the same bits)"};
+    options[num_options++] = {
+        'r', "recompute", OPTION_INT, &recompute,
+        "1: redo GELU (llama: SwiGLU) in backward instead of keeping it per layer (less "
+        "memory, a little more compute, the same bits)"};
     int gemm_autotune = 0;
     options[num_options++] = {0, "gemm-autotune", OPTION_INT, &gemm_autotune,
                               "1: time cuBLASLt's top algorithms once per matrix shape and keep "
@@ -1011,7 +1218,8 @@ int main(int argc, char **argv) {
     multi_gpu_options_defaults(&multi_options);
     num_options += multi_gpu_options_table(&multi_options, options + num_options);
     cli_parse(argc, argv,
-              "Trains GPT-2 on NVIDIA GPUs (" PRECISION_NAME " build). Same flags as train_gpt2, "
+              "Trains GPT-2 (or a llama-family model) on NVIDIA GPUs (" PRECISION_NAME
+              " build). Same flags as train_gpt2, "
               "plus data parallelism: mpirun -np N ./train_gpt2cu ... (docs/multi_gpu.md).",
               options, num_options);
     train_options_plot_command(&opt); // --plot: only redraw a plot
@@ -1070,7 +1278,8 @@ int main(int argc, char **argv) {
            attention_stats_bytes(&model.config, B, T) / 1073741824.0,
            model.attention_workspace_bytes / 1073741824.0);
     printf("attention: %s\n",
-           attention_implementation(model.config.channels / model.config.num_heads));
+           attention_implementation_gqa(model.config.num_heads, gpt2_kv_heads(&model.config),
+                                        model.config.channels / model.config.num_heads));
     // each rank reads its own B rows of every window of processes * B rows (llmc/dataloader.h)
     DataLoader train_loader, val_loader;
     dataloader_init_with_masks(&train_loader, opt.train_pattern, B, T, model.config.vocab_size,

@@ -1,4 +1,5 @@
-// Token + position embedding. Forward: out (B,T,C) = wte[inp] + wpe[t]. Backward is
+// Token + position embedding. Forward: out (B,T,C) = wte[inp] + wpe[t] (wpe NULL, llama: wte[inp]
+// only, copied exactly). Backward is
 // deterministic: the host groups the batch's positions by token (encoder_backward_plan) so each
 // wte row is summed by one thread per channel in a fixed order, with no atomics.
 #ifndef LLMC_ENCODER_CUH
@@ -20,6 +21,10 @@ __global__ void encoder_forward_kernel(floatX *out, const int *inp, const floatX
         int t = (int)(bt % T);
         // wte and wpe rows are reused by other positions: plain loads that stay in L2
         x128 token_pack = load128(wte + (size_t)inp[bt] * C + c);
+        if (wpe == NULL) {
+            store128(out + first, token_pack);
+            return;
+        }
         x128 position_pack = load128(wpe + (size_t)t * C + c);
         x128 sum;
         LLMC_UNROLL
@@ -35,6 +40,10 @@ __global__ void encoder_forward_kernel(floatX *out, const int *inp, const floatX
         int c = (int)(idx % C);
         int t = (int)(bt % T);
         int token = inp[bt];
+        if (wpe == NULL) {
+            out[idx] = wte[(size_t)token * C + c];
+            continue;
+        }
         out[idx] = from_float<floatX>(to_float(wte[(size_t)token * C + c]) +
                                       to_float(wpe[(size_t)t * C + c]));
     }
@@ -103,9 +112,12 @@ static inline void encoder_backward(floatX *dwte, floatX *dwpe, const floatX *do
                                     const int *plan_device, int num_unique, int B, int T, int C,
                                     cudaStream_t stream) {
     const int block = 256;
-    LLMC_LAUNCH(encoder_backward_wpe_kernel, ceil_div((long long)T * C, block), block, 0, stream)
-    (dwpe, dout, B, T, C);
-    cuda_check(cudaGetLastError());
+    if (dwpe != NULL) { // NULL: no position embedding (llama)
+        LLMC_LAUNCH(encoder_backward_wpe_kernel, ceil_div((long long)T * C, block), block, 0,
+                    stream)
+        (dwpe, dout, B, T, C);
+        cuda_check(cudaGetLastError());
+    }
     dim3 grid(num_unique, ceil_div(C, block));
     LLMC_LAUNCH(encoder_backward_wte_kernel, grid, block, 0, stream)
     (dwte, dout, plan_device, num_unique, C);

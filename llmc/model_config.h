@@ -544,7 +544,7 @@ static inline void gpt2_config_print(const GPT2Config *config, size_t num_parame
            config->max_seq_len, (double)num_parameters / 1e6);
 }
 
-// For the programs that run GPT-2 only so far (the CUDA trainer, chat): one line naming the
+// For a program that runs GPT-2 only: one line naming the
 // model and the field, exit 1.
 static inline void model_config_require_gpt2(const GPT2Config *config, const char *path,
                                              const char *program) {

@@ -471,7 +471,7 @@ static inline void train_print_optimizer(const TrainOptions *opt, const GPT2Conf
         if (!gpt2_block_matrix_shape(config, k, &shape)) continue;
         size_t used = strlen(matrices);
         snprintf(matrices + used, sizeof(matrices) - used, "%s%s", used > 0 ? ", " : "",
-                 parameter_tensor_names[k]);
+                 model_tensor_name(config, k));
     }
     printf("optimizer: muon (lr %g, momentum %g, %d Newton-Schulz steps) for %s; adamw (lr %g) for "
            "the rest\n",

@@ -107,7 +107,7 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
          "model.safetensors) or descriptor: d2 d4 d6 d12 d24 d36 d48 d60 d72 d84, gpt3:cN (N: "
          "384 768 1024 1536 2048 2560 4096 12288), L=..,C=..,NH=..,V=..,maxT=.., or "
          "arch=llama,L=..,C=..,NH=..,KV=..,V=..,maxT=..[,ffn=..][,rope_theta=..][,qknorm=1] "
-         "(CPU trainer and chat only so far)"},
+         "(both trainers, chat and chatcu)"},
         {'o', "output", OPTION_STRING, &o->output_dir,
          "output directory for main.log and checkpoints"},
         {'b', "batch-size", OPTION_INT, &o->B, "micro-batch size (sequences)"},

@@ -185,7 +185,9 @@ section_mark "2b"
 # ---------------------------------------------------------------------------------------------
 # 2b. The llama family (tests/test_llama.sh, issue 20): sections 1-3's checks for arch=llama models
 #     (QK-norm off/on, KV < NH, small vocabularies), corrupted references, bad descriptors and
-#     headers, the CUDA trainer refusing llama, chat's greedy completion. Each check counts here.
+#     headers, the emulated CUDA trainer (test_gpt2cu FP32/BF16 in every scheduling order,
+#     train_gpt2cu against PyTorch with AdamW and Muon, resume, -r 1, the host pipeline, -z 0/1),
+#     chat's and chatcu's greedy completions, the GPU KV cache. Each check counts here.
 sub_suite llama "$WORK/llama.log" env LLMC_LLAMA_TEST_DIR="$WORK/llama" \
     ${LLMC_REFERENCE_DIR:+LLMC_REFERENCE_DIR="$LLMC_REFERENCE_DIR/llama"} bash tests/test_llama.sh
 

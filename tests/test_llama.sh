@@ -5,8 +5,8 @@
 # 10 AdamW steps, for QK-norm off and on, KV < NH (and KV = 1), T not a multiple of 8, small
 # vocabularies; the bf16 file (version 7); corrupted references that must fail; train_gpt2's losses
 # on a llama model against PyTorch's (and a planted learning-rate error that must fail); sampling;
-# bad descriptors and model headers; the CUDA trainer refuses llama by name; chat's greedy completion
-# equals PyTorch's.
+# bad descriptors and model headers; the CUDA trainer (emulated): test_gpt2cu parity, train_gpt2cu's
+# losses (AdamW, Muon), resume, data parallel; chat's and chatcu's greedy completions equal PyTorch's.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -263,17 +263,164 @@ if [ -f "$M1" ]; then
         $BIN/test_gpt2 -e "$WORK/truncated.bin" -s "$WORK/kv2_b2_t21_state.bin"
     expect_error "llama header (PyTorch reference): KV" "bad_kv_3.bin.*KV" $PY scripts/train_gpt2.py \
         --model "$WORK/bad_kv_3.bin" --mode none --write-model "$WORK/never.bin"
-    # the CUDA trainer (emulated build; test_gpt2cu and chatcu load through the same gpt2_build)
-    # refuses a llama file or descriptor by name
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA trainer on the CPU emulation (train_gpt2.cu's llama path): test_gpt2cu (FP32, BF16) on
+# the dumps above at test_gpt2.cu's GPT-2 tolerances (derived there, the llama tensors too) in the
+# emulation's forward, reverse and random scheduling orders; corrupted references that must fail;
+# train_gpt2cu's losses on the shard against PyTorch's (AdamW and Muon); resume bit for bit with
+# -r 1; data parallel. (chatcu and the GPU KV cache: after chat's check below.)
+CU_BINS="build/cuda/emu-fp32/test_gpt2cu build/cuda/emu-bf16/test_gpt2cu build/cuda/emu-fp32/train_gpt2cu build/cuda/emu-fp32/chatcu
+    build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu"
+# the sanitized pass (run_tests.sh section 15) skips these: the emulated binaries are not its
+# sanitized builds (section 8 runs those), so it would only repeat this pass's runs
+CU_CHECKS=0
+[ "${LLMC_SANITIZE:-0}" = 1 ] || CU_CHECKS=1
+# shellcheck disable=SC2086
+if [ "$CU_CHECKS" = 0 ]; then
+    :
+elif make --no-print-directory -s CUDA_EMU=1 $CU_BINS >"$WORK/build_cu.log" 2>&1; then
+    export OMP_WAIT_POLICY=passive LLMC_EMU_THREADS=${LLMC_EMU_THREADS:-2}
     CU=build/cuda/emu-fp32/train_gpt2cu
-    if make --no-print-directory -s CUDA_EMU=1 "$CU" >"$WORK/build_cu.log" 2>&1; then
-        expect_error "train_gpt2cu refuses a llama model file" "kv2_b2_t21.bin: arch llama .* not supported by train_gpt2cu" \
-            $CU -e "$M1" -i "$WORK/train_000.bin" -b 2 -t 16 -x 1
-        expect_error "train_gpt2cu refuses a llama descriptor" "arch=llama,L=2.*: arch llama .* not supported by train_gpt2cu" \
-            $CU -e "$D" -i "$WORK/train_000.bin" -b 2 -t 16 -x 1
+    for spec in "fp32|kv2_b2_t21|forward" "bf16|kv2_b2_t21|random" "fp32|qk_kv2_b3_t19_wd|forward" \
+        "fp32|qk_kv2_b3_t19_wd|reverse" "fp32|qk_kv2_b3_t19_wd|random" "bf16|qk_kv2_b3_t19_wd|forward" \
+        "bf16|qk_kv2_b3_t19_wd|reverse" "bf16|qk_kv2_b3_t19_wd|random"; do
+        IFS='|' read -r precision name order <<<"$spec"
+        if [ ! -f "$WORK/${name}_state.bin" ]; then
+            not_ok "test_gpt2cu llama $name: no reference dump"
+        elif run "cu_${precision}_${name}_$order" env LLMC_EMU_ORDER="$order" ./build/cuda/emu-$precision/test_gpt2cu \
+            -e "$WORK/$name.bin" -s "$WORK/${name}_state.bin" -o "$WORK/cu_work"; then
+            ok "test_gpt2cu ($precision, emulated, $order order) llama $name: logits, loss, 11 gradients, 10 AdamW steps match PyTorch; every layer matches train_gpt2.c; repeat and save/reload bit-identical"
+        else
+            not_ok "test_gpt2cu ($precision) llama $name, $order order (see $WORK/cu_${precision}_${name}_$order.log)"
+        fi
+    done
+    # KV = NH: the BF16 build's attention is cuDNN's (its emulated stand-in) for such a llama, as
+    # for GPT-2 (attention_uses_cudnn); the same tolerances
+    if run ref_mha $REF --model "arch=llama,L=2,C=64,NH=4,KV=4,V=500,maxT=32,qknorm=1" --seed 9 -b 2 -t 17 \
+        --steps 10 --write-model "$WORK/mha.bin" --write-state "$WORK/mha_state.bin" &&
+        run cu_bf16_mha ./build/cuda/emu-bf16/test_gpt2cu -e "$WORK/mha.bin" -s "$WORK/mha_state.bin" -o "$WORK/cu_work"; then
+        ok "test_gpt2cu (bf16, emulated) llama with KV = NH (cuDNN's attention): logits, loss, 11 gradients, 10 AdamW steps match PyTorch"
     else
-        not_ok "building $CU (see $WORK/build_cu.log)"
+        not_ok "test_gpt2cu (bf16) llama with KV = NH (see $WORK/ref_mha.log, $WORK/cu_bf16_mha.log)"
     fi
+    # the corrupted references of above (a median element x1.01) fail FP32's element-wise limits;
+    # BF16's relative L2 limits are 2x the bf16 noise, so it gets a whole tensor x1.05 (as
+    # run_tests.sh section 9 plants for GPT-2)
+    M=$WORK/qk_kv2_b3_t19_wd.bin
+    for spec in "logits|logits" "qnormw|qnormw" "knormw|knormw" "lm_head|lm_head" "step3|step  3"; do
+        IFS='|' read -r what expect <<<"$spec"
+        [ -f "$WORK/corrupt_$what.bin" ] || { not_ok "no corrupted reference $what"; continue; }
+        if ./build/cuda/emu-fp32/test_gpt2cu -e "$M" -s "$WORK/corrupt_$what.bin" --layers 0 -o "$WORK/cu_work" \
+            >"$WORK/cu_corrupt_$what.log" 2>&1; then
+            not_ok "test_gpt2cu (fp32) passed a corrupted llama reference ($what x1.01): it cannot fail"
+        elif grep -q "${expect}[: ].*FAIL" "$WORK/cu_corrupt_$what.log"; then
+            ok "(planted) test_gpt2cu (fp32, emulated) fails a llama reference with $what off by 1% and names it"
+        else
+            not_ok "test_gpt2cu (fp32) failed on corrupted $what without naming it (see $WORK/cu_corrupt_$what.log)"
+        fi
+    done
+    $PY - "$WORK/qk_kv2_b3_t19_wd_state.bin" "$WORK/cu_bf16_qnormw.bin" "$M" <<'PYEOF'
+import struct, sys
+state, dst, model = sys.argv[1:4]
+h = struct.unpack_from("<256i", open(model, "rb").read(1024))
+maxT, V, L, NH, C, Vp, arch, KV, F, qknorm = h[2:12]
+HS = C // NH
+data = bytearray(open(state, "rb").read())
+s = struct.unpack_from("<256i", data)
+BT = s[2] * s[3]
+grads = 1024 + 8 * BT + 4 * BT * V + 4
+offset = grads + 4 * (Vp * C + L * C + L * (NH + 2 * KV) * HS * C)  # qnormw's gradient
+n = L * HS
+values = struct.unpack_from("<%df" % n, data, offset)
+struct.pack_into("<%df" % n, data, offset, *[v * 1.05 for v in values])
+open(dst, "wb").write(data)
+PYEOF
+    if ./build/cuda/emu-bf16/test_gpt2cu -e "$M" -s "$WORK/cu_bf16_qnormw.bin" --layers 0 -o "$WORK/cu_work" \
+        >"$WORK/cu_bf16_qnormw.log" 2>&1; then
+        not_ok "test_gpt2cu (bf16) passed a llama reference with qnormw's gradient x1.05: it cannot fail"
+    elif grep -q "qnormw[: ].*FAIL" "$WORK/cu_bf16_qnormw.log"; then
+        ok "(planted) test_gpt2cu (bf16, emulated) fails a llama reference with qnormw's gradient x1.05 and names it"
+    else
+        not_ok "test_gpt2cu (bf16) failed on qnormw x1.05 without naming it (see $WORK/cu_bf16_qnormw.log)"
+    fi
+    # train_gpt2cu (fp32) on the shard with train_gpt2's flags of above: PyTorch's losses, PARITY_TOL
+    # shellcheck disable=SC2086
+    if [ -f "$WORK/train_accum_cosine_wd.ref" ] &&
+        run cu_train $CU -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/cu_train" \
+            -b 2 -t 32 -d 128 -l 2e-3 -c 0.1 -x 8 -u 2 -q 0.1 -k cosine &&
+        summary=$(compare_losses cu_train "$WORK/cu_train/main.log" "$WORK/train_accum_cosine_wd.ref" "$PARITY_TOL"); then
+        ok "train_gpt2cu (fp32, emulated) llama on the shard matches PyTorch: $summary"
+    else
+        not_ok "train_gpt2cu llama on the shard vs PyTorch: ${summary:-} (see $WORK/cu_train.log)"
+    fi
+    # the host pipeline (the default above: device clip scale, one wait per step) and the host path
+    # (LLMC_SYNC_PIPELINE=1) write the same bits
+    # shellcheck disable=SC2086
+    if run cu_train_sync env LLMC_SYNC_PIPELINE=1 $CU -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/cu_train_sync" \
+        -b 2 -t 32 -d 128 -l 2e-3 -c 0.1 -x 8 -u 2 -q 0.1 -k cosine &&
+        cmp -s "$WORK/cu_train/model_00000008.bin" "$WORK/cu_train_sync/model_00000008.bin" &&
+        cmp -s "$WORK/cu_train/state_00000008_00000.bin" "$WORK/cu_train_sync/state_00000008_00000.bin"; then
+        ok "train_gpt2cu llama: the host pipeline and the host path (LLMC_SYNC_PIPELINE=1) write the same model and state bits"
+    else
+        not_ok "train_gpt2cu llama: host pipeline vs host path (see $WORK/cu_train_sync.log)"
+    fi
+    # --optimizer muon (GQA, QK-norm): test_muon.sh's tolerance for train_gpt2cu (2e-4 relative,
+    # the Newton-Schulz worst case, derived there)
+    MUON_FLAGS="-b 2 -t 24 -d 96 -l 1e-3 -u 2 -q 0.1 -k cosine" # -l: the two programs' defaults differ
+    # shellcheck disable=SC2086
+    if run cu_muon $CU -e "$M" -i "$WORK/train_000.bin" -v 0 -s 0 -o "$WORK/cu_muon" --optimizer muon $MUON_FLAGS -x 6 &&
+        run ref_cu_muon $REF --mode train --model "$M" --input "$WORK/train_000.bin" --optimizer muon \
+            $MUON_FLAGS --steps 6 --losses "$WORK/cu_muon.ref" &&
+        summary=$(compare_losses cu_muon "$WORK/cu_muon/main.log" "$WORK/cu_muon.ref" 2e-4); then
+        ok "train_gpt2cu (fp32, emulated) --optimizer muon on a llama (GQA) matches PyTorch: $summary"
+    else
+        not_ok "train_gpt2cu --optimizer muon llama vs PyTorch: ${summary:-} (see $WORK/cu_muon.log, $WORK/ref_cu_muon.log)"
+    fi
+    # resume: 6 straight steps == 3 steps + resume + 3 steps, model and state bit-identical
+    # (QK-norm, GQA, -r 1 recomputing SwiGLU in the backward)
+    common_cu="-e arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1 --seed 7 -b 2 -t 32 -x 6 -n 3 -l 1e-3 -u 2 -v 0 -s 0"
+    mkdir -p "$WORK/cu_resume_b"
+    # shellcheck disable=SC2086
+    if run cu_resume_a $CU $common_cu -r 1 -i "$WORK/train_000.bin" -o "$WORK/cu_resume_a" &&
+        cp "$WORK/cu_resume_a/model_00000003.bin" "$WORK/cu_resume_a/state_00000003_00000.bin" \
+            "$WORK/cu_resume_a/DONE_00000003" "$WORK/cu_resume_b/" &&
+        run cu_resume_b $CU $common_cu -r 1 -i "$WORK/train_000.bin" -o "$WORK/cu_resume_b" -y 1 &&
+        cmp -s "$WORK/cu_resume_a/model_00000006.bin" "$WORK/cu_resume_b/model_00000006.bin" &&
+        cmp -s "$WORK/cu_resume_a/state_00000006_00000.bin" "$WORK/cu_resume_b/state_00000006_00000.bin" &&
+        grep -q "resume: from step 3" "$WORK/cu_resume_b.log"; then
+        ok "train_gpt2cu llama (-r 1): 6 straight steps == 3 steps + resume + 3 steps (bit-identical)"
+    else
+        not_ok "train_gpt2cu llama resume (see $WORK/cu_resume_a.log, $WORK/cu_resume_b.log)"
+    fi
+    # data parallel (two emulated GPUs, mpirun): ZeRO-1 writes the same bits as ZeRO-0 (the
+    # per-layer all-reduce lists llama's tensors), and the losses equal one process's with 2B to
+    # run_tests.sh section 12's loss tolerance (2e-5, derived there)
+    if command -v mpirun >/dev/null; then
+        MPI_RUN=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun --oversubscribe)
+        dp="-e arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1 --seed 7 -i $WORK/train_000.bin -t 32 -d 128 -x 4 -n 4 -l 1e-3 -v 0 -s 0"
+        # shellcheck disable=SC2086
+        if run cu_dp0 "${MPI_RUN[@]}" -np 2 $CU $dp -b 2 -z 0 -o "$WORK/cu_dp0" &&
+            run cu_dp1 "${MPI_RUN[@]}" -np 2 $CU $dp -b 2 -z 1 -o "$WORK/cu_dp1" &&
+            run cu_dp_single $CU $dp -b 4 -o "$WORK/cu_dp_single" &&
+            cmp -s "$WORK/cu_dp0/model_00000004.bin" "$WORK/cu_dp1/model_00000004.bin" &&
+            summary=$(compare_losses cu_dp "$WORK/cu_dp0/main.log" <(sed -n 's/^s:\([0-9]*\) trl:\([^ ]*\).*/\1 \2/p' "$WORK/cu_dp_single/main.log") 2e-5); then
+            ok "train_gpt2cu llama on 2 emulated GPUs: -z 1 == -z 0 bit for bit; losses = 1 process x 2B: $summary"
+        else
+            not_ok "train_gpt2cu llama data parallel: ${summary:-} (see $WORK/cu_dp0.log, $WORK/cu_dp1.log, $WORK/cu_dp_single.log)"
+        fi
+    fi
+    # -r 1 redoes the same SwiGLU kernel on the same input: the same bits as keeping it
+    # shellcheck disable=SC2086
+    if run cu_r0 $CU $common_cu -r 0 -i "$WORK/train_000.bin" -o "$WORK/cu_r0" &&
+        cmp -s "$WORK/cu_resume_a/model_00000006.bin" "$WORK/cu_r0/model_00000006.bin"; then
+        ok "train_gpt2cu llama: -r 1 and -r 0 give the same model bits after 6 steps"
+    else
+        not_ok "train_gpt2cu llama: -r 1 differs from -r 0 (see $WORK/cu_r0.log)"
+    fi
+else
+    not_ok "building $CU_BINS (see $WORK/build_cu.log)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +448,30 @@ if $BIN/tokenizer prepare -i "$FIX/gsm8k.jsonl" --field question,answer --val-fr
 else
     not_ok "chat on a llama model (see $WORK/train_chat.log, $WORK/chat.err)"
 fi
+# chatcu (llmc/kv_cache.cuh's llama_forward_step, FP32 emulated build): the same check
+if [ "$CU_CHECKS" = 0 ]; then
+    :
+elif [ -x build/cuda/emu-fp32/chatcu ] && [ -f "$WORK/prompt.ids" ] &&
+    greedy_cu=$(build/cuda/emu-fp32/chatcu -e "$WORK/chat_model/model_00000008.bin" --ids 1 --complete "$PROMPT" \
+        --temperature 0 -n 20 2>"$WORK/chatcu.err") && echo "$greedy_cu" >"$WORK/greedy_cu.ids" &&
+    summary=$($PY tests/greedy_reference.py "$WORK/chat_model/model_00000008.bin" "$WORK/prompt.ids" \
+        "$WORK/greedy_cu.ids" 2>&1); then
+    ok "chatcu (fp32, emulated): a llama model's greedy completion = PyTorch's greedy continuation: $summary"
+else
+    not_ok "chatcu on a llama model: ${summary:-} (see $WORK/chatcu.err)"
+fi
+# the GPU KV cache against the CUDA trainer's full forward (tests/test_generate_cu.cu: its bounds
+# and planted off-by-one), GQA with QK-norm and multi-query (KV = 1), FP32 and BF16
+[ "$CU_CHECKS" = 1 ] && for spec in "fp32|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1" \
+    "fp32|arch=llama,L=2,C=64,NH=4,KV=1,V=300,maxT=64" "bf16|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"; do
+    IFS='|' read -r precision descriptor <<<"$spec"
+    if [ -x build/cuda/emu-$precision/test_generate_cu ] &&
+        run "generate_cu_$precision" build/cuda/emu-$precision/test_generate_cu "$descriptor"; then
+        ok "test_generate_cu ($precision, emulated) $descriptor: KV-cache logits = full forward's, planted off-by-one fails, reset repeats bit for bit"
+    else
+        not_ok "test_generate_cu ($precision) $descriptor (see $WORK/generate_cu_$precision.log)"
+    fi
+done
 
 # ---------------------------------------------------------------------------------------------
 checks_summary

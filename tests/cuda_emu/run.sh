@@ -200,6 +200,11 @@ if [ -e test_gpt2.cu ]; then
                 "./build/cuda/emu-$precision/test_generate_cu"
         done
     done
+    # a llama (GQA, QK-norm: train_gpt2.cu's llama forward and llama_forward_step); test_llama.sh
+    # checks the llama path against PyTorch
+    run_suite "[random] test_generate_cu (fp32 build, emulated, llama):" \
+        "$WORK/test_generate_cu_llama.log" env LLMC_EMU_ORDER=random LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 \
+        ./build/cuda/emu-fp32/test_generate_cu "arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"
 fi
 
 # ---------------------------------------------------------------------------------------------
