@@ -49,6 +49,7 @@ fp32 (for tight checks against the CPU reference and PyTorch). Every reduction h
 #include "llmc/train_loop.h"
 #include "llmc/train_options.h"
 #include "llmc/utils.h"
+#include "llmc/zero_shards.h"
 
 // ----------------------------------------------------------------------------
 // The model: parameters, gradients (floatX), AdamW state and master weights (fp32) on the device.
@@ -212,9 +213,12 @@ typedef struct {
     float *master_memory;       // device, fp32 master weights (BF16 builds; NULL in FP32)
     // Data parallelism (NULL: one process). Parameters and gradients are padded to
     // padded_parameters, a multiple of the process count; with ZeRO-1 this process owns the
-    // AdamW state and master weights of [shard_offset, shard_offset + shard_size), else all.
+    // optimizer state and master weights of [shard_offset, shard_offset + shard_size), else all.
+    // rank_offsets (processes + 1): every rank's range (llmc/zero_shards.h), which the gradient
+    // norm sums over with either ZeRO stage.
     MultiGpu *multi;
     size_t padded_parameters, shard_offset, shard_size;
+    size_t *rank_offsets;
     int reduce_in_backward; // this backward completes the step: reduce each layer as it is done
     int max_B, max_T;
     int recompute;                    // 1: GELU outputs redone in backward instead of kept
@@ -293,12 +297,11 @@ static size_t attention_stats_bytes(const GPT2Config *config, int B, int T) {
     return ((size_t)config->num_layers + 1) * B * T * config->num_heads * sizeof(float);
 }
 
-// shards: gpt2_optimizer_shards (each process keeps 1/shards of the optimizer state).
-static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute, int shards,
-                                 size_t *param_bytes, size_t *optimizer_bytes,
+// shard: the parameters whose optimizer state this process keeps (all, or its ZeRO-1 range).
+static size_t gpt2_memory_needed(const GPT2Config *config, int B, int T, int recompute,
+                                 size_t shard, size_t *param_bytes, size_t *optimizer_bytes,
                                  size_t *activation_bytes) {
     size_t n = gpt2_num_parameters(config);
-    size_t shard = (n + (size_t)shards - 1) / (size_t)shards;
     ActivationTensors unused;
     *param_bytes = 2 * n * sizeof(floatX); // parameters + gradients
     *optimizer_bytes = 2 * shard * sizeof(float);
@@ -340,9 +343,20 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
     }
     int processes = multi != NULL ? multi->num_processes : 1;
     int shards = gpt2_optimizer_shards(multi);
+    size_t n = model->num_parameters;
+    // padded so that every process's shard has the same size (reduce-scatter, all-gather); with
+    // Muon the ranges are cut between its matrices instead (llmc/zero_shards.h)
+    model->padded_parameters = (n + (size_t)processes - 1) / (size_t)processes * processes;
+    model->rank_offsets =
+        (size_t *)malloc_check(((size_t)processes + 1) * sizeof(size_t), "rank ranges");
+    zero_shard_ranges(&model->config, model->padded_parameters, processes,
+                      multi != NULL && multi->whole_matrix_shards, model->rank_offsets);
+    int rank = multi != NULL ? multi->process_rank : 0;
+    model->shard_size = shards > 1 ? model->rank_offsets[rank + 1] - model->rank_offsets[rank] : n;
+    model->shard_offset = shards > 1 ? model->rank_offsets[rank] : 0;
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, shards, &param_bytes,
-                                       &optimizer_bytes, &activation_bytes);
+    size_t needed = gpt2_memory_needed(&model->config, B, T, recompute, model->shard_size,
+                                       &param_bytes, &optimizer_bytes, &activation_bytes);
     // cuDNN builds its attention graphs here: an unsupported shape fails before any allocation
     model->attention_workspace_bytes = attention_workspace_bytes_gqa(
         B, T, model->config.num_heads, gpt2_kv_heads(&model->config), head_size);
@@ -360,11 +374,6 @@ static void gpt2_build(GPT2 *model, const char *path_or_descriptor, uint32_t see
               model->attention_workspace_bytes / 1073741824.0, free_bytes / 1073741824.0,
               total_bytes / 1073741824.0);
     }
-    size_t n = model->num_parameters;
-    // padded so that every process's shard has the same size (reduce-scatter, all-gather)
-    model->padded_parameters = (n + (size_t)processes - 1) / (size_t)processes * processes;
-    model->shard_size = shards > 1 ? model->padded_parameters / (size_t)shards : n;
-    model->shard_offset = shards > 1 ? (size_t)multi->process_rank * model->shard_size : 0;
     size_t padded = model->padded_parameters, shard = model->shard_size;
     float *params = (float *)malloc_check(n * sizeof(float), "parameters");
     if (from_descriptor) {
@@ -423,6 +432,7 @@ static void gpt2_free(GPT2 *model) {
     cuda_check(cudaFree(model->v_memory));
     if (model->master_memory != NULL) cuda_check(cudaFree(model->master_memory));
     muon_device_scratch_free(&model->muon);
+    free(model->rank_offsets);
     cuda_check(cudaFree(model->acts_memory));
     if (model->rope_table != NULL) cuda_check(cudaFree(model->rope_table));
     attention_free();
@@ -704,12 +714,27 @@ static void gpt2_reduce_layer_gradients(GPT2 *model, int layer) {
 }
 
 // Completes the step's gradient reduction: ZeRO-0 waits for the all-reduces started during the
-// last backward; ZeRO-1 reduce-scatters, leaving this process the sum of its own shard.
+// last backward; ZeRO-1 reduce-scatters, leaving this process the sum of its own shard. With
+// Muon's ranges (unequal, cut between matrices) each range is reduced to its owner instead: the
+// same bytes per rank as a reduce-scatter (a ring reduce sends each range once through every rank
+// but its root), in P grouped calls.
 static inline void gpt2_reduce_gradients(GPT2 *model) {
 #ifdef LLMC_MULTI_GPU
     if (!gpt2_uses_nccl(model)) return;
     MultiGpu *mg = model->multi;
-    if (mg->zero_stage == 1) {
+    if (mg->zero_stage == 1 && mg->whole_matrix_shards) {
+        gpt2_collective_after_compute(model);
+        nccl_check(mg, ncclGroupStart());
+        for (int r = 0; r < mg->num_processes; r++) {
+            size_t begin = model->rank_offsets[r], count = model->rank_offsets[r + 1] - begin;
+            if (count == 0) continue; // every rank skips it: the ranges are the same everywhere
+            floatX *range = model->grads_memory + begin;
+            nccl_check(mg, ncclReduce(range, range, count, nccl_floatX(), ncclSum, r, mg->comm,
+                                      mg->stream));
+        }
+        nccl_check(mg, ncclGroupEnd());
+        multi_gpu_wait(mg, mg->stream, "the gradient reduce to each range's owner");
+    } else if (mg->zero_stage == 1) {
         gpt2_collective_after_compute(model);
         nccl_check(
             mg, ncclReduceScatter(model->grads_memory, model->grads_memory + model->shard_offset,
@@ -891,12 +916,14 @@ static float *gpt2_grad_norm_launch(GPT2 *model) {
 static float gpt2_grad_norm(GPT2 *model) {
     float *norm_device = model->acts.norm_scratch + GLOBAL_NORM_MAX_BLOCKS;
     if (gpt2_uses_nccl(model)) {
-        size_t slice = model->padded_parameters / (size_t)model->multi->num_processes;
-        global_norm_squared(norm_device, model->acts.norm_scratch,
-                            model->grads_memory + (size_t)model->multi->process_rank * slice, slice,
-                            model->stream);
-        float squares;
-        cuda_check(cudaMemcpy(&squares, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        int rank = model->multi->process_rank;
+        size_t begin = model->rank_offsets[rank], count = model->rank_offsets[rank + 1] - begin;
+        float squares = 0.0f; // an empty range (Muon's cuts, many ranks) adds nothing
+        if (count > 0) {
+            global_norm_squared(norm_device, model->acts.norm_scratch, model->grads_memory + begin,
+                                count, model->stream);
+            cuda_check(cudaMemcpy(&squares, norm_device, sizeof(float), cudaMemcpyDeviceToHost));
+        }
         double total = squares;
         multi_gpu_sum(model->multi, &total, 1, "the gradient norm");
         return (float)sqrt(total);
@@ -907,13 +934,24 @@ static float gpt2_grad_norm(GPT2 *model) {
     return norm;
 }
 
+#ifdef LLMC_MULTI_GPU
+// LLMC_PLANT_ZERO_MUON=skip-broadcast (tests/test_muon.sh): every rank skips the broadcast of the
+// last rank's range after a ZeRO-1 Muon step, so the others keep stale weights there; the test
+// must see the model differ from ZeRO-0's. Returns the skipped rank, or -1.
+static int planted_zero_muon_skip(const MultiGpu *mg) {
+    const char *plant = getenv("LLMC_PLANT_ZERO_MUON");
+    return plant != NULL && strcmp(plant, "skip-broadcast") == 0 ? mg->num_processes - 1 : -1;
+}
+#endif
+
 // AdamW step t (1-based), one launch per tensor so weight decay applies to matrices only. With
 // ZeRO-1 each process updates the part of each tensor inside its shard, then the processes
 // all-gather the parameters. The rounding of element i depends on i and t only, so ZeRO-1 and
 // ZeRO-0 store the same bits. device_scale (NULL: grad_scale) as in adamw_update. With muon (NULL:
 // AdamW everywhere) the blocks' 2-D matrices take a Muon step instead (llmc/muon.cuh), their
-// momentum in m; every process holds all of it (ZeRO-0: main refuses Muon with ZeRO-1) and
-// computes the same update.
+// momentum in m. ZeRO-0: every process holds all of it and computes the same update. ZeRO-1: the
+// ranges are cut between matrices (llmc/zero_shards.h), so each matrix has one owner, which alone
+// holds its momentum, runs its Newton-Schulz iterations and then broadcasts its whole range.
 static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonConfig *muon, int t,
                                float grad_scale, const float *device_scale) {
     size_t sizes[NUM_PARAMETER_TENSORS];
@@ -931,18 +969,21 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonCo
         float *master = model->master_memory != NULL ? model->master_memory + local : NULL;
         BlockMatrixShape shape;
         if (muon != NULL && gpt2_block_matrix_shape(&model->config, k, &shape)) {
-            if (begin != offset - sizes[k] || end != offset) {
-                fatal("internal: Muon needs whole matrices, but %s is split across shards",
-                      model_tensor_name(&model->config, k));
-            }
-            size_t matrix = (size_t)shape.rows * shape.cols;
+            size_t matrix = (size_t)shape.rows * shape.cols, tensor_begin = offset - sizes[k];
             for (int l = 0; l < shape.layers; l++) {
-                size_t at = (size_t)l * matrix;
+                size_t at = tensor_begin + (size_t)l * matrix;   // this matrix's first element
+                if (at + matrix <= begin || at >= end) continue; // another rank's
+                if (at < begin || at + matrix > end) {
+                    fatal("internal: Muon needs whole matrices, but %s layer %d is split across "
+                          "ranks",
+                          model_tensor_name(&model->config, k), l);
+                }
+                size_t in_shard = at - shard_begin;
                 muon_update_matrix_device(
-                    model->params_memory + begin + at, master != NULL ? master + at : NULL,
-                    model->grads_memory + begin + at, model->m_memory + local + at, shape.rows,
-                    shape.cols, grad_scale, device_scale, muon, seed, begin + at, &model->muon,
-                    model->stream);
+                    model->params_memory + at,
+                    model->master_memory != NULL ? model->master_memory + in_shard : NULL,
+                    model->grads_memory + at, model->m_memory + in_shard, shape.rows, shape.cols,
+                    grad_scale, device_scale, muon, seed, at, &model->muon, model->stream);
             }
             continue;
         }
@@ -954,9 +995,22 @@ static void gpt2_update_scaled(GPT2 *model, const AdamWConfig *opt, const MuonCo
 #ifdef LLMC_MULTI_GPU
     if (gpt2_uses_nccl(model) && model->multi->zero_stage == 1) {
         MultiGpu *mg = model->multi;
-        nccl_check(mg,
-                   ncclAllGather(model->params_memory + model->shard_offset, model->params_memory,
-                                 model->shard_size, nccl_floatX(), mg->comm, model->stream));
+        if (mg->whole_matrix_shards) { // unequal ranges: each owner broadcasts its own
+            int skipped = planted_zero_muon_skip(mg);
+            nccl_check(mg, ncclGroupStart());
+            for (int r = 0; r < mg->num_processes; r++) {
+                size_t begin = model->rank_offsets[r], count = model->rank_offsets[r + 1] - begin;
+                if (count == 0 || r == skipped) continue; // the same on every rank
+                floatX *range = model->params_memory + begin;
+                nccl_check(mg, ncclBroadcast(range, range, count, nccl_floatX(), r, mg->comm,
+                                             model->stream));
+            }
+            nccl_check(mg, ncclGroupEnd());
+        } else {
+            nccl_check(mg, ncclAllGather(model->params_memory + model->shard_offset,
+                                         model->params_memory, model->shard_size, nccl_floatX(),
+                                         mg->comm, model->stream));
+        }
     }
 #endif
 }
@@ -1233,9 +1287,8 @@ int main(int argc, char **argv) {
     // one voice: rank 0 prints progress and writes main.log (errors still reach stderr)
     if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatal("rank %d: /dev/null", rank);
     train_options_validate(&opt, processes);
-    if (opt.optimizer == OPTIMIZER_MUON && processes > 1 && multi.zero_stage == 1) {
-        fatal("--optimizer muon with -z 1: ZeRO-1 with Muon is not implemented yet; use -z 0");
-    }
+    // Muon with ZeRO-1: each matrix is owned by one rank (its range is cut between matrices)
+    multi.whole_matrix_shards = opt.optimizer == OPTIMIZER_MUON;
     // one trainer per output directory: rank 0 locks it for the whole run before any rank reads
     // it (a second run's rank 0 then stops that whole run; llmc/run_dir.h)
     if (rank == 0 && opt.output_dir[0] != '\0') run_dir_claim(opt.output_dir);
@@ -1253,8 +1306,11 @@ int main(int argc, char **argv) {
     if (multi.use_nccl) {
         printf("data parallel: %d process(es) via %s, NCCL id check %02x | ZeRO-%d: %s\n",
                processes, multi.method, multi.id_check, multi.zero_stage,
-               multi.zero_stage == 1 ? "AdamW state and master weights sharded across ranks"
-                                     : "every rank keeps all optimizer state");
+               multi.zero_stage == 0 ? "every rank keeps all optimizer state"
+               : multi.whole_matrix_shards
+                   ? "optimizer state and master weights sharded across ranks, each Muon matrix "
+                     "whole on one rank"
+                   : "AdamW state and master weights sharded across ranks");
     }
     multi_gpu_after_init(&multi, &multi_options);
     matmul_init();
@@ -1267,7 +1323,7 @@ int main(int argc, char **argv) {
     gpt2_build(&model, opt.model_spec, (uint32_t)opt.seed, B, T, recompute, data_vocab, &multi);
     gpt2_config_print(&model.config, model.num_parameters);
     size_t param_bytes, optimizer_bytes, activation_bytes;
-    gpt2_memory_needed(&model.config, B, T, recompute, gpt2_optimizer_shards(&multi), &param_bytes,
+    gpt2_memory_needed(&model.config, B, T, recompute, model.shard_size, &param_bytes,
                        &optimizer_bytes, &activation_bytes);
     size_t model_bytes =
         param_bytes + optimizer_bytes + activation_bytes + model.attention_workspace_bytes;
@@ -1277,6 +1333,18 @@ int main(int argc, char **argv) {
            activation_bytes / 1073741824.0,
            attention_stats_bytes(&model.config, B, T) / 1073741824.0,
            model.attention_workspace_bytes / 1073741824.0);
+    if (multi.zero_stage == 1 && multi.whole_matrix_shards && processes > 1) {
+        // rank 0 prints every rank's range (the ranges are a function of the shape and P)
+        for (int r = 0; r < processes; r++) {
+            size_t begin = model.rank_offsets[r], end = model.rank_offsets[r + 1], elements;
+            int owned;
+            zero_shard_muon_matrices(&model.config, begin, end, &owned, &elements);
+            printf("memory plan, ZeRO-1 with Muon: rank %d owns parameters [%zu, %zu): the "
+                   "momentum and master weights of %d whole Muon matrices (%zu parameters) live "
+                   "only there, with AdamW's m, v and master weights of the other %zu\n",
+                   r, begin, end, owned, elements, end - begin - elements);
+        }
+    }
     printf("attention: %s\n",
            attention_implementation_gqa(model.config.num_heads, gpt2_kv_heads(&model.config),
                                         model.config.channels / model.config.num_heads));

@@ -48,6 +48,9 @@ typedef struct {
 typedef struct {
     int process_rank, num_processes, local_device;
     int zero_stage;
+    // ZeRO-1's ranges cut only between Muon's matrices (--optimizer muon; llmc/zero_shards.h), set
+    // by the trainer before it builds the model
+    int whole_matrix_shards;
     int use_nccl; // 0: one process, nothing to communicate
     int use_mpi;  // MPI_Init was called here (MPI_Finalize at the end)
     double timeout_seconds;
@@ -78,8 +81,8 @@ static inline void multi_gpu_options_defaults(MultiGpuOptions *o) {
 static inline int multi_gpu_options_table(MultiGpuOptions *o, CliOption *table) {
     const CliOption options[] = {
         {'z', "zero", OPTION_INT, &o->zero_stage,
-         "0: every rank keeps all optimizer state; 1: ZeRO-1, AdamW state and master weights "
-         "sharded across ranks"},
+         "0: every rank keeps all optimizer state; 1: ZeRO-1, optimizer state and master weights "
+         "sharded across ranks (with --optimizer muon each matrix whole on one rank)"},
         {0, "init-method", OPTION_STRING, &o->init_method,
          "how ranks meet: mpi (mpirun, srun --mpi=pmix), tcp (--init-server), fs (--init-dir)"},
         {0, "init-server", OPTION_STRING, &o->init_server, "tcp: HOST:PORT where rank 0 listens"},

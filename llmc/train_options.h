@@ -150,7 +150,7 @@ static inline int train_options_table(TrainOptions *o, CliOption *table) {
         {0, "eps", OPTION_FLOAT, &o->eps, "AdamW epsilon"},
         {0, "optimizer", OPTION_STRING, &o->optimizer_name,
          "adamw, or muon: Muon for the blocks' 2-D matrices (qkvw, attprojw, fcw, fcprojw), "
-         "AdamW (-l) for embeddings, norms and biases (train_gpt2cu: not with -z 1 yet)"},
+         "AdamW (-l) for embeddings, norms and biases"},
         {0, "muon-lr", OPTION_FLOAT, &o->muon_lr,
          "Muon's peak learning rate (scheduled like -l; -c decays its matrices too)"},
         {0, "muon-momentum", OPTION_FLOAT, &o->muon_momentum, "Muon's (Nesterov) momentum"},

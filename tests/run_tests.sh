@@ -781,7 +781,8 @@ section_mark "11-13"
 #     shards against PyTorch's losses (and a planted lr error); resume bit for bit and refused with
 #     the other optimizer; threads; bad flags; the emulated CUDA trainer: test_gpt2cu (fp32, bf16)
 #     against the same references, train_gpt2cu on shards, the host pipeline == the host path,
-#     2 ranks == 1, -z 1 refused. Each check counts here.
+#     2 ranks == 1, and 2 ranks with -z 1 (each Muon matrix on one rank) == -z 0 bit for bit
+#     (fp32, bf16), a planted skipped broadcast, -z 1 resume. Each check counts here.
 sub_suite muon "$WORK/muon.log" env LLMC_MUON_TEST_DIR="$WORK/muon" bash tests/test_muon.sh
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 # (warmup, cosine, accumulation), a 5% Muon learning-rate error does not; resume continues bit for
 # bit and is refused with the other optimizer; 1 and 2 threads agree bit for bit; bad flags and
 # fields; the emulated CUDA trainer: test_gpt2cu (fp32, bf16) against the same references and the
-# planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) against 1, -z 1 refused. Ends with one
+# planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) against 1, 2 ranks with -z 1 (each Muon
+# matrix on one rank) == -z 0 bit for bit (fp32, bf16), a planted skipped broadcast, -z 1 resume
+# bit for bit and refused with 1 rank or -z 0. Ends with one
 # line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -19,8 +21,9 @@ source "$ROOT/tests/lib_checks.sh"
 
 CU=./build/cuda/emu-fp32/train_gpt2cu
 CU_TEST=./build/cuda/emu-fp32/test_gpt2cu
+CU16=./build/cuda/emu-bf16/train_gpt2cu
 CU16_TEST=./build/cuda/emu-bf16/test_gpt2cu
-make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$CU" "$CU_TEST" "$CU16_TEST" >"$WORK/build.log" 2>&1 ||
+make --no-print-directory -s "$BIN/train_gpt2" "$BIN/test_gpt2" "$CU" "$CU16" "$CU_TEST" "$CU16_TEST" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log"; echo "error: make failed"; echo "0 passed, 1 failed"; exit 1; }
 PY=""
 for candidate in "${PYTHON:-}" /usr/bin/python3 python3; do
@@ -214,7 +217,7 @@ expect_error "debug state with 0 Newton-Schulz steps" "bad_ns_steps.bin: bad Muo
 # ---------------------------------------------------------------------------------------------
 # 5. The CUDA trainer (emulated): test_gpt2cu's Muon steps against PyTorch (FP32 at test_gpt2's
 #    2e-4, BF16 at its AdamW step tolerance 2e-3: bf16 weights and activations dominate), the
-#    planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) == 1 rank, and -z 1 refused.
+#    planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) == 1 rank, and ZeRO-1 with Muon.
 # (--layers 0: the per-layer comparison with train_gpt2.c is section 8's; here only the steps)
 if run cu_test "$CU_TEST" -e "$WORK/small_wd_clip.bin" -s "$WORK/small_wd_clip_state.bin" -o "$WORK/cu" \
     --layers 0 && grep -q "^Muon for" "$WORK/cu_test.log"; then
@@ -272,13 +275,87 @@ if command -v mpirun >/dev/null; then
     else
         not_ok "train_gpt2cu Muon data parallel 2x1 vs 1x2: ${summary:-} (see $WORK/cu_1x2.log, cu_2x1.log)"
     fi
-    # shellcheck disable=SC2086
-    if ! run cu_zero1 "${MPI_RUN[@]}" -np 2 "$CU" -e "$MODEL" -i "$WORK/train_00*.bin" -v 0 -s 0 -x 1 \
-        --optimizer muon $TRAIN_FLAGS -b 1 -z 1 &&
-        grep -q "error: --optimizer muon with -z 1: ZeRO-1 with Muon is not implemented yet" "$WORK/cu_zero1.log"; then
-        ok "train_gpt2cu refuses --optimizer muon with -z 1 on 2 ranks (one line per rank)"
+    # ZeRO-1 with Muon (docs/multi_gpu.md): the ranges are cut between Muon's matrices, each range's
+    # gradients reduced to its owner, which alone keeps the momentum and runs Newton-Schulz, then
+    # broadcasts its range. The same sums in the same order as ZeRO-0's all-reduce, and the norm
+    # over the same per-rank ranges (clipping active: norms ~3 > --grad-clip 1), so the model and
+    # main.log equal ZeRO-0's bit for bit, fp32 and bf16 (master weights sharded too).
+    Z_FLAGS=(-e "$MODEL" -v 0 -s 0 -x 4 -n 4 --optimizer muon -b 1)
+    for variant in "fp32|$CU" "bf16|$CU16"; do
+        IFS='|' read -r prec bin <<<"$variant"
+        # shellcheck disable=SC2086
+        if run "cu_${prec}_z0" "${MPI_RUN[@]}" -np 2 "$bin" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+            $TRAIN_FLAGS -b 1 -z 0 -o "$WORK/${prec}_z0" &&
+            run "cu_${prec}_z1" "${MPI_RUN[@]}" -np 2 "$bin" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+                $TRAIN_FLAGS -b 1 -z 1 -o "$WORK/${prec}_z1" &&
+            grep -q "each Muon matrix whole on one rank" "$WORK/cu_${prec}_z1.log" &&
+            cmp -s "$WORK/${prec}_z0/model_00000004.bin" "$WORK/${prec}_z1/model_00000004.bin" &&
+            cmp -s "$WORK/${prec}_z0/main.log" "$WORK/${prec}_z1/main.log"; then
+            ok "train_gpt2cu ($prec, emulated) Muon with -z 1 on 2 ranks == -z 0: model and main.log bit-identical"
+        else
+            not_ok "train_gpt2cu ($prec) Muon -z 1 differs from -z 0 (see $WORK/cu_${prec}_z0.log, cu_${prec}_z1.log)"
+        fi
+    done
+    # every Muon matrix has exactly one owner, the ranges tile [0, padded) (the memory plan's lines)
+    if ownership=$(awk 'BEGIN { end = 0 } /memory plan, ZeRO-1 with Muon: rank/ {
+            gsub(/[\[,)]/, " "); for (i = 1; i <= NF; i++) { if ($i == "owns") { b = $(i + 2); e = $(i + 3) } if ($i == "whole") m += $(i - 1) }
+            if (b != end) bad = 1; end = e; ranks++ }
+            END { printf "%d ranks, %d matrices, end %d", ranks, m, end; exit !(ranks == 2 && m == 8 && !bad) }' \
+        "$WORK/cu_fp32_z1.log"); then
+        ok "ZeRO-1 with Muon: the 2 ranks' ranges are contiguous and own the 8 matrices once each ($ownership)"
     else
-        not_ok "train_gpt2cu -z 1 --optimizer muon (see $WORK/cu_zero1.log)"
+        not_ok "ZeRO-1 with Muon: ownership in the memory plan: ${ownership:-none} (see $WORK/cu_fp32_z1.log)"
+    fi
+    # against 1 rank x B=2 (the sums differ in order only): as the ZeRO-0 check above
+    if summary=$(compare_losses "$WORK/fp32_z1/main.log" <(awk '/ trl:/ {sub("s:", "", $1); sub("trl:", "", $2); print $1, $2}' "$WORK/cu_1x2/main.log") "$MUON_PARITY_TOL"); then
+        ok "train_gpt2cu (emulated) Muon -z 1: 2 ranks x B=1 == 1 rank x B=2: $summary"
+    else
+        not_ok "train_gpt2cu Muon -z 1 vs 1 rank x B=2: ${summary:-}"
+    fi
+    # planted: every rank skips the broadcast of rank 1's range; the model must differ from -z 0's
+    # shellcheck disable=SC2086
+    if run cu_z1_planted "${MPI_RUN[@]}" -np 2 -x LLMC_PLANT_ZERO_MUON=skip-broadcast "$CU" "${Z_FLAGS[@]}" \
+        -i "$WORK/train_00*.bin" $TRAIN_FLAGS -b 1 -z 1 -o "$WORK/fp32_z1_planted" &&
+        [ -f "$WORK/fp32_z1_planted/model_00000004.bin" ]; then
+        if cmp -s "$WORK/fp32_z0/model_00000004.bin" "$WORK/fp32_z1_planted/model_00000004.bin"; then
+            not_ok "a ZeRO-1 Muon step without rank 1's broadcast still equals -z 0"
+        else
+            ok "(planted) ZeRO-1 Muon without rank 1's broadcast: the model differs from -z 0's"
+        fi
+    else
+        not_ok "planted skip-broadcast run (see $WORK/cu_z1_planted.log)"
+    fi
+    # checkpoints: each rank's state file holds its range, the owned matrices' momentum included;
+    # 6 straight steps == 3 + resume + 3 (bf16: master weights too), model and both states
+    ZA=$WORK/z1_resume_a
+    ZB=$WORK/z1_resume_b
+    Z_RESUME=(-e "$MODEL" -v 0 -s 0 -x 6 -n 3 --optimizer muon -z 1)
+    # shellcheck disable=SC2086
+    if run z1_resume_a "${MPI_RUN[@]}" -np 2 "$CU16" "${Z_RESUME[@]}" -i "$WORK/train_00*.bin" \
+        $TRAIN_FLAGS -b 1 -o "$ZA" &&
+        mkdir -p "$ZB" && cp "$ZA/model_00000003.bin" "$ZA"/state_00000003_*.bin "$ZA/DONE_00000003" "$ZB/" &&
+        run z1_resume_b "${MPI_RUN[@]}" -np 2 "$CU16" "${Z_RESUME[@]}" -i "$WORK/train_00*.bin" \
+            $TRAIN_FLAGS -b 1 -o "$ZB" -y 1 &&
+        grep -q "resume: from step 3" "$WORK/z1_resume_b.log" &&
+        cmp -s "$ZA/model_00000006.bin" "$ZB/model_00000006.bin" &&
+        cmp -s "$ZA/state_00000006_00000.bin" "$ZB/state_00000006_00000.bin" &&
+        cmp -s "$ZA/state_00000006_00001.bin" "$ZB/state_00000006_00001.bin"; then
+        ok "train_gpt2cu (bf16, emulated) Muon -z 1: 2 ranks x 6 steps == 3 + resume + 3 (model, both state files bit-identical)"
+    else
+        not_ok "Muon -z 1 resume (see $WORK/z1_resume_a.log, z1_resume_b.log)"
+    fi
+    # shellcheck disable=SC2086
+    expect_error "resume of a 2-rank Muon -z 1 checkpoint on 1 process" \
+        "written by 2 processes (header\[2\]), this run has 1" \
+        "$CU16" "${Z_RESUME[@]}" -i "$WORK/train_00*.bin" $TRAIN_FLAGS -b 1 -o "$ZB" -y 1 -x 9
+    # shellcheck disable=SC2086
+    if run z1_as_z0 "${MPI_RUN[@]}" -np 2 "$CU16" "${Z_RESUME[@]}" -i "$WORK/train_00*.bin" $TRAIN_FLAGS \
+        -b 1 -o "$ZB" -y 1 -x 9 -z 0; then
+        not_ok "a Muon -z 1 checkpoint resumed with -z 0"
+    elif grep -q "written with ZeRO stage 1 (header\[6\]), this run has -z 0" "$WORK/z1_as_z0.log"; then
+        ok "resume of a Muon -z 1 checkpoint with -z 0 is refused, naming header[6]"
+    else
+        not_ok "Muon -z mismatch on resume: no clear error (see $WORK/z1_as_z0.log)"
     fi
 else
     not_ok "mpirun not found: Muon's data parallel checks not run"

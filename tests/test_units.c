@@ -27,6 +27,7 @@
 #include "../llmc/schedulers.h"
 #include "../llmc/tokenizer.h"
 #include "../llmc/utils.h"
+#include "../llmc/zero_shards.h"
 
 static int num_passed = 0, num_failed = 0;
 static char detail[1024];   // why the current check failed
@@ -1447,6 +1448,68 @@ static int test_state_outlier_history(void) {
     return 1;
 }
 
+// ZeRO-1's ranges (llmc/zero_shards.h): with AdamW r*S; with Muon every matrix on exactly one
+// rank, the ranges tiling [0, padded) in order, each within one matrix of S.
+static int test_zero_shard_ranges(void) {
+    const char *models[] = {"d12", "L=2,C=64,NH=4,V=1000,maxT=64",
+                            "arch=llama,L=3,C=128,NH=4,KV=2,V=1000,maxT=64"};
+    const int counts[] = {1, 2, 3, 8, 64};
+    for (int m = 0; m < 3; m++) {
+        GPT2Config config;
+        CHECK(gpt2_config_from_descriptor(models[m], &config) == 1, "%s", models[m]);
+        size_t n = gpt2_num_parameters(&config), largest = 0;
+        int total_matrices = 0;
+        for (int k = 0; k < NUM_PARAMETER_TENSORS; k++) {
+            BlockMatrixShape shape;
+            if (!gpt2_block_matrix_shape(&config, k, &shape)) continue;
+            total_matrices += shape.layers;
+            size_t size = (size_t)shape.rows * shape.cols;
+            if (size > largest) largest = size;
+        }
+        for (int c = 0; c < 5; c++) {
+            int P = counts[c];
+            size_t padded = (n + P - 1) / P * P, S = padded / P, offsets[65];
+            zero_shard_ranges(&config, padded, P, 0, offsets);
+            for (int r = 0; r <= P; r++) {
+                CHECK(offsets[r] == (size_t)r * S, "%s P=%d adamw: rank %d starts at %zu",
+                      models[m], P, r, offsets[r]);
+            }
+            zero_shard_ranges(&config, padded, P, 1, offsets);
+            CHECK(offsets[0] == 0 && offsets[P] == padded, "%s P=%d: not [0, padded)", models[m],
+                  P);
+            int owned = 0;
+            for (int r = 0; r < P; r++) {
+                CHECK(offsets[r] <= offsets[r + 1], "%s P=%d: rank %d's range is negative",
+                      models[m], P, r);
+                size_t begin = offsets[r], inside_begin, inside_end, elements;
+                CHECK(r == 0 ||
+                          !zero_shard_matrix_around(&config, begin, &inside_begin, &inside_end),
+                      "%s P=%d: rank %d starts inside a matrix", models[m], P, r);
+                size_t moved =
+                    begin > (size_t)r * S ? begin - (size_t)r * S : (size_t)r * S - begin;
+                CHECK(2 * moved <= largest, "%s P=%d: cut %d moved by %zu (largest matrix %zu)",
+                      models[m], P, r, moved, largest);
+                int matrices;
+                zero_shard_muon_matrices(&config, begin, offsets[r + 1], &matrices, &elements);
+                owned += matrices;
+            }
+            CHECK(owned == total_matrices, "%s P=%d: %d of %d matrices owned", models[m], P, owned,
+                  total_matrices);
+        }
+    }
+    // planted: a cut inside fcw of layer 0 is seen (d12: wte, wpe, ln1, qkvw, ...)
+    GPT2Config d12;
+    gpt2_config_from_descriptor("d12", &d12);
+    size_t sizes[NUM_PARAMETER_TENSORS], fcw = 0, begin, end;
+    gpt2_parameter_sizes(&d12, sizes);
+    for (int k = 0; k < 10; k++) fcw += sizes[k];
+    CHECK(zero_shard_matrix_around(&d12, fcw + 5, &begin, &end) && begin == fcw &&
+              end == fcw + 4 * 768 * 768,
+          "a cut inside d12's fcw[0] is not found");
+    CHECK(!zero_shard_matrix_around(&d12, fcw, &begin, &end), "fcw[0]'s start counted as inside");
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *base = argc > 1 ? argv[1] : "/tmp";
     snprintf(work_dir, sizeof(work_dir), "%s/test_units", base);
@@ -1514,6 +1577,9 @@ int main(int argc, char **argv) {
               test_outlier_detector);
     run_check("state file keeps the outlier detector's history (header[50..52], after the loader)",
               test_state_outlier_history);
+    run_check("ZeRO-1 ranges: equal with AdamW; with Muon each matrix on one rank, cuts within a "
+              "matrix of r*S",
+              test_zero_shard_ranges);
 
     printf("%d passed, %d failed\n", num_passed, num_failed);
     return num_failed == 0 ? 0 : 1;

@@ -255,6 +255,28 @@ inline ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t c
     return nccl_reduce(recvbuff, all.data(), count, count, comm->nranks, type, op);
 }
 
+// Only root's recvbuff receives the reduction (in rank order, as ncclAllReduce's).
+inline ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count,
+                               ncclDataType_t type, ncclRedOp_t op, int root, ncclComm_t comm,
+                               cudaStream_t stream) {
+    using namespace llmc_emu;
+    size_t bytes = count * nccl_type_size(type);
+    if (!nccl_valid(comm, type, op) || !valid_stream(stream) || root < 0 || root >= comm->nranks) {
+        return ncclInvalidArgument;
+    }
+    if (!nccl_device_buffer(sendbuff, bytes) ||
+        (comm->rank == root && !nccl_device_buffer(recvbuff, bytes))) {
+        return ncclInvalidArgument;
+    }
+    std::vector<unsigned char> all(comm->rank == root ? bytes * comm->nranks : 0);
+    if (MPI_Gather(sendbuff, (int)bytes, MPI_BYTE, all.data(), (int)bytes, MPI_BYTE, root,
+                   comm->mpi) != MPI_SUCCESS) {
+        return ncclSystemError;
+    }
+    if (comm->rank != root) return ncclSuccess;
+    return nccl_reduce(recvbuff, all.data(), count, count, comm->nranks, type, op);
+}
+
 // sendbuff holds nranks blocks of recvcount; rank r receives the reduction of block r.
 inline ncclResult_t ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount,
                                       ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm,

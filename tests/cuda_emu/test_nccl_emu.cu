@@ -134,6 +134,18 @@ int main(int argc, char **argv) {
     to_host(token, d_token, 4);
     check_all_ranks(token[0] == root && token[3] == root + 3, "ncclBroadcast from the last rank");
 
+    // reduce, in place, to the last rank (ZeRO-1 with Muon: each range to its owner): the root
+    // gets the sum, the others keep their own values
+    int sums[3] = {rank, 10 * rank, 100 + rank};
+    int *d_sums = to_device(sums, 3);
+    nccl_check(ncclReduce(d_sums, d_sums, 3, ncclInt, ncclSum, root, comm, 0));
+    to_host(sums, d_sums, 3);
+    int rank_total = nranks * (nranks - 1) / 2;
+    int reduced_ok = rank == root ? sums[0] == rank_total && sums[1] == 10 * rank_total &&
+                                        sums[2] == 100 * nranks + rank_total
+                                  : sums[0] == rank && sums[1] == 10 * rank;
+    check_all_ranks(reduced_ok, "ncclReduce (in place) to the last rank: only the root sums");
+
 #ifdef LLMC_CUDA_EMU
     std::vector<float> host(n, 1.0f);
     ncclResult_t refused = ncclAllReduce(host.data(), d_sum, n, ncclFloat, ncclSum, comm, 0);
