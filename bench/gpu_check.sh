@@ -52,11 +52,14 @@ while [ $# -gt 0 ]; do
 done
 
 # Small-vocabulary PyTorch reference dumps: name | descriptor | seed | B | T | extra flags. V=1000
-# with HS=16, odd T=37 with 3 heads of 32, and HS=64 (GPT-2's head size) at V=1024.
+# with HS=16, odd T=37 with 3 heads of 32, and HS=64 (GPT-2's head size) at V=1024; llama (issue
+# 20): grouped-query attention with QK-norm at odd T (our kernels), and KV = NH at HS=64 (cuDNN).
 REF_CONFIGS=(
     "v1000_b3_t24_wd|L=2,C=64,NH=4,V=1000,maxT=64|3|3|24|-c 0.1 -l 1e-3"
     "v1000_l3c96_b1_t37|L=3,C=96,NH=3,V=1000,maxT=128|2|1|37|"
     "v1024_c128_b2_t64|L=2,C=128,NH=2,V=1024,maxT=128|5|2|64|--grad-clip 0.5"
+    "llama_gqa_qknorm_v1000_b2_t37|arch=llama,L=2,C=128,NH=4,KV=2,V=1000,maxT=128,qknorm=1|3|2|37|"
+    "llama_hs64_v1024_b2_t64|arch=llama,L=2,C=128,NH=2,KV=2,V=1024,maxT=128|5|2|64|--grad-clip 0.5"
 )
 if [ -n "$MAKE_REFS" ]; then
     PY=${PYTHON:-/usr/bin/python3}
@@ -79,6 +82,7 @@ if [ -n "$MAKE_REFS" ]; then
             { echo "error: apt-get download libjson-c5 libjson-c-dev failed (see $MAKE_REFS/debs.log)" >&2; exit 1; }
         bash bench/ttq_data.sh --out "$MAKE_REFS/ttq_data" >"$MAKE_REFS/ttq_data.log" 2>&1 ||
             { echo "error: bench/ttq_data.sh failed (see $MAKE_REFS/ttq_data.log)" >&2; exit 1; }
+        rm -f "$MAKE_REFS"/ttq_data/*.jsonl # the tokenizer's input: the carry limit is 64 MiB in all
     fi
     echo "reference dumps in $MAKE_REFS ($(du -sh "$MAKE_REFS" | cut -f1)); carry it and build/cudnn-frontend"
     exit 0
