@@ -346,7 +346,7 @@ EMU_TEST_BINARIES := build/cuda_emu/test_cuda_emu build/cuda_emu/test_cuda_emu_a
 	build/cuda/emu-bf16-nocudnn/test_gpt2cu build/cuda/emu-fp32-asan/test_gpt2cu \
 	build/cuda/emu-bf16-asan/test_gpt2cu build/cuda_emu/test_gpt2cu_unfused_gelu \
 	build/cuda/emu-fp32/test_generate_cu build/cuda/emu-bf16/test_generate_cu \
-	build/cuda/emu-bf16-nocudnn/test_generate_cu)
+	build/cuda/emu-bf16-nocudnn/test_generate_cu build/cuda/emu-fp32/train_gpt2cu)
 .PHONY: test-cuda-emu test-cuda-emu-planted
 # NCCL over MPI for the emulation (llmc/cuda_emu/emu_nccl.h; `mpirun -np 2` = two emulated GPUs),
 # tested when OpenMPI is installed (Debian: libopenmpi-dev openmpi-bin)

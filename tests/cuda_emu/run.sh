@@ -8,7 +8,7 @@
 #   REFERENCE_DIR holds v1000_b3_t24_wd{,_bf16,_state}.bin (tests/run_tests.sh writes them to
 #   build/test); without it they are made here with scripts/train_gpt2.py.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 WORK=build/cuda_emu/run
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -205,6 +205,21 @@ if [ -e test_gpt2.cu ]; then
     run_suite "[random] test_generate_cu (fp32 build, emulated, llama):" \
         "$WORK/test_generate_cu_llama.log" env LLMC_EMU_ORDER=random LLMC_EMU_SEED=11 LLMC_EMU_STATS=1 \
         ./build/cuda/emu-fp32/test_generate_cu "arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"
+    # the trainer's own step: the host pipeline's kernels (llmc/host_pipeline.cuh) and Muon's
+    # (llmc/muon.cuh) run only there (tests/test_host_pipeline.sh and tests/test_muon.sh check
+    # their results); here two steps launch them for the coverage check below
+    if PYTHONPATH=tests "${PYTHON:-/usr/bin/python3}" -c "
+import random, sys
+from token_shards import text_like, write_shard
+rng = random.Random(5)
+write_shard(sys.argv[1], text_like(rng, rng.sample(range(512), 300), 2000))" "$WORK/muon_shard_000.bin"; then
+        run_check "train_gpt2cu (fp32 build, emulated): 2 steps of Muon through the pipelined step" \
+            "$WORK/train_gpt2cu_muon.log" env LLMC_EMU_STATS=1 ./build/cuda/emu-fp32/train_gpt2cu \
+            -e "L=2,C=64,NH=4,V=512,maxT=32" --seed 7 -i "$WORK/muon_shard_000.bin" -j "" -b 2 -t 32 \
+            -x 2 -l 3e-3 --grad-clip 0.2 -s 0 --optimizer muon
+    else
+        not_ok "a token shard for train_gpt2cu (tests/token_shards.py)"
+    fi
 fi
 
 # ---------------------------------------------------------------------------------------------
