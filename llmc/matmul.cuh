@@ -8,6 +8,8 @@
 // With LLMC_CUDA_EMU the same products run on the CPU through llmc/matmul.h's sgemm, on floats
 // converted from floatX, with the same layouts and epilogues and outputs rounded to floatX.
 // Accumulation is fp32 in both builds (CUBLAS_COMPUTE_32F: no TF32, so FP32 builds stay tight).
+// matmul_gemm_typed also takes fp32 operands in BF16 builds (Muon's Newton-Schulz, llmc/muon.cuh),
+// so that those products share the algorithm cache below.
 #ifndef LLMC_MATMUL_CUH
 #define LLMC_MATMUL_CUH
 
@@ -40,13 +42,27 @@ static inline void cublas_check_at(cublasStatus_t status, const char *file, int 
 #define cublas_check(call) cublas_check_at((call), __FILE__, __LINE__)
 #endif
 
+// The element type of a product's operands and result: the model's floatX, or fp32 in either
+// build (Muon's Newton-Schulz iterations). In FP32 builds both are the same type, and share
+// entries.
+typedef enum { MATMUL_DATA_FP32, MATMUL_DATA_BF16 } MatmulDataType;
+#ifdef ENABLE_FP32
+#define MATMUL_DATA_FLOATX MATMUL_DATA_FP32
+#else
+#define MATMUL_DATA_FLOATX MATMUL_DATA_BF16
+#endif
+
+static inline size_t matmul_data_size(MatmulDataType type) {
+    return type == MATMUL_DATA_FP32 ? sizeof(float) : sizeof(floatX);
+}
+
 // The cache of cuBLASLt's algorithm choices, by everything the choice depends on. A training step
 // repeats the same few dozen shapes, but sampling adds new ones as its context grows (one per
 // length without cuDNN), so the cache is bounded and evicts the least recently used entry; entries
 // chosen by timing (--gemm-autotune 1) go last, as they cost the most to redo. The emulation has
 // one algorithm, but keeps the same cache so that its bookkeeping runs in CI.
 typedef struct {
-    int m, n, k, trans_a, trans_b, batch, accumulate, epilogue;
+    int data_type, m, n, k, trans_a, trans_b, batch, accumulate, epilogue;
     size_t stride_a, stride_b, stride_d;
     uint32_t alignments[3];
     uint32_t aux_alignment; // DGELU's input: the heuristic reads its pointer from the descriptor
@@ -153,12 +169,14 @@ static inline void matmul_algo_cache_report(void) {
 // The key of a product: its shape, layout, epilogue and the alignment each operand really has
 // (the heuristic assumes 256 bytes unless told otherwise; per-layer slices and batch strides of
 // odd shapes such as T=37 have less).
-static inline MatmulAlgoKey matmul_algo_key(const void *a, const void *b, const void *d,
-                                            const void *aux, int epilogue, int m, int n, int k,
-                                            int trans_a, int trans_b, int batch, size_t stride_a,
-                                            size_t stride_b, size_t stride_d, int accumulate) {
+static inline MatmulAlgoKey matmul_algo_key(MatmulDataType data_type, const void *a, const void *b,
+                                            const void *d, const void *aux, int epilogue, int m,
+                                            int n, int k, int trans_a, int trans_b, int batch,
+                                            size_t stride_a, size_t stride_b, size_t stride_d,
+                                            int accumulate) {
     MatmulAlgoKey key;
     memset(&key, 0, sizeof(key)); // padding bytes too: keys are compared with memcmp
+    key.data_type = (int)data_type;
     key.m = m, key.n = n, key.k = k, key.trans_a = trans_a, key.trans_b = trans_b;
     key.batch = batch, key.accumulate = accumulate, key.epilogue = epilogue;
     key.stride_a = stride_a, key.stride_b = stride_b, key.stride_d = stride_d;
@@ -166,7 +184,7 @@ static inline MatmulAlgoKey matmul_algo_key(const void *a, const void *b, const 
     size_t strides[3] = {stride_a, stride_b, stride_d};
     for (int i = 0; i < 3; i++) {
         uint64_t bits = (uint64_t)(uintptr_t)operands[i] | 256u;
-        if (batch > 1) bits |= (uint64_t)strides[i] * sizeof(floatX);
+        if (batch > 1) bits |= (uint64_t)strides[i] * matmul_data_size(data_type);
         key.alignments[i] = (uint32_t)(bits & (~bits + 1)); // lowest set bit
     }
     if (aux != NULL) {
@@ -200,12 +218,21 @@ static inline int matmul_dgelu_aux_ok(const void *aux, int m) {
     return m % 8 == 0 && (uintptr_t)aux % 16 == 0;
 }
 
-#ifndef LLMC_CUDA_EMU
+#ifdef LLMC_CUDA_EMU
+// The emulation computes in fp32: an operand of n elements of data_type as floats.
+static inline void matmul_emu_load(float *out, const void *in, MatmulDataType data_type, size_t n) {
+    if (data_type == MATMUL_DATA_FP32) {
+        memcpy(out, in, n * sizeof(float));
+    } else {
+        floatX_to_floats(out, (const floatX *)in, n);
+    }
+}
+#else
 // A product's operands for timing: element counts cover every batch.
 typedef struct {
-    const floatX *a, *b;
-    floatX *d;
-    size_t a_elems, b_elems, d_elems;
+    const void *a, *b;
+    void *d;
+    size_t a_bytes, b_bytes, d_bytes;
     int accumulate;
 } MatmulOperands;
 
@@ -228,11 +255,11 @@ static inline int matmul_autotune_pick(cublasLtMatmulDesc_t desc, cublasLtMatrix
     cudaStreamCaptureStatus capture;
     cuda_check(cudaStreamIsCapturing(stream, &capture));
     if (capture != cudaStreamCaptureStatusNone) return 0;
-    size_t d_bytes = ops->d_elems * sizeof(floatX);
-    floatX *target = ops->d, *scratch = NULL;
-    if (ops->accumulate || ranges_overlap(ops->d, d_bytes, ops->a, ops->a_elems * sizeof(floatX)) ||
-        ranges_overlap(ops->d, d_bytes, ops->b, ops->b_elems * sizeof(floatX))) {
-        if (cudaMalloc((void **)&scratch, d_bytes) != cudaSuccess) {
+    size_t d_bytes = ops->d_bytes;
+    void *target = ops->d, *scratch = NULL;
+    if (ops->accumulate || ranges_overlap(ops->d, d_bytes, ops->a, ops->a_bytes) ||
+        ranges_overlap(ops->d, d_bytes, ops->b, ops->b_bytes)) {
+        if (cudaMalloc(&scratch, d_bytes) != cudaSuccess) {
             (void)cudaGetLastError(); // out of memory only skips the timing
             return 0;
         }
@@ -278,10 +305,15 @@ static inline int matmul_autotune_pick(cublasLtMatmulDesc_t desc, cublasLtMatrix
 // (the pre-activation the forward stored). batch > 1 repeats over matrices at the given element
 // strides. Returns 1, or 0 (nothing done) when cuBLASLt has no DGELU algorithm for these operands
 // (matmul_dgelu_aux_ok): the caller then runs the product and the GELU backward apart.
-static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
-                              const floatX *aux, MatmulEpilogue epilogue, int m, int n, int k,
-                              int trans_a, int trans_b, int batch, size_t stride_a, size_t stride_b,
-                              size_t stride_d, int accumulate, cudaStream_t stream) {
+// data_type: that of every operand, bias and aux included (matmul_gemm: floatX).
+static inline int matmul_gemm_typed(void *d, const void *a, const void *b, const void *bias,
+                                    const void *aux, MatmulDataType data_type,
+                                    MatmulEpilogue epilogue, int m, int n, int k, int trans_a,
+                                    int trans_b, int batch, size_t stride_a, size_t stride_b,
+                                    size_t stride_d, int accumulate, cudaStream_t stream) {
+    if (data_type != MATMUL_DATA_FP32 && data_type != MATMUL_DATA_FLOATX) {
+        fatal("internal: matmul data type %d in a build whose floatX is another", (int)data_type);
+    }
     if (epilogue != EPILOGUE_NONE && (accumulate || batch != 1)) {
         fatal("internal: matmul epilogue on an accumulated or batched product");
     }
@@ -291,8 +323,9 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
               (const void *)bias, (const void *)aux);
     }
     if (epilogue == EPILOGUE_DGELU && !matmul_dgelu_aux_ok(aux, m)) return 0;
-    MatmulAlgoKey key = matmul_algo_key(a, b, d, aux, (int)epilogue, m, n, k, trans_a, trans_b,
-                                        batch, stride_a, stride_b, stride_d, accumulate);
+    MatmulAlgoKey key = matmul_algo_key(data_type, a, b, d, aux, (int)epilogue, m, n, k, trans_a,
+                                        trans_b, batch, stride_a, stride_b, stride_d, accumulate);
+    const size_t elem_size = matmul_data_size(data_type);
     MatmulAlgoEntry *cached = matmul_algo_cache_find(&key);
     if (cached != NULL && cached->refused) return 0;
     int tune = cached == NULL && matmul_algo_cache.autotune &&
@@ -312,17 +345,19 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
     float *df = (float *)malloc_check(d_elems * sizeof(float), "emulated matmul D");
     size_t lda = trans_a ? (size_t)k : (size_t)m, ldb = trans_b ? (size_t)n : (size_t)k;
     for (int batch_index = 0; batch_index < batch; batch_index++) {
-        floatX_to_floats(af, a + batch_index * stride_a, a_elems);
-        floatX_to_floats(bf, b + batch_index * stride_b, b_elems);
-        floatX *dx = d + batch_index * stride_d;
-        if (accumulate) floatX_to_floats(df, dx, d_elems);
+        matmul_emu_load(af, (const char *)a + batch_index * stride_a * elem_size, data_type,
+                        a_elems);
+        matmul_emu_load(bf, (const char *)b + batch_index * stride_b * elem_size, data_type,
+                        b_elems);
+        char *dx = (char *)d + batch_index * stride_d * elem_size;
+        if (accumulate) matmul_emu_load(df, dx, data_type, d_elems);
         // sgemm A(j, kk) = op(B)(kk, j); sgemm B(kk, i) = op(A)(i, kk)
         size_t sa_row = trans_b ? 1 : ldb, sa_col = trans_b ? ldb : 1;
         size_t sb_row = trans_a ? 1 : lda, sb_col = trans_a ? lda : 1;
         sgemm(df, (size_t)m, bf, sa_row, sa_col, af, sb_row, sb_col, n, m, k, accumulate);
         if (epilogue == EPILOGUE_BIAS) {
             float *biasf = (float *)malloc_check((size_t)m * sizeof(float), "emulated bias");
-            floatX_to_floats(biasf, bias, (size_t)m);
+            matmul_emu_load(biasf, bias, data_type, (size_t)m);
             for (int j = 0; j < n; j++) {
                 for (int i = 0; i < m; i++) df[(size_t)j * m + i] += biasf[i];
             }
@@ -330,22 +365,22 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
         }
         if (epilogue == EPILOGUE_DGELU) { // fp32 product times GELU'(aux), rounded once below
             float *auxf = (float *)malloc_check(d_elems * sizeof(float), "emulated DGELU input");
-            floatX_to_floats(auxf, aux, d_elems);
+            matmul_emu_load(auxf, aux, data_type, d_elems);
             for (size_t i = 0; i < d_elems; i++) df[i] *= gelu_derivative(auxf[i]);
             free(auxf);
         }
-        floats_to_floatX(dx, df, d_elems);
+        if (data_type == MATMUL_DATA_FP32) {
+            memcpy(dx, df, d_elems * sizeof(float));
+        } else {
+            floats_to_floatX((floatX *)dx, df, d_elems);
+        }
     }
     free(af);
     free(bf);
     free(df);
     return 1;
 #else
-#ifdef ENABLE_FP32
-    const cudaDataType_t data_type = CUDA_R_32F;
-#else
-    const cudaDataType_t data_type = CUDA_R_16BF;
-#endif
+    const cudaDataType_t lt_type = data_type == MATMUL_DATA_FP32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasLtMatmulDesc_t desc;
     cublas_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -361,7 +396,7 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
                                                 sizeof(lt_epilogue)));
     if (epilogue == EPILOGUE_BIAS) {
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                                    &data_type, sizeof(data_type)));
+                                                    &lt_type, sizeof(lt_type)));
         cublas_check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                     sizeof(bias)));
     }
@@ -375,11 +410,11 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
                                                     &aux_ld, sizeof(aux_ld)));
     }
     cublasLtMatrixLayout_t layout_a, layout_b, layout_d;
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_a, data_type, trans_a ? k : m, trans_a ? m : k,
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_a, lt_type, trans_a ? k : m, trans_a ? m : k,
                                             trans_a ? k : m));
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_b, data_type, trans_b ? n : k, trans_b ? k : n,
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_b, lt_type, trans_b ? n : k, trans_b ? k : n,
                                             trans_b ? n : k));
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_d, data_type, m, n, m));
+    cublas_check(cublasLtMatrixLayoutCreate(&layout_d, lt_type, m, n, m));
     if (batch > 1) {
         int32_t count = batch;
         int64_t strides[3] = {(int64_t)stride_a, (int64_t)stride_b, (int64_t)stride_d};
@@ -439,7 +474,8 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
             size_t a_elems = (size_t)(batch - 1) * stride_a + (size_t)m * k;
             size_t b_elems = (size_t)(batch - 1) * stride_b + (size_t)k * n;
             size_t d_elems = (size_t)(batch - 1) * stride_d + (size_t)m * n;
-            MatmulOperands operands = {a, b, d, a_elems, b_elems, d_elems, accumulate};
+            MatmulOperands operands = {
+                a, b, d, a_elems * elem_size, b_elems * elem_size, d_elems * elem_size, accumulate};
             pick = matmul_autotune_pick(desc, layout_a, layout_b, layout_d, heuristics, found,
                                         &operands, stream);
             matmul_algo_cache.tuned_shapes++;
@@ -458,6 +494,15 @@ static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const
     cublas_check(cublasLtMatmulDescDestroy(desc));
     return 1;
 #endif
+}
+
+// The model's products: operands, bias and aux in floatX.
+static inline int matmul_gemm(floatX *d, const floatX *a, const floatX *b, const floatX *bias,
+                              const floatX *aux, MatmulEpilogue epilogue, int m, int n, int k,
+                              int trans_a, int trans_b, int batch, size_t stride_a, size_t stride_b,
+                              size_t stride_d, int accumulate, cudaStream_t stream) {
+    return matmul_gemm_typed(d, a, b, bias, aux, MATMUL_DATA_FLOATX, epilogue, m, n, k, trans_a,
+                             trans_b, batch, stride_a, stride_b, stride_d, accumulate, stream);
 }
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias; with pre_gelu != NULL, pre_gelu gets that and

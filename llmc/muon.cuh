@@ -2,7 +2,8 @@
 // llmc/muon.h, the CPU trainer's), in fp32 on the momentum buffer (the AdamW m slot) and the fp32
 // master weights (BF16 builds; FP32 builds update the parameters), the bf16 parameters stored by
 // stochastic rounding as AdamW does. The Newton-Schulz products go through cuBLASLt in fp32
-// (CUBLAS_COMPUTE_32F, no TF32); the emulation runs them through llmc/matmul.h's sgemm.
+// (CUBLAS_COMPUTE_32F, no TF32), with the model's products' algorithm cache (matmul_gemm_typed);
+// the emulation runs them through llmc/matmul.h's sgemm.
 // No transposes: a row-major R x Cc matrix is column-major Cc x R, which is X^T for a wide matrix
 // (R <= Cc) and X itself for a tall one (X = U^T), so each case picks the operands' orientation
 // and the result lands in the weights' layout.
@@ -52,54 +53,13 @@ static inline void muon_device_scratch_free(MuonDeviceScratch *s) {
 }
 
 // fp32 D (m,n, leading dimension m) (+)= op(A) op(B), column-major as matmul_gemm: A is (m,k) ld m,
-// or with trans_a (k,m) ld k; B is (k,n) ld k, or with trans_b (n,k) ld n.
+// or with trans_a (k,m) ld k; B is (k,n) ld k, or with trans_b (n,k) ld n. Through matmul.cuh's
+// algorithm cache: ~700 products a step at d12 repeat a handful of shapes, and asking cuBLASLt's
+// heuristic each time would cost tens of microseconds each.
 static inline void muon_gemm(float *d, const float *a, const float *b, int m, int n, int k,
                              int trans_a, int trans_b, int accumulate, cudaStream_t stream) {
-#ifdef LLMC_CUDA_EMU
-    (void)stream;
-    size_t lda = trans_a ? (size_t)k : (size_t)m, ldb = trans_b ? (size_t)n : (size_t)k;
-    // row-major D^T (n,m) = op(B)^T op(A)^T (see matmul_gemm)
-    size_t sa_row = trans_b ? 1 : ldb, sa_col = trans_b ? ldb : 1;
-    size_t sb_row = trans_a ? 1 : lda, sb_col = trans_a ? lda : 1;
-    sgemm(d, (size_t)m, b, sa_row, sa_col, a, sb_row, sb_col, n, m, k, accumulate);
-#else
-    cublasLtMatmulDesc_t desc;
-    cublas_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublas_check(
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
-    cublas_check(
-        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-    cublasLtMatrixLayout_t layout_a, layout_b, layout_d;
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_a, CUDA_R_32F, trans_a ? k : m, trans_a ? m : k,
-                                            trans_a ? k : m));
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_b, CUDA_R_32F, trans_b ? n : k, trans_b ? k : n,
-                                            trans_b ? n : k));
-    cublas_check(cublasLtMatrixLayoutCreate(&layout_d, CUDA_R_32F, m, n, m));
-    cublasLtMatmulPreference_t preference;
-    cublas_check(cublasLtMatmulPreferenceCreate(&preference));
-    cublas_check(cublasLtMatmulPreferenceSetAttribute(
-        preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cublaslt_workspace_size,
-        sizeof(cublaslt_workspace_size)));
-    cublasLtMatmulHeuristicResult_t heuristic;
-    int found = 0;
-    cublas_check(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, layout_a, layout_b, layout_d,
-                                                layout_d, preference, 1, &heuristic, &found));
-    if (found == 0) {
-        fatal("cuBLASLt has no fp32 algorithm for Muon's m=%d n=%d k=%d trans=%d%d", m, n, k,
-              trans_a, trans_b);
-    }
-    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    cublas_check(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, layout_a, b, layout_b, &beta, d,
-                                layout_d, d, layout_d, &heuristic.algo, cublaslt_workspace,
-                                cublaslt_workspace_size, stream));
-    cublas_check(cublasLtMatmulPreferenceDestroy(preference));
-    cublas_check(cublasLtMatrixLayoutDestroy(layout_a));
-    cublas_check(cublasLtMatrixLayoutDestroy(layout_b));
-    cublas_check(cublasLtMatrixLayoutDestroy(layout_d));
-    cublas_check(cublasLtMatmulDescDestroy(desc));
-#endif
+    matmul_gemm_typed(d, a, b, NULL, NULL, MATMUL_DATA_FP32, EPILOGUE_NONE, m, n, k, trans_a,
+                      trans_b, 1, 0, 0, 0, accumulate, stream);
 }
 
 // buf = momentum * buf + g; u = g + momentum * buf (Nesterov), g the clipped gradient: grads times

@@ -2,11 +2,13 @@
 // sampling makes when its context grows) all run and stay correct, the least recently used entry
 // is the one evicted, autotuned entries (--gemm-autotune 1) go last, and autotuning leaves every
 // result as it was, accumulating products included; and the DGELU epilogue against a double
-// reference, and its refusals. FP32 build (-DENABLE_FP32). The same source runs on a GPU against
-// cuBLASLt (bench/gpu_check.sh), where the autotune really times candidates.
+// reference, and its refusals; Muon's fp32 Newton-Schulz products (llmc/muon.cuh) served by the
+// same cache, one entry per product. FP32 build (-DENABLE_FP32). The same source runs on a GPU
+// against cuBLASLt (bench/gpu_check.sh), where the autotune really times candidates.
 #include "emu_check.cuh"
 
 #include "../../llmc/matmul.cuh"
+#include "../../llmc/muon.cuh"
 
 #include <math.h>
 
@@ -132,6 +134,45 @@ static int run_dgelu(int m, int n, int k, int aux_offset, double planted_error) 
     return 1;
 }
 
+// One Muon step of a rows x cols matrix from inputs drawn with the given seed; out: the updated
+// parameters.
+static void run_muon_step(int rows, int cols, unsigned long long seed, std::vector<float> &out,
+                          MuonDeviceScratch *scratch) {
+    size_t n = (size_t)rows * cols;
+    std::vector<float> params(n), grads(n), momentum(n);
+    rng_state = seed;
+    for (float &x : params) x = random_float();
+    for (float &x : grads) x = random_float();
+    for (float &x : momentum) x = random_float();
+    float *d_params = to_device(params.data(), n), *d_grads = to_device(grads.data(), n);
+    float *d_momentum = to_device(momentum.data(), n);
+    const MuonConfig config = {0.02f, 0.95f, 0.01f, 5};
+    muon_update_matrix_device(d_params, NULL, d_grads, d_momentum, rows, cols, 1.0f, NULL, &config,
+                              1u, 0, scratch, 0);
+    cuda_check(cudaGetLastError());
+    out.resize(n);
+    to_host(out.data(), d_params, n);
+    cuda_check(cudaFree(d_params));
+    cuda_check(cudaFree(d_grads));
+    cuda_check(cudaFree(d_momentum));
+}
+
+// Pairs of cache entries for the same product (data type, shape, layout, epilogue) that differ
+// only in the operands' alignment: Muon's buffers all come from cudaMalloc (256 bytes), so any
+// such pair would be a product asking the heuristic twice.
+static int duplicate_products(const MatmulAlgoCache *cache) {
+    int duplicates = 0;
+    for (int i = 0; i < cache->count; i++) {
+        for (int j = i + 1; j < cache->count; j++) {
+            MatmulAlgoKey a = cache->entries[i].key, b = cache->entries[j].key;
+            memset(a.alignments, 0, sizeof(a.alignments));
+            memset(b.alignments, 0, sizeof(b.alignments));
+            duplicates += memcmp(&a, &b, sizeof(a)) == 0;
+        }
+    }
+    return duplicates;
+}
+
 int main(void) {
     matmul_init();
     MatmulAlgoCache *cache = &matmul_algo_cache;
@@ -203,6 +244,42 @@ int main(void) {
     check(run_dgelu(252, 4, 16, 0, 0.0) == 2 && run_dgelu(256, 4, 16, 2, 0.0) == 2,
           "DGELU refused for m = 252 (not a multiple of 8) and an aux 8 bytes off 16-byte "
           "alignment");
+
+    // Muon (fp32 products in either build): a tall 48 x 16 and a wide 16 x 40 matrix, each stepped
+    // twice from the same inputs, 5 Newton-Schulz iterations of 3 products: 60 products of 5
+    // distinct ones (each case's X X^T and its update, and the 16 x 16 square A A, the same
+    // product in both), so 5 misses and 55 hits on an emptied cache, and the repeated steps,
+    // served from the cache, give the same bits.
+    cache->count = 0;
+    cache->hits = cache->misses = cache->evictions = 0;
+    MuonDeviceScratch muon_scratch;
+    memset(&muon_scratch, 0, sizeof(muon_scratch));
+    std::vector<float> tall_first, wide_first, tall_again, wide_again;
+    run_muon_step(48, 16, 11, tall_first, &muon_scratch);
+    run_muon_step(16, 40, 12, wide_first, &muon_scratch);
+    run_muon_step(48, 16, 11, tall_again, &muon_scratch);
+    run_muon_step(16, 40, 12, wide_again, &muon_scratch);
+    muon_device_scratch_free(&muon_scratch);
+    int fp32_entries = 0;
+    for (int i = 0; i < cache->count; i++) {
+        fp32_entries += cache->entries[i].key.data_type == MATMUL_DATA_FP32;
+    }
+    check(cache->count == 5 && fp32_entries == 5 && cache->misses == 5 && cache->hits == 55,
+          "Muon: 60 fp32 Newton-Schulz products through the cache: %d entries (5 expected), %d of "
+          "them fp32, %llu misses (5), %llu hits (55)",
+          cache->count, fp32_entries, cache->misses, cache->hits);
+    check(duplicate_products(cache) == 0 &&
+              memcmp(tall_first.data(), tall_again.data(), tall_first.size() * sizeof(float)) ==
+                  0 &&
+              memcmp(wide_first.data(), wide_again.data(), wide_first.size() * sizeof(float)) == 0,
+          "Muon: no product cached twice; the steps served from the cache repeat the first ones "
+          "bit for bit");
+    // planted: the same product again under another alignment must count as a duplicate
+    MatmulAlgoKey planted_key = cache->entries[0].key;
+    planted_key.alignments[0] = 16;
+    matmul_algo_cache_add(&planted_key, &cache->entries[0].algo, 0);
+    check(duplicate_products(cache) == 1, "planted: a second entry for one Muon product is found");
+    cache->count--; // the planted entry is the last one
 
     matmul_set_autotune(1); // so that the report counts the timings (bench/gpu_check.sh shows it)
     matmul_algo_cache_report();
