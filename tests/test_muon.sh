@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Muon tests (section 18 of tests/run_tests.sh; alone: bash tests/test_muon.sh): test_gpt2 checks
-# 10 Muon steps against scripts/train_gpt2.py --optimizer muon (two GPT-2 shapes and a llama with GQA and QK-norm, non-default settings,
-# weight decay, clipping), and fails on a reference with a planted bug (a 1% error in the quintic's
-# a, no Nesterov term); train_gpt2 --optimizer muon on shards reproduces the reference's losses
-# (warmup, cosine, accumulation), a 5% Muon learning-rate error does not; resume continues bit for
-# bit and is refused with the other optimizer; 1 and 2 threads agree bit for bit; bad flags and
-# fields; the emulated CUDA trainer: test_gpt2cu (fp32, bf16) against the same references and the
-# planted bug, train_gpt2cu on the shards, 2 ranks (ZeRO-0) against 1, 2 ranks with -z 1 (each Muon
-# matrix on one rank) == -z 0 bit for bit (fp32, bf16), a planted skipped broadcast, -z 1 resume
-# bit for bit and refused with 1 rank or -z 0. Ends with one
-# line "N passed, N failed"; exits non-zero if anything failed.
+# Muon tests (section 18 of tests/run_tests.sh; alone: bash tests/test_muon.sh): test_gpt2 checks 10
+# Muon steps against scripts/train_gpt2.py --optimizer muon (two GPT-2 shapes and a llama with GQA
+# and QK-norm, non-default settings, weight decay, clipping), and fails on a reference with a
+# planted bug (a 1% error in the quintic's a, no Nesterov term); train_gpt2 --optimizer muon on
+# shards reproduces the reference's losses (warmup, cosine, accumulation), a 5% Muon learning-rate
+# error does not; resume continues bit for bit and is refused with the other optimizer; 1 and 2
+# threads agree bit for bit; bad flags and fields; the emulated CUDA trainer: test_gpt2cu (fp32,
+# bf16) against the same references and the planted bug, train_gpt2cu on the shards, 2 ranks
+# (ZeRO-0) against 1, 2 ranks with -z 1 (each Muon matrix on one rank) == -z 0 bit for bit (fp32,
+# bf16, a bf16 llama), a planted skipped broadcast, -z 1 resume bit for bit and refused with 1 rank
+# or -z 0. Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -280,13 +280,16 @@ if command -v mpirun >/dev/null; then
     # broadcasts its range. The same sums in the same order as ZeRO-0's all-reduce, and the norm
     # over the same per-rank ranges (clipping active: norms ~3 > --grad-clip 1), so the model and
     # main.log equal ZeRO-0's bit for bit, fp32 and bf16 (master weights sharded too).
-    Z_FLAGS=(-e "$MODEL" -v 0 -s 0 -x 4 -n 4 --optimizer muon -b 1)
-    for variant in "fp32|$CU" "bf16|$CU16"; do
-        IFS='|' read -r prec bin <<<"$variant"
+    # A llama (GQA, QK-norm; random init from the descriptor) too: its matrices are cut by the
+    # same table (gpt2_block_matrix_shape).
+    Z_FLAGS=(-v 0 -s 0 -x 4 -n 4 --optimizer muon -b 1)
+    for variant in "fp32|$CU|$MODEL" "bf16|$CU16|$MODEL" \
+        "llama-bf16|$CU16|arch=llama,L=2,C=64,NH=4,KV=2,V=1000,maxT=64,qknorm=1"; do
+        IFS='|' read -r prec bin model <<<"$variant"
         # shellcheck disable=SC2086
-        if run "cu_${prec}_z0" "${MPI_RUN[@]}" -np 2 "$bin" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+        if run "cu_${prec}_z0" "${MPI_RUN[@]}" -np 2 "$bin" -e "$model" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
             $TRAIN_FLAGS -b 1 -z 0 -o "$WORK/${prec}_z0" &&
-            run "cu_${prec}_z1" "${MPI_RUN[@]}" -np 2 "$bin" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+            run "cu_${prec}_z1" "${MPI_RUN[@]}" -np 2 "$bin" -e "$model" "${Z_FLAGS[@]}" -i "$WORK/train_00*.bin" \
                 $TRAIN_FLAGS -b 1 -z 1 -o "$WORK/${prec}_z1" &&
             grep -q "each Muon matrix whole on one rank" "$WORK/cu_${prec}_z1.log" &&
             cmp -s "$WORK/${prec}_z0/model_00000004.bin" "$WORK/${prec}_z1/model_00000004.bin" &&
@@ -314,7 +317,7 @@ if command -v mpirun >/dev/null; then
     fi
     # planted: every rank skips the broadcast of rank 1's range; the model must differ from -z 0's
     # shellcheck disable=SC2086
-    if run cu_z1_planted "${MPI_RUN[@]}" -np 2 -x LLMC_PLANT_ZERO_MUON=skip-broadcast "$CU" "${Z_FLAGS[@]}" \
+    if run cu_z1_planted "${MPI_RUN[@]}" -np 2 -x LLMC_PLANT_ZERO_MUON=skip-broadcast "$CU" -e "$MODEL" "${Z_FLAGS[@]}" \
         -i "$WORK/train_00*.bin" $TRAIN_FLAGS -b 1 -z 1 -o "$WORK/fp32_z1_planted" &&
         [ -f "$WORK/fp32_z1_planted/model_00000004.bin" ]; then
         if cmp -s "$WORK/fp32_z0/model_00000004.bin" "$WORK/fp32_z1_planted/model_00000004.bin"; then
