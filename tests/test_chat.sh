@@ -172,7 +172,9 @@ mkfifo "$WORK/fifo"
 $BIN/chat -e "$LONG" --temperature 1 --top-p 1 <"$WORK/fifo" >"$WORK/sigint.out" 2>"$WORK/sigint.err" &
 chat_pid=$!
 exec 3>"$WORK/fifo"
-(sleep 300 && kill "$chat_pid" 2>/dev/null) &
+# the watchdog's output goes nowhere: its sleep would otherwise hold the pipe of whoever reads this
+# script's output (run_tests.sh's sub_suite and tee) open for 300 s after the script ends
+(sleep 300 && kill "$chat_pid" 2>/dev/null) >/dev/null 2>&1 &
 watchdog=$!
 wait_for() { # FILE PATTERN COUNT: until PATTERN is on COUNT lines of FILE, up to 120 s
     for _ in $(seq 1200); do
@@ -205,6 +207,7 @@ done
 wait "$chat_pid"
 status=$?
 exec 3>&-
+pkill -P "$watchdog" sleep 2>/dev/null # its sleep, then the watchdog itself
 kill "$watchdog" 2>/dev/null
 wait "$watchdog" 2>/dev/null
 answers=$(grep ' tokens/s;' "$WORK/sigint.err" | sed 's/^\[\([0-9]*\) tokens.*/\1/' | tr '\n' ' ')
