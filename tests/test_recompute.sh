@@ -101,9 +101,9 @@ def plant(name, old, new):
         sys.exit("test_recompute.sh: %s no longer contains %r: update the plant" % (name, old))
     open(path, "w").write(text.replace(old, new, 1))
 # the forward's GELU from the fp32 accumulator, by its own formula, as the old forward had it
-plant("llmc/matmul.cuh", "static inline int matmul_gemm(", """static floatX *planted_gelu_out = NULL;
-static inline int matmul_gemm(""")
-plant("llmc/matmul.cuh", "        floats_to_floatX(dx, df, d_elems);", """        if (planted_gelu_out != NULL) {
+plant("llmc/matmul.cuh", "static inline int matmul_gemm_typed(", """static floatX *planted_gelu_out = NULL;
+static inline int matmul_gemm_typed(""")
+plant("llmc/matmul.cuh", "        if (data_type == MATMUL_DATA_FP32) {\n            memcpy(dx, df,", """        if (planted_gelu_out != NULL) {
             float *g = (float *)malloc_check(d_elems * sizeof(float), "planted GELU");
             for (size_t i = 0; i < d_elems; i++) {
                 float x = df[i], u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
@@ -112,7 +112,8 @@ plant("llmc/matmul.cuh", "        floats_to_floatX(dx, df, d_elems);", """      
             floats_to_floatX(planted_gelu_out, g, d_elems);
             free(g);
         }
-        floats_to_floatX(dx, df, d_elems);""")
+        if (data_type == MATMUL_DATA_FP32) {
+            memcpy(dx, df,""")
 plant("llmc/matmul.cuh", "        gelu_forward(out, pre_gelu, (size_t)N * OC, stream);", "")
 plant("llmc/matmul.cuh", "        matmul_gemm(pre_gelu, weight, inp, bias, NULL, EPILOGUE_BIAS,",
       "        planted_gelu_out = out;\n        matmul_gemm(pre_gelu, weight, inp, bias, NULL, EPILOGUE_BIAS,")
