@@ -9,7 +9,7 @@
 # val_000.bin (tests/run_tests.sh passes its work directory); without it the script writes its own.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 SHARDS=${1:-}
 WORK=${SHARDS:+$SHARDS/run_dirs}
@@ -299,9 +299,11 @@ done
 #    names, a directory with a checkpoint's name) is never touched. llm.c's arithmetic
 #    (delete step - nk*n unless a multiple of nm) leaves the same steps on these runs.
 # listing DIR: the file names of DIR, sorted, on one line; the end-of-run report.md and loss.svg
-# (tests/test_report.sh checks them) are left out, as they are not the pruning's business
+# (tests/test_report.sh checks them) and tokenizer.bin (kept when the default --tokenizer exists,
+# as after scripts/quickstart.sh; tests/test_chat.sh checks it) are left out: not pruning business
 listing() {
-    (cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name report.md ! -name loss.svg -printf '%f\n' |
+    (cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name report.md ! -name loss.svg ! -name tokenizer.bin \
+        -printf '%f\n' |
         LC_ALL=C sort | tr '\n' ' ')
 }
 # checkpoint_names STEP...: the file names of those steps' checkpoints (one process)
