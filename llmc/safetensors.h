@@ -430,6 +430,20 @@ static inline void hf_safetensors_close(HfSafetensors *st) {
 
 // One tensor's entry of the JSON header: checks its dtype (F32, BF16 or F16), its shape (rank
 // dims) and its data_offsets (count * element size bytes within the buffer); returns its bytes.
+// A header entry is an object with a string dtype (checked before a tensor's name decides whether
+// it is read at all, so that a malformed entry is refused either way).
+static inline void hf_tensor_entry_check(const char *path, const char *full_name,
+                                         json_object *entry) {
+    if (entry == NULL || !json_object_is_type(entry, json_type_object)) {
+        fatal("%s: tensor %s: expected an object of dtype, shape, data_offsets", path, full_name);
+    }
+    json_object *dtype = NULL;
+    json_object_object_get_ex(entry, "dtype", &dtype);
+    if (!json_object_is_type(dtype, json_type_string)) {
+        fatal("%s: tensor %s: dtype: missing or not a string", path, full_name);
+    }
+}
+
 static inline const uint8_t *hf_tensor_data(const HfSafetensors *st, const char *full_name,
                                             json_object *entry, int rank, const size_t dims[2],
                                             int *element_bytes_out, int *is_bf16) {
@@ -538,15 +552,7 @@ static inline void hf_read_params(const char *dir, const GPT2Config *config, flo
                   "h.0..h.%d.*, ln_f, lm_head)",
                   path, full_name, L, L - 1);
         }
-        if (entry == NULL || !json_object_is_type(entry, json_type_object)) {
-            fatal("%s: tensor %s: expected an object of dtype, shape, data_offsets", path,
-                  full_name);
-        }
-        json_object *dtype = NULL;
-        json_object_object_get_ex(entry, "dtype", &dtype);
-        if (!json_object_is_type(dtype, json_type_string)) {
-            fatal("%s: tensor %s: dtype: missing or not a string", path, full_name);
-        }
+        hf_tensor_entry_check(path, full_name, entry);
         if (known == 0) continue; // a buffer HF writes and ignores on load
         int element_bytes, is_bf16;
         const uint8_t *data =
@@ -679,15 +685,7 @@ static inline void hf_read_llama_params(const char *dir, const GPT2Config *confi
                   "(expected model.embed_tokens, model.layers.0..%d.*, model.norm, lm_head)",
                   path, full_name, L, L - 1);
         }
-        if (entry == NULL || !json_object_is_type(entry, json_type_object)) {
-            fatal("%s: tensor %s: expected an object of dtype, shape, data_offsets", path,
-                  full_name);
-        }
-        json_object *dtype = NULL;
-        json_object_object_get_ex(entry, "dtype", &dtype);
-        if (!json_object_is_type(dtype, json_type_string)) {
-            fatal("%s: tensor %s: dtype: missing or not a string", path, full_name);
-        }
+        hf_tensor_entry_check(path, full_name, entry);
         int tensor = layer < 0 ? globals[index].tensor : per_layer[index].tensor;
         size_t rows = layer < 0 ? globals[index].rows : per_layer[index].rows;
         size_t cols = layer < 0 ? globals[index].cols : per_layer[index].cols;
