@@ -32,6 +32,11 @@
 #   --final-lr-frac F    cosine decay to F of the peak (default 0.1)
 #   --weight-decay W     (default 0.0)
 #   --threads N          OMP_NUM_THREADS of the trainer (default 1)
+#   --jobs N             runs at a time (default 1): (a)'s and (b)'s sweeps together, then (c)'s,
+#                        which takes (b)'s best AdamW lr; N * --threads should not exceed the cores
+#   --compact-vocab      renumber the data's tokens densely (bench/ttq_data.sh --compact-vocab) and
+#                        give every model V = the ids that occur (23656 of 50257 for the full data):
+#                        the same val loss, the output layer at under half the cost (a CPU budget)
 #   --keep-checkpoints   keep each run's final checkpoint (default: deleted, they are ~0.2-0.6 GB)
 #   --analyze-only       only read the runs in WORK/runs and write the results
 #   --dry-run            print the commands, run nothing
@@ -48,10 +53,10 @@ LRS_A="1e-3 2e-3 4e-3" LRS_B="1e-3 2e-3 4e-3" LRS_C="0.01 0.02 0.04" ADAMW_LR_C=
 MODEL_A="L=6,C=384,NH=6,V=50257,maxT=256"
 MODEL_B="arch=llama,L=6,C=384,NH=6,KV=3,V=50257,maxT=256,ffn=1152"
 WARMUP_FRAC=0.05 FINAL_LR_FRAC=0.1 WEIGHT_DECAY=0.0 THREADS=1 KEEP=0 ANALYZE_ONLY=0 DRY_RUN=0
-MAX_DOCS=0
+MAX_DOCS=0 JOBS=1 COMPACT=0
 die() { echo "error: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
-    [ "$1" != --smoke ] && [ "$1" != --keep-checkpoints ] && [ "$1" != --analyze-only ] &&
+    [ "$1" != --smoke ] && [ "$1" != --keep-checkpoints ] && [ "$1" != --compact-vocab ] && [ "$1" != --analyze-only ] &&
         [ "$1" != --dry-run ] && [ "$1" != --help ] && [ "$1" != -h ] && [ $# -lt 2 ] &&
         die "option $1 needs a value (see --help)"
     case "$1" in
@@ -83,6 +88,8 @@ while [ $# -gt 0 ]; do
     --final-lr-frac) FINAL_LR_FRAC=$2; shift 2 ;;
     --weight-decay) WEIGHT_DECAY=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    --compact-vocab) COMPACT=1; shift ;;
     --keep-checkpoints) KEEP=1; shift ;;
     --analyze-only) ANALYZE_ONLY=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -97,10 +104,11 @@ fi
 WORK=${WORK:-build/ttq}
 OUT=${OUT:-bench/results/ttq-$(date -u +%F)}
 for pair in "--tokens:$TOKENS" "--batch:$B" "--seq-len:$T" "--total-batch:$D" "--val-every:$VAL_EVERY" \
-    "--val-batches:$VAL_BATCHES" "--threads:$THREADS"; do
+    "--val-batches:$VAL_BATCHES" "--threads:$THREADS" "--jobs:$JOBS"; do
     [[ ${pair#*:} =~ ^[0-9]+$ ]] || die "${pair%%:*} ${pair#*:}: expected a whole number"
 done
 [ $((B * T)) -gt 0 ] && [ $((D % (B * T))) -eq 0 ] || die "--total-batch $D: expected a multiple of --batch * --seq-len = $((B * T))"
+[ "$JOBS" -ge 1 ] || die "--jobs $JOBS: expected at least 1"
 STEPS=$((TOKENS / D))
 [ "$STEPS" -ge 1 ] || die "--tokens $TOKENS: less than one step of $D tokens"
 WARMUP=$("$PYTHON" -c "print(int($STEPS * float('$WARMUP_FRAC')))") || die "--warmup-frac $WARMUP_FRAC: not a number"
@@ -187,13 +195,24 @@ say() { printf '%s\n' "$*" | tee -a "$COMMANDS"; }
 if [ -n "$PREPARED" ]; then
     say "# shards prepared in $PREPARED ($(tr '\n' ' ' <"$PREPARED/tokens.txt" 2>/dev/null))"
 elif [ "$ANALYZE_ONLY" = 0 ]; then
-    say "bench/ttq_data.sh --data $DATA --out $DATA_OUT --max-docs $MAX_DOCS"
+    compact_flag=()
+    [ "$COMPACT" = 1 ] && compact_flag=(--compact-vocab)
+    say "bench/ttq_data.sh --data $DATA --out $DATA_OUT --max-docs $MAX_DOCS ${compact_flag[*]}"
     if [ "$DRY_RUN" = 0 ]; then
-        bash bench/ttq_data.sh --data "$DATA" --out "$DATA_OUT" --max-docs "$MAX_DOCS" >"$WORK/data.log" 2>&1 ||
+        bash bench/ttq_data.sh --data "$DATA" --out "$DATA_OUT" --max-docs "$MAX_DOCS" "${compact_flag[@]}" >"$WORK/data.log" 2>&1 ||
             { cat "$WORK/data.log"; die "bench/ttq_data.sh failed"; }
         head -1 "$WORK/data.log" >/dev/null
-        grep "^ttq data" "$WORK/data.log"
+        grep "^ttq data\|^compact vocab" "$WORK/data.log"
     fi
+fi
+# Shards renumbered by --compact-vocab (here or where --prepared-data made them) set every model's V
+VOCAB=$(sed -n 's/^vocab //p' "$DATA_OUT/tokens.txt" 2>/dev/null)
+if [ -n "$VOCAB" ]; then
+    MODEL_A=$(sed -E "s/(^|,)V=[0-9]+/\1V=$VOCAB/" <<<"$MODEL_A")
+    MODEL_B=$(sed -E "s/(^|,)V=[0-9]+/\1V=$VOCAB/" <<<"$MODEL_B")
+    say "# compact vocabulary (bench/ttq.py compact): V=$VOCAB in both models"
+elif [ "$COMPACT" = 1 ] && [ "$DRY_RUN" = 0 ]; then
+    die "--compact-vocab: no 'vocab' line in $DATA_OUT/tokens.txt (shards prepared without --compact-vocab?)"
 fi
 
 # run CONFIG LR: one training run into RUNS/CONFIG_lrLR (kept when complete)
@@ -212,8 +231,9 @@ run() {
     fi
     local cmd=("$TRAINER" -i "$DATA_OUT/ttq_train_*.bin" -j "$DATA_OUT/ttq_val_*.bin" -e "$model" -o "$dir"
         -b "$B" -t "$T" -d "$D" -x "$STEPS" -l "$lr" -u "$WARMUP" -k cosine -q "$FINAL_LR_FRAC"
-        -c "$WEIGHT_DECAY" -v "$VAL_EVERY" -m "$VAL_BATCHES" -s 0 --shuffle 1 --seed 42
-        --tokenizer "$DATA_OUT/tokenizer.bin" "${extra[@]}")
+        -c "$WEIGHT_DECAY" -v "$VAL_EVERY" -m "$VAL_BATCHES" -s 0 --shuffle 1 --seed 42 "${extra[@]}")
+    # (no tokenizer.bin after --compact-vocab: its ids are GPT-2's)
+    [ -f "$DATA_OUT/tokenizer.bin" ] && cmd+=(--tokenizer "$DATA_OUT/tokenizer.bin")
     local line="OMP_NUM_THREADS=$THREADS ${cmd[*]}"
     # kept: the same command (a changed budget, model or (c)'s AdamW lr runs again), run to its end
     if [ -f "$dir.command" ] && [ "$(cat "$dir.command")" = "$line" ] &&
@@ -238,13 +258,32 @@ run() {
     echo "($config) lr $2: $(grep -c ' tel:' "$dir/main.log" 2>/dev/null || echo 0) val points, $((SECONDS - start)) s, last: $(grep ' tel:' "$dir/main.log" 2>/dev/null | tail -1)"
 }
 
-if [ "$ANALYZE_ONLY" = 0 ]; then
-    for c in ${CONFIGS//,/ }; do
+# sweep CONFIG...: their runs, --jobs at a time
+sweep() {
+    local c lr lrs
+    for c in "$@"; do
         lrs=$LRS_A
         [ "$c" = b ] && lrs=$LRS_B
         [ "$c" = c ] && lrs=$LRS_C
-        for lr in $lrs; do run "$c" "$lr"; done
+        for lr in $lrs; do
+            if [ "$JOBS" = 1 ] || [ "$DRY_RUN" = 1 ]; then
+                run "$c" "$lr"
+            else
+                while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+                run "$c" "$lr" &
+            fi
+        done
     done
+    wait
+}
+if [ "$ANALYZE_ONLY" = 0 ]; then
+    first=() # (c) needs (b)'s best AdamW lr unless --adamw-lr-c gives it
+    last=()
+    for c in ${CONFIGS//,/ }; do
+        if [ "$c" = c ] && [ -z "$ADAMW_LR_C" ]; then last+=(c); else first+=("$c"); fi
+    done
+    sweep "${first[@]}"
+    [ ${#last[@]} = 0 ] || sweep "${last[@]}"
 fi
 [ "$DRY_RUN" = 1 ] && exit 0
 
@@ -269,7 +308,7 @@ PARAMS=$("$PYTHON" bench/ttq.py params "$MODEL_A" "$MODEL_B")
     echo "- machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(getconf _NPROCESSORS_ONLN) cores"
     command -v nvidia-smi >/dev/null 2>&1 && echo "- GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
-    echo "- trainer: $TRAINER, OMP_NUM_THREADS=$THREADS; configs run: $CONFIGS"
+    echo "- trainer: $TRAINER, OMP_NUM_THREADS=$THREADS, $JOBS run(s) at a time; configs run: $CONFIGS"
     echo "- data: $(tr '\n' ' ' <"$DATA_OUT/tokens.txt" 2>/dev/null) (bench/ttq_data.sh)"
     echo "- budget: $TOKENS tokens a run = $STEPS steps of $D tokens (B=$B, T=$T), warmup $WARMUP steps, cosine to $FINAL_LR_FRAC, weight decay $WEIGHT_DECAY, val every $VAL_EVERY steps"
     echo "- models (non-embedding = blocks + final norm; embedding = wte, GPT-2's wpe, llama's untied lm_head):"

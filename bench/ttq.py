@@ -11,15 +11,22 @@
           OUT/best_runs.tsv (the best run of each config: config, lr, log path).
   best    --runs DIR --config X
           prints the best learning rate of config X so far (for (c)'s AdamW rate).
+  compact --dir DIR
+          renumbers the tokens of DIR's ttq shards densely, 0..V-1 in the order of GPT-2's ids (so
+          <|endoftext|>, GPT-2's largest, is V-1), over the ids that occur in train or val; writes
+          DIR/vocab_map.tsv (new id, GPT-2 id) and "vocab V" to DIR/tokens.txt. A model with V rows
+          computes the same loss as one with 50257 whose absent rows never win probability mass,
+          at a fraction of the output layer's cost (bench/time_to_quality.sh --compact-vocab).
 
 The split (corpus): each source is a list of documents in file order (tinyshakespeare: the text
 between blank lines, as llm.c's tinyshakespeare.py; GSM8K: question, newline, answer; Code
 Alpaca: instruction, input if any, output, one per line); the last ceil(F * n) documents of each
-source go to val. Training documents of all sources are interleaved in the order of
-sha256("<source>:<index>"), so the order is the same on every machine and Python version and no
-source comes in one block.
+source go to val. The documents of all sources are interleaved (train and val each) in the order of
+sha256("<source>:<index>"), so the order is the same on every machine and Python version, no
+source comes in one block, and a prefix of val (--val-batches) holds every source.
 """
 import argparse
+import array
 import csv
 import hashlib
 import json
@@ -103,10 +110,11 @@ def command_corpus(args):
         n_val = max(1, math.ceil(args.val_fraction * len(docs)))
         n_train = len(docs) - n_val
         train += [(hashlib.sha256(f"{name}:{i}".encode()).hexdigest(), d) for i, d in enumerate(docs[:n_train])]
-        val += [d for d in docs[n_train:]]
+        val += [(hashlib.sha256(f"{name}:{i}".encode()).hexdigest(), d) for i, d in enumerate(docs) if i >= n_train]
         rows.append((name, relative, n_train, n_val, sum(map(len, docs[:n_train])), sum(map(len, docs[n_train:]))))
     train.sort()
-    for file_name, docs in (("train.jsonl", [d for _, d in train]), ("val.jsonl", val)):
+    val.sort()  # interleaved too: a --val-batches prefix of val samples every source
+    for file_name, docs in (("train.jsonl", [d for _, d in train]), ("val.jsonl", [d for _, d in val])):
         with open(os.path.join(args.out, file_name), "w", encoding="utf-8") as f:
             for d in docs:
                 f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
@@ -352,6 +360,49 @@ def command_analyze(args):
     print("\n".join(out))
 
 
+# ------------------------------------------------------------------------------------------------
+# compact
+
+
+SHARD_HEADER_BYTES = 256 * 4
+
+
+def read_shard(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    header = array.array("i")
+    if len(data) >= SHARD_HEADER_BYTES:
+        header.frombytes(data[:SHARD_HEADER_BYTES])
+    if len(header) == 0 or header[0] != 20240520 or header[1] != 1 or len(data) % 2:
+        fail(f"{path}: header: expected magic 20240520, version 1 and uint16 tokens after 1024 bytes (docs/formats.md)")
+    tokens = array.array("H")
+    tokens.frombytes(data[SHARD_HEADER_BYTES:])
+    if header[2] != len(tokens):
+        fail(f"{path}: header[2] (token count) {header[2]}: the file holds {len(tokens)}")
+    return data[:SHARD_HEADER_BYTES], tokens
+
+
+def command_compact(args):
+    names = sorted(n for n in os.listdir(args.dir) if re.fullmatch(r"ttq_(train|val)_\d{6}\.bin", n))
+    if not names:
+        fail(f"{args.dir}: no ttq_train_*.bin / ttq_val_*.bin shards")
+    shards = {n: read_shard(os.path.join(args.dir, n)) for n in names}
+    used = sorted(set().union(*(set(tokens) for _, tokens in shards.values())))
+    new_id = {old: new for new, old in enumerate(used)}
+    for name, (header, tokens) in shards.items():
+        path = os.path.join(args.dir, name)
+        with open(path + ".tmp", "wb") as f:  # renamed over the original once complete
+            f.write(header)
+            f.write(array.array("H", (new_id[t] for t in tokens)).tobytes())
+        os.replace(path + ".tmp", path)
+    with open(os.path.join(args.dir, "vocab_map.tsv"), "w") as f:
+        f.write("".join(f"{new}\t{old}\n" for new, old in enumerate(used)))
+    with open(os.path.join(args.dir, "tokens.txt"), "a") as f:
+        f.write(f"vocab {len(used)}\n")
+    print(f"compact vocab: {len(used)} of GPT-2's 50257 ids occur in {len(names)} shards; renumbered "
+          f"0..{len(used) - 1} (map: {os.path.join(args.dir, 'vocab_map.tsv')})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -370,8 +421,10 @@ def main():
     p = sub.add_parser("best")
     p.add_argument("--runs", required=True)
     p.add_argument("--config", required=True, choices=["a", "b", "c"])
+    p = sub.add_parser("compact")
+    p.add_argument("--dir", required=True)
     args = parser.parse_args()
-    {"corpus": command_corpus, "params": command_params, "analyze": command_analyze, "best": command_best}[
+    {"compact": command_compact, "corpus": command_corpus, "params": command_params, "analyze": command_analyze, "best": command_best}[
         args.command](args)
 
 

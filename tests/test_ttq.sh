@@ -195,4 +195,56 @@ cp "$WORK/stub/results/results.json" "$WORK/synthetic/out/results.json"
 check_expect "stub: (c) reaches 3.0 at 2389.33 tokens" 'r["reach"]["c"]["tokens"]' 2389.3333 0.001
 check_expect "stub: (b) reaches it at its end (ratio 1)" 'r["reach"]["b"]["ratio_to_a"]' 1.0 1e-6
 
+# ---------------------------------------------------------------------------------------------
+# 6. --compact-vocab: the renumbered shards decode, through vocab_map.tsv, to exactly the tokens
+#    of the GPT-2-id shards (a planted swap in the map must fail that check); the models get
+#    V = the ids used; --jobs 2 gives the same curves as one run at a time (the runs are
+#    deterministic, --jobs only schedules them).
+bash bench/ttq_data.sh --max-docs 30 --out "$WORK/plain" >"$WORK/plain.log" 2>&1
+bash bench/ttq_data.sh --max-docs 30 --out "$WORK/compact" --compact-vocab >"$WORK/compact.log" 2>&1 &&
+    ok "ttq_data.sh --compact-vocab" || not_ok "ttq_data.sh --compact-vocab: $(tail -2 "$WORK/compact.log")"
+# decoded DIR MAP: exit 0 when DIR's shards decode through MAP to the plain shards
+decoded() {
+    "$PY" - "$WORK/plain" "$1" "$2" <<'EOF'
+import array, os, sys
+plain, compact, map_path = sys.argv[1:]
+old_of = [int(line.split("\t")[1]) for line in open(map_path)]
+assert old_of == sorted(set(old_of)), "map not increasing"
+used = set()
+for name in ("ttq_train_000000.bin", "ttq_val_000000.bin"):
+    a, b = array.array("H"), array.array("H")
+    a.frombytes(open(os.path.join(plain, name), "rb").read()[1024:])
+    b.frombytes(open(os.path.join(compact, name), "rb").read()[1024:])
+    assert [old_of[t] for t in b] == list(a), name
+    assert open(os.path.join(plain, name), "rb").read()[:1024] == open(os.path.join(compact, name), "rb").read()[:1024]
+    used |= set(b)
+assert used == set(range(len(old_of))), "ids not dense"
+assert old_of[-1] == 50256, "<|endoftext|> is not V-1"
+EOF
+}
+decoded "$WORK/compact" "$WORK/compact/vocab_map.tsv" && ok "compact shards decode to the GPT-2 shards; ids dense; eot = V-1" ||
+    not_ok "compact shards do not decode to the plain ones"
+VOCAB=$(sed -n 's/^vocab //p' "$WORK/compact/tokens.txt")
+# planted: the GPT-2 ids of new ids 4 and 5 swapped
+awk -F'\t' -v OFS='\t' 'NR == 5 {t = $2; next} NR == 6 {print 4, $2; print 5, t; next} {print}' \
+    "$WORK/compact/vocab_map.tsv" >"$WORK/compact/planted_map.tsv"
+decoded "$WORK/compact" "$WORK/compact/planted_map.tsv" 2>/dev/null && not_ok "planted: a map with two ids swapped passed" ||
+    ok "planted: two swapped ids in the map are caught"
+mkdir -p "$WORK/bad_shard"
+printf 'not a shard' >"$WORK/bad_shard/ttq_train_000000.bin"
+expect_error "compact: a bad shard named with its field" "ttq_train_000000.bin: header" "$PY" bench/ttq.py compact --dir "$WORK/bad_shard"
+for jobs in 1 2; do
+    OMP_NUM_THREADS=1 bash bench/time_to_quality.sh --smoke --compact-vocab --jobs $jobs --trainer $BIN/train_gpt2 \
+        --work "$WORK/compact_j$jobs" >"$WORK/compact_j$jobs.log" 2>&1 ||
+        not_ok "--smoke --compact-vocab --jobs $jobs: $(tail -3 "$WORK/compact_j$jobs.log")"
+done
+n_v=$(grep -c -- "-e [^ ]*V=$VOCAB," "$WORK/compact_j2/results/commands.txt")
+[ -n "$VOCAB" ] && [ "$n_v" -ge 4 ] && ! grep -q "V=50257" "$WORK/compact_j2/results/commands.txt" &&
+    ok "--compact-vocab: every run's model has V=$VOCAB ($n_v runs)" || not_ok "--compact-vocab: V=$VOCAB in $n_v commands"
+cmp -s "$WORK/compact_j1/results/curves.csv" "$WORK/compact_j2/results/curves.csv" && [ -s "$WORK/compact_j2/results/curves.csv" ] &&
+    ok "--jobs 2 gives the curves of --jobs 1" || not_ok "--jobs 2 curves differ from --jobs 1"
+expect_error "--compact-vocab on shards made without it" "no 'vocab' line" \
+    bash bench/time_to_quality.sh --compact-vocab --prepared-data "$WORK/plain" --work "$WORK/bad" --configs a
+expect_error "--jobs 0" "jobs 0" bash bench/time_to_quality.sh --jobs 0 --dry-run
+
 checks_summary
