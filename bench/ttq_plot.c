@@ -27,20 +27,8 @@ static void write_plot(FILE *out, RunLog *logs, char **labels, int count, double
     const double per_million = tokens_per_step / 1e6;
     PlotAxis x_axis = plot_axis(x_low * per_million, x_high * per_million, 8, 0);
     PlotAxis y_axis = plot_axis(y_low, y_high, 7, 0);
-    const double right = PLOT_LEFT + PLOT_AREA_WIDTH, bottom = PLOT_TOP + PLOT_AREA_HEIGHT;
-    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 "
-            "%d %d\" font-family=\"DejaVu Sans, Arial, Helvetica, sans-serif\" font-size=\"13\" "
-            "class=\"" TTQ_PLOT_MARK "\">\n",
-            PLOT_WIDTH, PLOT_HEIGHT, PLOT_WIDTH, PLOT_HEIGHT);
-    fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", PLOT_WIDTH, PLOT_HEIGHT);
-    fprintf(out,
-            "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"16\" "
-            "font-weight=\"bold\">",
-            PLOT_WIDTH / 2);
-    svg_put_text(out, title);
-    fputs("</text>\n", out);
+    const double right = PLOT_LEFT + PLOT_AREA_WIDTH;
+    svg_begin(out, TTQ_PLOT_MARK, 24, 16, "", title);
     fprintf(out,
             "<g id=\"plot\" data-left=\"%.17g\" data-top=\"%.17g\" data-width=\"%.17g\" "
             "data-height=\"%.17g\" data-x-min=\"%.17g\" data-x-max=\"%.17g\" data-y-min=\"%.17g\" "
@@ -48,63 +36,14 @@ static void write_plot(FILE *out, RunLog *logs, char **labels, int count, double
             PLOT_LEFT, PLOT_TOP, PLOT_AREA_WIDTH, PLOT_AREA_HEIGHT, x_axis.min, x_axis.max,
             y_axis.min, y_axis.max, tokens_per_step);
     fputs("<g class=\"axes\" stroke=\"#dddddd\" stroke-width=\"1\">\n", out);
-    char label[64];
-    for (int i = 0; i <= 100; i++) {
-        double v = x_axis.min + i * x_axis.tick;
-        if (v > x_axis.max + x_axis.tick * 1e-6) break;
-        double x = plot_x(&x_axis, v);
-        plot_tick_label(&x_axis, v, label, sizeof(label));
-        fprintf(out,
-                "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n<text class=\"x-tick\" "
-                "x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" stroke=\"none\" "
-                "fill=\"#333333\">%s</text>\n",
-                x, PLOT_TOP, x, bottom, x, bottom + 18, label);
-    }
-    for (int i = 0; i <= 100; i++) {
-        double v = y_axis.min + i * y_axis.tick;
-        if (v > y_axis.max + y_axis.tick * 1e-6) break;
-        double y = plot_y(&y_axis, v);
-        plot_tick_label(&y_axis, v, label, sizeof(label));
-        fprintf(out,
-                "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n<text class=\"y-tick\" "
-                "x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" stroke=\"none\" "
-                "fill=\"#333333\">%s</text>\n",
-                PLOT_LEFT, y, right, y, PLOT_LEFT - 8, y + 4, label);
-    }
+    svg_grid(out, &x_axis, &y_axis, 0);
     fputs("</g>\n", out);
-    fprintf(out,
-            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
-            "stroke=\"#333333\"/>\n",
-            PLOT_LEFT, PLOT_TOP, PLOT_AREA_WIDTH, PLOT_AREA_HEIGHT);
-    fprintf(out,
-            "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">tokens seen (millions)</text>\n",
-            PLOT_LEFT + PLOT_AREA_WIDTH / 2, bottom + 42);
-    fprintf(out,
-            "<text x=\"22\" y=\"%.2f\" text-anchor=\"middle\" transform=\"rotate(-90 22 %.2f)\">"
-            "val loss</text>\n",
-            PLOT_TOP + PLOT_AREA_HEIGHT / 2, PLOT_TOP + PLOT_AREA_HEIGHT / 2);
+    svg_frame(out, "tokens seen (millions)", "val loss");
     for (int i = 0; i < count; i++) {
-        const LogSeries *s = &logs[i].val;
-        fprintf(out, "<g class=\"series\" id=\"series%d\" data-label=\"", i);
-        svg_put_text(out, labels[i]);
-        fprintf(out, "\" data-malformed-lines=\"%zu\">\n", logs[i].malformed);
-        fprintf(out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" data-steps=\"",
-                series_colors[i]);
-        for (size_t k = 0; k < s->count; k++) fprintf(out, "%s%d", k ? " " : "", s->steps[k]);
-        fputs("\" data-values=\"", out);
-        for (size_t k = 0; k < s->count; k++) fprintf(out, "%s%s", k ? " " : "", s->texts[k]);
-        fputs("\" points=\"", out);
-        for (size_t k = 0; k < s->count; k++) {
-            fprintf(out, "%s%.2f,%.2f", k ? " " : "", plot_x(&x_axis, s->steps[k] * per_million),
-                    plot_y(&y_axis, s->values[k]));
-        }
-        fputs("\"/>\n", out);
-        for (size_t k = 0; k < s->count; k++) {
-            fprintf(out, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n",
-                    plot_x(&x_axis, s->steps[k] * per_million), plot_y(&y_axis, s->values[k]),
-                    series_colors[i]);
-        }
-        fputs("</g>\n", out);
+        char id[32];
+        snprintf(id, sizeof(id), "series%d", i);
+        svg_series(out, &logs[i].val, id, labels[i], series_colors[i], "", 1, per_million, &x_axis,
+                   &y_axis, "y");
     }
     // legend: top right inside the plot, where falling loss curves leave room
     fputs("<g class=\"legend\">\n", out);

@@ -262,12 +262,81 @@ static inline void svg_put_text(FILE *out, const char *text) {
     }
 }
 
+// The opening of every llmc plot: XML declaration, <svg> whose class is mark (report_may_write
+// replaces only a file that carries it), white background, and the bold title (prefix, then the
+// escaped title) centred at title_y.
+static inline void svg_begin(FILE *out, const char *mark, int title_y, int title_size,
+                             const char *title_prefix, const char *title) {
+    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 "
+            "%d %d\" font-family=\"DejaVu Sans, Arial, Helvetica, sans-serif\" font-size=\"13\" "
+            "class=\"%s\">\n",
+            PLOT_WIDTH, PLOT_HEIGHT, PLOT_WIDTH, PLOT_HEIGHT, mark);
+    fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", PLOT_WIDTH, PLOT_HEIGHT);
+    fprintf(out,
+            "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"%d\" "
+            "font-weight=\"bold\">%s",
+            PLOT_WIDTH / 2, title_y, title_size, title_prefix);
+    svg_put_text(out, title);
+    fputs("</text>\n", out);
+}
+
+// Grid lines and tick labels of the x and y axes (x labels as whole numbers when x_whole).
+static inline void svg_grid(FILE *out, const PlotAxis *x_axis, const PlotAxis *y_axis,
+                            int x_whole) {
+    const double right = PLOT_LEFT + PLOT_AREA_WIDTH, bottom = PLOT_TOP + PLOT_AREA_HEIGHT;
+    char label[64];
+    for (int i = 0; i <= 100; i++) {
+        double v = x_axis->min + i * x_axis->tick;
+        if (v > x_axis->max + x_axis->tick * 1e-6) break;
+        double x = plot_x(x_axis, v);
+        if (x_whole)
+            snprintf(label, sizeof(label), "%.0f", v);
+        else
+            plot_tick_label(x_axis, v, label, sizeof(label));
+        fprintf(out,
+                "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n<text class=\"x-tick\" "
+                "x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" stroke=\"none\" "
+                "fill=\"#333333\">%s</text>\n",
+                x, PLOT_TOP, x, bottom, x, bottom + 18, label);
+    }
+    for (int i = 0; i <= 100; i++) {
+        double v = y_axis->min + i * y_axis->tick;
+        if (v > y_axis->max + y_axis->tick * 1e-6) break;
+        double y = plot_y(y_axis, v);
+        plot_tick_label(y_axis, v, label, sizeof(label));
+        fprintf(out,
+                "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n<text class=\"y-tick\" "
+                "x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" stroke=\"none\" "
+                "fill=\"#333333\">%s</text>\n",
+                PLOT_LEFT, y, right, y, PLOT_LEFT - 8, y + 4, label);
+    }
+}
+
+// The plot area's frame and the titles of the x axis (below) and the y axis (left, vertical).
+static inline void svg_frame(FILE *out, const char *x_title, const char *y_title) {
+    fprintf(out,
+            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+            "stroke=\"#333333\"/>\n",
+            PLOT_LEFT, PLOT_TOP, PLOT_AREA_WIDTH, PLOT_AREA_HEIGHT);
+    fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%s</text>\n",
+            PLOT_LEFT + PLOT_AREA_WIDTH / 2, PLOT_TOP + PLOT_AREA_HEIGHT + 42, x_title);
+    fprintf(out,
+            "<text x=\"22\" y=\"%.2f\" text-anchor=\"middle\" transform=\"rotate(-90 22 %.2f)\">"
+            "%s</text>\n",
+            PLOT_TOP + PLOT_AREA_HEIGHT / 2, PLOT_TOP + PLOT_AREA_HEIGHT / 2, y_title);
+}
+
+// One series as a polyline (with circles when markers) that keeps main.log's steps and value
+// texts; x = step * x_per_step on x_axis (1 for steps, tokens a step / 1e6 for millions of tokens).
 static inline void svg_series(FILE *out, const LogSeries *s, const char *id, const char *label,
-                              const char *color, const char *dash, int markers,
+                              const char *color, const char *dash, int markers, double x_per_step,
                               const PlotAxis *x_axis, const PlotAxis *y_axis, const char *axis) {
     if (s->count == 0) return;
-    fprintf(out, "<g class=\"series\" id=\"%s\" data-label=\"%s\" data-axis=\"%s\">\n", id, label,
-            axis);
+    fprintf(out, "<g class=\"series\" id=\"%s\" data-label=\"", id);
+    svg_put_text(out, label);
+    fprintf(out, "\" data-axis=\"%s\">\n", axis);
     fprintf(out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s%s%s data-steps=\"",
             color, dash[0] ? " stroke-dasharray=\"" : "", dash, dash[0] ? "\"" : "");
     for (size_t i = 0; i < s->count; i++) fprintf(out, "%s%d", i ? " " : "", s->steps[i]);
@@ -275,14 +344,14 @@ static inline void svg_series(FILE *out, const LogSeries *s, const char *id, con
     for (size_t i = 0; i < s->count; i++) fprintf(out, "%s%s", i ? " " : "", s->texts[i]);
     fputs("\" points=\"", out);
     for (size_t i = 0; i < s->count; i++) {
-        fprintf(out, "%s%.2f,%.2f", i ? " " : "", plot_x(x_axis, s->steps[i]),
+        fprintf(out, "%s%.2f,%.2f", i ? " " : "", plot_x(x_axis, s->steps[i] * x_per_step),
                 plot_y(y_axis, s->values[i]));
     }
     fputs("\"/>\n", out);
     if (markers) {
         for (size_t i = 0; i < s->count; i++) {
             fprintf(out, "<circle class=\"marker\" cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"%s\"/>\n",
-                    plot_x(x_axis, s->steps[i]), plot_y(y_axis, s->values[i]), color);
+                    plot_x(x_axis, s->steps[i] * x_per_step), plot_y(y_axis, s->values[i]), color);
         }
     }
     fputs("</g>\n", out);
@@ -314,21 +383,9 @@ static inline void report_write_svg(FILE *out, const RunLog *log, const char *ti
     PlotAxis y_axis = plot_axis(loss_low, loss_high, 7, 0);
     PlotAxis y2_axis = plot_axis(acc_low, acc_high, 7, 0);
     int has_eval = eval->count > 0;
-    const double right = PLOT_LEFT + PLOT_AREA_WIDTH, bottom = PLOT_TOP + PLOT_AREA_HEIGHT;
+    const double right = PLOT_LEFT + PLOT_AREA_WIDTH;
 
-    fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 "
-            "%d %d\" font-family=\"DejaVu Sans, Arial, Helvetica, sans-serif\" font-size=\"13\" "
-            "class=\"" REPORT_SVG_MARK "\">\n",
-            PLOT_WIDTH, PLOT_HEIGHT, PLOT_WIDTH, PLOT_HEIGHT);
-    fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", PLOT_WIDTH, PLOT_HEIGHT);
-    fprintf(out,
-            "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"17\" "
-            "font-weight=\"bold\">Loss: ",
-            PLOT_WIDTH / 2);
-    svg_put_text(out, title);
-    fputs("</text>\n", out);
+    svg_begin(out, REPORT_SVG_MARK, 28, 17, "Loss: ", title);
     // the mapping from data to pixels: x = left + (step - x-min) / (x-max - x-min) * width,
     // y = top + (y-max - value) / (y-max - y-min) * height (y2 for the right axis)
     fprintf(out,
@@ -343,30 +400,7 @@ static inline void report_write_svg(FILE *out, const RunLog *log, const char *ti
     fprintf(out, " data-malformed-lines=\"%zu\">\n", log->malformed);
     // grid, ticks and their labels
     fputs("<g class=\"axes\" stroke=\"#dddddd\" stroke-width=\"1\">\n", out);
-    for (int i = 0; i <= 100; i++) {
-        double v = x_axis.min + i * x_axis.tick;
-        if (v > x_axis.max + x_axis.tick * 1e-6) break;
-        double x = plot_x(&x_axis, v);
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", x, PLOT_TOP, x,
-                bottom);
-        fprintf(out,
-                "<text class=\"x-tick\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" "
-                "stroke=\"none\" fill=\"#333333\">%.0f</text>\n",
-                x, bottom + 18, v);
-    }
-    for (int i = 0; i <= 100; i++) {
-        double v = y_axis.min + i * y_axis.tick;
-        if (v > y_axis.max + y_axis.tick * 1e-6) break;
-        double y = plot_y(&y_axis, v);
-        fprintf(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", PLOT_LEFT, y,
-                right, y);
-        char label[64];
-        plot_tick_label(&y_axis, v, label, sizeof(label));
-        fprintf(out,
-                "<text class=\"y-tick\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" stroke=\"none\" "
-                "fill=\"#333333\">%s</text>\n",
-                PLOT_LEFT - 8, y + 4, label);
-    }
+    svg_grid(out, &x_axis, &y_axis, 1);
     if (has_eval) {
         for (int i = 0; i <= 100; i++) {
             double v = y2_axis.min + i * y2_axis.tick;
@@ -380,16 +414,7 @@ static inline void report_write_svg(FILE *out, const RunLog *log, const char *ti
         }
     }
     fputs("</g>\n", out);
-    fprintf(out,
-            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
-            "stroke=\"#333333\"/>\n",
-            PLOT_LEFT, PLOT_TOP, PLOT_AREA_WIDTH, PLOT_AREA_HEIGHT);
-    fprintf(out, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">step</text>\n",
-            PLOT_LEFT + PLOT_AREA_WIDTH / 2, bottom + 42);
-    fprintf(out,
-            "<text x=\"22\" y=\"%.2f\" text-anchor=\"middle\" transform=\"rotate(-90 22 %.2f)\">"
-            "loss</text>\n",
-            PLOT_TOP + PLOT_AREA_HEIGHT / 2, PLOT_TOP + PLOT_AREA_HEIGHT / 2);
+    svg_frame(out, "step", "loss");
     if (has_eval) {
         double x = PLOT_WIDTH - 14.0, y = PLOT_TOP + PLOT_AREA_HEIGHT / 2;
         fprintf(out,
@@ -397,11 +422,11 @@ static inline void report_write_svg(FILE *out, const RunLog *log, const char *ti
                 "transform=\"rotate(90 %.2f %.2f)\">HellaSwag accuracy</text>\n",
                 x, y, x, y);
     }
-    svg_series(out, train, "train", "train loss", "#1f77b4", "", train->count == 1, &x_axis,
+    svg_series(out, train, "train", "train loss", "#1f77b4", "", train->count == 1, 1, &x_axis,
                &y_axis, "y");
-    svg_series(out, val, "val", "val loss", "#ff7f0e", "", 1, &x_axis, &y_axis, "y");
-    svg_series(out, eval, "eval", "HellaSwag accuracy (right axis)", "#2ca02c", "6 3", 1, &x_axis,
-               &y2_axis, "y2");
+    svg_series(out, val, "val", "val loss", "#ff7f0e", "", 1, 1, &x_axis, &y_axis, "y");
+    svg_series(out, eval, "eval", "HellaSwag accuracy (right axis)", "#2ca02c", "6 3", 1, 1,
+               &x_axis, &y2_axis, "y2");
     if (!has_points) {
         fprintf(out,
                 "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" fill=\"#888888\">no trl, tel "
