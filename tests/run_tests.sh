@@ -399,8 +399,12 @@ hostile_input_sections() {
 # The sanitized pass ends here, after sections 11-13 and 16: every report is a failure. Sections 8-10
 # run the CUDA trainer (the emulation has its own AddressSanitizer builds, section 8).
 if [ "${LLMC_SANITIZE:-0}" = 1 ]; then
+    section_mark "11-13"
     hostile_input_sections
+    section_mark "16"
     sub_suite hf "$WORK/hf.log" bash tests/test_hf.sh "$WORK" # section 16
+    section_mark end
+    echo "section times:$SECTION_TIMES"
     reports=$(find "$WORK/sanitizer" -type f | sort)
     if [ -z "$reports" ]; then
         ok "no AddressSanitizer, LeakSanitizer or UBSan report from any program of sections 0-7, 11-13 and 16"
@@ -807,6 +811,7 @@ section_mark "15"
 #     outputs; every check counts here, and any sanitizer report fails.
 sub_suite sanitized "$WORK/sanitized.log" env LLMC_SANITIZE=1 LLMC_TEST_START= \
     LLMC_TEST_DIR="$WORK/sanitized" LLMC_REFERENCE_DIR="$WORK" bash tests/run_tests.sh
+grep "^section times:" "$WORK/sanitized.log" | sed 's/^/sanitized pass: /'
 
 section_mark "16"
 # ---------------------------------------------------------------------------------------------
