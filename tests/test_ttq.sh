@@ -244,7 +244,7 @@ n_v=$(grep -c -- "-e [^ ]*V=$VOCAB," "$WORK/compact_j2/results/commands.txt")
 cmp -s "$WORK/compact_j1/results/curves.csv" "$WORK/compact_j2/results/curves.csv" && [ -s "$WORK/compact_j2/results/curves.csv" ] &&
     ok "--jobs 2 gives the curves of --jobs 1" || not_ok "--jobs 2 curves differ from --jobs 1"
 expect_error "--compact-vocab on shards made without it" "no 'vocab' line" \
-    bash bench/time_to_quality.sh --compact-vocab --prepared-data "$WORK/plain" --work "$WORK/bad" --configs a
+    bash bench/time_to_quality.sh --compact-vocab --prepared-data "$WORK/plain" --work "$WORK/bad" --out "$WORK/bad/results" --configs a
 expect_error "--jobs 0" "jobs 0" bash bench/time_to_quality.sh --jobs 0 --dry-run
 
 checks_summary
