@@ -1448,13 +1448,22 @@ static int test_state_outlier_history(void) {
     return 1;
 }
 
+// Shapes whose Muon ranges at P=4 tests/test_muon.sh trains: the llama's fcw (131072) is more
+// than twice S=66328, so the cuts 2S and 3S both move to its end and rank 2's range is empty;
+// the GPT-2's wte+wpe (68096) hold ranks 0 and 1, which own no Muon matrix.
+#define ZERO_EMPTY_RANGE_MODEL "arch=llama,L=1,C=32,NH=4,KV=2,V=1000,maxT=64,ffn=2048"
+#define ZERO_NO_MATRIX_MODEL "L=1,C=64,NH=4,V=1000,maxT=64"
+
 // ZeRO-1's ranges (llmc/zero_shards.h): with AdamW r*S; with Muon every matrix on exactly one
 // rank, the ranges tiling [0, padded) in order, each within one matrix of S.
 static int test_zero_shard_ranges(void) {
     const char *models[] = {"d12", "L=2,C=64,NH=4,V=1000,maxT=64",
-                            "arch=llama,L=3,C=128,NH=4,KV=2,V=1000,maxT=64"};
-    const int counts[] = {1, 2, 3, 8, 64};
-    for (int m = 0; m < 3; m++) {
+                            "arch=llama,L=3,C=128,NH=4,KV=2,V=1000,maxT=64", ZERO_EMPTY_RANGE_MODEL,
+                            ZERO_NO_MATRIX_MODEL};
+    const int counts[] = {1, 2, 3, 4, 8, 64};
+    const int num_models = sizeof(models) / sizeof(models[0]);
+    const int num_counts = sizeof(counts) / sizeof(counts[0]);
+    for (int m = 0; m < num_models; m++) {
         GPT2Config config;
         CHECK(gpt2_config_from_descriptor(models[m], &config) == 1, "%s", models[m]);
         size_t n = gpt2_num_parameters(&config), largest = 0;
@@ -1466,7 +1475,7 @@ static int test_zero_shard_ranges(void) {
             size_t size = (size_t)shape.rows * shape.cols;
             if (size > largest) largest = size;
         }
-        for (int c = 0; c < 5; c++) {
+        for (int c = 0; c < num_counts; c++) {
             int P = counts[c];
             size_t padded = (n + P - 1) / P * P, S = padded / P, offsets[65];
             zero_shard_ranges(&config, padded, P, 0, offsets);
@@ -1497,6 +1506,27 @@ static int test_zero_shard_ranges(void) {
                   total_matrices);
         }
     }
+    // the two edge cases at P=4: an empty range, and non-empty ranges without a Muon matrix
+    GPT2Config config;
+    size_t offsets[5], elements;
+    int matrices, empty = -1, without_matrix = 0;
+    gpt2_config_from_descriptor(ZERO_EMPTY_RANGE_MODEL, &config);
+    zero_shard_ranges(&config, gpt2_num_parameters(&config), 4, 1, offsets); // n = 4 * 66328
+    for (int r = 0; r < 4; r++) {
+        if (offsets[r] == offsets[r + 1]) empty = r;
+    }
+    CHECK(empty == 2 && offsets[2] == 166976,
+          "%s P=4: rank %d empty at %zu, expected rank 2 at "
+          "166976",
+          ZERO_EMPTY_RANGE_MODEL, empty, offsets[2]);
+    gpt2_config_from_descriptor(ZERO_NO_MATRIX_MODEL, &config);
+    zero_shard_ranges(&config, gpt2_num_parameters(&config), 4, 1, offsets); // n = 4 * 29936
+    for (int r = 0; r < 4; r++) {
+        zero_shard_muon_matrices(&config, offsets[r], offsets[r + 1], &matrices, &elements);
+        if (offsets[r] < offsets[r + 1] && matrices == 0) without_matrix++;
+    }
+    CHECK(without_matrix == 2, "%s P=4: %d non-empty ranges without a Muon matrix, expected 2",
+          ZERO_NO_MATRIX_MODEL, without_matrix);
     // planted: a cut inside fcw of layer 0 is seen (d12: wte, wpe, ln1, qkvw, ...)
     GPT2Config d12;
     gpt2_config_from_descriptor("d12", &d12);
@@ -1578,7 +1608,7 @@ int main(int argc, char **argv) {
     run_check("state file keeps the outlier detector's history (header[50..52], after the loader)",
               test_state_outlier_history);
     run_check("ZeRO-1 ranges: equal with AdamW; with Muon each matrix on one rank, cuts within a "
-              "matrix of r*S",
+              "matrix of r*S; an empty range and ranges without a matrix at P=4",
               test_zero_shard_ranges);
 
     printf("%d passed, %d failed\n", num_passed, num_failed);
