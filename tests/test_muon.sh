@@ -9,7 +9,8 @@
 # bf16) against the same references and the planted bug, train_gpt2cu on the shards, 2 ranks
 # (ZeRO-0) against 1, 2 ranks with -z 1 (each Muon matrix on one rank) == -z 0 bit for bit (fp32,
 # bf16, a bf16 llama), a planted skipped broadcast, -z 1 resume bit for bit and refused with 1 rank
-# or -z 0. Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+# or -z 0; 4 ranks with -z 1 == -z 0 where a rank's range is empty or holds no Muon matrix (fp32,
+# bf16, a planted skipped broadcast, resume). Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
@@ -359,6 +360,71 @@ if command -v mpirun >/dev/null; then
         ok "resume of a Muon -z 1 checkpoint with -z 0 is refused, naming header[6]"
     else
         not_ok "Muon -z mismatch on resume: no clear error (see $WORK/z1_as_z0.log)"
+    fi
+    # 4 ranks, where the cuts leave a rank nothing (tests/test_units.c checks these ranges): the
+    # llama's fcw (131072) is over twice S=66328, so the cuts 2S and 3S both move to its end and
+    # rank 2's range is empty; the GPT-2's wte+wpe hold ranks 0 and 1, which own no Muon matrix
+    # (AdamW only). Each with -z 1 == -z 0 bit for bit, clipping active (norms ~0.9 and ~2 >
+    # --grad-clip 0.5), fp32 and bf16; the empty rank's state file (a header only) resumes too.
+    EMPTY_RANGE_MODEL="arch=llama,L=1,C=32,NH=4,KV=2,V=1000,maxT=64,ffn=2048"
+    NO_MATRIX_MODEL="L=1,C=64,NH=4,V=1000,maxT=64"
+    P4_FLAGS=(-v 0 -s 0 -x 4 -n 2 --optimizer muon)
+    for variant in "empty-fp32|$CU|$EMPTY_RANGE_MODEL" "empty-bf16|$CU16|$EMPTY_RANGE_MODEL" \
+        "nomatrix-fp32|$CU|$NO_MATRIX_MODEL" "nomatrix-bf16|$CU16|$NO_MATRIX_MODEL"; do
+        IFS='|' read -r name bin model <<<"$variant"
+        # shellcheck disable=SC2086
+        if run "p4_${name}_z0" "${MPI_RUN[@]}" -np 4 "$bin" -e "$model" "${P4_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+            $TRAIN_FLAGS -b 1 --grad-clip 0.5 -z 0 -o "$WORK/p4_${name}_z0" &&
+            run "p4_${name}_z1" "${MPI_RUN[@]}" -np 4 "$bin" -e "$model" "${P4_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+                $TRAIN_FLAGS -b 1 --grad-clip 0.5 -z 1 -o "$WORK/p4_${name}_z1" &&
+            cmp -s "$WORK/p4_${name}_z0/model_00000004.bin" "$WORK/p4_${name}_z1/model_00000004.bin" &&
+            cmp -s "$WORK/p4_${name}_z0/main.log" "$WORK/p4_${name}_z1/main.log"; then
+            ok "train_gpt2cu (${name#*-}, emulated) Muon -z 1 on 4 ranks, ${name%-*} case: == -z 0, model and main.log bit-identical"
+        else
+            not_ok "train_gpt2cu Muon -z 1 on 4 ranks, $name: differs from -z 0 or failed (see $WORK/p4_${name}_z0.log, p4_${name}_z1.log)"
+        fi
+    done
+    # the memory plan shows the cases the checks above are meant to cover
+    if grep -q "rank 2 owns parameters \[166976, 166976): .* 0 whole Muon matrices" "$WORK/p4_empty-fp32_z1.log" &&
+        [ "$(grep -c "rank [01] owns parameters \[[0-9]*, [1-9][0-9]*): .* 0 whole Muon matrices" \
+            "$WORK/p4_nomatrix-fp32_z1.log")" -eq 2 ]; then
+        ok "ZeRO-1 with Muon on 4 ranks: the memory plans show an empty range (llama) and 2 ranges without a Muon matrix (GPT-2)"
+    else
+        not_ok "ZeRO-1 with Muon on 4 ranks: the ranges are not the edge cases meant (see $WORK/p4_empty-fp32_z1.log, p4_nomatrix-fp32_z1.log)"
+    fi
+    # planted: skipping rank 3's broadcast (it owns the llama's fcprojw) must change the model
+    # shellcheck disable=SC2086
+    if run p4_planted "${MPI_RUN[@]}" -np 4 -x LLMC_PLANT_ZERO_MUON=skip-broadcast "$CU" -e "$EMPTY_RANGE_MODEL" \
+        "${P4_FLAGS[@]}" -i "$WORK/train_00*.bin" $TRAIN_FLAGS -b 1 --grad-clip 0.5 -z 1 -o "$WORK/p4_planted" &&
+        [ -f "$WORK/p4_planted/model_00000004.bin" ]; then
+        if cmp -s "$WORK/p4_empty-fp32_z0/model_00000004.bin" "$WORK/p4_planted/model_00000004.bin"; then
+            not_ok "a 4-rank ZeRO-1 Muon step without rank 3's broadcast still equals -z 0"
+        else
+            ok "(planted) 4-rank ZeRO-1 Muon without rank 3's broadcast: the model differs from -z 0's"
+        fi
+    else
+        not_ok "planted 4-rank skip-broadcast run (see $WORK/p4_planted.log)"
+    fi
+    # resume (bf16, the empty rank's header-only state file included): 4 steps == 2 + resume + 2
+    PA=$WORK/p4_empty-bf16_z1
+    PB=$WORK/p4_resume
+    # shellcheck disable=SC2086
+    if [ -f "$PA/model_00000004.bin" ] && mkdir -p "$PB" &&
+        cp "$PA/model_00000002.bin" "$PA"/state_00000002_*.bin "$PA/DONE_00000002" "$PB/" &&
+        run p4_resume "${MPI_RUN[@]}" -np 4 "$CU16" -e "$EMPTY_RANGE_MODEL" "${P4_FLAGS[@]}" -i "$WORK/train_00*.bin" \
+            $TRAIN_FLAGS -b 1 --grad-clip 0.5 -z 1 -o "$PB" -y 1; then
+        differing=""
+        for r in 0 1 2 3; do
+            cmp -s "$PA/state_00000004_0000$r.bin" "$PB/state_00000004_0000$r.bin" || differing="$differing $r"
+        done
+        if grep -q "resume: from step 2" "$WORK/p4_resume.log" &&
+            cmp -s "$PA/model_00000004.bin" "$PB/model_00000004.bin" && [ -z "$differing" ]; then
+            ok "train_gpt2cu (bf16, emulated) Muon -z 1 on 4 ranks with an empty range: 4 steps == 2 + resume + 2 (model, 4 state files bit-identical)"
+        else
+            not_ok "Muon -z 1 resume on 4 ranks with an empty range: differs (state files of ranks:${differing:- none}; see $WORK/p4_resume.log)"
+        fi
+    else
+        not_ok "Muon -z 1 resume on 4 ranks with an empty range did not run (see $WORK/p4_empty-bf16_z1.log, p4_resume.log)"
     fi
 else
     not_ok "mpirun not found: Muon's data parallel checks not run"
