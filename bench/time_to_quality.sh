@@ -287,6 +287,11 @@ if [ "$ANALYZE_ONLY" = 0 ]; then
 fi
 [ "$DRY_RUN" = 1 ] && exit 0
 
+# every run's main.log beside the results (a few KB each), so the numbers can be checked again
+mkdir -p "$OUT/logs"
+for log in "$RUNS"/*_lr*/main.log; do
+    [ -f "$log" ] && cp "$log" "$OUT/logs/$(basename "$(dirname "$log")").log"
+done
 "$PYTHON" bench/ttq.py analyze --runs "$RUNS" --out "$OUT" --tokens-per-step "$D" --configs "$CONFIGS" \
     >"$OUT/analyze.log" 2>&1 || { cat "$OUT/analyze.log"; die "bench/ttq.py analyze failed"; }
 
@@ -319,7 +324,7 @@ PARAMS=$("$PYTHON" bench/ttq.py params "$MODEL_A" "$MODEL_B")
     echo
     cat "$OUT/sweep.md"
     echo
-    echo "Plot: loss_vs_tokens.svg. Curves of every run: curves.csv. Commands: commands.txt."
+    echo "Plot: loss_vs_tokens.svg. Curves of every run: curves.csv. Each run's main.log: logs/. Commands: commands.txt."
     echo
     echo "### Time"
     echo

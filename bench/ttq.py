@@ -14,9 +14,9 @@
   compact --dir DIR
           renumbers the tokens of DIR's ttq shards densely, 0..V-1 in the order of GPT-2's ids (so
           <|endoftext|>, GPT-2's largest, is V-1), over the ids that occur in train or val; writes
-          DIR/vocab_map.tsv (new id, GPT-2 id) and "vocab V" to DIR/tokens.txt. A model with V rows
-          computes the same loss as one with 50257 whose absent rows never win probability mass,
-          at a fraction of the output layer's cost (bench/time_to_quality.sh --compact-vocab).
+          DIR/vocab_map.tsv (new id, GPT-2 id) and "vocab V" to DIR/tokens.txt. Its models need no
+          output rows for ids that never occur (at V=50257 they would only learn to take no
+          probability), at a fraction of the output layer's cost (time_to_quality.sh --compact-vocab).
 
 The split (corpus): each source is a list of documents in file order (tinyshakespeare: the text
 between blank lines, as llm.c's tinyshakespeare.py; GSM8K: question, newline, answer; Code

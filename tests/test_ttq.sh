@@ -134,6 +134,11 @@ configs=$(sed -n 's/.*configs run: //p' "$R/summary.md")
 runs=$(ls -d "$WORK"/smoke/runs/*_lr*/ 2>/dev/null | wc -l)
 [ "$runs" = $((2 * $(echo "$configs" | tr ',' '\n' | wc -l))) ] && ok "2 runs per config ($configs)" ||
     not_ok "$runs runs for configs '$configs'"
+copied=0
+for log in "$WORK"/smoke/runs/*_lr*/main.log; do
+    cmp -s "$log" "$R/logs/$(basename "$(dirname "$log")").log" && copied=$((copied + 1))
+done
+[ "$copied" = "$runs" ] && ok "results/logs/ holds each run's main.log ($copied)" || not_ok "results/logs/: $copied of $runs main.logs"
 # each run: val at steps 0, 5, 10, 15, 20 (-v 5, -x 20); curves.csv holds them all
 points=$(grep -c "^a," "$R/curves.csv")
 [ "$points" = 10 ] && ok "curves.csv: (a) 2 runs x 5 val points" || not_ok "curves.csv: (a) has $points points, want 10"
