@@ -36,7 +36,8 @@
 #                        which takes (b)'s best AdamW lr; N * --threads should not exceed the cores
 #   --compact-vocab      renumber the data's tokens densely (bench/ttq_data.sh --compact-vocab) and
 #                        give every model V = the ids that occur (23656 of 50257 for the full data):
-#                        the same val loss, the output layer at under half the cost (a CPU budget)
+#                        the output layer at under half the cost (a CPU budget); losses run a
+#                        little lower early on, the same for every config (README)
 #   --keep-checkpoints   keep each run's final checkpoint (default: deleted, they are ~0.2-0.6 GB)
 #   --analyze-only       only read the runs in WORK/runs and write the results
 #   --dry-run            print the commands, run nothing

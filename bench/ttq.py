@@ -109,8 +109,9 @@ def command_corpus(args):
             fail(f"{path}: {len(docs)} documents, need at least 2 for a train/val split")
         n_val = max(1, math.ceil(args.val_fraction * len(docs)))
         n_train = len(docs) - n_val
-        train += [(hashlib.sha256(f"{name}:{i}".encode()).hexdigest(), d) for i, d in enumerate(docs[:n_train])]
-        val += [(hashlib.sha256(f"{name}:{i}".encode()).hexdigest(), d) for i, d in enumerate(docs) if i >= n_train]
+        keyed = [(hashlib.sha256(f"{name}:{i}".encode()).hexdigest(), d) for i, d in enumerate(docs)]
+        train += keyed[:n_train]
+        val += keyed[n_train:]
         rows.append((name, relative, n_train, n_val, sum(map(len, docs[:n_train])), sum(map(len, docs[n_train:]))))
     train.sort()
     val.sort()  # interleaved too: a --val-batches prefix of val samples every source
@@ -397,8 +398,10 @@ def command_compact(args):
         os.replace(path + ".tmp", path)
     with open(os.path.join(args.dir, "vocab_map.tsv"), "w") as f:
         f.write("".join(f"{new}\t{old}\n" for new, old in enumerate(used)))
-    with open(os.path.join(args.dir, "tokens.txt"), "a") as f:
-        f.write(f"vocab {len(used)}\n")
+    counts_path = os.path.join(args.dir, "tokens.txt")  # one "vocab" line, however often this runs
+    lines = open(counts_path).readlines() if os.path.exists(counts_path) else []
+    with open(counts_path, "w") as f:
+        f.write("".join(line for line in lines if not line.startswith("vocab ")) + f"vocab {len(used)}\n")
     print(f"compact vocab: {len(used)} of GPT-2's 50257 ids occur in {len(names)} shards; renumbered "
           f"0..{len(used) - 1} (map: {os.path.join(args.dir, 'vocab_map.tsv')})")
 

@@ -428,8 +428,6 @@ static inline void hf_safetensors_close(HfSafetensors *st) {
     mmap_file_close(&st->file);
 }
 
-// One tensor's entry of the JSON header: checks its dtype (F32, BF16 or F16), its shape (rank
-// dims) and its data_offsets (count * element size bytes within the buffer); returns its bytes.
 // A header entry is an object with a string dtype (checked before a tensor's name decides whether
 // it is read at all, so that a malformed entry is refused either way).
 static inline void hf_tensor_entry_check(const char *path, const char *full_name,
@@ -444,6 +442,8 @@ static inline void hf_tensor_entry_check(const char *path, const char *full_name
     }
 }
 
+// One tensor's entry of the JSON header: checks its dtype (F32, BF16 or F16), its shape (rank
+// dims) and its data_offsets (count * element size bytes within the buffer); returns its bytes.
 static inline const uint8_t *hf_tensor_data(const HfSafetensors *st, const char *full_name,
                                             json_object *entry, int rank, const size_t dims[2],
                                             int *element_bytes_out, int *is_bf16) {
