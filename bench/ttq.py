@@ -384,6 +384,8 @@ def read_shard(path):
 
 
 def command_compact(args):
+    if not os.path.isdir(args.dir):
+        fail(f"{args.dir}: not a directory (--dir names bench/ttq_data.sh's --out)")
     names = sorted(n for n in os.listdir(args.dir) if re.fullmatch(r"ttq_(train|val)_\d{6}\.bin", n))
     if not names:
         fail(f"{args.dir}: no ttq_train_*.bin / ttq_val_*.bin shards")
